@@ -1,0 +1,179 @@
+#include "cli/who.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <unordered_map>
+
+#include "importer/guest_root.h"
+#include "store/guest_path.h"
+
+namespace unify {
+
+namespace {
+
+bool is_hex(const std::string& s) {
+    return !s.empty() && s.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
+}
+
+// Lexical: "/a/./b/../c" -> "/a/c". No symlink is followed.
+std::string normalise(const std::string& p) {
+    std::vector<std::string> parts;
+    size_t i = 0;
+    while (i <= p.size()) {
+        size_t j = p.find('/', i);
+        if (j == std::string::npos) j = p.size();
+        std::string c = p.substr(i, j - i);
+        if (c == "..") {
+            if (!parts.empty()) parts.pop_back();
+        } else if (!c.empty() && c != ".") {
+            parts.push_back(c);
+        }
+        i = j + 1;
+    }
+    std::string out;
+    for (const auto& c : parts) out += "/" + c;
+    return out.empty() ? "/" : out;
+}
+
+std::optional<GuestRecord> guest_containing(const std::vector<GuestRecord>& guests,
+                                            const std::string& path) {
+    for (const auto& g : guests)
+        if (path_within(path, g.root) && path.size() > g.root.size()) return g;
+    return std::nullopt;
+}
+
+// Reports every recorded link of `id` whose path still is the object's inode.
+Result<void> verified_links(Pool& pool, Txn& txn, const ObjectId& id, WhoAnswer& ans) {
+    std::unordered_map<uint32_t, std::optional<GuestRecord>> guests;
+    std::unordered_map<uint32_t, std::optional<FileStat>> replicas;
+    std::unordered_map<uint32_t, Fd> roots;
+    Result<void> err;
+    auto r = txn.for_each_link_of_object(id, [&](const LinkRecord& l) {
+        if (!guests.count(l.guest)) {
+            auto g = txn.guest(l.guest);
+            if (!g) {
+                err = std::unexpected(g.error());
+                return false;
+            }
+            guests[l.guest] = *g;
+            if (*g) {
+                auto fd = open_dir_path((*g)->root);
+                if (fd) roots[l.guest] = std::move(*fd);
+            }
+        }
+        if (!replicas.count(l.replica)) {
+            auto st = pool.stat_object(id, l.replica);
+            if (!st) {
+                err = std::unexpected(st.error());
+                return false;
+            }
+            replicas[l.replica] = *st;
+        }
+        const auto& g = guests[l.guest];
+        const auto& obj = replicas[l.replica];
+        auto root = roots.find(l.guest);
+        if (!g || !obj || root == roots.end()) return true;
+        auto st = stat_guest_path(root->second.get(), l.path, join_path(g->root, l.path));
+        if (!st) {
+            err = std::unexpected(st.error());
+            return false;
+        }
+        if (*st && (*st)->same_inode(*obj)) ans.links.push_back({g->name, l.path});
+        return true;
+    });
+    if (!r) return r;
+    return err;
+}
+
+}  // namespace
+
+Result<WhoAnswer> who(Pool& pool, const std::string& target) {
+    WhoAnswer ans;
+    auto txn_r = pool.index().read();
+    if (!txn_r) return std::unexpected(txn_r.error());
+    Txn& txn = **txn_r;
+    auto guests = txn.guests();
+    if (!guests) return std::unexpected(guests.error());
+
+    std::optional<GuestRecord> guest;
+    std::string path;
+    auto colon = target.find(':');
+    if (colon != std::string::npos && colon > 0 && target[0] != '/') {
+        auto g = txn.guest(target.substr(0, colon));
+        if (!g) return std::unexpected(g.error());
+        if (!*g) return fail("who: no guest named '" + target.substr(0, colon) + "' (see unify list)");
+        guest = *g;
+        path = normalise(target.substr(colon + 1));
+    } else if (target[0] != '/' && target[0] != '.' && is_hex(target)) {
+        if (target.size() < 8)
+            return fail("who: an object id prefix needs at least 8 hex digits: '" + target + "'");
+        std::string lower = target;
+        for (auto& c : lower) c = char(tolower(c));
+        auto ids = txn.objects_with_prefix(lower);
+        if (!ids) return std::unexpected(ids.error());
+        if (ids->empty()) return fail("who: no object id starts with " + lower);
+        if (ids->size() > 1)
+            return fail("who: " + std::to_string(ids->size()) + " objects start with " + lower +
+                        "; give more digits");
+        ans.id = ids->front();
+        ans.target = ans.id.hex();
+    } else {
+        std::string abs = target;
+        if (abs[0] != '/') {
+            char* cwd = getcwd(nullptr, 0);
+            abs = std::string(cwd ? cwd : "/") + "/" + target;
+            free(cwd);
+        }
+        abs = normalise(abs);
+        guest = guest_containing(*guests, abs);
+        if (!guest) {  // the admin's own path may run through a symlink outside the guests
+            auto slash = abs.rfind('/');
+            char* real = realpath(slash == 0 ? "/" : abs.substr(0, slash).c_str(), nullptr);
+            if (real) {
+                abs = join_path(real, abs.substr(slash + 1));
+                free(real);
+                guest = guest_containing(*guests, abs);
+            }
+        }
+        if (!guest) return fail("who: " + target + " is not inside a registered guest root (see unify list)");
+        path = abs.substr(guest->root.size());
+    }
+
+    if (guest) {
+        ans.target = guest->name + ":" + path;
+        auto root = open_dir_path(guest->root);
+        if (!root) return std::unexpected(context(root.error(), "who"));
+        auto st = stat_guest_path(root->get(), path, join_path(guest->root, path));
+        if (!st) return std::unexpected(st.error());
+        if (!*st) return fail("who: " + join_path(guest->root, path) +
+                              " does not exist (or is reached through a symlink)", ENOENT);
+        auto link = txn.link(guest->id, path);
+        if (!link) return std::unexpected(link.error());
+        std::optional<FileStat> obj;
+        if (*link) {
+            auto o = pool.stat_object((*link)->id, (*link)->replica);
+            if (!o) return std::unexpected(o.error());
+            obj = *o;
+        }
+        if (!*link || !obj || !obj->same_inode(**st)) {
+            ans.why_not = !(*st)->is_reg() ? "not a regular file"
+                          : *link          ? "it was replaced or unshared since it was linked"
+                                           : "not linked to any object";
+            return ans;
+        }
+        ans.id = (*link)->id;
+    }
+    auto rec = txn.object(ans.id);
+    if (!rec) return std::unexpected(rec.error());
+    if (*rec) {
+        ans.size = (*rec)->size;
+    } else if (auto st = pool.stat_object(ans.id); st && *st) {
+        ans.size = (*st)->size;
+    }
+    if (auto r = verified_links(pool, txn, ans.id, ans); !r) return std::unexpected(r.error());
+    ans.unified = true;
+    return ans;
+}
+
+}  // namespace unify

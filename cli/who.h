@@ -1,0 +1,30 @@
+// unify who: which guests share a file. The answer comes from the index (byobject) and each
+// path is then checked against the filesystem: a path that is no longer the object's inode
+// is not reported.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "store/pool.h"
+
+namespace unify {
+
+struct WhoLink {
+    std::string guest;
+    std::string path;
+};
+
+struct WhoAnswer {
+    bool unified = false;
+    std::string target;      // as the user named it, normalised: "web1:/usr/bin/ls" or an id
+    std::string why_not;     // when !unified
+    ObjectId id;
+    uint64_t size = 0;
+    std::vector<WhoLink> links;  // verified
+};
+
+// target: a host path inside a registered guest root, NAME:/path, or an id prefix of 8+ hex.
+Result<WhoAnswer> who(Pool& pool, const std::string& target);
+
+}  // namespace unify

@@ -1,0 +1,28 @@
+// Opening a guest root: the admin's path is made canonical once, here, and from then on the
+// guest is reached only through the fd. A root must be a directory on the pool's
+// filesystem (links cannot cross filesystems), and neither may contain the other.
+#pragma once
+
+#include <string>
+
+#include "store/fd.h"
+#include "store/pool.h"
+
+namespace unify {
+
+struct GuestRoot {
+    std::string path;  // canonical
+    Fd fd;
+    FileStat st;
+};
+
+Result<GuestRoot> open_guest_root(const Pool& pool, const std::string& path);
+
+// Guest names go into messages, `NAME:/path` targets and the index: [A-Za-z0-9._-]+,
+// not starting with '-' or '.'.
+Result<void> check_guest_name(const std::string& name);
+
+// True if `inner` is `outer` or lies below it (both canonical).
+bool path_within(const std::string& inner, const std::string& outer);
+
+}  // namespace unify

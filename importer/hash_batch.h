@@ -1,0 +1,34 @@
+// The parallel pass of import: hash every file of a batch on all cores, as a plain parallel
+// loop over a pre-sized vector (no queues, no futures). Each file is opened relative to its
+// directory fd without following symlinks, and must be the same, unchanged inode before and
+// after it is read; otherwise it is marked changed and left for the next run.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "importer/walker.h"
+#include "store/hasher.h"
+#include "store/object_id.h"
+
+namespace unify {
+
+struct Hashed {
+    enum State { pending, ok, changed, unreadable, failed } state = pending;
+    ObjectId id;
+    ContentHash hash;
+    Xattrs xattrs;
+    Error error;  // when failed or unreadable
+};
+
+// One Hashed per entry, in the same order; entries with wanted[i] false stay pending. Never
+// fails as a whole: per-file errors land in Hashed::state / error.
+std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch,
+                               const std::vector<bool>& wanted, const std::string& root_shown,
+                               bool ignore_mtime, unsigned jobs);
+
+// Runs body(i) for every i in [0, n) on `jobs` threads.
+void parallel_for(size_t n, unsigned jobs, const std::function<void(size_t)>& body);
+
+}  // namespace unify

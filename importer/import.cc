@@ -1,0 +1,401 @@
+// Import, as a list of passes over bounded batches of the walk:
+//   1. open and check the root, register the guest (or check it is the same guest);
+//   2. walk a batch; sweep temporaries an interrupted run left behind;
+//   3. skip paths the index says are already linked and that still are (one statx each);
+//   4. hash the rest on all cores;
+//   5. group by object id and apply: make missing objects, link the other paths over
+//      them inside one protection window per object, record it all in one LMDB write
+//      transaction per batch.
+#include "importer/import.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <ostream>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "importer/guest_root.h"
+#include "importer/hash_batch.h"
+#include "linker/object_maker.h"
+#include "linker/replace.h"
+
+namespace unify {
+
+namespace {
+
+constexpr size_t kBatch = 4096;
+
+struct ObjectState {
+    uint32_t replica = 0;  // the replica new links go to
+    std::optional<FileStat> st;
+};
+
+class Importer {
+public:
+    Importer(Pool& pool, const ImportOptions& opt, std::ostream& log)
+        : pool_(pool), opt_(opt), log_(log) {}
+    Result<ImportSummary> run();
+
+private:
+    Result<void> register_guest();
+    Result<void> do_batch(std::vector<WalkEntry>& batch);
+    Result<void> sweep_temp(Txn& txn, const WalkEntry& e);
+    Result<bool> already_linked(Txn& txn, const WalkEntry& e);
+    Result<void> apply_group(Txn& txn, const ObjectId& id, const std::vector<size_t>& members,
+                             std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed);
+    Result<ObjectState*> object_state(Txn& txn, const ObjectId& id);
+    Result<void> record_link(Txn& txn, const WalkEntry& e, const ObjectId& id, uint32_t replica,
+                             const FileStat& obj);
+    void count_saved(const WalkEntry& e);
+    void skip_file(const WalkEntry& e, const char* reason, const std::string& detail = "");
+    std::string shown(const WalkEntry& e) const { return join_path(root_.path, e.path); }
+
+    Pool& pool_;
+    const ImportOptions& opt_;
+    std::ostream& log_;
+    GuestRoot root_;
+    GuestRecord guest_;
+    ImportSummary sum_;
+    std::unordered_map<ObjectId, ObjectState> objects_;  // this batch's view of the pool
+    std::unordered_set<ObjectId> dry_new_;               // dry run: objects it would make
+    std::unordered_map<uint64_t, uint64_t> replaced_links_;  // ino -> paths replaced
+};
+
+Result<void> Importer::register_guest() {
+    auto txn = pool_.index().write();
+    if (!txn) return std::unexpected(txn.error());
+    auto existing = (*txn)->guest(opt_.name);
+    if (!existing) return std::unexpected(existing.error());
+    auto all = (*txn)->guests();
+    if (!all) return std::unexpected(all.error());
+    for (const auto& g : *all) {
+        if (g.name == opt_.name) continue;
+        if (g.root == root_.path)
+            return fail("guest root " + root_.path + " is already registered as guest '" +
+                        g.name + "'; one root belongs to one guest name");
+        if (path_within(root_.path, g.root) || path_within(g.root, root_.path))
+            return fail("guest root " + root_.path + " overlaps the root of guest '" + g.name +
+                        "' (" + g.root + "); guest roots must not contain each other");
+    }
+    if (*existing && (*existing)->root != root_.path)
+        return fail("guest '" + opt_.name + "' is registered with root " + (*existing)->root +
+                    ", not " + root_.path + "; use another name, or `unify forget " + opt_.name +
+                    "` first");
+    guest_ = existing->value_or(GuestRecord{0, opt_.name, root_.path});
+    if (opt_.excludes) guest_.excludes = *opt_.excludes;
+    if (opt_.min_size) guest_.min_size = *opt_.min_size;
+    if (opt_.dry_run) return {};
+    if (auto r = (*txn)->put_guest(guest_); !r) return r;
+    return (*txn)->commit();
+}
+
+Result<ObjectState*> Importer::object_state(Txn& txn, const ObjectId& id) {
+    auto it = objects_.find(id);
+    if (it != objects_.end()) return &it->second;
+    ObjectState s;
+    auto rec = txn.object(id);
+    if (!rec) return std::unexpected(rec.error());
+    if (*rec) s.replica = (*rec)->replicas ? (*rec)->replicas - 1 : 0;
+    auto st = pool_.stat_object(id, s.replica);
+    if (!st) return std::unexpected(st.error());
+    if (!*st && s.replica) {  // the index knew of a replica that is gone: fall back
+        s.replica = 0;
+        st = pool_.stat_object(id, 0);
+        if (!st) return std::unexpected(st.error());
+    }
+    s.st = *st;
+    return &objects_.emplace(id, s).first->second;
+}
+
+Result<bool> Importer::already_linked(Txn& txn, const WalkEntry& e) {
+    auto rec = txn.link(guest_.id, e.path);
+    if (!rec) return std::unexpected(rec.error());
+    if (!*rec || (*rec)->ino != e.st.ino || (*rec)->size != e.st.size ||
+        (*rec)->mtime_ns != e.st.mtime_ns)
+        return false;
+    // The path is the inode the index recorded; it is linked if that inode is the object.
+    auto obj = pool_.stat_object((*rec)->id, (*rec)->replica);
+    if (!obj) return std::unexpected(obj.error());
+    return *obj && (*obj)->same_inode(e.st);
+}
+
+Result<void> Importer::record_link(Txn& txn, const WalkEntry& e, const ObjectId& id,
+                                   uint32_t replica, const FileStat& obj) {
+    LinkRecord rec{guest_.id, e.path, id, replica, obj.ino, obj.size, obj.mtime_ns, obj.ctime_ns};
+    return txn.put_link(rec);
+}
+
+void Importer::count_saved(const WalkEntry& e) {
+    // A path hard-linked elsewhere frees its blocks only when its last link is replaced.
+    if (++replaced_links_[e.st.ino] >= e.st.nlink) sum_.bytes_saved += e.st.size;
+}
+
+void Importer::skip_file(const WalkEntry& e, const char* reason, const std::string& detail) {
+    ++sum_.skipped[reason];
+    if (opt_.verbose || !detail.empty())
+        log_ << "unify: skipped " << shown(e) << ": " << reason
+             << (detail.empty() ? "" : " (" + detail + ")") << "\n";
+}
+
+Result<void> Importer::sweep_temp(Txn& txn, const WalkEntry& e) {
+    std::string rest = e.name.substr(pool_.temp_prefix().size());
+    bool removable = rest.compare(0, 5, "copy.") == 0;  // an unshare copy never renamed in
+    std::optional<ObjectId> id = ObjectId::from_hex(rest.substr(0, 64));
+    ObjectState* obj = nullptr;
+    if (!removable && id) {
+        auto s = object_state(txn, *id);
+        if (!s) return std::unexpected(s.error());
+        obj = *s;
+        removable = obj->st && obj->st->same_inode(e.st);
+    }
+    if (!removable) {
+        log_ << "unify: warning: " << shown(e)
+             << " looks like a temporary name of this pool but is not one of its objects; "
+                "left alone\n";
+        return {};
+    }
+    if (opt_.dry_run) return {};
+    auto act = [&]() -> Result<void> {
+        if (unlinkat(e.dir->get(), e.name.c_str(), 0) != 0 && errno != ENOENT)
+            return sys_fail("unlinkat", shown(e));
+        ++sum_.temps_swept;
+        return {};
+    };
+    if (!obj) return act();
+    auto fd = pool_.open_object(*id, obj->replica);
+    if (!fd) return std::unexpected(fd.error());
+    return pool_.protection().with_links_allowed(fd->get(), pool_.object_shown(*id), act);
+}
+
+Result<void> Importer::apply_group(Txn& txn, const ObjectId& id,
+                                   const std::vector<size_t>& members,
+                                   std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed) {
+    auto state = object_state(txn, id);
+    if (!state) return std::unexpected(state.error());
+    ObjectState& obj = **state;
+    std::vector<size_t> pending;
+    for (size_t i : members) {
+        if (obj.st && obj.st->same_inode(batch[i].st)) {
+            ++sum_.already_linked;  // linked before, but the index had no record of it
+            if (!opt_.dry_run) {
+                if (auto r = record_link(txn, batch[i], id, obj.replica, *obj.st); !r) return r;
+            }
+        } else {
+            pending.push_back(i);
+        }
+    }
+    if (opt_.dry_run) {
+        size_t start = 0;
+        if (!obj.st && dry_new_.insert(id).second && !pending.empty()) {
+            ++sum_.new_objects;
+            sum_.bytes_new_objects += batch[pending[0]].st.size;
+            start = 1;
+        }
+        for (size_t k = start; k < pending.size(); ++k) {
+            ++sum_.newly_linked;
+            count_saved(batch[pending[k]]);
+        }
+        return {};
+    }
+    // Make the object from the first member that yields it; an inode with one link is
+    // adopted as it is, others are copied.
+    while (!obj.st && !pending.empty()) {
+        size_t i = pending.front();
+        pending.erase(pending.begin());
+        WalkEntry& e = batch[i];
+        Result<MadeObject> made = MadeObject{};
+        if (e.st.nlink == 1) {
+            made = adopt_object(pool_, id, e.dir->get(), e.name, e.st, shown(e));
+        } else {
+            int fd = openat(e.dir->get(), e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0) {
+                skip_file(e, skip::kChanged);
+                continue;
+            }
+            Fd src(fd);
+            made = copy_object(pool_, id, 0, fd, e.st, hashed[i].xattrs, hashed[i].hash.sha256,
+                               shown(e));
+        }
+        if (!made) return std::unexpected(made.error());
+        if (made->outcome == MadeObject::changed) {
+            skip_file(e, skip::kChanged);
+            continue;
+        }
+        if (made->outcome == MadeObject::refused) {
+            skip_file(e, skip::kFlagged);
+            continue;
+        }
+        if (auto r = txn.put_object(id, made->rec); !r) return r;
+        obj.st = made->st;
+        obj.replica = 0;
+        ++sum_.new_objects;
+        sum_.bytes_new_objects += made->rec.size;
+        if (opt_.verbose) log_ << "new object " << id.hex() << " from " << shown(e) << "\n";
+        if (e.st.nlink == 1) {
+            if (auto r = record_link(txn, e, id, 0, *obj.st); !r) return r;
+        } else {
+            pending.insert(pending.begin(), i);  // the copy still has to replace the path
+        }
+    }
+    // Link every other member over its path, in one protection window per object inode.
+    while (!pending.empty()) {
+        auto fd = pool_.open_object(id, obj.replica);
+        if (!fd) return std::unexpected(fd.error());
+        bool full = false;
+        std::string name = Pool::object_name(id, obj.replica);
+        auto act = [&]() -> Result<void> {
+            while (!pending.empty()) {
+                WalkEntry& e = batch[pending.front()];
+                std::string tmp = unique_temp_name(pool_.temp_prefix(), id.hex());
+                auto r = link_over(pool_.objects_fd(), name, e.dir->get(), e.name, e.st, tmp,
+                                   shown(e));
+                if (!r) return std::unexpected(r.error());
+                if (*r == Replaced::emlink) {
+                    full = true;
+                    return {};
+                }
+                pending.erase(pending.begin());
+                if (*r == Replaced::changed) {
+                    skip_file(e, skip::kChanged);
+                } else if (*r == Replaced::refused) {
+                    skip_file(e, skip::kFlagged);
+                } else {
+                    ++sum_.newly_linked;
+                    count_saved(e);
+                    if (opt_.verbose) log_ << "link " << shown(e) << " -> " << id.hex() << "\n";
+                    if (auto rl = record_link(txn, e, id, obj.replica, *obj.st); !rl) return rl;
+                }
+            }
+            return {};
+        };
+        if (auto r = pool_.protection().with_links_allowed(fd->get(), pool_.object_shown(id), act);
+            !r)
+            return r;
+        if (!full) break;
+        // EMLINK: this inode is full; further links go to a new replica with the same id.
+        auto made = make_replica(pool_, id, obj.replica + 1);
+        if (!made) return std::unexpected(made.error());
+        obj.replica += 1;
+        obj.st = made->st;
+        auto rec = txn.object(id);
+        if (!rec) return std::unexpected(rec.error());
+        ObjectRecord updated = rec->value_or(made->rec);
+        updated.replicas = obj.replica + 1;
+        if (auto r = txn.put_object(id, updated); !r) return r;
+        log_ << "unify: object " << id.hex() << " reached the link limit; made replica "
+             << obj.replica << "\n";
+    }
+    return {};
+}
+
+Result<void> Importer::do_batch(std::vector<WalkEntry>& batch) {
+    auto txn_r = opt_.dry_run ? pool_.index().read() : pool_.index().write();
+    if (!txn_r) return std::unexpected(txn_r.error());
+    Txn& txn = **txn_r;
+    objects_.clear();
+    // Whatever happens below, what was done to the filesystem gets recorded.
+    auto finish = [&](Result<void> r) -> Result<void> {
+        auto c = txn.commit();
+        if (!r) return r;
+        return c;
+    };
+
+    std::vector<bool> wanted(batch.size(), false);
+    for (size_t i = 0; i < batch.size(); ++i) {
+        if (batch[i].temp) {
+            if (auto r = sweep_temp(txn, batch[i]); !r) return finish(r);
+            continue;
+        }
+        auto linked = already_linked(txn, batch[i]);
+        if (!linked) return finish(std::unexpected(linked.error()));
+        if (*linked) ++sum_.already_linked;
+        wanted[i] = !*linked;
+    }
+
+    std::vector<Hashed> hashed = hash_batch(batch, wanted, root_.path,
+                                            pool_.settings().ignore_mtime, opt_.jobs);
+
+    std::vector<ObjectId> order;
+    std::unordered_map<ObjectId, std::vector<size_t>> groups;
+    for (size_t i = 0; i < batch.size(); ++i) {
+        Hashed& h = hashed[i];
+        switch (h.state) {
+            case Hashed::pending:
+                break;
+            case Hashed::changed:
+                skip_file(batch[i], skip::kChanged);
+                break;
+            case Hashed::unreadable:
+                skip_file(batch[i], skip::kUnreadable, h.error.message);
+                break;
+            case Hashed::failed:
+                return finish(std::unexpected(h.error));
+            case Hashed::ok: {
+                auto& g = groups[h.id];
+                if (g.empty()) order.push_back(h.id);
+                g.push_back(i);
+                break;
+            }
+        }
+    }
+    for (const ObjectId& id : order) {
+        if (auto r = apply_group(txn, id, groups[id], batch, hashed); !r) return finish(r);
+    }
+    return finish({});
+}
+
+Result<ImportSummary> Importer::run() {
+    if (auto r = check_guest_name(opt_.name); !r) return std::unexpected(r.error());
+    auto root = open_guest_root(pool_, opt_.root);
+    if (!root) return std::unexpected(root.error());
+    root_ = std::move(*root);
+    if (auto r = register_guest(); !r) return std::unexpected(r.error());
+    sum_.name = opt_.name;
+    sum_.root = root_.path;
+    sum_.dry_run = opt_.dry_run;
+
+    Rules rules(guest_.excludes, guest_.min_size);
+    auto walk_fd = open_dir_path(root_.path);
+    if (!walk_fd) return std::unexpected(walk_fd.error());
+    Walker walker(std::move(*walk_fd), root_.path, rules, pool_.stat(), pool_.temp_prefix());
+    std::vector<WalkEntry> batch;
+    Result<void> outcome;
+    for (bool more = true; more;) {
+        batch.clear();
+        auto r = walker.next_batch(batch, kBatch);
+        if (!r) {
+            outcome = std::unexpected(r.error());
+            break;
+        }
+        more = *r;
+        if (auto b = do_batch(batch); !b) {
+            outcome = b;
+            break;
+        }
+    }
+    sum_.files_seen = walker.files_seen();
+    for (const auto& [reason, n] : walker.skipped()) sum_.skipped[reason] += n;
+    if (!outcome) return std::unexpected(context(outcome.error(), "import " + opt_.name));
+
+    if (!opt_.dry_run) {
+        auto txn = pool_.index().write();
+        if (!txn) return std::unexpected(txn.error());
+        guest_.last_import = time(nullptr);
+        if (auto r = (*txn)->put_guest(guest_); !r) return std::unexpected(r.error());
+        if (auto r = (*txn)->commit(); !r) return std::unexpected(r.error());
+    }
+    return sum_;
+}
+
+}  // namespace
+
+Result<ImportSummary> import_guest(Pool& pool, const ImportOptions& opt, std::ostream& log) {
+    ImportOptions o = opt;
+    if (o.jobs == 0) o.jobs = std::max(1u, std::thread::hardware_concurrency());
+    Importer imp(pool, o, log);
+    return imp.run();
+}
+
+}  // namespace unify

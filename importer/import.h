@@ -1,0 +1,44 @@
+// unify import: register a guest on first import, then walk it, hash what changed, and make
+// every eligible file a link to its object.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "importer/walker.h"
+#include "store/pool.h"
+
+namespace unify {
+
+struct ImportOptions {
+    std::string name;
+    std::string root;
+    bool dry_run = false;
+    std::optional<std::vector<std::string>> excludes;  // unset: the guest's stored ones
+    std::optional<uint64_t> min_size;                   // unset: stored, else 1
+    unsigned jobs = 0;                                  // 0: one per core
+    bool verbose = false;
+};
+
+struct ImportSummary {
+    std::string name;
+    std::string root;
+    bool dry_run = false;
+    uint64_t files_seen = 0;
+    uint64_t already_linked = 0;
+    uint64_t newly_linked = 0;
+    uint64_t new_objects = 0;
+    uint64_t bytes_new_objects = 0;
+    uint64_t bytes_saved = 0;
+    uint64_t temps_swept = 0;
+    SkipCounts skipped;
+};
+
+// `log` gets -v lines and warnings about single files; errors that stop the import come
+// back as the Error, after everything done so far has been recorded in the index.
+Result<ImportSummary> import_guest(Pool& pool, const ImportOptions& opt, std::ostream& log);
+
+}  // namespace unify

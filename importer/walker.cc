@@ -1,0 +1,106 @@
+#include "importer/walker.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+
+namespace unify {
+
+Walker::Walker(Fd root, std::string root_shown, const Rules& rules, const FileStat& pool_dir,
+               std::string temp_prefix)
+    : root_shown_(std::move(root_shown)),
+      rules_(rules),
+      pool_dir_(pool_dir),
+      temp_prefix_(std::move(temp_prefix)),
+      root_(std::make_shared<Fd>(std::move(root))) {}
+
+Result<void> Walker::push_dir(SharedFd fd, std::string path) {
+    auto entries = read_dir(fd->get(), join_path(root_shown_, path));
+    if (!entries) return std::unexpected(entries.error());
+    stack_.push_back(Frame{std::move(fd), std::move(path), std::move(*entries), 0});
+    return {};
+}
+
+Result<bool> Walker::next_batch(std::vector<WalkEntry>& out, size_t max) {
+    if (!started_) {
+        started_ = true;
+        auto st = stat_fd(root_->get(), root_shown_);
+        if (!st) return std::unexpected(st.error());
+        root_st_ = *st;
+        if (auto r = push_dir(root_, ""); !r) return std::unexpected(r.error());
+    }
+    while (!stack_.empty() && out.size() < max) {
+        Frame& f = stack_.back();
+        if (f.next == f.entries.size()) {
+            stack_.pop_back();
+            continue;
+        }
+        DirEntry e = std::move(f.entries[f.next++]);
+        // visit() may push a frame, which invalidates `f`.
+        if (auto r = visit(f, e, out); !r) return std::unexpected(r.error());
+    }
+    return !stack_.empty();
+}
+
+Result<void> Walker::visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& out) {
+    std::string path = f.path + "/" + e.name;
+    std::string shown = join_path(root_shown_, path);
+    SharedFd parent = f.fd;
+    RuleMatch rule = rules_.match(path);
+    if (e.type == DT_LNK) {
+        ++files_seen_;
+        ++skipped_[skip::kSymlink];
+        return {};
+    }
+    if (e.type == DT_DIR) {
+        if (rule != RuleMatch::none) {  // a whole excluded tree: not even walked
+            ++skipped_[rule == RuleMatch::default_exclusion ? skip::kDefaultTree : skip::kUserTree];
+            return {};
+        }
+        auto dir = open_beneath(parent->get(), e.name, O_RDONLY | O_DIRECTORY, shown);
+        if (!dir) {
+            int err = dir.error().err;
+            if (err == EXDEV) ++skipped_[skip::kMount];
+            else if (err == ELOOP || err == ENOTDIR) ++skipped_[skip::kSymlink];  // swapped
+            else if (err == ENOENT) ++skipped_[skip::kVanished];
+            else return std::unexpected(dir.error());
+            return {};
+        }
+        auto st = stat_fd(dir->get(), shown);
+        if (!st) return std::unexpected(st.error());
+        if (st->same_inode(pool_dir_)) {
+            ++skipped_[skip::kPool];
+            return {};
+        }
+        if (st->dev != root_st_.dev || st->mount_root) {
+            ++skipped_[skip::kMount];
+            return {};
+        }
+        return push_dir(std::make_shared<Fd>(std::move(*dir)), path);
+    }
+    // Regular, special or unknown: statx tells, without following anything.
+    auto st = stat_if_exists(parent->get(), e.name, shown);
+    if (!st) return std::unexpected(st.error());
+    if (!*st) {
+        ++skipped_[skip::kVanished];
+        return {};
+    }
+    if ((*st)->is_dir()) {  // DT_UNKNOWN filesystems land here
+        DirEntry again{e.name, DT_DIR};
+        return visit(f, again, out);
+    }
+    ++files_seen_;
+    if (e.name.compare(0, temp_prefix_.size(), temp_prefix_) == 0 && (*st)->is_reg()) {
+        out.push_back(WalkEntry{parent, e.name, path, **st, true});
+        return {};
+    }
+    if (rule == RuleMatch::default_exclusion) ++skipped_[skip::kDefaultRule];
+    else if (rule == RuleMatch::user_exclusion) ++skipped_[skip::kUserRule];
+    else if ((*st)->is_lnk()) ++skipped_[skip::kSymlink];
+    else if (!(*st)->is_reg()) ++skipped_[skip::kSpecial];
+    else if ((*st)->mount_root || (*st)->dev != root_st_.dev) ++skipped_[skip::kMount];
+    else if ((*st)->size < rules_.min_size()) ++skipped_[skip::kSmall];
+    else out.push_back(WalkEntry{parent, e.name, path, **st, false});
+    return {};
+}
+
+}  // namespace unify

@@ -1,0 +1,80 @@
+// Walks a guest root depth-first through directory fds only: every directory is opened
+// with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV) relative to its
+// parent, so a guest that swaps a directory for a symlink mid-walk, or mounts something
+// inside its root, leads us nowhere outside it. Files come out in bounded batches, each
+// holding a shared fd of its directory, so memory stays flat in the size of the guest.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "importer/rules.h"
+#include "store/fd.h"
+#include "store/sys.h"
+
+namespace unify {
+
+struct WalkEntry {
+    SharedFd dir;
+    std::string name;
+    std::string path;  // inside the guest, "/usr/bin/ls"
+    FileStat st;
+    bool temp = false;  // one of our own temporary names, left by an interrupted run
+};
+
+// Reason -> files skipped for it; printed by import as they are.
+using SkipCounts = std::map<std::string, uint64_t>;
+
+namespace skip {
+inline constexpr const char* kDefaultRule = "excluded by the default rules";
+inline constexpr const char* kUserRule = "excluded by --exclude";
+inline constexpr const char* kDefaultTree = "directories excluded by the default rules (not walked)";
+inline constexpr const char* kUserTree = "directories excluded by --exclude (not walked)";
+inline constexpr const char* kSymlink = "symlink";
+inline constexpr const char* kSpecial = "device, fifo or socket";
+inline constexpr const char* kSmall = "smaller than --min-size";
+inline constexpr const char* kMount = "mount point (not crossed)";
+inline constexpr const char* kPool = "the pool itself";
+inline constexpr const char* kVanished = "vanished during the walk";
+inline constexpr const char* kChanged = "changed while being imported";
+inline constexpr const char* kFlagged = "immutable or append-only flag set in the guest";
+inline constexpr const char* kUnreadable = "unreadable";
+}  // namespace skip
+
+class Walker {
+public:
+    // root: an open directory fd of the guest root; root_shown: its host path, for messages.
+    Walker(Fd root, std::string root_shown, const Rules& rules, const FileStat& pool_dir,
+           std::string temp_prefix);
+
+    // Appends up to `max` entries to `out`; returns false once the walk is complete.
+    Result<bool> next_batch(std::vector<WalkEntry>& out, size_t max);
+    const SkipCounts& skipped() const { return skipped_; }
+    uint64_t files_seen() const { return files_seen_; }
+    const FileStat& root_stat() const { return root_st_; }
+
+private:
+    struct Frame {
+        SharedFd fd;
+        std::string path;  // "" for the root
+        std::vector<DirEntry> entries;
+        size_t next = 0;
+    };
+    Result<void> push_dir(SharedFd fd, std::string path);
+    Result<void> visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& out);
+
+    std::string root_shown_;
+    const Rules& rules_;
+    FileStat pool_dir_;
+    std::string temp_prefix_;
+    FileStat root_st_;
+    std::vector<Frame> stack_;
+    SkipCounts skipped_;
+    uint64_t files_seen_ = 0;
+    bool started_ = false;
+    SharedFd root_;
+};
+
+}  // namespace unify

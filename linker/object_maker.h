@@ -1,0 +1,36 @@
+// Making a new object, always "hash what you publish" (DESIGN.md invariant 2):
+//   adopt  the guest's own inode becomes the object (no data written): link it into the
+//          pool, protect it, then hash it again now that nobody can write it. Only for an
+//          inode with one link, so no path outside the import gains protection.
+//   copy   a private copy in POOL/tmp (O_TMPFILE) that nobody else can reach, hashed while it
+//          is written; for inodes with other hard links, and for overflow replicas.
+// An inode that changed under us yields `changed` and leaves nothing behind in the pool.
+#pragma once
+
+#include <string>
+
+#include "store/hasher.h"
+#include "store/index.h"
+#include "store/pool.h"
+
+namespace unify {
+
+struct MadeObject {
+    enum Outcome { made, changed, refused } outcome = changed;
+    FileStat st;  // of the object, after it was protected
+    ObjectRecord rec;
+};
+
+Result<MadeObject> adopt_object(const Pool& pool, const ObjectId& id, int dirfd,
+                                const std::string& name, const FileStat& hashed,
+                                const std::string& shown);
+
+// src_fd must be open on the inode hashed as `st` (content `content`).
+Result<MadeObject> copy_object(const Pool& pool, const ObjectId& id, uint32_t replica, int src_fd,
+                               const FileStat& st, const Xattrs& xattrs, const Digest& content,
+                               const std::string& shown);
+
+// Another inode for `id` once `replica - 1` has reached the link limit (EMLINK).
+Result<MadeObject> make_replica(const Pool& pool, const ObjectId& id, uint32_t replica);
+
+}  // namespace unify

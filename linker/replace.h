@@ -1,0 +1,31 @@
+// Atomic replacement of a guest path (DESIGN.md invariant 1): the new inode is first given
+// a unique temporary name in the same directory, the path is checked to still be exactly
+// what was hashed, and renameat() swaps it in. The path is never missing, not even for a
+// microsecond, and a path that changed since it was hashed is left alone.
+#pragma once
+
+#include <string>
+
+#include "store/sys.h"
+
+namespace unify {
+
+enum class Replaced {
+    done,
+    changed,  // the path is no longer what was hashed: left alone
+    refused,  // EPERM: the guest's own immutable/append-only flag on the path
+    emlink,   // the object has reached the filesystem's link limit
+};
+
+// Links objects_fd/object_name over dirfd/name. With stock immutable protection this must
+// run inside Protection::with_links_allowed of the object.
+Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
+                           const std::string& name, const FileStat& expected,
+                           const std::string& temp_name, const std::string& shown);
+
+// Renames the prepared private file dirfd/temp_name over dirfd/name, which must still be the
+// inode `expected` (unshare: the object link). On failure the temporary is removed.
+Result<Replaced> rename_over(int dirfd, const std::string& temp_name, const std::string& name,
+                             const FileStat& expected, const std::string& shown);
+
+}  // namespace unify

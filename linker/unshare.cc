@@ -1,0 +1,147 @@
+#include "linker/unshare.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <ostream>
+
+#include "importer/guest_root.h"
+#include "linker/copy.h"
+#include "linker/replace.h"
+#include "store/guest_path.h"
+
+namespace unify {
+
+namespace {
+
+constexpr size_t kBatch = 1024;
+
+// "/vservers/web1/usr/bin/ls" or "/usr/bin/ls" -> "/usr/bin/ls".
+std::string guest_path_of(const std::string& p, const std::string& root) {
+    if (path_within(p, root) && p.size() > root.size()) return p.substr(root.size());
+    return p;
+}
+
+enum class Outcome { unshared, not_linked };
+
+Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root,
+                            const LinkRecord& l, const std::optional<ObjectRecord>& rec) {
+    std::string shown = join_path(root, l.path);
+    auto gp = open_guest_parent(root_fd, l.path, shown);
+    if (!gp) return std::unexpected(gp.error());
+    if (!*gp) return Outcome::not_linked;
+    auto obj = pool.open_object(l.id, l.replica);
+    if (!obj) {
+        if (obj.error().err == ENOENT) return Outcome::not_linked;
+        return std::unexpected(obj.error());
+    }
+    std::string obj_shown = pool.object_shown(l.id, l.replica);
+    auto obj_st = stat_fd(obj->get(), obj_shown);
+    if (!obj_st) return std::unexpected(obj_st.error());
+    auto now = stat_if_exists((*gp)->dir.get(), (*gp)->name, shown);
+    if (!now) return std::unexpected(now.error());
+    if (!*now || !(*now)->same_inode(*obj_st)) return Outcome::not_linked;
+
+    auto xattrs = read_xattrs(obj->get(), obj_shown);
+    if (!xattrs) return std::unexpected(xattrs.error());
+    int dirfd = (*gp)->dir.get();
+    std::string tmp = unique_temp_name(pool.temp_prefix(), "copy");
+    int tfd = openat(dirfd, tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+                     0600);
+    if (tfd < 0) return sys_fail("create", shown + " (temporary " + tmp + ")");
+    Fd t(tfd);
+    auto h = copy_with_metadata(obj->get(), *obj_st, *xattrs, tfd, obj_shown, shown);
+    if (h && rec && h->sha256 != rec->content)
+        h = fail("object " + obj_shown + " does not match its recorded content; run unify verify");
+    if (h && fsync(tfd) != 0) h = sys_fail("fsync", shown);
+    if (!h) {
+        unlinkat(dirfd, tmp.c_str(), 0);
+        return std::unexpected(h.error());
+    }
+    Result<Replaced> replaced = Replaced::changed;
+    auto act = [&]() -> Result<void> {
+        replaced = rename_over(dirfd, tmp, (*gp)->name, **now, shown);
+        return replaced ? Result<void>() : std::unexpected(replaced.error());
+    };
+    if (auto r = pool.protection().with_links_allowed(obj->get(), obj_shown, act); !r)
+        return std::unexpected(r.error());
+    if (*replaced == Replaced::done) return Outcome::unshared;
+    if (*replaced == Replaced::refused)
+        return fail("renameat(" + shown + "): refused (EPERM) although the object's protection "
+                    "was lifted; is the path flagged immutable by the guest?", EPERM);
+    return Outcome::not_linked;
+}
+
+}  // namespace
+
+Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std::ostream& log) {
+    UnshareSummary sum;
+    auto rtxn = pool.index().read();
+    if (!rtxn) return std::unexpected(rtxn.error());
+    auto g = (*rtxn)->guest(opt.name);
+    if (!g) return std::unexpected(g.error());
+    if (!*g) return fail("unshare: no guest named '" + opt.name + "' (see unify list)");
+    std::vector<LinkRecord> links;
+    if (opt.paths.empty()) {
+        auto r = (*rtxn)->for_each_link_of_guest((*g)->id, [&](const LinkRecord& l) {
+            links.push_back(l);
+            return true;
+        });
+        if (!r) return std::unexpected(r.error());
+    } else {
+        for (const auto& p : opt.paths) {
+            std::string gp = guest_path_of(p, (*g)->root);
+            auto l = (*rtxn)->link((*g)->id, gp);
+            if (!l) return std::unexpected(l.error());
+            if (!*l) {
+                log << "unify: " << opt.name << ":" << gp << " is not unified; nothing to do\n";
+                continue;
+            }
+            links.push_back(**l);
+        }
+    }
+    (*rtxn)->commit();
+    auto root = open_guest_root(pool, (*g)->root);
+    if (!root) return std::unexpected(context(root.error(), "unshare " + opt.name));
+
+    for (size_t start = 0; start < links.size(); start += kBatch) {
+        auto txn = opt.dry_run ? pool.index().read() : pool.index().write();
+        if (!txn) return std::unexpected(txn.error());
+        Result<void> outcome;
+        for (size_t i = start; i < std::min(links.size(), start + kBatch); ++i) {
+            const LinkRecord& l = links[i];
+            auto rec = (*txn)->object(l.id);
+            if (!rec) {
+                outcome = std::unexpected(rec.error());
+                break;
+            }
+            if (opt.dry_run) {
+                ++sum.unshared;
+                sum.bytes_copied += *rec ? (*rec)->size : 0;
+                continue;
+            }
+            auto r = unshare_one(pool, root->fd.get(), root->path, l, *rec);
+            if (!r) {
+                outcome = std::unexpected(r.error());
+                break;
+            }
+            if (*r == Outcome::unshared) {
+                ++sum.unshared;
+                sum.bytes_copied += *rec ? (*rec)->size : 0;
+                if (opt.verbose) log << "unshare " << join_path(root->path, l.path) << "\n";
+            } else {
+                ++sum.not_linked;
+            }
+            if (auto d = (*txn)->delete_link(l.guest, l.path); !d) {
+                outcome = d;
+                break;
+            }
+        }
+        auto c = (*txn)->commit();
+        if (!outcome) return std::unexpected(context(outcome.error(), "unshare " + opt.name));
+        if (!c) return std::unexpected(c.error());
+    }
+    return sum;
+}
+
+}  // namespace unify

@@ -1,0 +1,31 @@
+#include "store/guest_path.h"
+
+#include <fcntl.h>
+
+namespace unify {
+
+Result<std::optional<GuestPath>> open_guest_parent(int root_fd, const std::string& path,
+                                                   const std::string& shown) {
+    auto slash = path.rfind('/');
+    if (path.empty() || path[0] != '/' || slash == std::string::npos || slash + 1 == path.size())
+        return fail("not a guest path: '" + path + "'");
+    std::string parent = path.substr(1, slash == 0 ? 0 : slash - 1);
+    auto dir = open_beneath(root_fd, parent, O_RDONLY | O_DIRECTORY, shown);
+    if (!dir) {
+        int err = dir.error().err;
+        if (err == ENOENT || err == ENOTDIR || err == ELOOP || err == EXDEV)
+            return std::optional<GuestPath>();
+        return std::unexpected(dir.error());
+    }
+    return std::optional<GuestPath>(GuestPath{std::move(*dir), path.substr(slash + 1)});
+}
+
+Result<std::optional<FileStat>> stat_guest_path(int root_fd, const std::string& path,
+                                                const std::string& shown) {
+    auto gp = open_guest_parent(root_fd, path, shown);
+    if (!gp) return std::unexpected(gp.error());
+    if (!*gp) return std::optional<FileStat>();
+    return stat_if_exists((*gp)->dir.get(), (*gp)->name, shown);
+}
+
+}  // namespace unify

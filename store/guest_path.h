@@ -1,0 +1,28 @@
+// Reaching a recorded guest path again (who, gc, unshare) without trusting the guest: the
+// parent directory is opened beneath the root with openat2 (no symlinks, no mounts, no
+// escape), and the last component is looked at with AT_SYMLINK_NOFOLLOW.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "store/fd.h"
+#include "store/sys.h"
+
+namespace unify {
+
+struct GuestPath {
+    Fd dir;            // the parent directory
+    std::string name;  // the last component
+};
+
+// path: inside the guest, starting with '/'. A missing or symlinked parent gives an empty
+// optional (the path is simply no longer there), other failures an error.
+Result<std::optional<GuestPath>> open_guest_parent(int root_fd, const std::string& path,
+                                                   const std::string& shown);
+
+// stat of the guest path, or empty if it is gone or not reachable without a symlink.
+Result<std::optional<FileStat>> stat_guest_path(int root_fd, const std::string& path,
+                                                const std::string& shown);
+
+}  // namespace unify

@@ -1,0 +1,27 @@
+// Content hashing: SHA-256 through OpenSSL EVP (SHA-NI where the CPU has it) for ids, and
+// XXH3-64 alongside, recorded per object so a later verify can be cheap.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "store/object_id.h"
+#include "store/result.h"
+
+namespace unify {
+
+struct ContentHash {
+    Digest sha256{};
+    uint64_t xxh3 = 0;
+    uint64_t size = 0;  // bytes actually read
+};
+
+// Reads fd from offset 0 to EOF with pread.
+Result<ContentHash> hash_fd(int fd, const std::string& shown);
+
+// Copies src (from offset 0) to dst (at its current offset) and hashes what it copied, so
+// the hash is of the bytes that were written, not of a source that may change under us.
+Result<ContentHash> copy_and_hash(int src, int dst, const std::string& src_shown,
+                                  const std::string& dst_shown);
+
+}  // namespace unify

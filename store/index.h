@@ -1,0 +1,99 @@
+// The index: an LMDB environment in POOL/index, the fast mirror of what the filesystem
+// says (DESIGN.md invariant 5). Four tables:
+//   guests   name -> GuestRecord          (plus "#id" -> name, for id lookups)
+//   objects  id(32) -> ObjectRecord
+//   links    link key -> LinkRecord        link key = guest id (4, big endian) + path
+//   byobject id(32) + link key -> ""       the reverse mapping, for `who`
+// LMDB keys are at most 511 bytes, so a path longer than 440 bytes is keyed by 0x00 +
+// SHA-256(path); the record always carries the whole path. Nothing outside this file
+// knows about LMDB.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/object_id.h"
+#include "store/result.h"
+
+namespace unify {
+
+struct GuestRecord {
+    uint32_t id = 0;
+    std::string name;
+    std::string root;          // absolute, normalised host path
+    int64_t last_import = 0;   // unix seconds, 0 = never completed
+    std::vector<std::string> excludes;  // the guest's --exclude globs, kept for re-import
+    uint64_t min_size = 1;
+};
+
+struct ObjectRecord {
+    uint64_t size = 0;
+    uint64_t xxh3 = 0;  // of the content, for a cheap verify
+    Digest content{};   // SHA-256 of the content alone
+    int64_t created = 0;
+    uint32_t replicas = 1;  // overflow replicas made on EMLINK: objects/xx/<hex>.1 ...
+};
+
+struct LinkRecord {
+    uint32_t guest = 0;
+    std::string path;  // inside the guest, starting with '/'
+    ObjectId id;
+    uint32_t replica = 0;
+    // What the guest path was when it was linked: an unchanged path is not hashed again.
+    uint64_t ino = 0;
+    uint64_t size = 0;
+    int64_t mtime_ns = 0;
+    int64_t ctime_ns = 0;
+};
+
+// Callbacks return false to stop the iteration early.
+using LinkVisitor = std::function<bool(const LinkRecord&)>;
+using ObjectVisitor = std::function<bool(const ObjectId&, const ObjectRecord&)>;
+
+class Txn {
+public:
+    virtual ~Txn() = default;
+
+    virtual Result<std::optional<GuestRecord>> guest(const std::string& name) = 0;
+    virtual Result<std::optional<GuestRecord>> guest(uint32_t id) = 0;
+    virtual Result<std::vector<GuestRecord>> guests() = 0;
+
+    virtual Result<std::optional<ObjectRecord>> object(const ObjectId& id) = 0;
+    // Every object whose hex id starts with `hex_prefix` (lower case, any length).
+    virtual Result<std::vector<ObjectId>> objects_with_prefix(const std::string& hex_prefix) = 0;
+    virtual Result<void> for_each_object(const ObjectVisitor& visit) = 0;
+
+    virtual Result<std::optional<LinkRecord>> link(uint32_t guest, const std::string& path) = 0;
+    virtual Result<void> for_each_link_of_guest(uint32_t guest, const LinkVisitor& visit) = 0;
+    virtual Result<void> for_each_link_of_object(const ObjectId& id, const LinkVisitor& visit) = 0;
+
+    // Write transactions only (a read transaction fails them).
+    // put_guest with id 0 allocates the next free id and stores it in `g`.
+    virtual Result<void> put_guest(GuestRecord& g) = 0;
+    // Removes the guest and every link record of it.
+    virtual Result<void> delete_guest(uint32_t id) = 0;
+    virtual Result<void> put_object(const ObjectId& id, const ObjectRecord& rec) = 0;
+    virtual Result<void> delete_object(const ObjectId& id) = 0;
+    // Replaces any earlier record of (guest, path), keeping byobject in step.
+    virtual Result<void> put_link(const LinkRecord& link) = 0;
+    virtual Result<void> delete_link(uint32_t guest, const std::string& path) = 0;
+
+    // Write: commit; read: just ends it. The transaction is unusable afterwards.
+    virtual Result<void> commit() = 0;
+};
+
+class Index {
+public:
+    virtual ~Index() = default;
+    // dir: the index directory (POOL/index). create: make the directory and tables.
+    static Result<std::unique_ptr<Index>> open(const std::string& dir, bool create);
+
+    virtual Result<std::unique_ptr<Txn>> read() = 0;
+    virtual Result<std::unique_ptr<Txn>> write() = 0;
+};
+
+}  // namespace unify

@@ -1,0 +1,750 @@
+#include "store/index.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+namespace unify {
+namespace {
+
+struct TempDir {
+    std::string path;
+    TempDir() {
+        char tmpl[] = "/tmp/unify-index-test-XXXXXX";
+        if (mkdtemp(tmpl)) path = tmpl;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        if (!path.empty()) std::filesystem::remove_all(path, ec);
+    }
+    std::string index() const { return path + "/index"; }
+};
+
+ObjectId oid(std::initializer_list<uint8_t> head, uint8_t fill = 0) {
+    ObjectId id;
+    id.bytes.fill(fill);
+    std::copy(head.begin(), head.end(), id.bytes.begin());
+    return id;
+}
+
+LinkRecord make_link(uint32_t guest, std::string path, const ObjectId& id) {
+    LinkRecord l;
+    l.guest = guest;
+    l.path = std::move(path);
+    l.id = id;
+    l.replica = 2;
+    l.ino = 1234;
+    l.size = 99;
+    l.mtime_ns = -5;
+    l.ctime_ns = 1700000000123456789;
+    return l;
+}
+
+GuestRecord make_guest(std::string name) {
+    GuestRecord g;
+    g.name = std::move(name);
+    g.root = "/vservers/" + g.name;
+    g.last_import = 1700000000;
+    g.excludes = {"/etc", "/var/**"};
+    g.min_size = 4096;
+    return g;
+}
+
+// "guest:path", sorted, so tests compare sets without caring about scan order.
+std::vector<std::string> links_of_object(Txn& txn, const ObjectId& id) {
+    std::vector<std::string> out;
+    auto r = txn.for_each_link_of_object(id, [&](const LinkRecord& l) {
+        out.push_back(std::to_string(l.guest) + ":" + l.path);
+        return true;
+    });
+    EXPECT_TRUE(r) << r.error().message;
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+std::vector<std::string> links_of_guest(Txn& txn, uint32_t guest) {
+    std::vector<std::string> out;
+    auto r = txn.for_each_link_of_guest(guest, [&](const LinkRecord& l) {
+        EXPECT_EQ(l.guest, guest);
+        out.push_back(l.path);
+        return true;
+    });
+    EXPECT_TRUE(r) << r.error().message;
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+std::vector<ObjectId> sorted(std::vector<ObjectId> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+}
+
+#define ASSERT_OK(expr)                                      \
+    do {                                                     \
+        auto r_ = (expr);                                    \
+        ASSERT_TRUE(r_) << #expr ": " << r_.error().message; \
+    } while (0)
+
+TEST(Index, CreateMakesPrivateDirectoryAndReopenPersists) {
+    TempDir tmp;
+    ASSERT_FALSE(tmp.path.empty());
+    ObjectId a = oid({0xaa});
+    {
+        auto index = Index::open(tmp.index(), true);
+        ASSERT_TRUE(index) << index.error().message;
+        struct stat st;
+        ASSERT_EQ(::stat(tmp.index().c_str(), &st), 0);
+        EXPECT_EQ(st.st_mode & 0777, 0700u);
+
+        auto txn = (*index)->write();
+        ASSERT_TRUE(txn) << txn.error().message;
+        GuestRecord g = make_guest("web1");
+        ASSERT_OK((*txn)->put_guest(g));
+        ObjectRecord o;
+        o.size = 42;
+        o.xxh3 = 0x0123456789abcdef;
+        o.content = oid({1, 2, 3}, 7).bytes;
+        o.created = -1;
+        o.replicas = 3;
+        ASSERT_OK((*txn)->put_object(a, o));
+        ASSERT_OK((*txn)->put_link(make_link(g.id, "/usr/bin/ls", a)));
+        ASSERT_OK((*txn)->commit());
+    }
+    for (bool create : {false, true}) {
+        auto index = Index::open(tmp.index(), create);
+        ASSERT_TRUE(index) << index.error().message;
+        auto txn = (*index)->read();
+        ASSERT_TRUE(txn) << txn.error().message;
+        auto g = (*txn)->guest("web1");
+        ASSERT_TRUE(g && *g);
+        EXPECT_EQ((*g)->id, 1u);
+        EXPECT_EQ((*g)->root, "/vservers/web1");
+        EXPECT_EQ((*g)->last_import, 1700000000);
+        EXPECT_EQ((*g)->excludes, (std::vector<std::string>{"/etc", "/var/**"}));
+        EXPECT_EQ((*g)->min_size, 4096u);
+        auto o = (*txn)->object(a);
+        ASSERT_TRUE(o && *o);
+        EXPECT_EQ((*o)->size, 42u);
+        EXPECT_EQ((*o)->xxh3, 0x0123456789abcdefu);
+        EXPECT_EQ((*o)->content, oid({1, 2, 3}, 7).bytes);
+        EXPECT_EQ((*o)->created, -1);
+        EXPECT_EQ((*o)->replicas, 3u);
+        auto l = (*txn)->link(1, "/usr/bin/ls");
+        ASSERT_TRUE(l && *l);
+        EXPECT_EQ((*l)->id, a);
+        EXPECT_EQ((*l)->replica, 2u);
+        EXPECT_EQ((*l)->ino, 1234u);
+        EXPECT_EQ((*l)->size, 99u);
+        EXPECT_EQ((*l)->mtime_ns, -5);
+        EXPECT_EQ((*l)->ctime_ns, 1700000000123456789);
+        ASSERT_OK((*txn)->commit());
+    }
+}
+
+TEST(Index, OpenWithoutCreateOnMissingIndexFails) {
+    TempDir tmp;
+    auto missing_dir = Index::open(tmp.path + "/nope", false);
+    ASSERT_FALSE(missing_dir);
+    EXPECT_NE(missing_dir.error().message.find("index missing"), std::string::npos)
+        << missing_dir.error().message;
+    EXPECT_NE(missing_dir.error().message.find(tmp.path + "/nope"), std::string::npos);
+    EXPECT_FALSE(std::filesystem::exists(tmp.path + "/nope"));
+
+    // An empty directory must not be turned into an empty index behind the caller's back.
+    ASSERT_EQ(::mkdir(tmp.index().c_str(), 0700), 0);
+    auto missing_data = Index::open(tmp.index(), false);
+    ASSERT_FALSE(missing_data);
+    EXPECT_NE(missing_data.error().message.find("index missing"), std::string::npos);
+    EXPECT_FALSE(std::filesystem::exists(tmp.index() + "/data.mdb"));
+}
+
+TEST(Index, CorruptDataFileIsAnErrorNotACrash) {
+    TempDir tmp;
+    {
+        auto index = Index::open(tmp.index(), true);
+        ASSERT_TRUE(index) << index.error().message;
+        auto txn = (*index)->write();
+        ASSERT_TRUE(txn);
+        GuestRecord g = make_guest("web1");
+        ASSERT_OK((*txn)->put_guest(g));
+        ASSERT_OK((*txn)->commit());
+    }
+    std::string data = tmp.index() + "/data.mdb";
+    int fd = ::open(data.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    std::string garbage(4096, '\0');
+    for (size_t i = 0; i < garbage.size(); ++i) garbage[i] = char(i * 131 + 7);
+    ASSERT_EQ(::pwrite(fd, garbage.data(), garbage.size(), 0), ssize_t(garbage.size()));
+    ::close(fd);
+
+    for (bool create : {false, true}) {
+        auto index = Index::open(tmp.index(), create);
+        ASSERT_FALSE(index);
+        EXPECT_NE(index.error().message.find("mdb_env_open(" + tmp.index() + ")"),
+                  std::string::npos)
+            << index.error().message;
+        EXPECT_NE(index.error().message.find("MDB_INVALID"), std::string::npos)
+            << index.error().message;
+    }
+}
+
+// Writes raw values with LMDB itself, as a damaged or foreign index would hold them.
+void poke(const std::string& dir, const char* table, const std::string& key,
+          const std::string& val) {
+    MDB_env* env = nullptr;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    ASSERT_EQ(mdb_env_set_maxdbs(env, 8), 0);
+    ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0600), 0);
+    MDB_txn* txn = nullptr;
+    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+    MDB_dbi dbi;
+    ASSERT_EQ(mdb_dbi_open(txn, table, 0, &dbi), 0);
+    MDB_val k{key.size(), const_cast<char*>(key.data())};
+    MDB_val v{val.size(), const_cast<char*>(val.data())};
+    ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+TEST(Index, TruncatedRecordAndWrongVersionAreReported) {
+    TempDir tmp;
+    {
+        auto index = Index::open(tmp.index(), true);
+        ASSERT_TRUE(index) << index.error().message;
+        auto txn = (*index)->write();
+        ASSERT_TRUE(txn);
+        ASSERT_OK((*txn)->put_link(make_link(1, "/bin/sh", oid({1}))));
+        ASSERT_OK((*txn)->commit());
+    }
+    std::string key = std::string("\0\0\0\1", 4) + "/bin/sh";
+    poke(tmp.index(), "links", key, std::string("\1\1\0", 3));
+    {
+        auto index = Index::open(tmp.index(), false);
+        ASSERT_TRUE(index) << index.error().message;
+        auto txn = (*index)->read();
+        ASSERT_TRUE(txn);
+        auto l = (*txn)->link(1, "/bin/sh");
+        ASSERT_FALSE(l);
+        EXPECT_NE(l.error().message.find("corrupt record in links"), std::string::npos)
+            << l.error().message;
+        auto each =
+            (*txn)->for_each_link_of_object(oid({1}), [](const LinkRecord&) { return true; });
+        ASSERT_FALSE(each);
+        EXPECT_NE(each.error().message.find("corrupt record in links"), std::string::npos);
+    }
+    poke(tmp.index(), "meta", "version", std::string("\2\0\0\0\0\0\0\0", 8));
+    auto index = Index::open(tmp.index(), false);
+    ASSERT_FALSE(index);
+    EXPECT_NE(index.error().message.find("index version 2"), std::string::npos)
+        << index.error().message;
+}
+
+TEST(Index, GuestPutGetByNameAndIdWithAllocation) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    GuestRecord web1 = make_guest("web1"), web2 = make_guest("web2");
+    ASSERT_OK((*txn)->put_guest(web1));
+    ASSERT_OK((*txn)->put_guest(web2));
+    EXPECT_EQ(web1.id, 1u);
+    EXPECT_EQ(web2.id, 2u);
+
+    // An explicit id (a rebuilt index) moves the allocator past it.
+    GuestRecord db = make_guest("db");
+    db.id = 10;
+    ASSERT_OK((*txn)->put_guest(db));
+    GuestRecord mail = make_guest("mail");
+    ASSERT_OK((*txn)->put_guest(mail));
+    EXPECT_EQ(mail.id, 11u);
+    ASSERT_OK((*txn)->commit());
+
+    auto r = (*index)->read();
+    ASSERT_TRUE(r);
+    auto by_name = (*r)->guest("web2");
+    ASSERT_TRUE(by_name && *by_name);
+    EXPECT_EQ((*by_name)->id, 2u);
+    auto by_id = (*r)->guest(uint32_t(10));
+    ASSERT_TRUE(by_id && *by_id);
+    EXPECT_EQ((*by_id)->name, "db");
+    EXPECT_EQ((*by_id)->root, "/vservers/db");
+    auto none = (*r)->guest("nope");
+    ASSERT_TRUE(none);
+    EXPECT_FALSE(*none);
+    auto none_id = (*r)->guest(uint32_t(3));
+    ASSERT_TRUE(none_id);
+    EXPECT_FALSE(*none_id);
+    // The "#id" keys live in the same table; they are neither guests nor names.
+    auto hash = (*r)->guest(std::string("#\0\0\0\1", 5));
+    ASSERT_TRUE(hash);
+    EXPECT_FALSE(*hash);
+
+    auto all = (*r)->guests();
+    ASSERT_TRUE(all) << all.error().message;
+    std::vector<std::string> names;
+    for (const auto& g : *all) names.push_back(g.name);
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(names, (std::vector<std::string>{"db", "mail", "web1", "web2"}));
+}
+
+TEST(Index, GuestNameConflictsAndBadNamesAreRejected) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    GuestRecord web1 = make_guest("web1");
+    ASSERT_OK((*txn)->put_guest(web1));
+
+    GuestRecord again = make_guest("web1");
+    auto dup = (*txn)->put_guest(again);
+    ASSERT_FALSE(dup);
+    EXPECT_NE(dup.error().message.find("already exists"), std::string::npos) << dup.error().message;
+    EXPECT_EQ(again.id, 0u);
+
+    GuestRecord other = make_guest("web2");
+    ASSERT_OK((*txn)->put_guest(other));
+    other.name = "web1";  // renaming onto a taken name
+    EXPECT_FALSE((*txn)->put_guest(other));
+
+    for (std::string bad : {"", "#1", "#web"}) {
+        GuestRecord g = make_guest(bad);
+        auto r = (*txn)->put_guest(g);
+        ASSERT_FALSE(r) << "accepted '" << bad << "'";
+        EXPECT_NE(r.error().message.find("invalid guest name"), std::string::npos);
+    }
+
+    // Updating under the same id is not a conflict, and a new name is a rename.
+    web1.root = "/srv/web1";
+    ASSERT_OK((*txn)->put_guest(web1));
+    web1.name = "www";
+    ASSERT_OK((*txn)->put_guest(web1));
+    EXPECT_EQ(web1.id, 1u);
+    auto old = (*txn)->guest("web1");
+    ASSERT_TRUE(old);
+    EXPECT_FALSE(*old);
+    auto renamed = (*txn)->guest(uint32_t(1));
+    ASSERT_TRUE(renamed && *renamed);
+    EXPECT_EQ((*renamed)->name, "www");
+    EXPECT_EQ((*renamed)->root, "/srv/web1");
+    auto all = (*txn)->guests();
+    ASSERT_TRUE(all);
+    EXPECT_EQ(all->size(), 2u);
+}
+
+TEST(Index, PutReplaceDeleteLinkKeepsByObjectInStep) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    ObjectId a = oid({0xa0}), b = oid({0xb0});
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    ASSERT_OK((*txn)->put_link(make_link(1, "/bin/ls", a)));
+    ASSERT_OK((*txn)->put_link(make_link(2, "/bin/ls", a)));
+    ASSERT_OK((*txn)->put_link(make_link(1, "/bin/cat", b)));
+    ASSERT_OK((*txn)->commit());
+
+    txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    EXPECT_EQ(links_of_object(**txn, a), (std::vector<std::string>{"1:/bin/ls", "2:/bin/ls"}));
+    EXPECT_EQ(links_of_object(**txn, b), (std::vector<std::string>{"1:/bin/cat"}));
+
+    // Same object again: only the stat fields change.
+    LinkRecord same = make_link(1, "/bin/ls", a);
+    same.ino = 777;
+    ASSERT_OK((*txn)->put_link(same));
+    EXPECT_EQ(links_of_object(**txn, a), (std::vector<std::string>{"1:/bin/ls", "2:/bin/ls"}));
+
+    // Another object: the reverse entry moves with it.
+    ASSERT_OK((*txn)->put_link(make_link(1, "/bin/ls", b)));
+    EXPECT_EQ(links_of_object(**txn, a), (std::vector<std::string>{"2:/bin/ls"}));
+    EXPECT_EQ(links_of_object(**txn, b), (std::vector<std::string>{"1:/bin/cat", "1:/bin/ls"}));
+    auto l = (*txn)->link(1, "/bin/ls");
+    ASSERT_TRUE(l && *l);
+    EXPECT_EQ((*l)->id, b);
+    ASSERT_OK((*txn)->commit());
+
+    txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    ASSERT_OK((*txn)->delete_link(1, "/bin/ls"));
+    ASSERT_OK((*txn)->delete_link(1, "/bin/ls"));  // idempotent
+    ASSERT_OK((*txn)->delete_link(9, "/never/there"));
+    auto gone = (*txn)->link(1, "/bin/ls");
+    ASSERT_TRUE(gone);
+    EXPECT_FALSE(*gone);
+    EXPECT_EQ(links_of_object(**txn, b), (std::vector<std::string>{"1:/bin/cat"}));
+    EXPECT_EQ(links_of_guest(**txn, 1), (std::vector<std::string>{"/bin/cat"}));
+
+    auto relative = (*txn)->put_link(make_link(1, "bin/ls", a));
+    ASSERT_FALSE(relative);
+    EXPECT_NE(relative.error().message.find("does not start with '/'"), std::string::npos);
+    ASSERT_OK((*txn)->commit());
+}
+
+TEST(Index, LongPathsRoundTripAndAreFoundByBothScans) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    ObjectId a = oid({0x11}), b = oid({0x22});
+    // 440 is still inline; 441 and up are hashed; 600 and 4000 exceed LMDB's 511.
+    std::vector<std::string> paths;
+    for (size_t n : {440, 441, 600, 4000}) {
+        std::string p = "/" + std::string(n - 2, 'x') + std::to_string(n % 10);
+        ASSERT_EQ(p.size(), n);
+        paths.push_back(p);
+    }
+    // Two long paths that share everything a truncated key would keep.
+    std::string twin = paths[3];
+    twin.back() = 'y';
+    paths.push_back(twin);
+    std::sort(paths.begin(), paths.end());
+
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    for (const auto& p : paths) ASSERT_OK((*txn)->put_link(make_link(3, p, a)));
+    ASSERT_OK((*txn)->commit());
+
+    txn = (*index)->read();
+    ASSERT_TRUE(txn);
+    for (const auto& p : paths) {
+        auto l = (*txn)->link(3, p);
+        ASSERT_TRUE(l) << l.error().message;
+        ASSERT_TRUE(*l) << p.size();
+        EXPECT_EQ((*l)->path, p);
+    }
+    EXPECT_EQ(links_of_guest(**txn, 3), paths);
+    std::vector<std::string> expected;
+    for (const auto& p : paths) expected.push_back("3:" + p);
+    EXPECT_EQ(links_of_object(**txn, a), expected);
+    ASSERT_OK((*txn)->commit());
+
+    // Replacing and deleting by a long path finds the hashed key too.
+    txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    ASSERT_OK((*txn)->put_link(make_link(3, paths[4], b)));
+    ASSERT_OK((*txn)->delete_link(3, paths[3]));
+    EXPECT_EQ(links_of_object(**txn, b), (std::vector<std::string>{"3:" + paths[4]}));
+    EXPECT_EQ(links_of_object(**txn, a).size(), 3u);
+    EXPECT_EQ(links_of_guest(**txn, 3).size(), 4u);
+    ASSERT_OK((*txn)->commit());
+}
+
+TEST(Index, ObjectsWithPrefix) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    ObjectId x1 = oid({0xab, 0xcd, 0xef, 0x01, 0x23}, 0x00);
+    ObjectId x2 = oid({0xab, 0xcd, 0xef, 0x01, 0x24}, 0x11);
+    ObjectId x3 = oid({0xab, 0xc0}, 0xff);
+    ObjectId x4 = oid({0xab, 0xd0});
+    ObjectId x5 = oid({0xac});
+    ObjectId x6 = oid({0x00}, 0x00);
+    ObjectId x7 = oid({0xff}, 0xff);
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    for (const auto& id : {x1, x2, x3, x4, x5, x6, x7}) ASSERT_OK((*txn)->put_object(id, {}));
+    ASSERT_OK((*txn)->commit());
+
+    txn = (*index)->read();
+    ASSERT_TRUE(txn);
+    auto find = [&](const std::string& prefix) {
+        auto r = (*txn)->objects_with_prefix(prefix);
+        EXPECT_TRUE(r) << prefix << ": " << r.error().message;
+        return r ? sorted(*r) : std::vector<ObjectId>{};
+    };
+    using V = std::vector<ObjectId>;
+    EXPECT_EQ(find("abcdef0123"), V{x1});                // unique, 10 chars
+    EXPECT_EQ(find("abcdef01"), sorted({x1, x2}));       // ambiguous, 8 chars
+    EXPECT_EQ(find("abcdef012"), sorted({x1, x2}));      // ambiguous, odd
+    EXPECT_EQ(find("abcdef0124"), V{x2});                // unique after an odd split
+    EXPECT_EQ(find("abcdef01231"), V{});                 // odd, nibble absent
+    EXPECT_EQ(find("abc"), sorted({x1, x2, x3}));        // odd nibble shared by 3
+    EXPECT_EQ(find("abd"), V{x4});                       // odd, past the c-range
+    EXPECT_EQ(find("a"), sorted({x1, x2, x3, x4, x5}));  // one nibble
+    EXPECT_EQ(find("b"), V{});
+    EXPECT_EQ(find("0"), V{x6});
+    EXPECT_EQ(find("f"), V{x7});
+    EXPECT_EQ(find("ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"), V{x7});
+    EXPECT_EQ(find(std::string(63, 'f')), V{x7});
+    EXPECT_EQ(find(std::string(64, '0')), V{x6});
+    EXPECT_EQ(find(std::string(65, '0')), V{});
+    EXPECT_EQ(find("").size(), 7u);
+
+    auto upper = (*txn)->objects_with_prefix("ABCD");
+    ASSERT_FALSE(upper);
+    EXPECT_NE(upper.error().message.find("not a lower-case hex prefix"), std::string::npos);
+    EXPECT_FALSE((*txn)->objects_with_prefix("abcg"));
+}
+
+TEST(Index, ObjectsPutGetDeleteLeavesLinksAlone) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    ObjectId a = oid({0x01}), b = oid({0x02});
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    ObjectRecord rec;
+    rec.size = 5;
+    ASSERT_OK((*txn)->put_object(a, rec));
+    ASSERT_OK((*txn)->put_object(b, rec));
+    ASSERT_OK((*txn)->put_link(make_link(1, "/a", a)));
+    ASSERT_OK((*txn)->delete_object(a));
+    ASSERT_OK((*txn)->delete_object(a));
+    auto gone = (*txn)->object(a);
+    ASSERT_TRUE(gone);
+    EXPECT_FALSE(*gone);
+    EXPECT_EQ(links_of_object(**txn, a), (std::vector<std::string>{"1:/a"}));
+    std::vector<ObjectId> seen;
+    ASSERT_OK((*txn)->for_each_object([&](const ObjectId& id, const ObjectRecord& o) {
+        EXPECT_EQ(o.size, 5u);
+        seen.push_back(id);
+        return true;
+    }));
+    EXPECT_EQ(seen, std::vector<ObjectId>{b});
+    ASSERT_OK((*txn)->commit());
+}
+
+TEST(Index, DeleteGuestRemovesOnlyItsLinksAndReverseEntries) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    ObjectId a = oid({0xa}), b = oid({0xb});
+    std::string long_path = "/" + std::string(700, 'L');
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    GuestRecord web1 = make_guest("web1"), web2 = make_guest("web2"), web3 = make_guest("web3");
+    ASSERT_OK((*txn)->put_guest(web1));
+    ASSERT_OK((*txn)->put_guest(web2));
+    ASSERT_OK((*txn)->put_guest(web3));
+    for (const auto& g : {web1, web2, web3}) {
+        ASSERT_OK((*txn)->put_link(make_link(g.id, "/bin/ls", a)));
+        ASSERT_OK((*txn)->put_link(make_link(g.id, long_path, b)));
+    }
+    ASSERT_OK((*txn)->put_link(make_link(web2.id, "/only/web2", b)));
+    ASSERT_OK((*txn)->commit());
+
+    txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    ASSERT_OK((*txn)->delete_guest(web2.id));
+    ASSERT_OK((*txn)->commit());
+
+    txn = (*index)->read();
+    ASSERT_TRUE(txn);
+    auto by_name = (*txn)->guest("web2");
+    ASSERT_TRUE(by_name);
+    EXPECT_FALSE(*by_name);
+    auto by_id = (*txn)->guest(web2.id);
+    ASSERT_TRUE(by_id);
+    EXPECT_FALSE(*by_id);
+    EXPECT_TRUE(links_of_guest(**txn, web2.id).empty());
+    EXPECT_EQ(links_of_guest(**txn, web1.id), (std::vector<std::string>{long_path, "/bin/ls"}));
+    EXPECT_EQ(links_of_guest(**txn, web3.id), (std::vector<std::string>{long_path, "/bin/ls"}));
+    EXPECT_EQ(links_of_object(**txn, a), (std::vector<std::string>{"1:/bin/ls", "3:/bin/ls"}));
+    EXPECT_EQ(links_of_object(**txn, b),
+              (std::vector<std::string>{"1:" + long_path, "3:" + long_path}));
+    auto all = (*txn)->guests();
+    ASSERT_TRUE(all);
+    EXPECT_EQ(all->size(), 2u);
+    ASSERT_OK((*txn)->commit());
+
+    // Ids are never reused, and deleting an unknown guest is a no-op.
+    txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    ASSERT_OK((*txn)->delete_guest(99));
+    GuestRecord web4 = make_guest("web4");
+    ASSERT_OK((*txn)->put_guest(web4));
+    EXPECT_EQ(web4.id, 4u);
+    ASSERT_OK((*txn)->commit());
+}
+
+TEST(Index, ForEachStopsEarly) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    ObjectId a = oid({0x5});
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    for (int i = 0; i < 10; ++i) {
+        ASSERT_OK((*txn)->put_link(make_link(1, "/f" + std::to_string(i), a)));
+        ASSERT_OK((*txn)->put_object(oid({uint8_t(i)}, 1), {}));
+    }
+    int n = 0;
+    ASSERT_OK((*txn)->for_each_link_of_guest(1, [&](const LinkRecord&) { return ++n < 3; }));
+    EXPECT_EQ(n, 3);
+    n = 0;
+    ASSERT_OK((*txn)->for_each_link_of_object(a, [&](const LinkRecord&) { return ++n < 4; }));
+    EXPECT_EQ(n, 4);
+    n = 0;
+    ASSERT_OK(
+        (*txn)->for_each_object([&](const ObjectId&, const ObjectRecord&) { return ++n < 5; }));
+    EXPECT_EQ(n, 5);
+}
+
+TEST(Index, VisitorMayWriteWhatItVisits) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    // Enough records for several B-tree pages, so deletions rebalance under the scan.
+    for (int i = 0; i < 3000; ++i) {
+        ObjectId id = oid({uint8_t(i >> 8), uint8_t(i)}, 3);
+        ASSERT_OK((*txn)->put_object(id, {}));
+        ASSERT_OK((*txn)->put_link(make_link(1, "/p/" + std::to_string(i), id)));
+    }
+    // gc-style: delete every other object from inside the scan.
+    int visited = 0;
+    ASSERT_OK((*txn)->for_each_object([&](const ObjectId& id, const ObjectRecord&) {
+        if (visited++ % 2 == 0) {
+            EXPECT_TRUE((*txn)->delete_object(id));
+        }
+        return true;
+    }));
+    EXPECT_EQ(visited, 3000);
+    int left = 0;
+    ASSERT_OK((*txn)->for_each_object([&](const ObjectId&, const ObjectRecord&) {
+        ++left;
+        return true;
+    }));
+    EXPECT_EQ(left, 1500);
+
+    // import-style: drop every link of the guest while walking them.
+    visited = 0;
+    ASSERT_OK((*txn)->for_each_link_of_guest(1, [&](const LinkRecord& l) {
+        ++visited;
+        EXPECT_TRUE((*txn)->delete_link(l.guest, l.path));
+        return true;
+    }));
+    EXPECT_EQ(visited, 3000);
+    EXPECT_TRUE(links_of_guest(**txn, 1).empty());
+    ASSERT_OK((*txn)->commit());
+}
+
+TEST(Index, CommitInsideAVisitorIsAnErrorNotACrash) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    ASSERT_OK((*txn)->put_object(oid({1}), {}));
+    ASSERT_OK((*txn)->put_object(oid({2}), {}));
+    auto r = (*txn)->for_each_object([&](const ObjectId&, const ObjectRecord&) {
+        EXPECT_TRUE((*txn)->commit());
+        return true;
+    });
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("ended"), std::string::npos) << r.error().message;
+
+    auto read = (*index)->read();
+    ASSERT_TRUE(read);
+    auto o = (*read)->object(oid({2}));
+    ASSERT_TRUE(o && *o);
+}
+
+TEST(Index, ReadTxnRefusesWrites) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    auto txn = (*index)->read();
+    ASSERT_TRUE(txn);
+    GuestRecord g = make_guest("web1");
+    std::vector<Result<void>> writes;
+    writes.push_back((*txn)->put_guest(g));
+    writes.push_back((*txn)->delete_guest(1));
+    writes.push_back((*txn)->put_object(oid({1}), {}));
+    writes.push_back((*txn)->delete_object(oid({1})));
+    writes.push_back((*txn)->put_link(make_link(1, "/x", oid({1}))));
+    writes.push_back((*txn)->delete_link(1, "/x"));
+    for (const auto& w : writes) {
+        ASSERT_FALSE(w);
+        EXPECT_NE(w.error().message.find("write on a read-only transaction"), std::string::npos)
+            << w.error().message;
+    }
+    EXPECT_EQ(g.id, 0u);
+    ASSERT_OK((*txn)->commit());
+}
+
+TEST(Index, UncommittedWriteTxnLeavesNothing) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    {
+        auto txn = (*index)->write();
+        ASSERT_TRUE(txn);
+        GuestRecord g = make_guest("web1");
+        ASSERT_OK((*txn)->put_guest(g));
+        ASSERT_OK((*txn)->put_object(oid({1}), {}));
+        ASSERT_OK((*txn)->put_link(make_link(g.id, "/x", oid({1}))));
+    }
+    auto txn = (*index)->write();  // would block forever if the first were still open
+    ASSERT_TRUE(txn);
+    auto g = (*txn)->guest("web1");
+    ASSERT_TRUE(g);
+    EXPECT_FALSE(*g);
+    auto o = (*txn)->object(oid({1}));
+    ASSERT_TRUE(o);
+    EXPECT_FALSE(*o);
+    EXPECT_TRUE(links_of_object(**txn, oid({1})).empty());
+    // The id allocator rolled back too.
+    GuestRecord again = make_guest("web1");
+    ASSERT_OK((*txn)->put_guest(again));
+    EXPECT_EQ(again.id, 1u);
+}
+
+TEST(Index, EndedTxnIsUnusable) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    ASSERT_OK((*txn)->commit());
+    auto again = (*txn)->commit();
+    ASSERT_FALSE(again);
+    EXPECT_NE(again.error().message.find("already ended"), std::string::npos);
+    EXPECT_FALSE((*txn)->object(oid({1})));
+    EXPECT_FALSE((*txn)->put_object(oid({1}), {}));
+    EXPECT_FALSE(
+        (*txn)->for_each_object([](const ObjectId&, const ObjectRecord&) { return true; }));
+}
+
+TEST(Index, ReadTxnsShareAThreadAndOutliveTheIndex) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    auto w = (*index)->write();
+    ASSERT_TRUE(w);
+    ASSERT_OK((*w)->put_object(oid({1}), {}));
+    ASSERT_OK((*w)->commit());
+
+    // MDB_NOTLS: two readers in one thread, and one open across a write.
+    auto r1 = (*index)->read();
+    ASSERT_TRUE(r1) << r1.error().message;
+    auto r2 = (*index)->read();
+    ASSERT_TRUE(r2) << r2.error().message;
+    w = (*index)->write();
+    ASSERT_TRUE(w);
+    ASSERT_OK((*w)->delete_object(oid({1})));
+    ASSERT_OK((*w)->commit());
+    auto snapshot = (*r1)->object(oid({1}));
+    ASSERT_TRUE(snapshot);
+    EXPECT_TRUE(*snapshot);
+
+    index->reset();
+    auto still = (*r2)->object(oid({1}));
+    ASSERT_TRUE(still);
+    EXPECT_TRUE(*still);
+    ASSERT_OK((*r2)->commit());
+}
+
+}  // namespace
+}  // namespace unify

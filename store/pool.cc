@@ -1,0 +1,177 @@
+#include "store/pool.h"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <sstream>
+
+namespace unify {
+
+namespace {
+
+constexpr const char* kConf = "pool.conf";
+
+std::string random_token() {
+    uint8_t b[8] = {};
+    if (getrandom(b, sizeof b, 0) != ssize_t(sizeof b)) {
+        // Never reached on Linux >= 3.17 with 8 bytes; fall back to something unique anyway.
+        uint64_t v = uint64_t(getpid()) << 32 ^ uint64_t(time(nullptr));
+        std::memcpy(b, &v, sizeof b);
+    }
+    return to_hex(b, sizeof b);
+}
+
+Result<std::string> read_small_file(int dirfd, const char* name, const std::string& shown) {
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return sys_fail("open", shown);
+    Fd f(fd);
+    std::string s;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return sys_fail("read", shown);
+        if (n == 0) break;
+        s.append(buf, size_t(n));
+        if (s.size() > 65536) return fail(shown + ": unexpectedly large");
+    }
+    return s;
+}
+
+Result<PoolSettings> parse_conf(const std::string& text, const std::string& shown) {
+    PoolSettings s;
+    bool have_protect = false, have_token = false;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        auto eq = line.find('=');
+        if (eq == std::string::npos) return fail(shown + ": malformed line '" + line + "'");
+        std::string k = line.substr(0, eq), v = line.substr(eq + 1);
+        if (k == "version" && v != "1")
+            return fail(shown + ": pool format version " + v + " is not supported (expected 1)");
+        if (k == "protect") {
+            auto m = parse_protect_mode(v);
+            if (!m) return fail(shown + ": unknown protect mode '" + v + "'");
+            s.protect = *m;
+            have_protect = true;
+        } else if (k == "ignore_mtime") {
+            s.ignore_mtime = v == "1";
+        } else if (k == "token") {
+            s.token = v;
+            have_token = !v.empty();
+        }
+    }
+    if (!have_protect || !have_token) return fail(shown + ": missing protect= or token=");
+    return s;
+}
+
+}  // namespace
+
+Result<void> Pool::create(const std::string& path, const PoolSettings& in) {
+    PoolSettings settings = in;
+    if (settings.token.empty()) settings.token = random_token();
+    if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return sys_fail("mkdir", path);
+    auto dir = open_dir_path(path);
+    if (!dir) return std::unexpected(dir.error());
+    auto entries = read_dir(dir->get(), path);
+    if (!entries) return std::unexpected(entries.error());
+    if (!entries->empty())
+        return fail("init: " + path + " exists and is not empty; a pool needs a new directory",
+                    EEXIST);
+    if (fchmod(dir->get(), 0700) != 0) return sys_fail("fchmod", path);
+    for (const char* sub : {"objects", "tmp"}) {
+        if (mkdirat(dir->get(), sub, 0700) != 0) return sys_fail("mkdir", join_path(path, sub));
+    }
+    auto objects = open_beneath(dir->get(), "objects", O_RDONLY | O_DIRECTORY, path);
+    if (!objects) return std::unexpected(objects.error());
+    for (int i = 0; i < 256; ++i) {
+        uint8_t b = uint8_t(i);
+        std::string shard = to_hex(&b, 1);
+        if (mkdirat(objects->get(), shard.c_str(), 0700) != 0)
+            return sys_fail("mkdir", join_path(path, "objects/" + shard));
+    }
+    int lock = openat(dir->get(), "lock", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    if (lock < 0) return sys_fail("create", join_path(path, "lock"));
+    close(lock);
+    auto index = Index::open(join_path(path, "index"), true);
+    if (!index) return std::unexpected(index.error());
+    // pool.conf goes last and by rename: its presence is what makes the directory a pool.
+    std::string conf = "# unify pool settings, fixed at init\nversion=1\nprotect=" +
+                       to_string(settings.protect) + "\nignore_mtime=" +
+                       (settings.ignore_mtime ? "1" : "0") + "\ntoken=" + settings.token + "\n";
+    int fd = openat(dir->get(), "pool.conf.tmp", O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0) return sys_fail("create", join_path(path, "pool.conf.tmp"));
+    Fd f(fd);
+    if (auto w = write_all(fd, conf.data(), conf.size(), join_path(path, "pool.conf.tmp")); !w)
+        return w;
+    if (fsync(fd) != 0) return sys_fail("fsync", join_path(path, "pool.conf.tmp"));
+    if (renameat(dir->get(), "pool.conf.tmp", dir->get(), kConf) != 0)
+        return sys_fail("rename", join_path(path, kConf));
+    return {};
+}
+
+Result<std::unique_ptr<Pool>> Pool::open(const std::string& path) {
+    auto p = std::make_unique<Pool>();
+    p->path_ = path;
+    auto dir = open_dir_path(path);
+    if (!dir) {
+        if (dir.error().err == ENOENT)
+            return fail("no pool at " + path + " (create one with `unify init`, or choose " +
+                            "another with --pool or UNIFY_POOL)",
+                        ENOENT);
+        return std::unexpected(dir.error());
+    }
+    p->dir_ = std::move(*dir);
+    auto conf = read_small_file(p->fd(), kConf, join_path(path, kConf));
+    if (!conf) {
+        if (conf.error().err == ENOENT)
+            return fail(path + " is not a unify pool (no pool.conf); create one with `unify init`",
+                        ENOENT);
+        return std::unexpected(conf.error());
+    }
+    auto settings = parse_conf(*conf, join_path(path, kConf));
+    if (!settings) return std::unexpected(settings.error());
+    p->settings_ = *settings;
+    p->protection_ = Protection(settings->protect);
+    auto st = stat_fd(p->fd(), path);
+    if (!st) return std::unexpected(st.error());
+    p->stat_ = *st;
+    auto objects = open_beneath(p->fd(), "objects", O_RDONLY | O_DIRECTORY, path + "/objects");
+    if (!objects) return std::unexpected(objects.error());
+    p->objects_ = std::move(*objects);
+    auto tmp = open_beneath(p->fd(), "tmp", O_RDONLY | O_DIRECTORY, path + "/tmp");
+    if (!tmp) return std::unexpected(tmp.error());
+    p->tmp_ = std::move(*tmp);
+    auto index = Index::open(join_path(path, "index"), false);
+    if (!index) return std::unexpected(index.error());
+    p->index_ = std::move(*index);
+    return p;
+}
+
+std::string Pool::object_name(const ObjectId& id, uint32_t replica) {
+    std::string hex = id.hex();
+    std::string name = hex.substr(0, 2) + "/" + hex;
+    if (replica) name += "." + std::to_string(replica);
+    return name;
+}
+
+std::string Pool::object_shown(const ObjectId& id, uint32_t replica) const {
+    return join_path(path_, "objects/" + object_name(id, replica));
+}
+
+Result<std::optional<FileStat>> Pool::stat_object(const ObjectId& id, uint32_t replica) const {
+    return stat_if_exists(objects_fd(), object_name(id, replica), object_shown(id, replica));
+}
+
+Result<Fd> Pool::open_object(const ObjectId& id, uint32_t replica) const {
+    int fd = openat(objects_fd(), object_name(id, replica).c_str(),
+                    O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return sys_fail("open", object_shown(id, replica));
+    return Fd(fd);
+}
+
+}  // namespace unify

@@ -1,0 +1,163 @@
+#include "store/protect.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace unify {
+
+namespace {
+
+// Patched VServer kernels expose IATTR_IXUNLINK through FS_IOC_SETFLAGS as this bit. On a
+// stock kernel ext4 gives it another meaning, so it is only ever set after the kernel was
+// detected as VServer (check_protect_mode refuses iunlink otherwise).
+constexpr unsigned kIxunlinkFlag = 0x08000000;
+
+unsigned mode_bits(ProtectMode m) {
+    switch (m) {
+        case ProtectMode::none:
+            return 0;
+        case ProtectMode::immutable:
+            return FS_IMMUTABLE_FL;
+        case ProtectMode::iunlink:
+            return FS_IMMUTABLE_FL | kIxunlinkFlag;
+    }
+    return 0;
+}
+
+Result<void> try_immutable(int dirfd, const std::string& shown) {
+    std::string name = unique_temp_name(".unify-probe.", "x");
+    int fd = openat(dirfd, name.c_str(), O_CREAT | O_EXCL | O_RDONLY | O_CLOEXEC, 0600);
+    if (fd < 0) return sys_fail("openat", join_path(shown, name));
+    Fd f(fd);
+    auto flags = get_inode_flags(fd, join_path(shown, name));
+    Result<void> r;
+    if (!flags) {
+        r = std::unexpected(flags.error());
+    } else if (auto s = set_inode_flags(fd, *flags | FS_IMMUTABLE_FL, join_path(shown, name)); !s) {
+        r = std::unexpected(s.error());
+    } else {
+        (void)set_inode_flags(fd, *flags, join_path(shown, name));
+    }
+    unlinkat(dirfd, name.c_str(), 0);
+    return r;
+}
+
+}  // namespace
+
+std::string to_string(ProtectMode m) {
+    switch (m) {
+        case ProtectMode::none:
+            return "none";
+        case ProtectMode::immutable:
+            return "immutable";
+        case ProtectMode::iunlink:
+            return "iunlink";
+    }
+    return "?";
+}
+
+std::optional<ProtectMode> parse_protect_mode(const std::string& s) {
+    if (s == "none") return ProtectMode::none;
+    if (s == "immutable") return ProtectMode::immutable;
+    if (s == "iunlink") return ProtectMode::iunlink;
+    return std::nullopt;
+}
+
+bool is_vserver_kernel() {
+    if (access("/proc/virtual", F_OK) == 0) return true;
+#ifdef __x86_64__
+    // vserver(VCMD_get_version = 0, 0, NULL); stock kernels answer ENOSYS.
+    long r = syscall(236, 0, 0, nullptr);
+    return !(r < 0 && errno == ENOSYS);
+#else
+    return false;
+#endif
+}
+
+Result<void> check_protect_mode(ProtectMode mode, int scratch_dirfd, const std::string& shown) {
+    switch (mode) {
+        case ProtectMode::none:
+            return {};
+        case ProtectMode::iunlink:
+            if (!is_vserver_kernel())
+                return fail(
+                    "--protect iunlink needs a Linux-VServer kernel (no /proc/virtual, and the "
+                    "vserver syscall answers ENOSYS); use --protect immutable on a stock kernel");
+            return {};
+        case ProtectMode::immutable:
+            if (auto r = try_immutable(scratch_dirfd, shown); !r) {
+                if (r.error().err == EPERM)
+                    return fail("--protect immutable: setting the immutable flag under " + shown +
+                                    " was refused (EPERM): the process lacks "
+                                    "CAP_LINUX_IMMUTABLE; run as root with that capability, "
+                                    "or choose --protect none",
+                                EPERM);
+                if (r.error().err == ENOTTY || r.error().err == EOPNOTSUPP)
+                    return fail("--protect immutable: the filesystem of " + shown +
+                                    " does not support the immutable flag; choose --protect none",
+                                r.error().err);
+                return std::unexpected(context(r.error(), "--protect immutable"));
+            }
+            return {};
+    }
+    return {};
+}
+
+Result<ProtectMode> choose_protect_mode(int scratch_dirfd, const std::string& shown) {
+    if (is_vserver_kernel()) return ProtectMode::iunlink;
+    if (auto r = check_protect_mode(ProtectMode::immutable, scratch_dirfd, shown); !r)
+        return fail("--protect auto: no protection works here: " + r.error().message +
+                        ". With --protect none a guest that writes a shared file in place "
+                        "changes it for every guest.",
+                    r.error().err);
+    return ProtectMode::immutable;
+}
+
+Result<void> Protection::protect(int fd, const std::string& shown) const {
+    unsigned bits = mode_bits(mode_);
+    if (!bits) return {};
+    auto flags = get_inode_flags(fd, shown);
+    if (!flags) return std::unexpected(flags.error());
+    if ((*flags & bits) == bits) return {};
+    return set_inode_flags(fd, *flags | bits, shown);
+}
+
+Result<void> Protection::unprotect(int fd, const std::string& shown) const {
+    unsigned bits = mode_bits(mode_);
+    if (mode_ == ProtectMode::none) bits = FS_IMMUTABLE_FL;  // whatever we find, lift it
+    auto flags = get_inode_flags(fd, shown);
+    if (!flags) return std::unexpected(flags.error());
+    if ((*flags & bits) == 0) return {};
+    return set_inode_flags(fd, *flags & ~bits, shown);
+}
+
+Result<bool> Protection::is_protected(int fd, const std::string& shown) const {
+    unsigned bits = mode_bits(mode_);
+    if (!bits) return true;
+    auto flags = get_inode_flags(fd, shown);
+    if (!flags) return std::unexpected(flags.error());
+    return (*flags & bits) == bits;
+}
+
+Result<void> Protection::with_links_allowed(int object_fd, const std::string& shown,
+                                            const std::function<Result<void>()>& act) const {
+    if (mode_ != ProtectMode::immutable) return act();
+    auto before = stat_fd(object_fd, shown);
+    if (!before) return std::unexpected(before.error());
+    if (auto r = unprotect(object_fd, shown); !r) return r;
+    Result<void> acted = act();
+    Result<void> restored = protect(object_fd, shown);
+    auto after = stat_fd(object_fd, shown);
+    if (!acted) return acted;
+    if (!restored) return restored;
+    if (!after) return std::unexpected(after.error());
+    if (after->size != before->size || after->mtime_ns != before->mtime_ns)
+        return fail("object " + shown +
+                    " was written while its immutable flag was lifted for linking (size or "
+                    "mtime changed); it no longer matches its id: run unify verify");
+    return {};
+}
+
+}  // namespace unify

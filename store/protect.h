@@ -1,0 +1,56 @@
+// Protection: what stops a guest from changing an inode that other guests share.
+//   iunlink    Linux-VServer: IMMUTABLE + IXUNLINK. Nobody can write it, but guests may
+//              unlink, rename over and link it, so package upgrades just work.
+//   immutable  stock FS_IMMUTABLE_FL. The kernel then also refuses link(), unlink() and
+//              rename() of the inode under any name, so every pool operation that adds or
+//              drops a link runs inside a window: clear, act, set, then check that nothing
+//              wrote to the object while it was open.
+//   none       nothing: a guest writing a shared file in place changes it for everyone.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "store/result.h"
+#include "store/sys.h"
+
+namespace unify {
+
+enum class ProtectMode { none, immutable, iunlink };
+
+std::string to_string(ProtectMode m);
+std::optional<ProtectMode> parse_protect_mode(const std::string& s);
+
+// /proc/virtual, or the vserver syscall answering anything but ENOSYS.
+bool is_vserver_kernel();
+
+// --protect auto: iunlink on a VServer kernel, else immutable where the filesystem of
+// dirfd takes the flag and we hold CAP_LINUX_IMMUTABLE (tried on a scratch file), else an
+// error that names --protect none.
+Result<ProtectMode> choose_protect_mode(int scratch_dirfd, const std::string& shown);
+// Fails clearly where `mode` cannot work here (iunlink without VServer, immutable without
+// the capability or filesystem support).
+Result<void> check_protect_mode(ProtectMode mode, int scratch_dirfd, const std::string& shown);
+
+class Protection {
+public:
+    explicit Protection(ProtectMode mode) : mode_(mode) {}
+    ProtectMode mode() const { return mode_; }
+
+    Result<void> protect(int fd, const std::string& shown) const;
+    Result<void> unprotect(int fd, const std::string& shown) const;
+    Result<bool> is_protected(int fd, const std::string& shown) const;
+
+    // Runs `act` with the object's protection lifted if the kernel requires that for link,
+    // unlink and rename (stock immutable), and restores it whatever `act` returned. After
+    // the window, the object must still have the size and mtime it had before: a write that
+    // slipped in is reported as an error naming the object.
+    Result<void> with_links_allowed(int object_fd, const std::string& shown,
+                                    const std::function<Result<void>()>& act) const;
+
+private:
+    ProtectMode mode_;
+};
+
+}  // namespace unify

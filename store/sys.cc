@@ -1,0 +1,190 @@
+// Thin, errno-preserving wrappers over the handful of syscalls that unify needs.
+#include "store/sys.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/openat2.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+
+namespace unify {
+
+namespace {
+
+FileStat from_statx(const struct statx& sx) {
+    FileStat st;
+    st.dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+    st.ino = sx.stx_ino;
+    st.mode = sx.stx_mode;
+    st.uid = sx.stx_uid;
+    st.gid = sx.stx_gid;
+    st.nlink = sx.stx_nlink;
+    st.size = sx.stx_size;
+    st.mtime_ns = int64_t(sx.stx_mtime.tv_sec) * 1000000000 + sx.stx_mtime.tv_nsec;
+    st.ctime_ns = int64_t(sx.stx_ctime.tv_sec) * 1000000000 + sx.stx_ctime.tv_nsec;
+    st.mnt_id = (sx.stx_mask & STATX_MNT_ID) ? sx.stx_mnt_id : 0;
+    st.mount_root = (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+                    (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+    return st;
+}
+
+constexpr unsigned kStatxMask = STATX_BASIC_STATS | STATX_MNT_ID;
+
+}  // namespace
+
+Result<FileStat> stat_at(int dirfd, const std::string& name, const std::string& shown) {
+    struct statx sx;
+    int flags = AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT | (name.empty() ? AT_EMPTY_PATH : 0);
+    if (statx(dirfd, name.c_str(), flags, kStatxMask, &sx) != 0) return sys_fail("statx", shown);
+    return from_statx(sx);
+}
+
+Result<FileStat> stat_fd(int fd, const std::string& shown) { return stat_at(fd, "", shown); }
+
+Result<std::optional<FileStat>> stat_if_exists(int dirfd, const std::string& name,
+                                               const std::string& shown) {
+    auto st = stat_at(dirfd, name, shown);
+    if (st) return std::optional<FileStat>(*st);
+    if (st.error().err == ENOENT || st.error().err == ENOTDIR) return std::optional<FileStat>();
+    return std::unexpected(st.error());
+}
+
+Result<Fd> open_beneath(int dirfd, const std::string& rel, int flags, const std::string& shown) {
+    struct open_how how {};
+    how.flags = uint64_t(flags) | O_CLOEXEC | O_NOFOLLOW;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS;
+    const char* p = rel.empty() ? "." : rel.c_str();
+    for (;;) {
+        long fd = syscall(SYS_openat2, dirfd, p, &how, sizeof how);
+        if (fd >= 0) return Fd(int(fd));
+        // The kernel asks for a retry when a rename raced with the lookup.
+        if (errno == EAGAIN || errno == EINTR) continue;
+        return sys_fail("openat2", shown);
+    }
+}
+
+Result<Fd> open_dir_path(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return sys_fail("open", path);
+    return Fd(fd);
+}
+
+Result<Xattrs> read_xattrs(int fd, const std::string& shown) {
+    std::string names;
+    for (;;) {
+        ssize_t n = flistxattr(fd, nullptr, 0);
+        if (n < 0) {
+            if (errno == ENOTSUP) return Xattrs{};
+            return sys_fail("flistxattr", shown);
+        }
+        if (n == 0) return Xattrs{};
+        names.resize(size_t(n));
+        n = flistxattr(fd, names.data(), names.size());
+        if (n < 0 && errno == ERANGE) continue;  // grew between the two calls
+        if (n < 0) return sys_fail("flistxattr", shown);
+        names.resize(size_t(n));
+        break;
+    }
+    Xattrs out;
+    for (size_t pos = 0; pos < names.size();) {
+        std::string name(names.c_str() + pos);
+        pos += name.size() + 1;
+        if (name.empty()) continue;
+        std::string value;
+        for (;;) {
+            ssize_t n = fgetxattr(fd, name.c_str(), nullptr, 0);
+            if (n < 0 && errno == ENODATA) break;  // removed between list and get
+            if (n < 0) return sys_fail("fgetxattr " + name, shown);
+            value.resize(size_t(n));
+            n = fgetxattr(fd, name.c_str(), value.data(), value.size());
+            if (n < 0 && errno == ERANGE) continue;
+            if (n < 0) return sys_fail("fgetxattr " + name, shown);
+            value.resize(size_t(n));
+            out.emplace_back(std::move(name), std::move(value));
+            break;
+        }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+Result<void> write_xattrs(int fd, const Xattrs& xattrs, const std::string& shown) {
+    for (const auto& [name, value] : xattrs) {
+        if (fsetxattr(fd, name.c_str(), value.data(), value.size(), 0) != 0)
+            return sys_fail("fsetxattr " + name, shown);
+    }
+    return {};
+}
+
+Result<unsigned> get_inode_flags(int fd, const std::string& shown) {
+    int flags = 0;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) return sys_fail("ioctl(FS_IOC_GETFLAGS)", shown);
+    return unsigned(flags);
+}
+
+Result<void> set_inode_flags(int fd, unsigned flags, const std::string& shown) {
+    int f = int(flags);
+    if (ioctl(fd, FS_IOC_SETFLAGS, &f) != 0) return sys_fail("ioctl(FS_IOC_SETFLAGS)", shown);
+    return {};
+}
+
+std::string unique_temp_name(const std::string& prefix, const std::string& token) {
+    static std::atomic<uint64_t> counter{0};
+    return prefix + token + "." + std::to_string(getpid()) + "." + std::to_string(++counter);
+}
+
+Result<std::vector<DirEntry>> read_dir(int dirfd, const std::string& shown) {
+    // A duplicate, so closedir() leaves the caller's fd open and its offset untouched.
+    int dup = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dup < 0) return sys_fail("openat .", shown);
+    DIR* d = fdopendir(dup);
+    if (!d) {
+        int e = errno;
+        ::close(dup);
+        return sys_fail("fdopendir", shown, e);
+    }
+    std::vector<DirEntry> out;
+    for (;;) {
+        errno = 0;
+        struct dirent* de = readdir(d);
+        if (!de) break;
+        if (de->d_name[0] == '.' &&
+            (de->d_name[1] == 0 || (de->d_name[1] == '.' && de->d_name[2] == 0)))
+            continue;
+        out.push_back({de->d_name, de->d_type});
+    }
+    int e = errno;
+    closedir(d);
+    if (e) return sys_fail("readdir", shown, e);
+    return out;
+}
+
+Result<void> write_all(int fd, const void* data, size_t len, const std::string& shown) {
+    auto p = static_cast<const char*>(data);
+    while (len > 0) {
+        ssize_t n = ::write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return sys_fail("write", shown);
+        p += n;
+        len -= size_t(n);
+    }
+    return {};
+}
+
+std::string join_path(const std::string& a, const std::string& b) {
+    if (b.empty()) return a;
+    if (a.empty()) return b;
+    bool slash_a = a.back() == '/', slash_b = b.front() == '/';
+    if (slash_a && slash_b) return a + b.substr(1);
+    if (slash_a || slash_b) return a + b;
+    return a + "/" + b;
+}
+
+}  // namespace unify

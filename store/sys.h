@@ -1,0 +1,87 @@
+// The syscall layer: thin wrappers that return values instead of -1/errno, so call sites
+// can still handle EEXIST, EMLINK, EPERM ... by name. Guest paths are never handed to the
+// kernel as strings that it may resolve through symlinks: everything is relative to a
+// directory fd, with O_NOFOLLOW / AT_SYMLINK_NOFOLLOW, or through openat2 RESOLVE_BENEATH.
+// `shown` is only the path printed in an error message.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "store/fd.h"
+#include "store/result.h"
+
+namespace unify {
+
+struct FileStat {
+    uint64_t dev = 0;
+    uint64_t ino = 0;
+    uint32_t mode = 0;  // st_mode, type bits included
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+    uint64_t nlink = 0;
+    uint64_t size = 0;
+    int64_t mtime_ns = 0;
+    int64_t ctime_ns = 0;
+    uint64_t mnt_id = 0;
+    bool mount_root = false;  // STATX_ATTR_MOUNT_ROOT: a mount point, never crossed
+
+    bool is_reg() const { return S_ISREG(mode); }
+    bool is_dir() const { return S_ISDIR(mode); }
+    bool is_lnk() const { return S_ISLNK(mode); }
+    bool same_inode(const FileStat& o) const { return dev == o.dev && ino == o.ino; }
+    // Nothing wrote, chmod-ed, chown-ed or re-labelled the inode between two looks at it.
+    // ctime also moves when the link count does (we replace one of several hard links of
+    // an inode), so it is only compared while the link count stands still.
+    bool unchanged(const FileStat& o) const {
+        return same_inode(o) && size == o.size && mtime_ns == o.mtime_ns && mode == o.mode &&
+               uid == o.uid && gid == o.gid && (nlink != o.nlink || ctime_ns == o.ctime_ns);
+    }
+};
+
+// Sorted by name, so the encoding in an object id does not depend on listxattr order.
+using Xattrs = std::vector<std::pair<std::string, std::string>>;
+
+// statx(dirfd, name, AT_SYMLINK_NOFOLLOW). name "" stats dirfd itself (AT_EMPTY_PATH).
+Result<FileStat> stat_at(int dirfd, const std::string& name, const std::string& shown);
+Result<FileStat> stat_fd(int fd, const std::string& shown);
+// Like stat_at, but a missing name (ENOENT, ENOTDIR) is an empty optional, not an error.
+Result<std::optional<FileStat>> stat_if_exists(int dirfd, const std::string& name,
+                                               const std::string& shown);
+
+// openat2(dirfd, rel, RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_XDEV); rel may hold
+// several components. flags get O_CLOEXEC|O_NOFOLLOW added.
+Result<Fd> open_beneath(int dirfd, const std::string& rel, int flags, const std::string& shown);
+// An administrator-given path (a guest root, the pool); O_DIRECTORY|O_CLOEXEC.
+Result<Fd> open_dir_path(const std::string& path);
+
+Result<Xattrs> read_xattrs(int fd, const std::string& shown);
+Result<void> write_xattrs(int fd, const Xattrs& xattrs, const std::string& shown);
+
+// FS_IOC_GETFLAGS / FS_IOC_SETFLAGS.
+Result<unsigned> get_inode_flags(int fd, const std::string& shown);
+Result<void> set_inode_flags(int fd, unsigned flags, const std::string& shown);
+
+// A name no guest could have chosen for its own file: prefix, pool token, pid, counter.
+std::string unique_temp_name(const std::string& prefix, const std::string& token);
+
+// Reads the whole of dirfd's entries (name, d_type). Leaves dirfd's own offset alone.
+struct DirEntry {
+    std::string name;
+    unsigned char type;  // DT_*; DT_UNKNOWN means stat it
+};
+Result<std::vector<DirEntry>> read_dir(int dirfd, const std::string& shown);
+
+// Writes all of data at the current offset, retrying on short writes and EINTR.
+Result<void> write_all(int fd, const void* data, size_t len, const std::string& shown);
+
+// Joins a display path: "/vservers/web1" + "usr/bin" -> "/vservers/web1/usr/bin".
+std::string join_path(const std::string& a, const std::string& b);
+
+}  // namespace unify
