@@ -5,15 +5,20 @@
 
 namespace unify {
 
-Result<Replaced> rename_over(int dirfd, const std::string& temp_name, const std::string& name,
-                             const FileStat& expected, const std::string& shown) {
+namespace {
+
+using Check = bool (*)(const FileStat& now, const FileStat& expected);
+
+// Renames temp over name if name still passes `check`; the temporary never outlives us.
+Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::string& name,
+                         const FileStat& expected, Check check, const std::string& shown) {
     auto drop_temp = [&] { unlinkat(dirfd, temp_name.c_str(), 0); };
     auto now = stat_if_exists(dirfd, name, shown);
     if (!now) {
         drop_temp();
         return std::unexpected(now.error());
     }
-    if (!*now || !(*now)->unchanged(expected)) {
+    if (!*now || !check(**now, expected)) {
         drop_temp();
         return Replaced::changed;
     }
@@ -27,14 +32,27 @@ Result<Replaced> rename_over(int dirfd, const std::string& temp_name, const std:
     return Replaced::done;
 }
 
+}  // namespace
+
+Result<Replaced> rename_over(int dirfd, const std::string& temp_name, const std::string& name,
+                             const FileStat& expected, const std::string& shown) {
+    // The path is an object link: its ctime moves with the protection window, its inode not.
+    return swap_in(dirfd, temp_name, name, expected,
+                   [](const FileStat& now, const FileStat& exp) { return now.same_inode(exp); },
+                   shown);
+}
+
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
                            const std::string& name, const FileStat& expected,
                            const std::string& temp_name, const std::string& shown) {
     if (linkat(objects_fd, object_name.c_str(), dirfd, temp_name.c_str(), 0) != 0) {
         if (errno == EMLINK) return Replaced::emlink;
-        return sys_fail("linkat", join_path(shown, "../" + temp_name));
+        return sys_fail("linkat", shown + " (temporary " + temp_name + ")");
     }
-    return rename_over(dirfd, temp_name, name, expected, shown);
+    // The guest's own file must be exactly what was hashed: same inode, size, times, owner.
+    return swap_in(dirfd, temp_name, name, expected,
+                   [](const FileStat& now, const FileStat& exp) { return now.unchanged(exp); },
+                   shown);
 }
 
 }  // namespace unify
