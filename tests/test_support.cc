@@ -1,0 +1,214 @@
+#include "tests/test_support.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <spawn.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "store/hasher.h"
+#include "store/sys.h"
+
+extern char** environ;
+
+namespace unify::test {
+
+TempDir::TempDir(const std::string& base) {
+    std::string tmpl = base + "/unify-test.XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (!mkdtemp(buf.data())) ADD_FAILURE() << "mkdtemp(" << tmpl << "): " << strerror(errno);
+    path_ = buf.data();
+}
+
+TempDir::~TempDir() { remove_tree(path_); }
+
+void remove_tree(const std::string& path) {
+    if (path.empty() || path == "/") return;
+    std::string q = "'" + path + "'";
+    (void)!system(("chattr -R -i " + q + " >/dev/null 2>&1; rm -rf " + q).c_str());
+}
+
+bool require_all() {
+    const char* v = getenv("UNIFY_TEST_REQUIRE_ALL");
+    return v && std::string(v) == "1";
+}
+
+std::string need_root() { return geteuid() == 0 ? "" : "needs root"; }
+
+std::string need_immutable(const std::string& dir) {
+    if (geteuid() != 0) return "needs root for the immutable flag";
+    std::string f = dir + "/.immutable-probe";
+    int fd = open(f.c_str(), O_CREAT | O_RDONLY | O_CLOEXEC, 0600);
+    if (fd < 0) return "cannot create " + f;
+    int flags = 0;
+    std::string reason;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) {
+        reason = "filesystem of " + dir + " has no inode flags";
+    } else {
+        int on = flags | FS_IMMUTABLE_FL;
+        if (ioctl(fd, FS_IOC_SETFLAGS, &on) != 0)
+            reason = "cannot set the immutable flag (CAP_LINUX_IMMUTABLE missing?)";
+        else
+            ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    }
+    close(fd);
+    unlink(f.c_str());
+    return reason;
+}
+
+std::string need_tool(const std::string& tool) {
+    return sh("command -v " + tool + " >/dev/null 2>&1") == 0 ? "" : tool + " is not installed";
+}
+
+void write_file(const std::string& path, const std::string& content, mode_t mode) {
+    std::string dir = path.substr(0, path.rfind('/'));
+    sh("mkdir -p '" + dir + "'");
+    int fd = open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, mode);
+    if (fd < 0) {
+        ADD_FAILURE() << "open(" << path << "): " << strerror(errno);
+        return;
+    }
+    if (write(fd, content.data(), content.size()) != ssize_t(content.size()))
+        ADD_FAILURE() << "write(" << path << "): " << strerror(errno);
+    fchmod(fd, mode);
+    close(fd);
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+struct stat stat_path(const std::string& path) {
+    struct stat st {};
+    if (lstat(path.c_str(), &st) != 0) st = {};
+    return st;
+}
+
+void set_mtime(const std::string& path, int64_t sec, int64_t nsec) {
+    struct timespec t[2] = {{sec, nsec}, {sec, nsec}};
+    if (utimensat(AT_FDCWD, path.c_str(), t, AT_SYMLINK_NOFOLLOW) != 0)
+        ADD_FAILURE() << "utimensat(" << path << "): " << strerror(errno);
+}
+
+bool is_immutable(const std::string& path) {
+    int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return false;
+    int flags = 0;
+    bool on = ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & FS_IMMUTABLE_FL);
+    close(fd);
+    return on;
+}
+
+int sh(const std::string& command) {
+    int st = system(command.c_str());
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+namespace {
+
+std::string slurp_fd(int fd) {
+    std::string s;
+    char buf[65536];
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) s.append(buf, size_t(n));
+    return s;
+}
+
+}  // namespace
+
+RunResult run_unify(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+    RunResult r;
+    std::string out_path = "/tmp/unify-run.XXXXXX", err_path = "/tmp/unify-run.XXXXXX";
+    int out_fd = mkstemp(out_path.data()), err_fd = mkstemp(err_path.data());
+    unlink(out_path.c_str());
+    unlink(err_path.c_str());
+    std::vector<std::string> argv_s = {UNIFY_BINARY};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_s;
+    for (char** e = environ; *e; ++e) {
+        std::string kv = *e;
+        if (kv.rfind("UNIFY_POOL=", 0) == 0) continue;  // tests say which pool they mean
+        env_s.push_back(kv);
+    }
+    env_s.insert(env_s.end(), env.begin(), env.end());
+    std::vector<char*> envp;
+    for (auto& e : env_s) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+    pid_t pid;
+    if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data()) != 0) {
+        ADD_FAILURE() << "posix_spawn(" << argv[0] << "): " << strerror(errno);
+        return r;
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    lseek(out_fd, 0, SEEK_SET);
+    lseek(err_fd, 0, SEEK_SET);
+    r.out = slurp_fd(out_fd);
+    r.err = slurp_fd(err_fd);
+    close(out_fd);
+    close(err_fd);
+    return r;
+}
+
+std::string manifest(const std::string& root) {
+    // find gives the walk; everything else is read here, without following symlinks.
+    std::string list = "/tmp/unify-manifest.XXXXXX";
+    int fd = mkstemp(list.data());
+    close(fd);
+    sh("cd '" + root + "' && find . -mindepth 1 -print0 | sort -z > '" + list + "'");
+    std::string names = read_file(list);
+    unlink(list.c_str());
+    std::ostringstream out;
+    for (size_t pos = 0; pos < names.size();) {
+        std::string rel = names.c_str() + pos;
+        pos += rel.size() + 1;
+        std::string full = root + "/" + rel.substr(2);
+        auto st = stat_at(AT_FDCWD, full, full);
+        if (!st) {
+            out << rel << " MISSING\n";
+            continue;
+        }
+        out << rel << " mode=" << std::oct << st->mode << std::dec << " uid=" << st->uid
+            << " gid=" << st->gid;
+        if (st->is_reg()) {
+            out << " size=" << st->size << " mtime=" << st->mtime_ns;
+            int f = open(full.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            if (f >= 0) {
+                auto h = hash_fd(f, full);
+                auto x = read_xattrs(f, full);
+                if (h) out << " sha256=" << to_hex(h->sha256.data(), 32);
+                if (x)
+                    for (const auto& [k, v] : *x) out << " xattr:" << k << "=" << to_hex(reinterpret_cast<const uint8_t*>(v.data()), v.size());
+                close(f);
+            }
+        } else if (st->is_lnk()) {
+            std::array<char, 4096> buf{};
+            ssize_t n = readlink(full.c_str(), buf.data(), buf.size() - 1);
+            out << " -> " << std::string(buf.data(), n > 0 ? size_t(n) : 0);
+        }
+        out << "\n";
+    }
+    return out.str();
+}
+
+}  // namespace unify::test
