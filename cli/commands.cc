@@ -53,6 +53,12 @@ Result<Session> open_session(const Globals& g, const std::string& command, bool 
         auto lock = PoolLock::acquire(s.pool->fd(), s.pool->path(), command, g.wait);
         if (!lock) return std::unexpected(lock.error());
         s.lock = std::move(*lock);
+        // A writer that cannot set or lift the pool's protection must stop before it
+        // changes anything, not halfway through a guest.
+        auto mode = s.pool->settings().protect;
+        if (auto r = check_protect_mode(mode, s.pool->tmp_fd(), s.pool->path() + "/tmp"); !r)
+            return std::unexpected(context(r.error(), "pool " + s.pool->path() + " (protection " +
+                                                          to_string(mode) + ")"));
     }
     return s;
 }
