@@ -119,7 +119,7 @@ int cmd_import(const Globals& g, ImportOptions opt) {
               << "  already linked    " << format_count(sum->already_linked) << "\n"
               << "  newly linked      " << format_count(sum->newly_linked) << would << "\n"
               << "  new objects       " << format_count(sum->new_objects) << " ("
-              << format_bytes(sum->bytes_new_objects) << ")" << would << "\n"
+              << format_bytes(sum->bytes_new_objects) << ", made from newly linked files)" << would << "\n"
               << "  bytes saved       " << format_bytes(sum->bytes_saved) << would << "\n";
     if (sum->temps_swept)
         std::cout << "  temporaries swept " << format_count(sum->temps_swept)

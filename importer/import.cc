@@ -187,10 +187,12 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id,
         }
     }
     if (opt_.dry_run) {
+        // The first path of a new object becomes the object (adopted): linked, nothing saved.
         size_t start = 0;
         if (!obj.st && dry_new_.insert(id).second && !pending.empty()) {
             ++sum_.new_objects;
             sum_.bytes_new_objects += batch[pending[0]].st.size;
+            ++sum_.newly_linked;
             start = 1;
         }
         for (size_t k = start; k < pending.size(); ++k) {
@@ -234,6 +236,7 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id,
         sum_.bytes_new_objects += made->rec.size;
         if (opt_.verbose) log_ << "new object " << id.hex() << " from " << shown(e) << "\n";
         if (e.st.nlink == 1) {
+            ++sum_.newly_linked;
             if (auto r = record_link(txn, e, id, 0, *obj.st); !r) return r;
         } else {
             pending.insert(pending.begin(), i);  // the copy still has to replace the path

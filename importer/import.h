@@ -29,7 +29,8 @@ struct ImportSummary {
     bool dry_run = false;
     uint64_t files_seen = 0;
     uint64_t already_linked = 0;
-    uint64_t newly_linked = 0;
+    uint64_t newly_linked = 0;  // paths that are links to an object now and were not before,
+                                // the first path of each new object included
     uint64_t new_objects = 0;
     uint64_t bytes_new_objects = 0;
     uint64_t bytes_saved = 0;
