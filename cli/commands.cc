@@ -16,6 +16,7 @@
 #include "gc/gc.h"
 #include "importer/import.h"
 #include "linker/unshare.h"
+#include "store/interrupt.h"
 #include "store/lock.h"
 #include "store/pool.h"
 
@@ -303,6 +304,7 @@ int run_cli(int argc, char** argv) {
         std::cerr << "unify: --quiet and --verbose exclude each other\n";
         return kUsage;
     }
+    install_interrupt_handlers();
     if (*init) return cmd_init(g, protect, ignore_mtime);
     if (*import) {
         if (*exclude_opt) iopt.excludes = excludes;

@@ -10,6 +10,7 @@
 #include "importer/guest_root.h"
 #include "importer/hash_batch.h"
 #include "store/guest_path.h"
+#include "store/interrupt.h"
 
 namespace unify {
 
@@ -118,6 +119,10 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
         if (!txn) return std::unexpected(txn.error());
         Result<void> outcome;
         for (const auto& c : found[s]) {
+            if (interrupted()) {
+                outcome = std::unexpected(interrupted_error());
+                break;
+            }
             std::string name = shard + "/" + c.name, shown = pool.path() + "/objects/" + name;
             auto id = ObjectId::from_hex(c.name.substr(0, 64));
             if (opt.verbose) log << "remove object " << name << " (" << c.size << " bytes)\n";

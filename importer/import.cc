@@ -20,6 +20,7 @@
 #include "importer/hash_batch.h"
 #include "linker/object_maker.h"
 #include "linker/replace.h"
+#include "store/interrupt.h"
 
 namespace unify {
 
@@ -344,6 +345,7 @@ Result<void> Importer::do_batch(std::vector<WalkEntry>& batch) {
         }
     }
     for (const ObjectId& id : order) {
+        if (interrupted()) return finish(std::unexpected(interrupted_error()));
         if (auto r = apply_group(txn, id, groups[id], batch, hashed); !r) return finish(r);
     }
     return finish({});

@@ -9,6 +9,7 @@
 #include "linker/copy.h"
 #include "linker/replace.h"
 #include "store/guest_path.h"
+#include "store/interrupt.h"
 
 namespace unify {
 
@@ -109,6 +110,10 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
         if (!txn) return std::unexpected(txn.error());
         Result<void> outcome;
         for (size_t i = start; i < std::min(links.size(), start + kBatch); ++i) {
+            if (interrupted()) {
+                outcome = std::unexpected(interrupted_error());
+                break;
+            }
             const LinkRecord& l = links[i];
             auto rec = (*txn)->object(l.id);
             if (!rec) {

@@ -1,0 +1,15 @@
+// SIGINT/SIGTERM/SIGHUP do not kill a writer in the middle of a replace or a protection
+// window: they set a flag that the loops check between files, so the command stops at a
+// clean point, records what it did, and says how to finish.
+#pragma once
+
+#include "store/result.h"
+
+namespace unify {
+
+void install_interrupt_handlers();
+bool interrupted();
+// The error a loop returns when it stops for a signal.
+Error interrupted_error();
+
+}  // namespace unify
