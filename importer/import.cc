@@ -62,6 +62,7 @@ private:
     std::unordered_map<ObjectId, ObjectState> objects_;  // this batch's view of the pool
     std::unordered_set<ObjectId> dry_new_;               // dry run: objects it would make
     std::unordered_map<uint64_t, uint64_t> replaced_links_;  // ino -> paths replaced
+    std::unordered_set<uint64_t> copied_from_;               // inodes a new object copies
 };
 
 Result<void> Importer::register_guest() {
@@ -129,8 +130,10 @@ Result<void> Importer::record_link(Txn& txn, const WalkEntry& e, const ObjectId&
 }
 
 void Importer::count_saved(const WalkEntry& e) {
-    // A path hard-linked elsewhere frees its blocks only when its last link is replaced.
-    if (++replaced_links_[e.st.ino] >= e.st.nlink) sum_.bytes_saved += e.st.size;
+    // A path hard-linked elsewhere frees its blocks only when its last link is replaced; an
+    // inode an object was copied from frees no more than the copy took.
+    if (++replaced_links_[e.st.ino] >= e.st.nlink && !copied_from_.count(e.st.ino))
+        sum_.bytes_saved += e.st.size;
 }
 
 void Importer::skip_file(const WalkEntry& e, const char* reason, const std::string& detail) {
@@ -240,6 +243,7 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id,
             ++sum_.newly_linked;
             if (auto r = record_link(txn, e, id, 0, *obj.st); !r) return r;
         } else {
+            copied_from_.insert(e.st.ino);
             pending.insert(pending.begin(), i);  // the copy still has to replace the path
         }
     }
