@@ -64,8 +64,12 @@ Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root,
         replaced = rename_over(dirfd, tmp, (*gp)->name, **now, shown);
         return replaced ? Result<void>() : std::unexpected(replaced.error());
     };
-    if (auto r = pool.protection().with_links_allowed(obj->get(), obj_shown, act); !r)
+    if (auto r = pool.protection().with_links_allowed(obj->get(), obj_shown, act); !r) {
+        // The window may fail before act() ran (the flag could not be lifted): the copy must
+        // not stay behind in the guest. After a rename the name is gone and this is a no-op.
+        unlinkat(dirfd, tmp.c_str(), 0);
         return std::unexpected(r.error());
+    }
     if (*replaced == Replaced::done) return Outcome::unshared;
     if (*replaced == Replaced::refused)
         return fail("renameat(" + shown + "): refused (EPERM) although the object's protection "

@@ -1,0 +1,471 @@
+// Error handling of the unify binary: every failure prints one clear message on stderr
+// (naming the path and the reason), exits 1 (errors) or 2 (usage), and changes nothing: the
+// guests' manifests and the pool's objects are the same afterwards.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "tests/test_support.h"
+
+namespace unify::test {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+bool exists(const std::string& path) {
+    return access(path.c_str(), F_OK) == 0;
+}
+
+// Names in a directory.
+std::set<std::string> entries(const std::string& dir) {
+    std::set<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) out.insert(e.path().filename().string());
+    return out;
+}
+
+std::set<std::string> objects(const std::string& pool) {
+    std::set<std::string> out;
+    std::error_code ec;
+    for (const auto& shard : fs::directory_iterator(pool + "/objects", ec))
+        for (const auto& e : fs::directory_iterator(shard.path(), ec))
+            out.insert(shard.path().filename().string() + "/" + e.path().filename().string());
+    return out;
+}
+
+// A small guest: two files any other sample guest shares, one of its own, one in /etc.
+void make_guest(const std::string& root, const std::string& own) {
+    for (const auto& [rel, content] :
+         {std::pair<std::string, std::string>{"/usr/bin/tool", "tool\n"},
+          {"/usr/lib/libc.so", "libc\n"},
+          {"/usr/local/bin/own", own},
+          {"/etc/conf", "conf\n"}}) {
+        write_file(root + rel, content, 0755);
+        set_mtime(root + rel, 1700000000, 42);
+    }
+}
+
+RunResult unify_at(const std::string& pool, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--pool", pool});
+    return run_unify(args);
+}
+
+// A tmpfs mounted for the life of the object; declare it after the TempDir it lives in so
+// it is unmounted first, also when an assertion ends the test early.
+class TmpfsMount {
+  public:
+    explicit TmpfsMount(const std::string& dir) : dir_(dir) {
+        sh("mkdir -p '" + dir + "'");
+        if (mount("none", dir.c_str(), "tmpfs", 0, "size=16m") != 0)
+            error_ = "mount -t tmpfs " + dir + ": " + strerror(errno);
+    }
+    ~TmpfsMount() {
+        if (!error_.empty()) return;
+        sh("chattr -R -i '" + dir_ + "' >/dev/null 2>&1");
+        if (umount2(dir_.c_str(), 0) != 0) umount2(dir_.c_str(), MNT_DETACH);
+    }
+    TmpfsMount(const TmpfsMount&) = delete;
+    const std::string& error() const { return error_; }
+
+  private:
+    std::string dir_, error_;
+};
+
+// Runs unify without CAP_LINUX_IMMUTABLE (dropped from the bounding and inheritable sets, so
+// a root exec does not get it back). Output is captured through files in `scratch`.
+const char* kDropCap = "setpriv --inh-caps=-linux_immutable --bounding-set=-linux_immutable ";
+
+RunResult unify_without_cap(const std::string& scratch, const std::vector<std::string>& args) {
+    std::string cmd = std::string(kDropCap) + "'" UNIFY_BINARY "'";
+    for (const auto& a : args) cmd += " '" + a + "'";
+    std::string out = scratch + "/.out", err = scratch + "/.err";
+    RunResult r;
+    r.status = sh(cmd + " >'" + out + "' 2>'" + err + "'");
+    r.out = read_file(out);
+    r.err = read_file(err);
+    unlink(out.c_str());
+    unlink(err.c_str());
+    return r;
+}
+
+// ---------------------------------------------------------------------------------------
+// Usage
+
+TEST(Cli, NoSubcommandIsAUsageError) {
+    auto r = run_unify({});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_TRUE(contains(r.err, "subcommand is required")) << r.err;
+    r = run_unify({"--pool", "/nonexistent/pool"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_FALSE(exists("/nonexistent/pool"));
+}
+
+TEST(Cli, UnknownOptionOrSubcommandIsAUsageError) {
+    TempDir dir;
+    std::string pool = dir / "pool";
+    for (const std::vector<std::string>& args : {std::vector<std::string>{"--bogus", "list"},
+                                                 {"list", "--bogus"},
+                                                 {"init", "--protect", "sometimes"},
+                                                 {"frobnicate"},
+                                                 {"import", "onlyname"},
+                                                 {"--quiet", "--verbose", "list"}}) {
+        std::vector<std::string> full = {"--pool", pool};
+        full.insert(full.end(), args.begin(), args.end());
+        auto r = run_unify(full);
+        std::string shown = args[0] + (args.size() > 1 ? " " + args[1] : "");
+        EXPECT_EQ(r.status, 2) << shown << ": " << r.err;
+        EXPECT_NE(r.err, "") << shown;
+        EXPECT_FALSE(exists(pool)) << shown;
+    }
+    auto r = run_unify({"--pool", pool, "--bogus", "list"});
+    EXPECT_TRUE(contains(r.err, "--bogus")) << r.err;
+}
+
+TEST(Cli, HelpNamesEverySubcommandAndTheExitCodes) {
+    auto r = run_unify({"--help"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    for (const char* word :
+         {"init", "import", "gc", "who", "status", "unshare", "list", "Exit codes", "UNIFY_POOL"})
+        EXPECT_TRUE(contains(r.out, word)) << word << " missing from:\n" << r.out;
+}
+
+// ---------------------------------------------------------------------------------------
+// init
+
+TEST(Cli, InitRefusesANonEmptyDirectory) {
+    TempDir dir;
+    std::string pool = dir / "pool";
+    write_file(pool + "/precious", "keep me\n");
+    const std::string m = manifest(pool);
+    for (const char* mode : {"none", "immutable", "auto"}) {
+        auto r = unify_at(pool, {"init", "--protect", mode});
+        EXPECT_EQ(r.status, 1) << mode;
+        EXPECT_TRUE(contains(r.err, pool)) << r.err;
+        EXPECT_TRUE(contains(r.err, "not empty")) << r.err;
+        EXPECT_EQ(manifest(pool), m) << mode;
+    }
+    EXPECT_EQ(read_file(pool + "/precious"), "keep me\n");
+    EXPECT_EQ(entries(pool), std::set<std::string>{"precious"});
+}
+
+TEST(Cli, InitIunlinkOnAStockKernelFailsAndLeavesNoDirectory) {
+    if (access("/proc/virtual", F_OK) == 0) GTEST_SKIP() << "this is a Linux-VServer kernel";
+    TempDir dir;
+    std::string pool = dir / "pool";
+    auto r = unify_at(pool, {"init", "--protect", "iunlink"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, "VServer")) << r.err;
+    EXPECT_TRUE(contains(r.err, "--protect immutable")) << r.err;
+    EXPECT_EQ(r.out, "");
+    EXPECT_FALSE(exists(pool));
+}
+
+TEST(Cli, InitProtectNoneWarnsAboutEveryGuest) {
+    TempDir dir;
+    std::string pool = dir / "pool";
+    auto r = unify_at(pool, {"init", "--protect", "none"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "warning")) << r.err;
+    EXPECT_TRUE(contains(r.err, "every guest")) << r.err;
+    EXPECT_TRUE(contains(r.out, "protection none")) << r.out;
+    EXPECT_TRUE(exists(pool + "/pool.conf"));
+    r = unify_at(pool, {"status"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "(protection none)")) << r.out;
+}
+
+TEST(Cli, InitTwiceFailsAndKeepsTheFirstPool) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    std::string pool = dir / "pool", g1 = dir / "g1";
+    make_guest(g1, "own\n");
+    ASSERT_EQ(unify_at(pool, {"init", "--protect", "immutable"}).status, 0);
+    ASSERT_EQ(unify_at(pool, {"import", "g1", g1}).status, 0);
+    std::string conf = read_file(pool + "/pool.conf");
+    auto objs = objects(pool);
+    ASSERT_EQ(objs.size(), 3u);
+
+    for (const char* mode : {"immutable", "none"}) {
+        auto r = unify_at(pool, {"init", "--protect", mode});
+        EXPECT_EQ(r.status, 1) << mode;
+        EXPECT_TRUE(contains(r.err, pool)) << r.err;
+        EXPECT_TRUE(contains(r.err, "not empty")) << r.err;
+    }
+    EXPECT_EQ(read_file(pool + "/pool.conf"), conf);
+    EXPECT_EQ(objects(pool), objs);
+    auto r = unify_at(pool, {"list"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "g1  " + g1)) << r.out;
+}
+
+// ---------------------------------------------------------------------------------------
+// The pool
+
+TEST(Cli, MissingPoolNamesItAndUnifyInit) {
+    TempDir dir;
+    std::string pool = dir / "nope", g1 = dir / "g1";
+    make_guest(g1, "own\n");
+    const std::string m = manifest(g1);
+    for (const std::vector<std::string>& args : {std::vector<std::string>{"status"},
+                                                 {"list"},
+                                                 {"gc"},
+                                                 {"gc", "--dry-run"},
+                                                 {"who", "g1:/usr/bin/tool"},
+                                                 {"import", "g1", g1},
+                                                 {"unshare", "g1"}}) {
+        auto r = unify_at(pool, args);
+        EXPECT_EQ(r.status, 1) << args[0];
+        EXPECT_TRUE(contains(r.err, pool)) << args[0] << ": " << r.err;
+        EXPECT_TRUE(contains(r.err, "unify init")) << args[0] << ": " << r.err;
+        EXPECT_EQ(r.out, "") << args[0];
+        EXPECT_FALSE(exists(pool)) << args[0];
+    }
+    // A directory that exists but is no pool.
+    sh("mkdir -p '" + pool + "'");
+    auto r = unify_at(pool, {"import", "g1", g1});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, pool)) << r.err;
+    EXPECT_TRUE(contains(r.err, "not a unify pool")) << r.err;
+    EXPECT_TRUE(fs::is_empty(pool));
+    EXPECT_EQ(manifest(g1), m);
+}
+
+// Guest root and pool on different filesystems, both ways round.
+TEST(Cli, PoolOnAnotherFilesystemIsRefused) {
+    UNIFY_REQUIRE(need_root());
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    std::string mnt = dir / "mnt";
+    TmpfsMount tmpfs(mnt);
+    UNIFY_REQUIRE(tmpfs.error());
+
+    struct Case {
+        std::string pool, guest;
+    };
+    for (const Case& c : {Case{dir / "pool", mnt + "/g1"}, Case{mnt + "/pool", dir / "g2"}}) {
+        SCOPED_TRACE("pool " + c.pool + ", guest " + c.guest);
+        make_guest(c.guest, "own\n");
+        const std::string m = manifest(c.guest);
+        auto r = unify_at(c.pool, {"init", "--protect", "none"});
+        ASSERT_EQ(r.status, 0) << r.err;
+        r = unify_at(c.pool, {"import", "g", c.guest});
+        EXPECT_EQ(r.status, 1);
+        EXPECT_TRUE(contains(r.err, c.guest)) << r.err;
+        EXPECT_TRUE(contains(r.err, c.pool)) << r.err;
+        EXPECT_TRUE(contains(r.err, "mounted at " + mnt)) << r.err;  // the tmpfs
+        EXPECT_TRUE(contains(r.err, "mounted at /)")) << r.err;      // /var/tmp's
+        EXPECT_TRUE(contains(r.err, "same filesystem")) << r.err;
+        EXPECT_EQ(manifest(c.guest), m);
+        EXPECT_EQ(objects(c.pool), std::set<std::string>{});
+        r = unify_at(c.pool, {"list"});
+        EXPECT_EQ(r.status, 0) << r.err;
+        EXPECT_TRUE(contains(r.out, "no guests yet")) << r.out;
+    }
+}
+
+TEST(Cli, PoolInsideAGuestRootIsRefused) {
+    TempDir dir;
+    std::string g1 = dir / "g1", pool = g1 + "/srv/pool";
+    make_guest(g1, "own\n");
+    const std::string m = manifest(g1 + "/usr");
+    ASSERT_EQ(0, sh("mkdir -p '" + g1 + "/srv'"));
+    auto r = unify_at(pool, {"init", "--protect", "none"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = unify_at(pool, {"import", "g1", g1});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, "the pool " + pool + " lies inside guest root " + g1)) << r.err;
+    EXPECT_EQ(manifest(g1 + "/usr"), m);
+    EXPECT_EQ(stat_path(g1 + "/usr/bin/tool").st_nlink, 1u);
+    EXPECT_EQ(objects(pool), std::set<std::string>{});
+    r = unify_at(pool, {"list"});
+    EXPECT_TRUE(contains(r.out, "no guests yet")) << r.out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Missing CAP_LINUX_IMMUTABLE
+
+TEST(Cli, InitWithoutCapLinuxImmutableFailsAndCreatesNothing) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    UNIFY_REQUIRE(need_tool("setpriv"));
+    // The premise: under setpriv the flag really cannot be set.
+    write_file(dir / "probe", "x");
+    ASSERT_NE(0, sh(std::string(kDropCap) + "chattr +i '" + dir / "probe" + "' 2>/dev/null"));
+    ASSERT_FALSE(is_immutable(dir / "probe"));
+
+    std::string pool = dir / "pool";
+    auto r = unify_without_cap(dir.path(), {"--pool", pool, "init", "--protect", "immutable"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, "CAP_LINUX_IMMUTABLE")) << r.err;
+    EXPECT_TRUE(contains(r.err, "--protect none")) << r.err;
+    EXPECT_TRUE(contains(r.err, pool)) << r.err;
+    EXPECT_EQ(r.out, "");
+    EXPECT_FALSE(exists(pool));
+
+    // auto has nothing to fall back to either.
+    r = unify_without_cap(dir.path(), {"--pool", pool, "init"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, "CAP_LINUX_IMMUTABLE")) << r.err;
+    EXPECT_TRUE(contains(r.err, "--protect none")) << r.err;
+    EXPECT_FALSE(exists(pool));
+    // The listing holds only the probe file: no probe or pool left behind.
+    EXPECT_EQ(entries(dir.path()), std::set<std::string>{"probe"});
+}
+
+TEST(Cli, WritersWithoutCapLinuxImmutableChangeNothing) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    UNIFY_REQUIRE(need_tool("setpriv"));
+    std::string pool = dir / "pool", g1 = dir / "g1", g2 = dir / "g2";
+    make_guest(g1, "own 1\n");
+    make_guest(g2, "own 2\n");
+    ASSERT_EQ(unify_at(pool, {"init", "--protect", "immutable"}).status, 0);
+    const std::string m1 = manifest(g1);
+
+    // Into an empty pool: the first object would be g1's own inode.
+    auto r = unify_without_cap(dir.path(), {"--pool", pool, "import", "g1", g1});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, "CAP_LINUX_IMMUTABLE")) << r.err;
+    EXPECT_TRUE(contains(r.err, pool)) << r.err;
+    EXPECT_EQ(manifest(g1), m1);
+    for (const char* f : {"/usr/bin/tool", "/usr/lib/libc.so", "/usr/local/bin/own"}) {
+        EXPECT_EQ(stat_path(g1 + f).st_nlink, 1u) << f;
+        EXPECT_FALSE(is_immutable(g1 + f)) << f;
+    }
+    EXPECT_EQ(objects(pool), std::set<std::string>{});
+    r = unify_at(pool, {"list"});
+    EXPECT_TRUE(contains(r.out, "no guests yet")) << r.out;
+
+    // Into a pool that already has the objects g1 would link to (made by g2, with the cap).
+    r = unify_at(pool, {"import", "g2", g2});
+    ASSERT_EQ(r.status, 0) << r.err;
+    const std::string m2 = manifest(g2);
+    auto objs = objects(pool);
+    ASSERT_EQ(objs.size(), 3u);
+    r = unify_without_cap(dir.path(), {"--pool", pool, "import", "g1", g1});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, "CAP_LINUX_IMMUTABLE")) << r.err;
+    EXPECT_EQ(manifest(g1), m1);
+    for (const char* f : {"/usr/bin/tool", "/usr/lib/libc.so", "/usr/local/bin/own"})
+        EXPECT_EQ(stat_path(g1 + f).st_nlink, 1u) << f;
+    EXPECT_EQ(objects(pool), objs);
+    for (const auto& o : objs) EXPECT_TRUE(is_immutable(pool + "/objects/" + o)) << o;
+
+    // unshare and gc must not lift (or fail to restore) protection halfway either.
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"unshare", "g2"}, {"gc"}}) {
+        std::vector<std::string> full = {"--pool", pool};
+        full.insert(full.end(), args.begin(), args.end());
+        r = unify_without_cap(dir.path(), full);
+        EXPECT_EQ(r.status, 1) << args[0];
+        EXPECT_TRUE(contains(r.err, "CAP_LINUX_IMMUTABLE")) << args[0] << ": " << r.err;
+    }
+    EXPECT_EQ(manifest(g2), m2);
+    EXPECT_EQ(stat_path(g2 + "/usr/bin/tool").st_nlink, 2u);
+    EXPECT_TRUE(is_immutable(g2 + "/usr/bin/tool"));
+    EXPECT_EQ(objects(pool), objs);
+    r = unify_at(pool, {"list"});
+    EXPECT_FALSE(contains(r.out, "g1  ")) << r.out;
+}
+
+// ---------------------------------------------------------------------------------------
+// The pool lock
+
+TEST(Cli, SecondWriterFailsFastOrWaitsWithWait) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    std::string pool = dir / "pool", g1 = dir / "g1", g2 = dir / "g2";
+    make_guest(g1, "own 1\n");
+    make_guest(g2, "own 2\n");
+    ASSERT_EQ(unify_at(pool, {"init", "--protect", "immutable"}).status, 0);
+    ASSERT_EQ(unify_at(pool, {"import", "g1", g1}).status, 0);
+    const std::string m2 = manifest(g2);
+    auto objs = objects(pool);
+
+    int fd = open((pool + "/lock").c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    ASSERT_EQ(0, flock(fd, LOCK_EX | LOCK_NB)) << strerror(errno);
+    const std::string holder = "pid 4242: the test holding the lock";
+    ASSERT_EQ(0, ftruncate(fd, 0));
+    ASSERT_EQ(ssize_t(holder.size()), pwrite(fd, holder.data(), holder.size(), 0));
+
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"import", "g2", g2}, {"gc"}, {"unshare", "g1"}}) {
+        auto start = Clock::now();
+        auto r = unify_at(pool, args);
+        auto took = Clock::now() - start;
+        EXPECT_EQ(r.status, 1) << args[0];
+        EXPECT_LT(took, std::chrono::seconds(2)) << args[0];
+        EXPECT_TRUE(contains(r.err, "busy")) << args[0] << ": " << r.err;
+        EXPECT_TRUE(contains(r.err, "lock")) << args[0] << ": " << r.err;
+        EXPECT_TRUE(contains(r.err, holder)) << args[0] << ": " << r.err;
+        EXPECT_TRUE(contains(r.err, "--wait")) << args[0] << ": " << r.err;
+    }
+    EXPECT_EQ(manifest(g2), m2);
+    EXPECT_EQ(stat_path(g1 + "/usr/bin/tool").st_nlink, 2u);
+    EXPECT_EQ(objects(pool), objs);
+
+    // Readers do not take the lock.
+    auto r = unify_at(pool, {"status"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    r = unify_at(pool, {"list"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "g1  " + g1)) << r.out;
+    r = unify_at(pool, {"who", "g1:/usr/bin/tool"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "g1  /usr/bin/tool")) << r.out;
+
+    // --wait: succeeds once the lock is released, about a second later.
+    std::thread release([fd] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+        close(fd);
+    });
+    auto start = Clock::now();
+    r = run_unify({"--pool", pool, "--wait", "import", "g2", g2});
+    auto took = Clock::now() - start;
+    release.join();
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_GE(took, std::chrono::milliseconds(800));
+    EXPECT_LT(took, std::chrono::seconds(10));
+    EXPECT_EQ(stat_path(g2 + "/usr/bin/tool").st_nlink, 3u);  // pool, g1, g2
+    EXPECT_EQ(manifest(g2), m2);
+}
+
+// ---------------------------------------------------------------------------------------
+// UNIFY_POOL
+
+TEST(Cli, UnifyPoolEnvChoosesThePoolWithoutPoolOption) {
+    TempDir dir;
+    std::string pool = dir / "envpool", other = dir / "other";
+    auto r = run_unify({"init", "--protect", "none"}, {"UNIFY_POOL=" + pool});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(exists(pool + "/pool.conf"));
+    r = run_unify({"status"}, {"UNIFY_POOL=" + pool});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "pool " + pool + " (protection none)")) << r.out;
+
+    // --pool wins over the environment.
+    r = run_unify({"--pool", other, "status"}, {"UNIFY_POOL=" + pool});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, other)) << r.err;
+    EXPECT_FALSE(exists(other));
+
+    r = run_unify({"list"}, {"UNIFY_POOL=" + other});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, "no pool at " + other)) << r.err;
+}
+
+}  // namespace
+}  // namespace unify::test

@@ -1,0 +1,599 @@
+// End-to-end tests of gc, who and unshare through the real binary: three small guests on
+// /var/tmp share some files, differ on others; the pool's objects directory and the link
+// counts on the filesystem are the ground truth the output is checked against.
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "tests/test_support.h"
+
+namespace unify::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int64_t kMtime = 1700000000;  // every sample file gets this mtime (+ ns below)
+
+// Sizes chosen so that the byte figures gc prints are known strings.
+const std::string kTool = "tool v1\n" + std::string(1492, 't');    // 1,500 bytes
+const std::string kToolG3 = "tool v3\n" + std::string(992, 'T');   // 1,000 bytes
+const std::string kLib = "libc\n" + std::string(3995, 'l');        // 4,000 bytes
+const std::string kDoc = "readme\n" + std::string(293, 'd');       // 300 bytes
+const std::string kPrivate = "private\n" + std::string(692, 'p');  // 700 bytes
+const std::string kConf = "conf=1\n";
+
+// Three guests below `dir`:
+//   /usr/bin/tool        g1 = g2 (setuid, owned 1234:5678, user.* xattr); g3 differs
+//   /usr/lib/libc.so     g1 = g2 = g3
+//   /usr/share/doc/readme g1 = g2
+//   /usr/local/bin/private only in g1
+//   /etc/conf            in all three (excluded by the default rules)
+struct Sample {
+    explicit Sample(const TempDir& dir)
+        : pool(dir / "pool"), g1(dir / "g1"), g2(dir / "g2"), g3(dir / "g3") {
+        for (const auto& g : {g1, g2, g3}) {
+            file(g + "/usr/lib/libc.so", kLib, 0644, 1);
+            file(g + "/etc/conf", kConf, 0644, 2);
+        }
+        for (const auto& g : {g1, g2}) {
+            file(g + "/usr/bin/tool", kTool, 0755, 3);
+            // Strong metadata on a shared file: unshare must give all of it back.
+            if (chown((g + "/usr/bin/tool").c_str(), 1234, 5678) != 0)
+                ADD_FAILURE() << "chown " << g << ": " << strerror(errno);
+            if (chmod((g + "/usr/bin/tool").c_str(), 04755) != 0)
+                ADD_FAILURE() << "chmod " << g << ": " << strerror(errno);
+            const char v[] = "sample-value";
+            if (setxattr((g + "/usr/bin/tool").c_str(), "user.unify-test", v, sizeof v - 1, 0) != 0)
+                ADD_FAILURE() << "setxattr " << g << ": " << strerror(errno);
+            set_mtime(g + "/usr/bin/tool", kMtime, 3);
+            file(g + "/usr/share/doc/readme", kDoc, 0644, 4);
+        }
+        file(g3 + "/usr/bin/tool", kToolG3, 0755, 3);
+        file(g1 + "/usr/local/bin/private", kPrivate, 0600, 5);
+    }
+
+    static void file(const std::string& path, const std::string& content, mode_t mode, int64_t ns) {
+        write_file(path, content, mode);
+        set_mtime(path, kMtime, ns);
+    }
+
+    RunResult unify(std::vector<std::string> args) const {
+        args.insert(args.begin(), {"--pool", pool});
+        return run_unify(args);
+    }
+
+    // init + import of all three guests; false (with a test failure) if any step failed.
+    bool init_and_import() const {
+        auto r = unify({"init", "--protect", "immutable"});
+        EXPECT_EQ(r.status, 0) << r.err;
+        if (r.status != 0) return false;
+        for (const auto& [name, root] : {std::pair{"g1", g1}, {"g2", g2}, {"g3", g3}}) {
+            r = unify({"import", name, root});
+            EXPECT_EQ(r.status, 0) << name << ": " << r.err;
+            if (r.status != 0) return false;
+        }
+        return true;
+    }
+
+    std::string pool, g1, g2, g3;
+};
+
+// "ab/<hex>" of every file below POOL/objects, sorted.
+std::set<std::string> objects(const std::string& pool) {
+    std::set<std::string> out;
+    std::error_code ec;
+    for (const auto& shard : fs::directory_iterator(pool + "/objects", ec))
+        for (const auto& e : fs::directory_iterator(shard.path(), ec))
+            out.insert(shard.path().filename().string() + "/" + e.path().filename().string());
+    return out;
+}
+
+// The object (as "ab/<hex>") that is the same inode as `path`, or "" if none is.
+std::string object_of(const std::string& pool, const std::string& path) {
+    struct stat want = stat_path(path);
+    for (const auto& o : objects(pool)) {
+        struct stat st = stat_path(pool + "/objects/" + o);
+        if (st.st_ino == want.st_ino && st.st_dev == want.st_dev) return o;
+    }
+    return "";
+}
+
+std::string hex_of(const std::string& object) {
+    return object.substr(3);
+}
+
+nlink_t nlink(const std::string& path) {
+    return stat_path(path).st_nlink;
+}
+
+// "guest:/path" for each line the `who` listing prints below "shared by".
+std::set<std::string> who_links(const std::string& out) {
+    std::set<std::string> links;
+    std::istringstream in(out);
+    std::string line;
+    bool listing = false;
+    while (std::getline(in, line)) {
+        if (line.rfind("shared by ", 0) == 0) {
+            listing = true;
+            continue;
+        }
+        if (!listing || line.rfind("  ", 0) != 0) continue;
+        std::istringstream f(line);
+        std::string guest, path;
+        f >> guest >> path;
+        links.insert(guest + ":" + path);
+    }
+    return links;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+// ---------------------------------------------------------------------------------------
+// Gc
+
+TEST(Gc, AfterImportRemovesNothing) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    auto before = objects(s.pool);
+    // tool (g1=g2), tool (g3), libc, readme, private.
+    ASSERT_EQ(before.size(), 5u);
+    for (const auto& o : before) EXPECT_GT(nlink(s.pool + "/objects/" + o), 1u) << o;
+
+    auto r = s.unify({"gc"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    EXPECT_TRUE(contains(r.out, "objects seen      5\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "objects removed 0\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "bytes reclaimed 0 bytes\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "stale link records dropped 0\n")) << r.out;
+    EXPECT_EQ(objects(s.pool), before);
+}
+
+TEST(Gc, RemovesExactlyTheObjectsOnlyThePoolLinks) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string tool_obj = object_of(s.pool, s.g1 + "/usr/bin/tool");
+    std::string private_obj = object_of(s.pool, s.g1 + "/usr/local/bin/private");
+    ASSERT_NE(tool_obj, "");
+    ASSERT_NE(private_obj, "");
+    ASSERT_EQ(object_of(s.pool, s.g2 + "/usr/bin/tool"), tool_obj);
+
+    // The host path form for g2, the guest path form for g1.
+    auto r = s.unify({"unshare", "g2", s.g2 + "/usr/bin/tool"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = s.unify({"unshare", "g1", "/usr/bin/tool", "/usr/local/bin/private"});
+    ASSERT_EQ(r.status, 0) << r.err;
+
+    auto before = objects(s.pool);
+    ASSERT_EQ(before.size(), 5u);
+    std::set<std::string> lonely;
+    for (const auto& o : before)
+        if (nlink(s.pool + "/objects/" + o) == 1) lonely.insert(o);
+    ASSERT_EQ(lonely, (std::set<std::string>{tool_obj, private_obj}));
+    for (const auto& o : lonely)
+        EXPECT_TRUE(is_immutable(s.pool + "/objects/" + o)) << o << " should still be protected";
+
+    // Dry run first: the same figures, nothing removed.
+    r = s.unify({"gc", "--dry-run"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "dry run, nothing changed")) << r.out;
+    EXPECT_TRUE(contains(r.out, "objects would be removed 2\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "bytes would be reclaimed 2.2 kB (2,200 bytes)\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "stale link records would be dropped 0\n")) << r.out;
+    EXPECT_EQ(objects(s.pool), before);
+    for (const auto& o : lonely) EXPECT_TRUE(is_immutable(s.pool + "/objects/" + o)) << o;
+
+    // The real run: immutable objects are unlocked and removed without an error.
+    r = s.unify({"gc"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    EXPECT_TRUE(contains(r.out, "objects seen      5\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "objects removed 2\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "bytes reclaimed 2.2 kB (2,200 bytes)\n")) << r.out;
+    auto after = objects(s.pool);
+    std::set<std::string> expected;
+    for (const auto& o : before)
+        if (!lonely.count(o)) expected.insert(o);
+    EXPECT_EQ(after, expected);
+    for (const auto& o : after) EXPECT_GT(nlink(s.pool + "/objects/" + o), 1u) << o;
+
+    // The private copies are untouched by gc; a second gc finds nothing.
+    EXPECT_EQ(read_file(s.g1 + "/usr/bin/tool"), kTool);
+    EXPECT_EQ(read_file(s.g2 + "/usr/bin/tool"), kTool);
+    EXPECT_EQ(read_file(s.g1 + "/usr/local/bin/private"), kPrivate);
+    r = s.unify({"gc"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "objects removed 0\n")) << r.out;
+    EXPECT_EQ(objects(s.pool), after);
+}
+
+TEST(Gc, DropsStaleLinkRecordOfAPathReplacedOnTheHost) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string doc_obj = object_of(s.pool, s.g1 + "/usr/share/doc/readme");
+    ASSERT_NE(doc_obj, "");
+
+    // A protected file cannot be renamed or removed, but its directory can be moved away;
+    // the path then names a new private file while the index still records the old link.
+    // (unshare + rm + write would not do: unshare drops the record itself.)
+    ASSERT_EQ(0, sh("mv '" + s.g1 + "/usr/share/doc' '" + s.g1 + "/usr/share/doc.old'"));
+    write_file(s.g1 + "/usr/share/doc/readme", "a newer readme\n");
+    auto objs = objects(s.pool);
+
+    auto r = s.unify({"who", doc_obj.substr(3)});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(who_links(r.out), (std::set<std::string>{"g2:/usr/share/doc/readme"})) << r.out;
+
+    r = s.unify({"gc", "--dry-run"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "stale link records would be dropped 1\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "objects would be removed 0\n")) << r.out;
+
+    r = s.unify({"gc"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "stale link records dropped 1\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "objects removed 0\n")) << r.out;
+    EXPECT_EQ(objects(s.pool), objs);  // still linked by g2 and by the moved directory
+
+    r = s.unify({"who", "g1:/usr/share/doc/readme"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "is not unified")) << r.out;
+    r = s.unify({"who", doc_obj.substr(3)});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(who_links(r.out), (std::set<std::string>{"g2:/usr/share/doc/readme"})) << r.out;
+
+    // Dropped once: the next gc finds nothing stale.
+    r = s.unify({"gc"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "stale link records dropped 0\n")) << r.out;
+
+    // The brief's way of replacing a file (unshare, rm, write anew): who forgets it at once,
+    // and gc has no record left to drop.
+    r = s.unify({"unshare", "g2", "/usr/share/doc/readme"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    ASSERT_EQ(0, unlink((s.g2 + "/usr/share/doc/readme").c_str()));
+    write_file(s.g2 + "/usr/share/doc/readme", "g2's own readme\n");
+    r = s.unify({"who", doc_obj.substr(3)});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(who_links(r.out), std::set<std::string>{}) << r.out;
+    r = s.unify({"gc"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "stale link records dropped 0\n")) << r.out;
+    // doc.old/readme in g1 still links the object, so it stays.
+    EXPECT_TRUE(objects(s.pool).count(doc_obj));
+}
+
+// ---------------------------------------------------------------------------------------
+// Who
+
+TEST(Who, HostPathGuestPathAndIdPrefixesListExactlyTheSharers) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string tool_obj = object_of(s.pool, s.g1 + "/usr/bin/tool");
+    ASSERT_NE(tool_obj, "");
+    std::string hex = hex_of(tool_obj);
+    ASSERT_EQ(hex.size(), 64u);
+    std::string upper = hex.substr(0, 10);
+    for (auto& c : upper) c = char(toupper(c));
+
+    const std::set<std::string> tool_sharers = {"g1:/usr/bin/tool", "g2:/usr/bin/tool"};
+    for (const std::string& target :
+         {s.g1 + "/usr/bin/tool", s.g2 + "/usr/bin/./tool", std::string("g1:/usr/bin/tool"),
+          std::string("g2:/usr/bin/tool"), hex.substr(0, 8), hex.substr(0, 12), upper, hex}) {
+        auto r = s.unify({"who", target});
+        EXPECT_EQ(r.status, 0) << target << ": " << r.err;
+        EXPECT_TRUE(contains(r.out, "object " + hex + "\n")) << target << ": " << r.out;
+        EXPECT_TRUE(contains(r.out, "size   1.5 kB (1,500 bytes)\n")) << target << ": " << r.out;
+        EXPECT_TRUE(contains(r.out, "shared by 2 paths")) << target << ": " << r.out;
+        EXPECT_EQ(who_links(r.out), tool_sharers) << target << ": " << r.out;
+    }
+
+    // g3's tool has other content: its own object, only g3 listed.
+    auto r = s.unify({"who", "g3:/usr/bin/tool"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(who_links(r.out), std::set<std::string>{"g3:/usr/bin/tool"}) << r.out;
+    EXPECT_FALSE(contains(r.out, hex)) << r.out;
+
+    // libc is the same in all three.
+    r = s.unify({"who", s.g3 + "/usr/lib/libc.so"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(who_links(r.out), (std::set<std::string>{"g1:/usr/lib/libc.so", "g2:/usr/lib/libc.so",
+                                                       "g3:/usr/lib/libc.so"}))
+        << r.out;
+}
+
+TEST(Who, FileThatIsNotUnifiedIsReportedAsSuch) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    // A file added after the import, and a file below the default exclusion /etc.
+    Sample::file(s.g1 + "/usr/local/bin/new", "added later\n", 0755, 9);
+    for (const std::string& target :
+         {s.g1 + "/usr/local/bin/new", std::string("g1:/usr/local/bin/new"), s.g2 + "/etc/conf",
+          std::string("g3:/etc/conf")}) {
+        auto r = s.unify({"who", target});
+        EXPECT_EQ(r.status, 0) << target << ": " << r.err;
+        EXPECT_TRUE(contains(r.out, "is not unified")) << target << ": " << r.out;
+        EXPECT_FALSE(contains(r.out, "shared by")) << target << ": " << r.out;
+    }
+}
+
+TEST(Who, BadTargetsFailWithAClearMessage) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    auto objs = objects(s.pool);
+
+    auto r = s.unify({"who", "abcdef1"});  // 7 hex digits
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, "abcdef1")) << r.err;
+    EXPECT_TRUE(contains(r.err, "at least 8 hex digits")) << r.err;
+    EXPECT_EQ(r.out, "");
+
+    // A prefix no object has: flip the first digit of an existing id until none matches.
+    std::string unknown;
+    for (char c : std::string("0123456789abcdef")) {
+        std::string p = std::string(1, c) + "0000000";
+        bool used = false;
+        for (const auto& o : objs) used = used || hex_of(o).rfind(p, 0) == 0;
+        if (!used) {
+            unknown = p;
+            break;
+        }
+    }
+    ASSERT_NE(unknown, "");
+    r = s.unify({"who", unknown});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, "no object id starts with " + unknown)) << r.err;
+    EXPECT_EQ(r.out, "");
+
+    std::string outside = dir / "elsewhere/usr/bin/tool";
+    write_file(outside, kTool);
+    r = s.unify({"who", outside});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, outside)) << r.err;
+    EXPECT_TRUE(contains(r.err, "not inside a registered guest root")) << r.err;
+
+    r = s.unify({"who", "nosuch:/usr/bin/tool"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, "no guest named 'nosuch'")) << r.err;
+
+    r = s.unify({"who", "g1:/usr/bin/missing"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, s.g1 + "/usr/bin/missing")) << r.err;
+    EXPECT_TRUE(contains(r.err, "does not exist")) << r.err;
+    EXPECT_EQ(objects(s.pool), objs);
+}
+
+TEST(Who, PathReplacedOnTheHostIsNoLongerListedEvenBeforeGc) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string lib_hex = hex_of(object_of(s.pool, s.g1 + "/usr/lib/libc.so"));
+    std::string tool_hex = hex_of(object_of(s.pool, s.g1 + "/usr/bin/tool"));
+    ASSERT_EQ(lib_hex.size(), 64u);
+
+    // g2's libc: unshare, remove, write a different file.
+    auto r = s.unify({"unshare", "g2", "/usr/lib/libc.so"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    ASSERT_EQ(0, unlink((s.g2 + "/usr/lib/libc.so").c_str()));
+    write_file(s.g2 + "/usr/lib/libc.so", "libc, g2's own build\n");
+    // g1's tool: its directory moved away (the index still has the record; who must check).
+    ASSERT_EQ(0, sh("mv '" + s.g1 + "/usr/bin' '" + s.g1 + "/usr/bin.old'"));
+    write_file(s.g1 + "/usr/bin/tool", "g1's own tool\n", 0755);
+
+    r = s.unify({"who", lib_hex});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(who_links(r.out),
+              (std::set<std::string>{"g1:/usr/lib/libc.so", "g3:/usr/lib/libc.so"}))
+        << r.out;
+    r = s.unify({"who", s.g1 + "/usr/lib/libc.so"});
+    EXPECT_EQ(who_links(r.out),
+              (std::set<std::string>{"g1:/usr/lib/libc.so", "g3:/usr/lib/libc.so"}))
+        << r.out;
+    r = s.unify({"who", "g2:/usr/lib/libc.so"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "is not unified")) << r.out;
+
+    r = s.unify({"who", tool_hex});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(who_links(r.out), std::set<std::string>{"g2:/usr/bin/tool"}) << r.out;
+    r = s.unify({"who", "g1:/usr/bin/tool"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "is not unified")) << r.out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Unshare
+
+TEST(Unshare, WholeGuestGetsPrivateFilesIdenticalToBeforeImport) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    const std::string m1 = manifest(s.g1), m2 = manifest(s.g2);
+    ASSERT_TRUE(contains(m1, "./usr/bin/tool mode=104755 uid=1234 gid=5678")) << m1;
+    ASSERT_TRUE(contains(m1, "xattr:user.unify-test=")) << m1;
+    ASSERT_TRUE(s.init_and_import());
+
+    const std::vector<std::string> files = {"/usr/bin/tool", "/usr/lib/libc.so",
+                                            "/usr/share/doc/readme", "/usr/local/bin/private"};
+    // The import really shared them (so unshare has something to undo).
+    EXPECT_EQ(nlink(s.g1 + "/usr/bin/tool"), 3u);     // pool, g1, g2
+    EXPECT_EQ(nlink(s.g1 + "/usr/lib/libc.so"), 4u);  // pool, g1, g2, g3
+    for (const auto& f : files) EXPECT_TRUE(is_immutable(s.g1 + f)) << f;
+    EXPECT_EQ(manifest(s.g1), m1);
+
+    auto r = s.unify({"unshare", "g1"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "files made private 4\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "bytes copied       6.5 kB (6,500 bytes)\n")) << r.out;
+    for (const auto& f : files) {
+        EXPECT_EQ(nlink(s.g1 + f), 1u) << f;
+        EXPECT_FALSE(is_immutable(s.g1 + f)) << f;
+    }
+    EXPECT_EQ(manifest(s.g1), m1);
+    // The private copies are really writable now.
+    write_file(s.g1 + "/usr/bin/tool", "upgraded\n", 0755);
+    EXPECT_EQ(read_file(s.g1 + "/usr/bin/tool"), "upgraded\n");
+
+    // g2 keeps its links, unchanged; the tool object is still shared by g2 alone.
+    EXPECT_EQ(manifest(s.g2), m2);
+    EXPECT_EQ(nlink(s.g2 + "/usr/bin/tool"), 2u);
+    EXPECT_TRUE(is_immutable(s.g2 + "/usr/bin/tool"));
+    EXPECT_EQ(nlink(s.g2 + "/usr/lib/libc.so"), 3u);
+    r = s.unify({"who", "g1:/usr/lib/libc.so"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "is not unified")) << r.out;
+    r = s.unify({"who", "g2:/usr/lib/libc.so"});
+    EXPECT_EQ(who_links(r.out),
+              (std::set<std::string>{"g2:/usr/lib/libc.so", "g3:/usr/lib/libc.so"}))
+        << r.out;
+
+    // Unsharing again finds nothing left to do.
+    r = s.unify({"unshare", "g1"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "files made private 0\n")) << r.out;
+}
+
+TEST(Unshare, OnePathByGuestPathOrHostPathLeavesTheRestLinked) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    const std::string m1 = manifest(s.g1);
+    ASSERT_TRUE(s.init_and_import());
+
+    auto r = s.unify({"unshare", "g1", "/usr/bin/tool"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "files made private 1\n")) << r.out;
+    EXPECT_EQ(nlink(s.g1 + "/usr/bin/tool"), 1u);
+    EXPECT_FALSE(is_immutable(s.g1 + "/usr/bin/tool"));
+    for (const std::string f :
+         {"/usr/lib/libc.so", "/usr/share/doc/readme", "/usr/local/bin/private"}) {
+        EXPECT_GT(nlink(s.g1 + f), 1u) << f;
+        EXPECT_TRUE(is_immutable(s.g1 + f)) << f;
+    }
+
+    r = s.unify({"unshare", "g1", s.g1 + "/usr/lib/libc.so"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "files made private 1\n")) << r.out;
+    EXPECT_EQ(nlink(s.g1 + "/usr/lib/libc.so"), 1u);
+    EXPECT_FALSE(is_immutable(s.g1 + "/usr/lib/libc.so"));
+    EXPECT_EQ(nlink(s.g2 + "/usr/lib/libc.so"), 3u);  // pool, g2, g3
+    for (const std::string f : {"/usr/share/doc/readme", "/usr/local/bin/private"})
+        EXPECT_GT(nlink(s.g1 + f), 1u) << f;
+    EXPECT_EQ(manifest(s.g1), m1);
+
+    // A path that is not unified is reported and changes nothing.
+    r = s.unify({"unshare", "g1", "/etc/conf"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "g1:/etc/conf is not unified")) << r.err;
+    EXPECT_TRUE(contains(r.out, "files made private 0\n")) << r.out;
+    EXPECT_EQ(manifest(s.g1), m1);
+}
+
+TEST(Unshare, GcThenReclaimsOnlyObjectsNoGuestLinks) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string private_obj = object_of(s.pool, s.g1 + "/usr/local/bin/private");
+    auto before = objects(s.pool);
+    ASSERT_EQ(before.size(), 5u);
+
+    auto r = s.unify({"unshare", "g1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = s.unify({"gc"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    // Only g1 had the private file; tool, libc and readme are still linked by g2 (and g3).
+    EXPECT_TRUE(contains(r.out, "objects removed 1\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "bytes reclaimed 700 bytes\n")) << r.out;
+    auto after = objects(s.pool);
+    before.erase(private_obj);
+    EXPECT_EQ(after, before);
+    for (const auto& o : after) EXPECT_GT(nlink(s.pool + "/objects/" + o), 1u) << o;
+
+    // Unsharing g2 as well frees tool and readme; libc stays for g3.
+    r = s.unify({"unshare", "g2"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = s.unify({"gc"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "objects removed 2\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "bytes reclaimed 1.8 kB (1,800 bytes)\n")) << r.out;
+    after = objects(s.pool);
+    EXPECT_EQ(after.size(), 2u);  // libc, g3's tool
+    EXPECT_TRUE(after.count(object_of(s.pool, s.g3 + "/usr/lib/libc.so")));
+    EXPECT_TRUE(after.count(object_of(s.pool, s.g3 + "/usr/bin/tool")));
+}
+
+TEST(Unshare, UnknownGuestFailsClearly) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    const std::string m1 = manifest(s.g1);
+    auto objs = objects(s.pool);
+    auto r = s.unify({"unshare", "nosuch"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, "no guest named 'nosuch'")) << r.err;
+    EXPECT_EQ(r.out, "");
+    r = s.unify({"unshare", "nosuch", "/usr/bin/tool"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains(r.err, "no guest named 'nosuch'")) << r.err;
+    EXPECT_EQ(manifest(s.g1), m1);
+    EXPECT_EQ(nlink(s.g1 + "/usr/bin/tool"), 3u);
+    EXPECT_EQ(objects(s.pool), objs);
+}
+
+TEST(Unshare, DryRunChangesNothing) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    const std::string m1 = manifest(s.g1);
+    std::map<std::string, ino_t> inodes;
+    for (const std::string f :
+         {"/usr/bin/tool", "/usr/lib/libc.so", "/usr/share/doc/readme", "/usr/local/bin/private"})
+        inodes[f] = stat_path(s.g1 + f).st_ino;
+
+    auto r = s.unify({"unshare", "--dry-run", "g1"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "files made private 4 (dry run: would be)\n")) << r.out;
+    r = s.unify({"unshare", "g1", "--dry-run", "/usr/bin/tool"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "files made private 1 (dry run: would be)\n")) << r.out;
+
+    EXPECT_EQ(manifest(s.g1), m1);
+    for (const auto& [f, ino] : inodes) {
+        EXPECT_EQ(stat_path(s.g1 + f).st_ino, ino) << f;
+        EXPECT_GT(nlink(s.g1 + f), 1u) << f;
+        EXPECT_TRUE(is_immutable(s.g1 + f)) << f;
+    }
+    // The index still has every link: who lists g1, and a real unshare does all four.
+    r = s.unify({"who", "g1:/usr/bin/tool"});
+    EXPECT_EQ(who_links(r.out), (std::set<std::string>{"g1:/usr/bin/tool", "g2:/usr/bin/tool"}))
+        << r.out;
+    r = s.unify({"unshare", "g1"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "files made private 4\n")) << r.out;
+}
+
+}  // namespace
+}  // namespace unify::test
