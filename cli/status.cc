@@ -48,8 +48,7 @@ Result<PoolStatus> pool_status(Pool& pool, const std::optional<std::string>& onl
     });
     if (!r) return std::unexpected(r.error());
     if (!err) return std::unexpected(err.error());
-    if (only)
-        std::erase_if(ps.guests, [&](const GuestStatus& g) { return g.guest.name != *only; });
+    if (only) std::erase_if(ps.guests, [&](const GuestStatus& g) { return g.guest.name != *only; });
     return ps;
 }
 

@@ -22,9 +22,9 @@ struct GuestStatus {
 
 struct PoolStatus {
     uint64_t objects = 0;
-    uint64_t pool_bytes = 0;      // one copy of each object
+    uint64_t pool_bytes = 0;  // one copy of each object
     uint64_t links = 0;
-    uint64_t logical_bytes = 0;   // what the linked guest files would take unshared
+    uint64_t logical_bytes = 0;  // what the linked guest files would take unshared
     uint64_t bytes_saved = 0;
     std::vector<GuestStatus> guests;
 };

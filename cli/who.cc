@@ -102,7 +102,8 @@ Result<WhoAnswer> who(Pool& pool, const std::string& target) {
     if (colon != std::string::npos && colon > 0 && target[0] != '/') {
         auto g = txn.guest(target.substr(0, colon));
         if (!g) return std::unexpected(g.error());
-        if (!*g) return fail("who: no guest named '" + target.substr(0, colon) + "' (see unify list)");
+        if (!*g)
+            return fail("who: no guest named '" + target.substr(0, colon) + "' (see unify list)");
         guest = *g;
         path = normalise(target.substr(colon + 1));
     } else if (target[0] != '/' && target[0] != '.' && is_hex(target)) {
@@ -136,7 +137,9 @@ Result<WhoAnswer> who(Pool& pool, const std::string& target) {
                 guest = guest_containing(*guests, abs);
             }
         }
-        if (!guest) return fail("who: " + target + " is not inside a registered guest root (see unify list)");
+        if (!guest)
+            return fail("who: " + target +
+                        " is not inside a registered guest root (see unify list)");
         path = abs.substr(guest->root.size());
     }
 
@@ -146,8 +149,10 @@ Result<WhoAnswer> who(Pool& pool, const std::string& target) {
         if (!root) return std::unexpected(context(root.error(), "who"));
         auto st = stat_guest_path(root->get(), path, join_path(guest->root, path));
         if (!st) return std::unexpected(st.error());
-        if (!*st) return fail("who: " + join_path(guest->root, path) +
-                              " does not exist (or is reached through a symlink)", ENOENT);
+        if (!*st)
+            return fail("who: " + join_path(guest->root, path) +
+                            " does not exist (or is reached through a symlink)",
+                        ENOENT);
         auto link = txn.link(guest->id, path);
         if (!link) return std::unexpected(link.error());
         std::optional<FileStat> obj;

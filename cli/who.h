@@ -17,8 +17,8 @@ struct WhoLink {
 
 struct WhoAnswer {
     bool unified = false;
-    std::string target;      // as the user named it, normalised: "web1:/usr/bin/ls" or an id
-    std::string why_not;     // when !unified
+    std::string target;   // as the user named it, normalised: "web1:/usr/bin/ls" or an id
+    std::string why_not;  // when !unified
     ObjectId id;
     uint64_t size = 0;
     std::vector<WhoLink> links;  // verified

@@ -22,8 +22,7 @@ struct Candidate {
 };
 
 // Pass 1: records of paths that are not (or no longer) their object.
-Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log,
-                             GcSummary& sum) {
+Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log, GcSummary& sum) {
     auto rtxn = pool.index().read();
     if (!rtxn) return std::unexpected(rtxn.error());
     auto guests = (*rtxn)->guests();
@@ -79,8 +78,7 @@ Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log
 }
 
 // Pass 2, per shard: statx in parallel (read-only), then remove on this thread.
-Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log,
-                             GcSummary& sum) {
+Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log, GcSummary& sum) {
     std::vector<std::vector<Candidate>> found(256);
     std::vector<uint64_t> seen(256, 0);
     std::vector<Error> errors(256);

@@ -19,8 +19,9 @@ Result<void> check_guest_name(const std::string& name) {
     for (char c : name)
         ok = ok && (isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-');
     if (!ok)
-        return fail("invalid guest name '" + name +
-                    "': use 1 to 64 letters, digits, '.', '_' or '-', not starting with '-' or '.'");
+        return fail(
+            "invalid guest name '" + name +
+            "': use 1 to 64 letters, digits, '.', '_' or '-', not starting with '-' or '.'");
     return {};
 }
 

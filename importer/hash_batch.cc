@@ -52,8 +52,8 @@ Hashed hash_one(const WalkEntry& e, const std::string& shown, bool ignore_mtime)
     auto x = read_xattrs(fd, shown);
     auto c = x ? hash_fd(fd, shown) : Result<ContentHash>(std::unexpected(x.error()));
     if (!c) {
-        h.state = (c.error().err == EIO || c.error().err == EACCES) ? Hashed::unreadable
-                                                                     : Hashed::failed;
+        h.state =
+            (c.error().err == EIO || c.error().err == EACCES) ? Hashed::unreadable : Hashed::failed;
         h.error = c.error();
         return h;
     }
@@ -71,9 +71,8 @@ Hashed hash_one(const WalkEntry& e, const std::string& shown, bool ignore_mtime)
 
 }  // namespace
 
-std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch,
-                               const std::vector<bool>& wanted, const std::string& root_shown,
-                               bool ignore_mtime, unsigned jobs) {
+std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
+                               const std::string& root_shown, bool ignore_mtime, unsigned jobs) {
     std::vector<Hashed> out(batch.size());
     parallel_for(batch.size(), jobs, [&](size_t i) {
         if (!wanted[i]) return;

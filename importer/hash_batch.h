@@ -24,9 +24,8 @@ struct Hashed {
 
 // One Hashed per entry, in the same order; entries with wanted[i] false stay pending. Never
 // fails as a whole: per-file errors land in Hashed::state / error.
-std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch,
-                               const std::vector<bool>& wanted, const std::string& root_shown,
-                               bool ignore_mtime, unsigned jobs);
+std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
+                               const std::string& root_shown, bool ignore_mtime, unsigned jobs);
 
 // Runs body(i) for every i in [0, n) on `jobs` threads.
 void parallel_for(size_t n, unsigned jobs, const std::function<void(size_t)>& body);

@@ -34,12 +34,12 @@ struct ObjectState {
 };
 
 class Importer {
-public:
+  public:
     Importer(Pool& pool, const ImportOptions& opt, std::ostream& log)
         : pool_(pool), opt_(opt), log_(log) {}
     Result<ImportSummary> run();
 
-private:
+  private:
     Result<void> register_guest();
     Result<void> do_batch(std::vector<WalkEntry>& batch);
     Result<void> sweep_temp(Txn& txn, const WalkEntry& e);
@@ -59,8 +59,8 @@ private:
     GuestRoot root_;
     GuestRecord guest_;
     ImportSummary sum_;
-    std::unordered_map<ObjectId, ObjectState> objects_;  // this batch's view of the pool
-    std::unordered_set<ObjectId> dry_new_;               // dry run: objects it would make
+    std::unordered_map<ObjectId, ObjectState> objects_;      // this batch's view of the pool
+    std::unordered_set<ObjectId> dry_new_;                   // dry run: objects it would make
     std::unordered_map<uint64_t, uint64_t> replaced_links_;  // ino -> paths replaced
     std::unordered_set<uint64_t> copied_from_;               // inodes a new object copies
 };
@@ -75,8 +75,8 @@ Result<void> Importer::register_guest() {
     for (const auto& g : *all) {
         if (g.name == opt_.name) continue;
         if (g.root == root_.path)
-            return fail("guest root " + root_.path + " is already registered as guest '" +
-                        g.name + "'; one root belongs to one guest name");
+            return fail("guest root " + root_.path + " is already registered as guest '" + g.name +
+                        "'; one root belongs to one guest name");
         if (path_within(root_.path, g.root) || path_within(g.root, root_.path))
             return fail("guest root " + root_.path + " overlaps the root of guest '" + g.name +
                         "' (" + g.root + "); guest roots must not contain each other");
@@ -173,8 +173,7 @@ Result<void> Importer::sweep_temp(Txn& txn, const WalkEntry& e) {
     return pool_.protection().with_links_allowed(fd->get(), pool_.object_shown(*id), act);
 }
 
-Result<void> Importer::apply_group(Txn& txn, const ObjectId& id,
-                                   const std::vector<size_t>& members,
+Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vector<size_t>& members,
                                    std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed) {
     auto state = object_state(txn, id);
     if (!state) return std::unexpected(state.error());
@@ -257,8 +256,8 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id,
             while (!pending.empty()) {
                 WalkEntry& e = batch[pending.front()];
                 std::string tmp = unique_temp_name(pool_.temp_prefix(), id.hex());
-                auto r = link_over(pool_.objects_fd(), name, e.dir->get(), e.name, e.st, tmp,
-                                   shown(e));
+                auto r =
+                    link_over(pool_.objects_fd(), name, e.dir->get(), e.name, e.st, tmp, shown(e));
                 if (!r) return std::unexpected(r.error());
                 if (*r == Replaced::emlink) {
                     full = true;
@@ -322,8 +321,8 @@ Result<void> Importer::do_batch(std::vector<WalkEntry>& batch) {
         wanted[i] = !*linked;
     }
 
-    std::vector<Hashed> hashed = hash_batch(batch, wanted, root_.path,
-                                            pool_.settings().ignore_mtime, opt_.jobs);
+    std::vector<Hashed> hashed =
+        hash_batch(batch, wanted, root_.path, pool_.settings().ignore_mtime, opt_.jobs);
 
     std::vector<ObjectId> order;
     std::unordered_map<ObjectId, std::vector<size_t>> groups;

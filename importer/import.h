@@ -18,8 +18,8 @@ struct ImportOptions {
     std::string root;
     bool dry_run = false;
     std::optional<std::vector<std::string>> excludes;  // unset: the guest's stored ones
-    std::optional<uint64_t> min_size;                   // unset: stored, else 1
-    unsigned jobs = 0;                                  // 0: one per core
+    std::optional<uint64_t> min_size;                  // unset: stored, else 1
+    unsigned jobs = 0;                                 // 0: one per core
     bool verbose = false;
 };
 

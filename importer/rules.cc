@@ -5,9 +5,9 @@
 namespace unify {
 
 const std::vector<std::string>& default_exclusions() {
-    static const std::vector<std::string> list = {
-        "/etc",  "/var", "/tmp",  "/dev",   "/proc", "/sys",        "/run",
-        "/home", "/root", "/mnt", "/boot", "/media", "/srv", "/lost+found"};
+    static const std::vector<std::string> list = {"/etc",  "/var",   "/tmp",  "/dev",       "/proc",
+                                                  "/sys",  "/run",   "/home", "/root",      "/mnt",
+                                                  "/boot", "/media", "/srv",  "/lost+found"};
     return list;
 }
 

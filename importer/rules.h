@@ -18,7 +18,7 @@ enum class RuleMatch { none, default_exclusion, user_exclusion };
 const std::vector<std::string>& default_exclusions();
 
 class Rules {
-public:
+  public:
     Rules(std::vector<std::string> excludes, uint64_t min_size)
         : excludes_(std::move(excludes)), min_size_(min_size) {}
 
@@ -27,7 +27,7 @@ public:
     uint64_t min_size() const { return min_size_; }
     const std::vector<std::string>& excludes() const { return excludes_; }
 
-private:
+  private:
     std::vector<std::string> excludes_;
     uint64_t min_size_;
 };

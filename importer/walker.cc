@@ -59,10 +59,14 @@ Result<void> Walker::visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& 
         auto dir = open_beneath(parent->get(), e.name, O_RDONLY | O_DIRECTORY, shown);
         if (!dir) {
             int err = dir.error().err;
-            if (err == EXDEV) ++skipped_[skip::kMount];
-            else if (err == ELOOP || err == ENOTDIR) ++skipped_[skip::kSymlink];  // swapped
-            else if (err == ENOENT) ++skipped_[skip::kVanished];
-            else return std::unexpected(dir.error());
+            if (err == EXDEV)
+                ++skipped_[skip::kMount];
+            else if (err == ELOOP || err == ENOTDIR)
+                ++skipped_[skip::kSymlink];  // swapped
+            else if (err == ENOENT)
+                ++skipped_[skip::kVanished];
+            else
+                return std::unexpected(dir.error());
             return {};
         }
         auto st = stat_fd(dir->get(), shown);
@@ -93,13 +97,20 @@ Result<void> Walker::visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& 
         out.push_back(WalkEntry{parent, e.name, path, **st, true});
         return {};
     }
-    if (rule == RuleMatch::default_exclusion) ++skipped_[skip::kDefaultRule];
-    else if (rule == RuleMatch::user_exclusion) ++skipped_[skip::kUserRule];
-    else if ((*st)->is_lnk()) ++skipped_[skip::kSymlink];
-    else if (!(*st)->is_reg()) ++skipped_[skip::kSpecial];
-    else if ((*st)->mount_root || (*st)->dev != root_st_.dev) ++skipped_[skip::kMount];
-    else if ((*st)->size < rules_.min_size()) ++skipped_[skip::kSmall];
-    else out.push_back(WalkEntry{parent, e.name, path, **st, false});
+    if (rule == RuleMatch::default_exclusion)
+        ++skipped_[skip::kDefaultRule];
+    else if (rule == RuleMatch::user_exclusion)
+        ++skipped_[skip::kUserRule];
+    else if ((*st)->is_lnk())
+        ++skipped_[skip::kSymlink];
+    else if (!(*st)->is_reg())
+        ++skipped_[skip::kSpecial];
+    else if ((*st)->mount_root || (*st)->dev != root_st_.dev)
+        ++skipped_[skip::kMount];
+    else if ((*st)->size < rules_.min_size())
+        ++skipped_[skip::kSmall];
+    else
+        out.push_back(WalkEntry{parent, e.name, path, **st, false});
     return {};
 }
 

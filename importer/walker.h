@@ -30,7 +30,8 @@ using SkipCounts = std::map<std::string, uint64_t>;
 namespace skip {
 inline constexpr const char* kDefaultRule = "excluded by the default rules";
 inline constexpr const char* kUserRule = "excluded by --exclude";
-inline constexpr const char* kDefaultTree = "directories excluded by the default rules (not walked)";
+inline constexpr const char* kDefaultTree =
+    "directories excluded by the default rules (not walked)";
 inline constexpr const char* kUserTree = "directories excluded by --exclude (not walked)";
 inline constexpr const char* kSymlink = "symlink";
 inline constexpr const char* kSpecial = "device, fifo or socket";
@@ -44,7 +45,7 @@ inline constexpr const char* kUnreadable = "unreadable";
 }  // namespace skip
 
 class Walker {
-public:
+  public:
     // root: an open directory fd of the guest root; root_shown: its host path, for messages.
     Walker(Fd root, std::string root_shown, const Rules& rules, const FileStat& pool_dir,
            std::string temp_prefix);
@@ -55,7 +56,7 @@ public:
     uint64_t files_seen() const { return files_seen_; }
     const FileStat& root_stat() const { return root_st_; }
 
-private:
+  private:
     struct Frame {
         SharedFd fd;
         std::string path;  // "" for the root

@@ -93,7 +93,8 @@ Result<MadeObject> copy_object(const Pool& pool, const ObjectId& id, uint32_t re
                                const std::string& shown) {
     MadeObject out;
     std::string tmp_shown = pool.path() + "/tmp/(unnamed)";
-    std::string obj_name = Pool::object_name(id, replica), obj_shown = pool.object_shown(id, replica);
+    std::string obj_name = Pool::object_name(id, replica),
+                obj_shown = pool.object_shown(id, replica);
     int tfd = openat(pool.tmp_fd(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (tfd < 0) return sys_fail("open(O_TMPFILE)", pool.path() + "/tmp");
     Fd tmp(tfd);
@@ -110,8 +111,8 @@ Result<MadeObject> copy_object(const Pool& pool, const ObjectId& id, uint32_t re
     std::string fdpath = "/proc/self/fd/" + std::to_string(tfd);
     // AT_SYMLINK_FOLLOW on the magic link gives the O_TMPFILE inode a name without needing
     // CAP_DAC_READ_SEARCH for AT_EMPTY_PATH.
-    if (linkat(AT_FDCWD, fdpath.c_str(), pool.objects_fd(), obj_name.c_str(),
-               AT_SYMLINK_FOLLOW) != 0)
+    if (linkat(AT_FDCWD, fdpath.c_str(), pool.objects_fd(), obj_name.c_str(), AT_SYMLINK_FOLLOW) !=
+        0)
         return sys_fail("linkat", obj_shown);
     if (auto p = pool.protection().protect(tfd, obj_shown); !p) {
         withdraw(pool, id, replica, tfd);

@@ -37,9 +37,9 @@ Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::str
 Result<Replaced> rename_over(int dirfd, const std::string& temp_name, const std::string& name,
                              const FileStat& expected, const std::string& shown) {
     // The path is an object link: its ctime moves with the protection window, its inode not.
-    return swap_in(dirfd, temp_name, name, expected,
-                   [](const FileStat& now, const FileStat& exp) { return now.same_inode(exp); },
-                   shown);
+    return swap_in(
+        dirfd, temp_name, name, expected,
+        [](const FileStat& now, const FileStat& exp) { return now.same_inode(exp); }, shown);
 }
 
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
@@ -50,9 +50,9 @@ Result<Replaced> link_over(int objects_fd, const std::string& object_name, int d
         return sys_fail("linkat", shown + " (temporary " + temp_name + ")");
     }
     // The guest's own file must be exactly what was hashed: same inode, size, times, owner.
-    return swap_in(dirfd, temp_name, name, expected,
-                   [](const FileStat& now, const FileStat& exp) { return now.unchanged(exp); },
-                   shown);
+    return swap_in(
+        dirfd, temp_name, name, expected,
+        [](const FileStat& now, const FileStat& exp) { return now.unchanged(exp); }, shown);
 }
 
 }  // namespace unify

@@ -25,8 +25,8 @@ std::string guest_path_of(const std::string& p, const std::string& root) {
 
 enum class Outcome { unshared, not_linked };
 
-Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root,
-                            const LinkRecord& l, const std::optional<ObjectRecord>& rec) {
+Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root, const LinkRecord& l,
+                            const std::optional<ObjectRecord>& rec) {
     std::string shown = join_path(root, l.path);
     auto gp = open_guest_parent(root_fd, l.path, shown);
     if (!gp) return std::unexpected(gp.error());
@@ -47,8 +47,8 @@ Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root,
     if (!xattrs) return std::unexpected(xattrs.error());
     int dirfd = (*gp)->dir.get();
     std::string tmp = unique_temp_name(pool.temp_prefix(), "copy");
-    int tfd = openat(dirfd, tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
-                     0600);
+    int tfd =
+        openat(dirfd, tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (tfd < 0) return sys_fail("create", shown + " (temporary " + tmp + ")");
     Fd t(tfd);
     auto h = copy_with_metadata(obj->get(), *obj_st, *xattrs, tfd, obj_shown, shown);
@@ -72,8 +72,10 @@ Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root,
     }
     if (*replaced == Replaced::done) return Outcome::unshared;
     if (*replaced == Replaced::refused)
-        return fail("renameat(" + shown + "): refused (EPERM) although the object's protection "
-                    "was lifted; is the path flagged immutable by the guest?", EPERM);
+        return fail("renameat(" + shown +
+                        "): refused (EPERM) although the object's protection "
+                        "was lifted; is the path flagged immutable by the guest?",
+                    EPERM);
     return Outcome::not_linked;
 }
 

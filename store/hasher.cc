@@ -72,7 +72,9 @@ Result<ContentHash> stream(int src, int dst, const std::string& src_shown,
 
 }  // namespace
 
-Result<ContentHash> hash_fd(int fd, const std::string& shown) { return stream(fd, -1, shown, ""); }
+Result<ContentHash> hash_fd(int fd, const std::string& shown) {
+    return stream(fd, -1, shown, "");
+}
 
 Result<ContentHash> copy_and_hash(int src, int dst, const std::string& src_shown,
                                   const std::string& dst_shown) {

@@ -24,8 +24,8 @@ namespace unify {
 struct GuestRecord {
     uint32_t id = 0;
     std::string name;
-    std::string root;          // absolute, normalised host path
-    int64_t last_import = 0;   // unix seconds, 0 = never completed
+    std::string root;                   // absolute, normalised host path
+    int64_t last_import = 0;            // unix seconds, 0 = never completed
     std::vector<std::string> excludes;  // the guest's --exclude globs, kept for re-import
     uint64_t min_size = 1;
 };
@@ -55,7 +55,7 @@ using LinkVisitor = std::function<bool(const LinkRecord&)>;
 using ObjectVisitor = std::function<bool(const ObjectId&, const ObjectRecord&)>;
 
 class Txn {
-public:
+  public:
     virtual ~Txn() = default;
 
     virtual Result<std::optional<GuestRecord>> guest(const std::string& name) = 0;
@@ -87,7 +87,7 @@ public:
 };
 
 class Index {
-public:
+  public:
     virtual ~Index() = default;
     // dir: the index directory (POOL/index). create: make the directory and tables.
     static Result<std::unique_ptr<Index>> open(const std::string& dir, bool create);

@@ -10,7 +10,9 @@ namespace {
 
 std::atomic<int> g_signal{0};
 
-void on_signal(int sig) { g_signal.store(sig); }
+void on_signal(int sig) {
+    g_signal.store(sig);
+}
 
 }  // namespace
 
@@ -22,7 +24,9 @@ void install_interrupt_handlers() {
     for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
 }
 
-bool interrupted() { return g_signal.load() != 0; }
+bool interrupted() {
+    return g_signal.load() != 0;
+}
 
 Error interrupted_error() {
     return Error{std::string("interrupted by ") + sigabbrev_np(g_signal.load()) +

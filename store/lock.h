@@ -11,12 +11,12 @@
 namespace unify {
 
 class PoolLock {
-public:
+  public:
     // wait=false: fail at once, naming the holder; wait=true: block until it is ours.
     static Result<PoolLock> acquire(int pool_fd, const std::string& pool_path,
                                     const std::string& command, bool wait);
 
-private:
+  private:
     Fd fd_;
 };
 

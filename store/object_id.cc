@@ -36,7 +36,9 @@ std::string to_hex(const uint8_t* data, size_t len) {
     return s;
 }
 
-std::string ObjectId::hex() const { return to_hex(bytes.data(), bytes.size()); }
+std::string ObjectId::hex() const {
+    return to_hex(bytes.data(), bytes.size());
+}
 
 std::optional<ObjectId> ObjectId::from_hex(std::string_view hex) {
     if (hex.size() != 64) return std::nullopt;

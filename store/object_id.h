@@ -6,9 +6,9 @@
 
 #include <array>
 #include <compare>
+#include <cstdint>
 #include <cstring>
 #include <functional>
-#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>

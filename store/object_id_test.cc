@@ -11,7 +11,9 @@ Digest digest(uint8_t fill) {
     return d;
 }
 
-Identity base() { return Identity{0100644, 0, 0, 1'700'000'000'123'456'789, {}}; }
+Identity base() {
+    return Identity{0100644, 0, 0, 1'700'000'000'123'456'789, {}};
+}
 
 TEST(ObjectId, HexRoundTrip) {
     ObjectId id = make_object_id(digest(1), base(), false);

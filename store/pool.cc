@@ -100,9 +100,10 @@ Result<void> Pool::create(const std::string& path, const PoolSettings& in) {
     auto index = Index::open(join_path(path, "index"), true);
     if (!index) return std::unexpected(index.error());
     // pool.conf goes last and by rename: its presence is what makes the directory a pool.
-    std::string conf = "# unify pool settings, fixed at init\nversion=1\nprotect=" +
-                       to_string(settings.protect) + "\nignore_mtime=" +
-                       (settings.ignore_mtime ? "1" : "0") + "\ntoken=" + settings.token + "\n";
+    std::string conf =
+        "# unify pool settings, fixed at init\nversion=1\nprotect=" + to_string(settings.protect) +
+        "\nignore_mtime=" + (settings.ignore_mtime ? "1" : "0") + "\ntoken=" + settings.token +
+        "\n";
     int fd = openat(dir->get(), "pool.conf.tmp", O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
     if (fd < 0) return sys_fail("create", join_path(path, "pool.conf.tmp"));
     Fd f(fd);
@@ -168,8 +169,8 @@ Result<std::optional<FileStat>> Pool::stat_object(const ObjectId& id, uint32_t r
 }
 
 Result<Fd> Pool::open_object(const ObjectId& id, uint32_t replica) const {
-    int fd = openat(objects_fd(), object_name(id, replica).c_str(),
-                    O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd =
+        openat(objects_fd(), object_name(id, replica).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return sys_fail("open", object_shown(id, replica));
     return Fd(fd);
 }

@@ -28,7 +28,7 @@ struct PoolSettings {
 };
 
 class Pool {
-public:
+  public:
     // Creates the directory and everything in it; fails if `path` exists and is not empty.
     static Result<void> create(const std::string& path, const PoolSettings& settings);
     static Result<std::unique_ptr<Pool>> open(const std::string& path);
@@ -50,7 +50,7 @@ public:
     // ".unify-<token>.": the prefix of every temporary name unify makes inside a guest.
     std::string temp_prefix() const { return ".unify-" + settings_.token + "."; }
 
-private:
+  private:
     std::string path_;
     PoolSettings settings_;
     Protection protection_{ProtectMode::none};

@@ -34,7 +34,7 @@ Result<ProtectMode> choose_protect_mode(int scratch_dirfd, const std::string& sh
 Result<void> check_protect_mode(ProtectMode mode, int scratch_dirfd, const std::string& shown);
 
 class Protection {
-public:
+  public:
     explicit Protection(ProtectMode mode) : mode_(mode) {}
     ProtectMode mode() const { return mode_; }
 
@@ -49,7 +49,7 @@ public:
     Result<void> with_links_allowed(int object_fd, const std::string& shown,
                                     const std::function<Result<void>()>& act) const;
 
-private:
+  private:
     ProtectMode mode_;
 };
 

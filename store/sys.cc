@@ -46,7 +46,9 @@ Result<FileStat> stat_at(int dirfd, const std::string& name, const std::string& 
     return from_statx(sx);
 }
 
-Result<FileStat> stat_fd(int fd, const std::string& shown) { return stat_at(fd, "", shown); }
+Result<FileStat> stat_fd(int fd, const std::string& shown) {
+    return stat_at(fd, "", shown);
+}
 
 Result<std::optional<FileStat>> stat_if_exists(int dirfd, const std::string& name,
                                                const std::string& shown) {

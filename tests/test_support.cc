@@ -29,7 +29,9 @@ TempDir::TempDir(const std::string& base) {
     path_ = buf.data();
 }
 
-TempDir::~TempDir() { remove_tree(path_); }
+TempDir::~TempDir() {
+    remove_tree(path_);
+}
 
 void remove_tree(const std::string& path) {
     if (path.empty() || path == "/") return;
@@ -42,7 +44,9 @@ bool require_all() {
     return v && std::string(v) == "1";
 }
 
-std::string need_root() { return geteuid() == 0 ? "" : "needs root"; }
+std::string need_root() {
+    return geteuid() == 0 ? "" : "needs root";
+}
 
 std::string need_immutable(const std::string& dir) {
     if (geteuid() != 0) return "needs root for the immutable flag";
@@ -198,7 +202,9 @@ std::string manifest(const std::string& root) {
                 auto x = read_xattrs(f, full);
                 if (h) out << " sha256=" << to_hex(h->sha256.data(), 32);
                 if (x)
-                    for (const auto& [k, v] : *x) out << " xattr:" << k << "=" << to_hex(reinterpret_cast<const uint8_t*>(v.data()), v.size());
+                    for (const auto& [k, v] : *x)
+                        out << " xattr:" << k << "="
+                            << to_hex(reinterpret_cast<const uint8_t*>(v.data()), v.size());
                 close(f);
             }
         } else if (st->is_lnk()) {

@@ -15,14 +15,14 @@ namespace unify::test {
 // A fresh directory under /var/tmp (same filesystem as most guests here; /tmp may be tmpfs).
 // The destructor lifts immutable flags below it, then removes it.
 class TempDir {
-public:
+  public:
     explicit TempDir(const std::string& base = "/var/tmp");
     ~TempDir();
     TempDir(const TempDir&) = delete;
     const std::string& path() const { return path_; }
     std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
 
-private:
+  private:
     std::string path_;
 };
 

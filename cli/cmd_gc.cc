@@ -1,0 +1,37 @@
+// unify gc: lock, reconcile link records, remove objects only the pool links.
+#include <iostream>
+
+#include "cli/command.h"
+#include "cli/format.h"
+#include "gc/gc.h"
+
+namespace unify {
+
+namespace {
+
+int run_gc(const Globals& g, bool dry_run) {
+    auto s = open_session(g, std::string("gc") + (dry_run ? " --dry-run" : ""), true);
+    if (!s) return report(s.error());
+    auto sum = collect_garbage(*s->pool, GcOptions{dry_run, g.verbose, g.jobs}, std::cerr);
+    if (!sum) return report(sum.error());
+    if (g.quiet) return kExitOk;
+    std::string would = dry_run ? "would be " : "";
+    std::cout << "gc" << (dry_run ? " (dry run, nothing changed)" : "") << "\n"
+              << "  objects seen      " << format_count(sum->objects_seen) << "\n"
+              << "  objects " << would << "removed " << format_count(sum->objects_removed) << "\n"
+              << "  bytes " << would << "reclaimed " << format_bytes(sum->bytes_reclaimed) << "\n"
+              << "  stale link records " << would << "dropped " << format_count(sum->links_dropped)
+              << "\n";
+    return kExitOk;
+}
+
+}  // namespace
+
+Command add_gc_command(CLI::App& app, const Globals& g) {
+    auto dry_run = std::make_shared<bool>(false);
+    auto sub = app.add_subcommand("gc", "remove objects no guest links any more");
+    sub->add_flag("-n,--dry-run", *dry_run, "change nothing; report what would be removed");
+    return {sub, [&g, dry_run] { return run_gc(g, *dry_run); }};
+}
+
+}  // namespace unify

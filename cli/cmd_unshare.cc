@@ -1,0 +1,42 @@
+// unify unshare NAME [PATH...]: lock, copy back, print.
+#include <iostream>
+
+#include "cli/command.h"
+#include "cli/format.h"
+#include "linker/unshare.h"
+
+namespace unify {
+
+namespace {
+
+int run_unshare(const Globals& g, UnshareOptions opt) {
+    auto s = open_session(g, "unshare " + opt.name, !opt.dry_run);
+    if (!s) return report(s.error());
+    opt.verbose = g.verbose;
+    auto sum = unshare_guest(*s->pool, opt, std::cerr);
+    if (!sum) return report(sum.error());
+    if (g.quiet) return kExitOk;
+    std::string would = opt.dry_run ? " (dry run: would be)" : "";
+    std::cout << "unshare " << opt.name << "\n"
+              << "  files made private " << format_count(sum->unshared) << would << "\n"
+              << "  bytes copied       " << format_bytes(sum->bytes_copied) << would << "\n";
+    if (sum->not_linked)
+        std::cout << "  records dropped    " << format_count(sum->not_linked)
+                  << " (paths no longer linked)\n";
+    std::cout << "run `unify gc` to reclaim objects no guest links any more\n";
+    return kExitOk;
+}
+
+}  // namespace
+
+Command add_unshare_command(CLI::App& app, const Globals& g) {
+    auto o = std::make_shared<UnshareOptions>();
+    auto sub = app.add_subcommand(
+        "unshare", "give guest NAME private copies of the listed paths, or of all its links");
+    sub->add_option("NAME", o->name, "guest name")->required();
+    sub->add_option("PATH", o->paths, "guest paths (/usr/bin/ls) or host paths");
+    sub->add_flag("-n,--dry-run", o->dry_run, "change nothing; report what would be done");
+    return {sub, [&g, o] { return run_unshare(g, *o); }};
+}
+
+}  // namespace unify

@@ -1,0 +1,39 @@
+#include "cli/session.h"
+
+#include <ctime>
+#include <iostream>
+
+namespace unify {
+
+Result<Session> open_session(const Globals& g, const std::string& command, bool writer) {
+    Session s;
+    auto pool = Pool::open(g.pool);
+    if (!pool) return std::unexpected(pool.error());
+    s.pool = std::move(*pool);
+    if (!writer) return s;
+    auto lock = PoolLock::acquire(s.pool->fd(), s.pool->path(), command, g.wait);
+    if (!lock) return std::unexpected(lock.error());
+    s.lock = std::move(*lock);
+    // A writer that cannot set or lift the pool's protection must stop before it changes
+    // anything, not halfway through a guest.
+    auto mode = s.pool->settings().protect;
+    if (auto r = check_protect_mode(mode, s.pool->tmp_fd(), s.pool->path() + "/tmp"); !r)
+        return std::unexpected(
+            context(r.error(), "pool " + s.pool->path() + " (protection " + to_string(mode) + ")"));
+    return s;
+}
+
+int report(const Error& e) {
+    std::cerr << "unify: error: " << e.message << "\n";
+    return kExitError;
+}
+
+std::string format_time(int64_t t) {
+    if (t == 0) return "never completed";
+    char buf[64];
+    time_t tt = time_t(t);
+    strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", localtime(&tt));
+    return buf;
+}
+
+}  // namespace unify
