@@ -20,6 +20,9 @@ Result<Session> open_session(const Globals& g, const std::string& command, bool 
     if (auto r = check_protect_mode(mode, s.pool->tmp_fd(), s.pool->path() + "/tmp"); !r)
         return std::unexpected(
             context(r.error(), "pool " + s.pool->path() + " (protection " + to_string(mode) + ")"));
+    auto recovered = s.pool->prepare_writer();
+    if (!recovered) return std::unexpected(recovered.error());
+    if (!recovered->empty()) std::cerr << "unify: " << *recovered << "\n";
     return s;
 }
 

@@ -9,6 +9,7 @@
 
 #include "importer/guest_root.h"
 #include "importer/hash_batch.h"
+#include "store/fault.h"
 #include "store/guest_path.h"
 #include "store/interrupt.h"
 
@@ -144,10 +145,12 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                 sum.bytes_reclaimed -= c.size;
                 continue;
             }
+            fault_point("gc.unprotect");
             if (auto r = pool.protection().unprotect(fd, shown); !r) {
                 outcome = r;
                 break;
             }
+            fault_point("gc.unlink");
             if (unlinkat(pool.objects_fd(), name.c_str(), 0) != 0) {
                 outcome = sys_fail("unlinkat", shown);
                 break;

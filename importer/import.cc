@@ -20,6 +20,7 @@
 #include "importer/hash_batch.h"
 #include "linker/object_maker.h"
 #include "linker/replace.h"
+#include "store/fault.h"
 #include "store/interrupt.h"
 
 namespace unify {
@@ -31,6 +32,7 @@ constexpr size_t kBatch = 4096;
 struct ObjectState {
     uint32_t replica = 0;  // the replica new links go to
     std::optional<FileStat> st;
+    bool recorded = false;  // the index has its ObjectRecord
 };
 
 class Importer {
@@ -100,6 +102,7 @@ Result<ObjectState*> Importer::object_state(Txn& txn, const ObjectId& id) {
     auto rec = txn.object(id);
     if (!rec) return std::unexpected(rec.error());
     if (*rec) s.replica = (*rec)->replicas ? (*rec)->replicas - 1 : 0;
+    s.recorded = rec->has_value();
     auto st = pool_.stat_object(id, s.replica);
     if (!st) return std::unexpected(st.error());
     if (!*st && s.replica) {  // the index knew of a replica that is gone: fall back
@@ -162,6 +165,7 @@ Result<void> Importer::sweep_temp(Txn& txn, const WalkEntry& e) {
     }
     if (opt_.dry_run) return {};
     auto act = [&]() -> Result<void> {
+        fault_point("sweep.unlink");
         if (unlinkat(e.dir->get(), e.name.c_str(), 0) != 0 && errno != ENOENT)
             return sys_fail("unlinkat", shown(e));
         ++sum_.temps_swept;
@@ -170,7 +174,7 @@ Result<void> Importer::sweep_temp(Txn& txn, const WalkEntry& e) {
     if (!obj) return act();
     auto fd = pool_.open_object(*id, obj->replica);
     if (!fd) return std::unexpected(fd.error());
-    return pool_.protection().with_links_allowed(fd->get(), pool_.object_shown(*id), act);
+    return pool_.with_links_allowed(*id, obj->replica, fd->get(), act);
 }
 
 Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vector<size_t>& members,
@@ -178,6 +182,14 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
     auto state = object_state(txn, id);
     if (!state) return std::unexpected(state.error());
     ObjectState& obj = **state;
+    // An object on disk without a record: a run was killed before its index commit. The
+    // members were hashed just now against this id, so their hash is the object's.
+    if (obj.st && !obj.recorded && !opt_.dry_run) {
+        const ContentHash& h = hashed[members.front()].hash;
+        ObjectRecord rec{h.size, h.xxh3, h.sha256, time(nullptr), obj.replica + 1};
+        if (auto r = txn.put_object(id, rec); !r) return r;
+        obj.recorded = true;
+    }
     std::vector<size_t> pending;
     for (size_t i : members) {
         if (obj.st && obj.st->same_inode(batch[i].st)) {
@@ -235,6 +247,7 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
         if (auto r = txn.put_object(id, made->rec); !r) return r;
         obj.st = made->st;
         obj.replica = 0;
+        obj.recorded = true;
         ++sum_.new_objects;
         sum_.bytes_new_objects += made->rec.size;
         if (opt_.verbose) log_ << "new object " << id.hex() << " from " << shown(e) << "\n";
@@ -277,13 +290,21 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
             }
             return {};
         };
-        if (auto r = pool_.protection().with_links_allowed(fd->get(), pool_.object_shown(id), act);
+        if (auto r = pool_.with_links_allowed(id, obj.replica, fd->get(), act);
             !r)
             return r;
         if (!full) break;
-        // EMLINK: this inode is full; further links go to a new replica with the same id.
-        auto made = make_replica(pool_, id, obj.replica + 1);
-        if (!made) return std::unexpected(made.error());
+        // EMLINK: this inode is full; further links go to the next replica with the same id,
+        // made now unless an earlier (interrupted) run made it already.
+        auto next = pool_.stat_object(id, obj.replica + 1);
+        if (!next) return std::unexpected(next.error());
+        Result<MadeObject> made = MadeObject{};
+        if (*next) {
+            made->st = **next;
+        } else {
+            made = make_replica(pool_, id, obj.replica + 1);
+            if (!made) return std::unexpected(made.error());
+        }
         obj.replica += 1;
         obj.st = made->st;
         auto rec = txn.object(id);

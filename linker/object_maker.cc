@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "linker/copy.h"
+#include "store/fault.h"
 
 namespace unify {
 
@@ -43,11 +44,12 @@ ObjectRecord record_of(const ContentHash& h) {
 
 }  // namespace
 
-Result<MadeObject> adopt_object(const Pool& pool, const ObjectId& id, int dirfd,
-                                const std::string& name, const FileStat& hashed,
-                                const std::string& shown) {
+static Result<MadeObject> adopt_unlogged(const Pool& pool, const ObjectId& id, int dirfd,
+                                  const std::string& name, const FileStat& hashed,
+                                  const std::string& shown) {
     MadeObject out;
     std::string obj_name = Pool::object_name(id), obj_shown = pool.object_shown(id);
+    fault_point("adopt.link");
     if (linkat(dirfd, name.c_str(), pool.objects_fd(), obj_name.c_str(), 0) != 0) {
         if (errno == EPERM) return MadeObject{MadeObject::refused};
         if (errno == ENOENT) return MadeObject{MadeObject::changed};
@@ -70,6 +72,7 @@ Result<MadeObject> adopt_object(const Pool& pool, const ObjectId& id, int dirfd,
         return sys_fail("open", obj_shown, err);
     }
     Fd f(fd);
+    fault_point("adopt.protect");
     if (auto p = pool.protection().protect(fd, obj_shown); !p) {
         withdraw(pool, id, 0, fd);
         return std::unexpected(p.error());
@@ -88,9 +91,9 @@ Result<MadeObject> adopt_object(const Pool& pool, const ObjectId& id, int dirfd,
     return out;
 }
 
-Result<MadeObject> copy_object(const Pool& pool, const ObjectId& id, uint32_t replica, int src_fd,
-                               const FileStat& st, const Xattrs& xattrs, const Digest& content,
-                               const std::string& shown) {
+static Result<MadeObject> copy_unlogged(const Pool& pool, const ObjectId& id, uint32_t replica,
+                                 int src_fd, const FileStat& st, const Xattrs& xattrs,
+                                 const Digest& content, const std::string& shown) {
     MadeObject out;
     std::string tmp_shown = pool.path() + "/tmp/(unnamed)";
     std::string obj_name = Pool::object_name(id, replica),
@@ -111,6 +114,7 @@ Result<MadeObject> copy_object(const Pool& pool, const ObjectId& id, uint32_t re
     std::string fdpath = "/proc/self/fd/" + std::to_string(tfd);
     // AT_SYMLINK_FOLLOW on the magic link gives the O_TMPFILE inode a name without needing
     // CAP_DAC_READ_SEARCH for AT_EMPTY_PATH.
+    fault_point("copy.link");
     if (linkat(AT_FDCWD, fdpath.c_str(), pool.objects_fd(), obj_name.c_str(), AT_SYMLINK_FOLLOW) !=
         0)
         return sys_fail("linkat", obj_shown);
@@ -124,6 +128,26 @@ Result<MadeObject> copy_object(const Pool& pool, const ObjectId& id, uint32_t re
     out.outcome = MadeObject::made;
     out.rec = record_of(*h);
     return out;
+}
+
+// From the first link into the pool until the object is protected and verified, the intent
+// log names it; a failure leaves the record for the next writer to finish.
+Result<MadeObject> adopt_object(const Pool& pool, const ObjectId& id, int dirfd,
+                                const std::string& name, const FileStat& hashed,
+                                const std::string& shown) {
+    pool.intent().begin(IntentOp::adopt, Pool::object_name(id));
+    auto r = adopt_unlogged(pool, id, dirfd, name, hashed, shown);
+    if (r) pool.intent().end();
+    return r;
+}
+
+Result<MadeObject> copy_object(const Pool& pool, const ObjectId& id, uint32_t replica, int src_fd,
+                               const FileStat& st, const Xattrs& xattrs, const Digest& content,
+                               const std::string& shown) {
+    pool.intent().begin(IntentOp::adopt, Pool::object_name(id, replica));
+    auto r = copy_unlogged(pool, id, replica, src_fd, st, xattrs, content, shown);
+    if (r) pool.intent().end();
+    return r;
 }
 
 Result<MadeObject> make_replica(const Pool& pool, const ObjectId& id, uint32_t replica) {

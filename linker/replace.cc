@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "store/fault.h"
+
 namespace unify {
 
 namespace {
@@ -22,6 +24,7 @@ Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::str
         drop_temp();
         return Replaced::changed;
     }
+    fault_point("replace.rename");
     if (renameat(dirfd, temp_name.c_str(), dirfd, name.c_str()) != 0) {
         int err = errno;
         drop_temp();
@@ -45,6 +48,7 @@ Result<Replaced> rename_over(int dirfd, const std::string& temp_name, const std:
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
                            const std::string& name, const FileStat& expected,
                            const std::string& temp_name, const std::string& shown) {
+    fault_point("replace.link");
     if (linkat(objects_fd, object_name.c_str(), dirfd, temp_name.c_str(), 0) != 0) {
         if (errno == EMLINK) return Replaced::emlink;
         return sys_fail("linkat", shown + " (temporary " + temp_name + ")");

@@ -5,9 +5,12 @@
 
 #include <ostream>
 
+#include <xxhash.h>
+
 #include "importer/guest_root.h"
 #include "linker/copy.h"
 #include "linker/replace.h"
+#include "store/fault.h"
 #include "store/guest_path.h"
 #include "store/interrupt.h"
 
@@ -24,6 +27,11 @@ std::string guest_path_of(const std::string& p, const std::string& root) {
 }
 
 enum class Outcome { unshared, not_linked };
+
+std::string copy_suffix(const std::string& name) {
+    uint64_t h = XXH3_64bits(name.data(), name.size());
+    return to_hex(reinterpret_cast<const uint8_t*>(&h), sizeof h);
+}
 
 Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root, const LinkRecord& l,
                             const std::optional<ObjectRecord>& rec) {
@@ -46,9 +54,12 @@ Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root, co
     auto xattrs = read_xattrs(obj->get(), obj_shown);
     if (!xattrs) return std::unexpected(xattrs.error());
     int dirfd = (*gp)->dir.get();
-    std::string tmp = unique_temp_name(pool.temp_prefix(), "copy");
+    // One fixed temporary name per path: a run killed before its rename left a copy under
+    // this name, and running unshare again reuses (truncates) it instead of leaving it.
+    std::string tmp = pool.temp_prefix() + "copy." + copy_suffix((*gp)->name);
+    fault_point("unshare.create");
     int tfd =
-        openat(dirfd, tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+        openat(dirfd, tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (tfd < 0) return sys_fail("create", shown + " (temporary " + tmp + ")");
     Fd t(tfd);
     auto h = copy_with_metadata(obj->get(), *obj_st, *xattrs, tfd, obj_shown, shown);
@@ -64,7 +75,7 @@ Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root, co
         replaced = rename_over(dirfd, tmp, (*gp)->name, **now, shown);
         return replaced ? Result<void>() : std::unexpected(replaced.error());
     };
-    if (auto r = pool.protection().with_links_allowed(obj->get(), obj_shown, act); !r) {
+    if (auto r = pool.with_links_allowed(l.id, l.replica, obj->get(), act); !r) {
         // The window may fail before act() ran (the flag could not be lifted): the copy must
         // not stay behind in the guest. After a rename the name is gone and this is a no-op.
         unlinkat(dirfd, tmp.c_str(), 0);

@@ -17,6 +17,8 @@
 #include <string_view>
 #include <utility>
 
+#include "store/fault.h"
+
 namespace unify {
 namespace {
 
@@ -517,6 +519,7 @@ class LmdbTxn : public Txn {
             mdb_txn_abort(txn);
             return {};
         }
+        fault_point("index.commit");
         if (int rc = mdb_txn_commit(txn); rc != 0)
             return mdb_fail(*env_, "mdb_txn_commit", nullptr, rc);
         return {};

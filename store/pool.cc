@@ -176,3 +176,17 @@ Result<Fd> Pool::open_object(const ObjectId& id, uint32_t replica) const {
 }
 
 }  // namespace unify
+
+namespace unify {
+
+Result<void> Pool::with_links_allowed(const ObjectId& id, uint32_t replica, int object_fd,
+                                      const std::function<Result<void>()>& act) const {
+    if (protection_.mode() != ProtectMode::immutable) return act();
+    intent_.begin(IntentOp::window, object_name(id, replica));
+    auto r = protection_.with_links_allowed(object_fd, object_shown(id, replica), act);
+    // On failure the record stays: the next writer makes sure the flag is back.
+    if (r) intent_.end();
+    return r;
+}
+
+}  // namespace unify

@@ -15,6 +15,7 @@
 
 #include "store/fd.h"
 #include "store/index.h"
+#include "store/intent.h"
 #include "store/object_id.h"
 #include "store/protect.h"
 #include "store/sys.h"
@@ -47,6 +48,15 @@ class Pool {
     std::string object_shown(const ObjectId& id, uint32_t replica = 0) const;
     Result<std::optional<FileStat>> stat_object(const ObjectId& id, uint32_t replica = 0) const;
     Result<Fd> open_object(const ObjectId& id, uint32_t replica = 0) const;
+    // Writers only: opens POOL/intent and finishes what a killed writer left in it (see
+    // store/intent.h). Returns a line for the log, empty if nothing was pending.
+    Result<std::string> prepare_writer();
+    const IntentLog& intent() const { return intent_; }
+    // Protection::with_links_allowed, with the window recorded in the intent log so that an
+    // object left unprotected by a kill is protected again by the next writer.
+    Result<void> with_links_allowed(const ObjectId& id, uint32_t replica, int object_fd,
+                                    const std::function<Result<void>()>& act) const;
+
     // ".unify-<token>.": the prefix of every temporary name unify makes inside a guest.
     std::string temp_prefix() const { return ".unify-" + settings_.token + "."; }
 
@@ -57,6 +67,7 @@ class Pool {
     FileStat stat_;
     Fd dir_, objects_, tmp_;
     std::unique_ptr<Index> index_;
+    IntentLog intent_;
 };
 
 }  // namespace unify

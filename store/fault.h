@@ -1,0 +1,17 @@
+// Fault injection for the crash tests, compiled into the test binary `unify-faults` only
+// (UNIFY_FAULTS defined). Each place where a writer is about to change the filesystem or
+// commit the index calls fault_point("step"). With UNIFY_FAULT="step:N" the process kills
+// itself (SIGKILL, nothing flushed, nothing unwound) at the N-th time it reaches that step;
+// with UNIFY_FAULT_TRACE=FILE it appends every step it reaches to FILE, so a test can list
+// the points and walk each of them. In the production binary the calls compile to nothing.
+#pragma once
+
+namespace unify {
+
+#ifdef UNIFY_FAULTS
+void fault_point(const char* step);
+#else
+inline void fault_point(const char*) {}
+#endif
+
+}  // namespace unify
