@@ -5,6 +5,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "store/fault.h"
+
 namespace unify {
 
 namespace {
@@ -146,8 +148,10 @@ Result<void> Protection::with_links_allowed(int object_fd, const std::string& sh
     if (mode_ != ProtectMode::immutable) return act();
     auto before = stat_fd(object_fd, shown);
     if (!before) return std::unexpected(before.error());
+    fault_point("window.unprotect");
     if (auto r = unprotect(object_fd, shown); !r) return r;
     Result<void> acted = act();
+    fault_point("window.protect");
     Result<void> restored = protect(object_fd, shown);
     auto after = stat_fd(object_fd, shown);
     if (!acted) return acted;
