@@ -3,6 +3,8 @@
 
 #include "cli/command.h"
 #include "cli/format.h"
+#include "cli/json.h"
+#include "cli/progress.h"
 #include "gc/gc.h"
 
 namespace unify {
@@ -12,8 +14,15 @@ namespace {
 int run_gc(const Globals& g, bool dry_run) {
     auto s = open_session(g, std::string("gc") + (dry_run ? " --dry-run" : ""), true);
     if (!s) return report(s.error());
-    auto sum = collect_garbage(*s->pool, GcOptions{dry_run, g.verbose, g.jobs}, std::cerr);
+    ProgressLine progress(progress_wanted(g));
+    auto sum = collect_garbage(*s->pool, GcOptions{dry_run, g.verbose, g.jobs, progress.callback()},
+                               progress.log());
+    progress.finish();
     if (!sum) return report(sum.error());
+    if (g.json) {
+        print_json(gc_json(*sum, dry_run));
+        return kExitOk;
+    }
     if (g.quiet) return kExitOk;
     std::string would = dry_run ? "would be " : "";
     std::cout << "gc" << (dry_run ? " (dry run, nothing changed)" : "") << "\n"

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/json.h"
 
 namespace unify {
 
@@ -37,14 +38,16 @@ int run_init(const Globals& g, const InitOptions& o) {
             return undo(r.error());
     }
     if (auto r = Pool::create(g.pool, settings); !r) return undo(r.error());
-    if (!g.quiet)
+    if (g.json)
+        print_json(init_json(g.pool, settings));
+    else if (!g.quiet)
         std::cout << "created pool " << g.pool << " (protection " << to_string(settings.protect)
                   << (o.ignore_mtime ? ", mtime ignored in object ids" : "") << ")\n";
     if (settings.protect == ProtectMode::none)
         std::cerr << "unify: warning: --protect none: shared files are not protected; a guest "
                      "that writes a shared file in place changes it for every guest that "
                      "shares it\n";
-    else if (settings.protect == ProtectMode::immutable && !g.quiet)
+    else if (settings.protect == ProtectMode::immutable && !g.quiet && !g.json)
         std::cout << "shared files will be immutable: before a package upgrade inside a guest, "
                      "run `unify unshare NAME`\n";
     return kExitOk;

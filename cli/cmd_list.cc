@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/json.h"
 
 namespace unify {
 
@@ -14,6 +15,10 @@ int run_list(const Globals& g) {
     if (!txn) return report(txn.error());
     auto guests = (*txn)->guests();
     if (!guests) return report(guests.error());
+    if (g.json) {
+        print_json(list_json(*guests));
+        return kExitOk;
+    }
     if (guests->empty()) std::cout << "no guests yet (add one with unify import NAME ROOT)\n";
     for (const auto& gr : *guests)
         std::cout << gr.name << "  " << gr.root << "  last import: " << format_time(gr.last_import)

@@ -3,7 +3,9 @@
 
 #include "cli/command.h"
 #include "cli/format.h"
+#include "cli/json.h"
 #include "cli/status.h"
+#include "importer/explain.h"
 
 namespace unify {
 
@@ -14,6 +16,10 @@ int run_status(const Globals& g, const std::string& name) {
     if (!s) return report(s.error());
     auto st = pool_status(*s->pool, name.empty() ? std::nullopt : std::optional(name));
     if (!st) return report(st.error());
+    if (g.json) {
+        print_json(status_json(*s->pool, *st));
+        return kExitOk;
+    }
     const auto& set = s->pool->settings();
     std::cout << "pool " << s->pool->path() << " (protection " << to_string(set.protect)
               << (set.ignore_mtime ? ", mtime ignored" : "") << ")\n"
@@ -29,7 +35,10 @@ int run_status(const Globals& g, const std::string& name) {
                   << "  files linked      " << format_count(gs.files_linked) << " ("
                   << format_bytes(gs.bytes_linked) << ")\n"
                   << "  bytes saved       " << format_bytes(gs.bytes_saved) << "\n"
-                  << "  last import       " << format_time(gs.guest.last_import) << "\n";
+                  << "  last import       " << format_time(gs.guest.last_import) << "\n"
+                  << "  package database  "
+                  << describe_package_dbs(gs.guest.package_dbs, gs.guest.config_files) << "\n"
+                  << "  user rules        " << describe_rules(gs.guest.excludes) << "\n";
     return kExitOk;
 }
 

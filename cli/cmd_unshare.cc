@@ -3,6 +3,8 @@
 
 #include "cli/command.h"
 #include "cli/format.h"
+#include "cli/json.h"
+#include "cli/progress.h"
 #include "linker/unshare.h"
 
 namespace unify {
@@ -13,8 +15,15 @@ int run_unshare(const Globals& g, UnshareOptions opt) {
     auto s = open_session(g, "unshare " + opt.name, !opt.dry_run);
     if (!s) return report(s.error());
     opt.verbose = g.verbose;
-    auto sum = unshare_guest(*s->pool, opt, std::cerr);
+    ProgressLine progress(progress_wanted(g));
+    opt.progress = progress.callback();
+    auto sum = unshare_guest(*s->pool, opt, progress.log());
+    progress.finish();
     if (!sum) return report(sum.error());
+    if (g.json) {
+        print_json(unshare_json(opt, *sum));
+        return kExitOk;
+    }
     if (g.quiet) return kExitOk;
     std::string would = opt.dry_run ? " (dry run: would be)" : "";
     std::cout << "unshare " << opt.name << "\n"

@@ -3,6 +3,7 @@
 
 #include "cli/command.h"
 #include "cli/format.h"
+#include "cli/json.h"
 #include "cli/who.h"
 
 namespace unify {
@@ -14,6 +15,10 @@ int run_who(const Globals& g, const std::string& target) {
     if (!s) return report(s.error());
     auto ans = who(*s->pool, target);
     if (!ans) return report(ans.error());
+    if (g.json) {
+        print_json(who_json(*ans));
+        return kExitOk;
+    }
     if (!ans->unified) {
         std::cout << printable(ans->target) << " is not unified: " << ans->why_not
                   << "; it is private to its guest\n";

@@ -22,5 +22,8 @@ Command add_who_command(CLI::App& app, const Globals& g);
 Command add_status_command(CLI::App& app, const Globals& g);
 Command add_unshare_command(CLI::App& app, const Globals& g);
 Command add_list_command(CLI::App& app, const Globals& g);
+Command add_verify_command(CLI::App& app, const Globals& g);
+Command add_reindex_command(CLI::App& app, const Globals& g);
+Command add_forget_command(CLI::App& app, const Globals& g);
 
 }  // namespace unify

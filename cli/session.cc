@@ -3,11 +3,14 @@
 #include <ctime>
 #include <iostream>
 
+#include "cli/json.h"
+
 namespace unify {
 
-Result<Session> open_session(const Globals& g, const std::string& command, bool writer) {
+Result<Session> open_session(const Globals& g, const std::string& command, bool writer,
+                             bool open_index) {
     Session s;
-    auto pool = Pool::open(g.pool);
+    auto pool = Pool::open(g.pool, open_index);
     if (!pool) return std::unexpected(pool.error());
     s.pool = std::move(*pool);
     if (!writer) return s;
@@ -26,7 +29,16 @@ Result<Session> open_session(const Globals& g, const std::string& command, bool 
     return s;
 }
 
+namespace {
+bool json_errors = false;
+}  // namespace
+
+void set_json_errors(bool on) {
+    json_errors = on;
+}
+
 int report(const Error& e) {
+    if (json_errors) print_json(error_json(e));
     std::cerr << "unify: error: " << e.message << "\n";
     return kExitError;
 }

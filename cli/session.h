@@ -19,6 +19,7 @@ struct Globals {
     bool wait = false;
     bool verbose = false;
     bool quiet = false;
+    bool json = false;  // one JSON document on stdout instead of the text summary
     unsigned jobs = 0;
 };
 
@@ -28,11 +29,15 @@ struct Session {
 };
 
 // Opens the pool; a writer also takes the lock and checks that it can set and lift the
-// pool's protection before it changes anything.
-Result<Session> open_session(const Globals& g, const std::string& command, bool writer);
+// pool's protection before it changes anything. open_index=false: the pool without its index
+// (only for `unify reindex`).
+Result<Session> open_session(const Globals& g, const std::string& command, bool writer,
+                             bool open_index = true);
 
-// Prints "unify: error: ..." on stderr and returns kExitError.
+// Prints "unify: error: ..." on stderr and returns kExitError. Under --json it also prints
+// {"error": "...", "errno": N} on stdout (set_json_errors, called once after parsing).
 int report(const Error& e);
+void set_json_errors(bool on);
 
 // "2026-11-24 13:46:08", or "never completed" for 0.
 std::string format_time(int64_t unix_seconds);

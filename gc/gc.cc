@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <mutex>
 #include <ostream>
 #include <thread>
 #include <unordered_map>
@@ -29,6 +30,7 @@ Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log
     auto guests = (*rtxn)->guests();
     if (!guests) return std::unexpected(guests.error());
     (*rtxn)->commit();
+    uint64_t links_checked = 0, guests_done = 0;
     for (const auto& g : *guests) {
         auto root = open_guest_root(pool, g.root);
         bool root_gone = !root && (root.error().err == ENOENT);
@@ -39,6 +41,7 @@ Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log
         std::unordered_map<std::string, std::optional<FileStat>> objects;
         Result<void> visit_error;
         auto visit = [&](const LinkRecord& l) -> bool {
+            ++links_checked;
             std::string key = Pool::object_name(l.id, l.replica);
             auto it = objects.find(key);
             if (it == objects.end()) {
@@ -74,6 +77,12 @@ Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log
         if (root_gone)
             log << "unify: warning: root " << g.root << " of guest '" << g.name
                 << "' is gone; dropped its " << stale.size() << " link records\n";
+        if (opt.progress)
+            opt.progress({.phase = "gc: checking links",
+                          .unit = "links",
+                          .done = links_checked,
+                          .part = ++guests_done,
+                          .parts = guests->size()});
     }
     return {};
 }
@@ -84,6 +93,8 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
     std::vector<uint64_t> seen(256, 0);
     std::vector<Error> errors(256);
     std::vector<bool> failed(256, false);
+    std::mutex progress_mutex;  // the callback is never called concurrently
+    uint64_t shards_done = 0, objects_checked = 0;
     parallel_for(256, opt.jobs, [&](size_t s) {
         uint8_t b = uint8_t(s);
         std::string shard = to_hex(&b, 1), shown = pool.path() + "/objects/" + shard;
@@ -105,11 +116,22 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
             ++seen[s];
             if (st->nlink == 1 && st->is_reg()) found[s].push_back({e.name, st->size});
         }
+        if (opt.progress) {
+            std::lock_guard hold(progress_mutex);
+            objects_checked += seen[s];
+            opt.progress({.phase = "gc: checking objects",
+                          .unit = "objects",
+                          .done = objects_checked,
+                          .part = ++shards_done,
+                          .parts = 256});
+        }
     });
     for (size_t s = 0; s < 256; ++s) {
         if (failed[s]) return std::unexpected(errors[s]);
         sum.objects_seen += seen[s];
     }
+    uint64_t candidates = 0, handled = 0;
+    for (const auto& f : found) candidates += f.size();
     for (size_t s = 0; s < 256; ++s) {
         if (found[s].empty()) continue;
         uint8_t b = uint8_t(s);
@@ -178,6 +200,13 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
         auto c = (*txn)->commit();
         if (!outcome) return outcome;
         if (!c) return c;
+        handled += found[s].size();
+        if (opt.progress)
+            opt.progress({.phase = "gc: removing objects",
+                          .unit = "objects",
+                          .done = sum.objects_removed,
+                          .part = handled,
+                          .parts = candidates});
     }
     return {};
 }

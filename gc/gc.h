@@ -11,13 +11,15 @@
 #include <iosfwd>
 
 #include "store/pool.h"
+#include "store/progress.h"
 
 namespace unify {
 
 struct GcOptions {
     bool dry_run = false;
     bool verbose = false;
-    unsigned jobs = 0;  // 0: one per core
+    unsigned jobs = 0;    // 0: one per core
+    ProgressFn progress;  // optional: called per guest (pass 1) and per shard (pass 2)
 };
 
 struct GcSummary {

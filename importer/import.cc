@@ -9,6 +9,8 @@
 #include "importer/import.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <ostream>
@@ -18,16 +20,34 @@
 
 #include "importer/guest_root.h"
 #include "importer/hash_batch.h"
+#include "importer/package_db.h"
+#include "importer/settle.h"
 #include "linker/object_maker.h"
 #include "linker/replace.h"
 #include "store/fault.h"
+#include "store/guest_registry.h"
 #include "store/interrupt.h"
 
 namespace unify {
 
 namespace {
 
-constexpr size_t kBatch = 4096;
+constexpr size_t kMaxBatch = 4096;
+
+// Deep trees keep one fd per directory level open: raise the soft fd limit to the hard one,
+// and keep batches well inside it.
+size_t batch_size() {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 256;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    // Directory fds of the walk and LMDB need some too.
+    size_t room = rl.rlim_cur > 512 ? size_t(rl.rlim_cur) - 256 : 128;
+    return std::min(kMaxBatch, room / 2);
+}
 
 struct ObjectState {
     uint32_t replica = 0;  // the replica new links go to
@@ -65,6 +85,8 @@ class Importer {
     std::unordered_set<ObjectId> dry_new_;                   // dry run: objects it would make
     std::unordered_map<uint64_t, uint64_t> replaced_links_;  // ino -> paths replaced
     std::unordered_set<uint64_t> copied_from_;               // inodes a new object copies
+    int64_t settle_cutoff_ = settle_cutoff_ns();             // see importer/settle.h
+    uint64_t bytes_hashed_ = 0;                              // for opt_.progress
 };
 
 Result<void> Importer::register_guest() {
@@ -92,7 +114,9 @@ Result<void> Importer::register_guest() {
     if (opt_.min_size) guest_.min_size = *opt_.min_size;
     if (opt_.dry_run) return {};
     if (auto r = (*txn)->put_guest(guest_); !r) return r;
-    return (*txn)->commit();
+    if (auto r = (*txn)->commit(); !r) return r;
+    // The guest list must outlive the index (unify reindex reads it from POOL/guests.conf).
+    return sync_guest_registry(pool_);
 }
 
 Result<ObjectState*> Importer::object_state(Txn& txn, const ObjectId& id) {
@@ -222,6 +246,16 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
         size_t i = pending.front();
         pending.erase(pending.begin());
         WalkEntry& e = batch[i];
+        // An unsettled file open for writing is left to its writer, as below for links.
+        if (e.st.ctime_ns >= settle_cutoff_) {
+            Fd lease;
+            auto r = lease_and_recheck(e, id, pool_.settings().ignore_mtime, lease, shown(e));
+            if (!r) return std::unexpected(r.error());
+            if (*r != Recheck::same) {
+                skip_file(e, *r == Recheck::busy ? skip::kBusy : skip::kChanged);
+                continue;
+            }
+        }
         Result<MadeObject> made = MadeObject{};
         if (e.st.nlink == 1) {
             made = adopt_object(pool_, id, e.dir->get(), e.name, e.st, shown(e));
@@ -259,6 +293,26 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
             pending.insert(pending.begin(), i);  // the copy still has to replace the path
         }
     }
+    // Unsettled paths (changed in the last minute or so) are leased and re-read before the
+    // window opens (importer/settle.h).
+    std::unordered_map<size_t, Fd> leases;
+    for (size_t k = 0; k < pending.size();) {
+        WalkEntry& e = batch[pending[k]];
+        if (e.st.ctime_ns < settle_cutoff_) {
+            ++k;
+            continue;
+        }
+        Fd lease;
+        auto r = lease_and_recheck(e, id, pool_.settings().ignore_mtime, lease, shown(e));
+        if (!r) return std::unexpected(r.error());
+        if (*r == Recheck::same) {
+            leases[pending[k]] = std::move(lease);
+            ++k;
+            continue;
+        }
+        skip_file(e, *r == Recheck::busy ? skip::kBusy : skip::kChanged);
+        pending.erase(pending.begin() + long(k));
+    }
     // Link every other member over its path, in one protection window per object inode.
     while (!pending.empty()) {
         auto fd = pool_.open_object(id, obj.replica);
@@ -269,8 +323,13 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
             while (!pending.empty()) {
                 WalkEntry& e = batch[pending.front()];
                 std::string tmp = unique_temp_name(pool_.temp_prefix(), id.hex());
-                auto r =
-                    link_over(pool_.objects_fd(), name, e.dir->get(), e.name, e.st, tmp, shown(e));
+                auto r = link_over(
+                    pool_.objects_fd(), name, e.dir->get(), e.name, e.st,
+                    [&] {
+                        auto l = leases.find(pending.front());
+                        return l == leases.end() || lease_intact(l->second.get());
+                    },
+                    tmp, shown(e));
                 if (!r) return std::unexpected(r.error());
                 if (*r == Replaced::emlink) {
                     full = true;
@@ -290,9 +349,7 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
             }
             return {};
         };
-        if (auto r = pool_.with_links_allowed(id, obj.replica, fd->get(), act);
-            !r)
-            return r;
+        if (auto r = pool_.with_links_allowed(id, obj.replica, fd->get(), act); !r) return r;
         if (!full) break;
         // EMLINK: this inode is full; further links go to the next replica with the same id,
         // made now unless an earlier (interrupted) run made it already.
@@ -361,6 +418,7 @@ Result<void> Importer::do_batch(std::vector<WalkEntry>& batch) {
             case Hashed::failed:
                 return finish(std::unexpected(h.error));
             case Hashed::ok: {
+                bytes_hashed_ += h.hash.size;
                 auto& g = groups[h.id];
                 if (g.empty()) order.push_back(h.id);
                 g.push_back(i);
@@ -380,20 +438,33 @@ Result<ImportSummary> Importer::run() {
     auto root = open_guest_root(pool_, opt_.root);
     if (!root) return std::unexpected(root.error());
     root_ = std::move(*root);
+    // Before anything is registered: an unreadable package database stops the import.
+    auto packages = read_package_config(root_.fd.get(), root_.path);
+    if (!packages) return std::unexpected(context(packages.error(), "import " + opt_.name));
     if (auto r = register_guest(); !r) return std::unexpected(r.error());
     sum_.name = opt_.name;
     sum_.root = root_.path;
     sum_.dry_run = opt_.dry_run;
+    sum_.package_dbs = packages->databases();
+    sum_.config_files = packages->files.size();
+    sum_.warnings = packages->warnings;
+    for (const auto& w : packages->warnings) log_ << "unify: warning: " << w << "\n";
+    guest_.package_dbs = sum_.package_dbs;
+    guest_.config_files = sum_.config_files;
 
-    Rules rules(guest_.excludes, guest_.min_size);
+    Rules rules(guest_.excludes, guest_.min_size, &*packages);
     auto walk_fd = open_dir_path(root_.path);
     if (!walk_fd) return std::unexpected(walk_fd.error());
     Walker walker(std::move(*walk_fd), root_.path, rules, pool_.stat(), pool_.temp_prefix());
+    // A writer opening a leased file makes the kernel send SIGIO, whose default kills us; we
+    // ask each lease instead (importer/settle.h).
+    signal(SIGIO, SIG_IGN);
+    const size_t max_batch = batch_size();
     std::vector<WalkEntry> batch;
     Result<void> outcome;
     for (bool more = true; more;) {
         batch.clear();
-        auto r = walker.next_batch(batch, kBatch);
+        auto r = walker.next_batch(batch, max_batch);
         if (!r) {
             outcome = std::unexpected(r.error());
             break;
@@ -403,6 +474,11 @@ Result<ImportSummary> Importer::run() {
             outcome = b;
             break;
         }
+        if (opt_.progress)
+            opt_.progress({.phase = "import",
+                           .unit = "files",
+                           .done = walker.files_seen(),
+                           .bytes = bytes_hashed_});
     }
     sum_.files_seen = walker.files_seen();
     for (const auto& [reason, n] : walker.skipped()) sum_.skipped[reason] += n;
@@ -414,6 +490,7 @@ Result<ImportSummary> Importer::run() {
         guest_.last_import = time(nullptr);
         if (auto r = (*txn)->put_guest(guest_); !r) return std::unexpected(r.error());
         if (auto r = (*txn)->commit(); !r) return std::unexpected(r.error());
+        if (auto r = sync_guest_registry(pool_); !r) return std::unexpected(r.error());
     }
     return sum_;
 }

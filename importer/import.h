@@ -10,6 +10,7 @@
 
 #include "importer/walker.h"
 #include "store/pool.h"
+#include "store/progress.h"
 
 namespace unify {
 
@@ -17,10 +18,13 @@ struct ImportOptions {
     std::string name;
     std::string root;
     bool dry_run = false;
-    std::optional<std::vector<std::string>> excludes;  // unset: the guest's stored ones
-    std::optional<uint64_t> min_size;                  // unset: stored, else 1
-    unsigned jobs = 0;                                 // 0: one per core
+    // The user's rules in order, "+GLOB" (include) or "-GLOB" (exclude); unset: the
+    // guest's stored ones (importer/rules.h).
+    std::optional<std::vector<std::string>> excludes;
+    std::optional<uint64_t> min_size;  // unset: stored, else 1
+    unsigned jobs = 0;                 // 0: one per core
     bool verbose = false;
+    ProgressFn progress;  // optional: called after every batch (files walked, bytes hashed)
 };
 
 struct ImportSummary {
@@ -36,6 +40,9 @@ struct ImportSummary {
     uint64_t bytes_saved = 0;
     uint64_t temps_swept = 0;
     SkipCounts skipped;
+    std::string package_dbs;            // package databases read: "dpkg", "none", ...
+    uint64_t config_files = 0;          // configuration files they name
+    std::vector<std::string> warnings;  // package databases found but not read
 };
 
 // `log` gets -v lines and warnings about single files; errors that stop the import come

@@ -45,15 +45,16 @@ Result<void> Walker::visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& 
     std::string path = f.path + "/" + e.name;
     std::string shown = join_path(root_shown_, path);
     SharedFd parent = f.fd;
-    RuleMatch rule = rules_.match(path);
     if (e.type == DT_LNK) {
         ++files_seen_;
         ++skipped_[skip::kSymlink];
         return {};
     }
     if (e.type == DT_DIR) {
-        if (rule != RuleMatch::none) {  // a whole excluded tree: not even walked
-            ++skipped_[rule == RuleMatch::default_exclusion ? skip::kDefaultTree : skip::kUserTree];
+        Decision why;
+        if (!rules_.walk_dir(path, &why)) {  // a whole excluded tree: not even walked
+            ++skipped_[why.match == RuleMatch::default_exclusion ? skip::kDefaultTree
+                                                                 : skip::kUserTree];
             return {};
         }
         auto dir = open_beneath(parent->get(), e.name, O_RDONLY | O_DIRECTORY, shown);
@@ -97,9 +98,12 @@ Result<void> Walker::visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& 
         out.push_back(WalkEntry{parent, e.name, path, **st, true});
         return {};
     }
-    if (rule == RuleMatch::default_exclusion)
+    Decision rule = rules_.decide(path);
+    if (rule.match == RuleMatch::package_config)
+        ++skipped_[skip::config_reason(rule.owner->db)];
+    else if (rule.match == RuleMatch::default_exclusion)
         ++skipped_[skip::kDefaultRule];
-    else if (rule == RuleMatch::user_exclusion)
+    else if (rule.match == RuleMatch::user_exclusion)
         ++skipped_[skip::kUserRule];
     else if ((*st)->is_lnk())
         ++skipped_[skip::kSymlink];

@@ -28,6 +28,12 @@ struct WalkEntry {
 using SkipCounts = std::map<std::string, uint64_t>;
 
 namespace skip {
+inline constexpr const char* kConfigDpkg = "configuration file of a package (dpkg)";
+inline constexpr const char* kConfigRpm = "configuration file of a package (rpm)";
+inline constexpr const char* kConfigPacman = "configuration file of a package (pacman)";
+inline const char* config_reason(PackageDb db) {
+    return db == PackageDb::dpkg ? kConfigDpkg : db == PackageDb::rpm ? kConfigRpm : kConfigPacman;
+}
 inline constexpr const char* kDefaultRule = "excluded by the default rules";
 inline constexpr const char* kUserRule = "excluded by --exclude";
 inline constexpr const char* kDefaultTree =
@@ -40,6 +46,7 @@ inline constexpr const char* kMount = "mount point (not crossed)";
 inline constexpr const char* kPool = "the pool itself";
 inline constexpr const char* kVanished = "vanished during the walk";
 inline constexpr const char* kChanged = "changed while being imported";
+inline constexpr const char* kBusy = "open for writing (a running guest writes it)";
 inline constexpr const char* kFlagged = "immutable or append-only flag set in the guest";
 inline constexpr const char* kUnreadable = "unreadable";
 }  // namespace skip

@@ -9,7 +9,7 @@ namespace unify {
 
 namespace {
 
-using Check = bool (*)(const FileStat& now, const FileStat& expected);
+using Check = std::function<bool(const FileStat& now, const FileStat& expected)>;
 
 // Renames temp over name if name still passes `check`; the temporary never outlives us.
 Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::string& name,
@@ -47,6 +47,7 @@ Result<Replaced> rename_over(int dirfd, const std::string& temp_name, const std:
 
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
                            const std::string& name, const FileStat& expected,
+                           const std::function<bool()>& still_unwritten,
                            const std::string& temp_name, const std::string& shown) {
     fault_point("replace.link");
     if (linkat(objects_fd, object_name.c_str(), dirfd, temp_name.c_str(), 0) != 0) {
@@ -56,7 +57,10 @@ Result<Replaced> link_over(int objects_fd, const std::string& object_name, int d
     // The guest's own file must be exactly what was hashed: same inode, size, times, owner.
     return swap_in(
         dirfd, temp_name, name, expected,
-        [](const FileStat& now, const FileStat& exp) { return now.unchanged(exp); }, shown);
+        [&](const FileStat& now, const FileStat& exp) {
+            return now.unchanged(exp) && still_unwritten();
+        },
+        shown);
 }
 
 }  // namespace unify

@@ -4,6 +4,7 @@
 // microsecond, and a path that changed since it was hashed is left alone.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "store/sys.h"
@@ -19,8 +20,10 @@ enum class Replaced {
 
 // Links objects_fd/object_name over dirfd/name. With stock immutable protection this must
 // run inside Protection::with_links_allowed of the object.
+// `still_unwritten` is asked just before the rename (import: the read lease is intact).
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
                            const std::string& name, const FileStat& expected,
+                           const std::function<bool()>& still_unwritten,
                            const std::string& temp_name, const std::string& shown);
 
 // Renames the prepared private file dirfd/temp_name over dirfd/name, which must still be the

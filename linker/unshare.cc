@@ -2,10 +2,9 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <ostream>
-
-#include <xxhash.h>
 
 #include "importer/guest_root.h"
 #include "linker/copy.h"
@@ -122,11 +121,21 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
     auto root = open_guest_root(pool, (*g)->root);
     if (!root) return std::unexpected(context(root.error(), "unshare " + opt.name));
 
+    auto progress = [&](size_t done) {
+        if (opt.progress)
+            opt.progress({.phase = "unshare",
+                          .unit = "files",
+                          .done = done,
+                          .part = done,
+                          .parts = links.size()});
+    };
     for (size_t start = 0; start < links.size(); start += kBatch) {
         auto txn = opt.dry_run ? pool.index().read() : pool.index().write();
         if (!txn) return std::unexpected(txn.error());
         Result<void> outcome;
-        for (size_t i = start; i < std::min(links.size(), start + kBatch); ++i) {
+        size_t end = std::min(links.size(), start + kBatch);
+        for (size_t i = start; i < end; ++i) {
+            progress(i);
             if (interrupted()) {
                 outcome = std::unexpected(interrupted_error());
                 break;
@@ -162,6 +171,7 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
         auto c = (*txn)->commit();
         if (!outcome) return std::unexpected(context(outcome.error(), "unshare " + opt.name));
         if (!c) return std::unexpected(c.error());
+        progress(end);
     }
     return sum;
 }

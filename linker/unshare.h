@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "store/pool.h"
+#include "store/progress.h"
 
 namespace unify {
 
@@ -18,6 +19,7 @@ struct UnshareOptions {
     std::vector<std::string> paths;  // guest paths ("/usr/bin/ls") or host paths; empty: all
     bool dry_run = false;
     bool verbose = false;
+    ProgressFn progress;  // optional: called per file
 };
 
 struct UnshareSummary {

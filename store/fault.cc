@@ -33,8 +33,22 @@ void fault_point(const char* step) {
     }
     if (spec) {
         const char* colon = strrchr(spec, ':');
-        if (colon && std::string(spec, colon) == step && atol(colon + 1) == n) kill(getpid(), SIGKILL);
+        if (colon && std::string(spec, colon) == step && atol(colon + 1) == n)
+            kill(getpid(), SIGKILL);
     }
+}
+
+int fault_errno(const char* step, const std::string& path) {
+    static const char* spec = getenv("UNIFY_FAULT_ERRNO");
+    if (!spec) return 0;
+    std::string s = spec;
+    auto c1 = s.find(':'), c2 = s.find(':', c1 + 1);
+    if (c1 == std::string::npos || c2 == std::string::npos || s.substr(0, c1) != step) return 0;
+    if (path.find(s.substr(c2 + 1)) == std::string::npos) return 0;
+    std::string name = s.substr(c1 + 1, c2 - c1 - 1);
+    for (int e = 1; e < 134; ++e)
+        if (const char* n = strerrorname_np(e); n && name == n) return e;
+    return EIO;
 }
 
 }  // namespace unify

@@ -6,12 +6,20 @@
 // the points and walk each of them. In the production binary the calls compile to nothing.
 #pragma once
 
+#include <string>
+
 namespace unify {
 
+// fault_errno("read", path): with UNIFY_FAULT_ERRNO="read:EIO:SUBSTRING" it returns EIO
+// when `path` contains SUBSTRING, for errnos no real setup here can produce on demand.
 #ifdef UNIFY_FAULTS
 void fault_point(const char* step);
+int fault_errno(const char* step, const std::string& path);
 #else
 inline void fault_point(const char*) {}
+inline int fault_errno(const char*, const std::string&) {
+    return 0;
+}
 #endif
 
 }  // namespace unify

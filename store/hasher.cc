@@ -9,6 +9,8 @@
 #include <memory>
 #include <vector>
 
+#include "store/fault.h"
+
 namespace unify {
 
 namespace {
@@ -55,6 +57,7 @@ Result<ContentHash> stream(int src, int dst, const std::string& src_shown,
     off_t off = 0;
     for (;;) {
         ssize_t n = pread(src, t_buffer.data(), t_buffer.size(), off);
+        if (int e = fault_errno("read", src_shown)) n = -1, errno = e;
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return sys_fail("read", src_shown);
         if (n == 0) break;

@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string_view>
 #include <utility>
@@ -23,10 +24,22 @@ namespace unify {
 namespace {
 
 constexpr uint8_t kRecordFormat = 1;
+// Guest records: format 2 adds package_dbs and config_files, and signs every rule.
+constexpr uint8_t kGuestFormat = 2;
 constexpr uint32_t kIndexVersion = 1;
 // LMDB keys are at most 511 bytes; a byobject key is 32 + 4 + path.
 constexpr size_t kMaxInlinePath = 440;
-constexpr size_t kMapSize = size_t{16} << 30;
+// Address space, not disk: data.mdb grows only as pages are used. UNIFY_INDEX_MAP_SIZE
+// (bytes) overrides it, for an index that outgrows it (MDB_MAP_FULL says so).
+constexpr size_t kMapSize = size_t{64} << 30;
+
+size_t map_size() {
+    const char* v = getenv("UNIFY_INDEX_MAP_SIZE");
+    if (!v || !*v) return kMapSize;
+    char* end = nullptr;
+    unsigned long long n = strtoull(v, &end, 10);
+    return (end && *end == '\0' && n >= (1u << 20)) ? size_t(n) : kMapSize;
+}
 constexpr size_t kMaxKey = 511;
 
 struct Table {
@@ -52,14 +65,25 @@ struct Env {
     }
 };
 
+// What every message about a damaged index ends with.
+constexpr const char* kReindexHint =
+    "; the index is damaged: run `unify reindex` to rebuild it from the pool and the guest roots";
+
 std::unexpected<Error> mdb_fail(const Env& env, const char* call, const Table* table, int rc) {
     std::string where = env.dir;
     if (table) where += std::string(", ") + table->name;
-    return fail(std::string(call) + "(" + where + "): " + mdb_strerror(rc), rc > 0 ? rc : 0);
+    bool damaged = rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID;
+    std::string hint = damaged ? kReindexHint : "";
+    if (rc == MDB_MAP_FULL)
+        hint = "; the index has reached its map size (" + std::to_string(map_size() >> 20) +
+               " MiB): set UNIFY_INDEX_MAP_SIZE to a larger size in bytes and run the command "
+               "again (what was done so far is recorded)";
+    return fail(std::string(call) + "(" + where + "): " + mdb_strerror(rc) + hint, rc > 0 ? rc : 0);
 }
 
 std::unexpected<Error> corrupt(const Env& env, const Table& table) {
-    return fail(std::string("corrupt record in ") + table.name + " (" + env.dir + ")");
+    return fail(std::string("corrupt record in ") + table.name + " (" + env.dir + ")" +
+                kReindexHint);
 }
 
 MDB_val to_val(std::string_view s) {
@@ -141,7 +165,7 @@ class Reader {
 };
 
 std::string encode(const GuestRecord& g) {
-    Writer w(kRecordFormat);
+    Writer w(kGuestFormat);
     w.u32(g.id);
     w.str(g.name);
     w.str(g.root);
@@ -149,12 +173,15 @@ std::string encode(const GuestRecord& g) {
     w.u64(g.min_size);
     w.u32(uint32_t(g.excludes.size()));
     for (const auto& e : g.excludes) w.str(e);
+    w.str(g.package_dbs);
+    w.u64(g.config_files);
     return w.data();
 }
 
 std::optional<GuestRecord> decode_guest(std::string_view data) {
     Reader r(data);
-    if (r.u8() != kRecordFormat) return std::nullopt;
+    uint8_t format = r.u8();
+    if (format != kRecordFormat && format != kGuestFormat) return std::nullopt;
     GuestRecord g;
     g.id = r.u32();
     g.name = r.str();
@@ -165,7 +192,12 @@ std::optional<GuestRecord> decode_guest(std::string_view data) {
     // Each exclude takes at least its 4-byte length: a huge count is corruption, not a
     // reason to reserve gigabytes.
     if (n > r.left() / 4) return std::nullopt;
-    for (uint32_t i = 0; i < n; ++i) g.excludes.push_back(r.str());
+    for (uint32_t i = 0; i < n; ++i)
+        g.excludes.push_back(format == kRecordFormat ? "-" + r.str() : r.str());
+    if (format == kGuestFormat) {
+        g.package_dbs = r.str();
+        g.config_files = r.u64();
+    }
     if (!r.ok()) return std::nullopt;
     return g;
 }
@@ -710,7 +742,7 @@ Result<std::unique_ptr<Index>> Index::open(const std::string& dir, bool create) 
     }
     if (int rc = mdb_env_set_maxdbs(env->env, 8); rc != 0)
         return mdb_fail(*env, "mdb_env_set_maxdbs", nullptr, rc);
-    if (int rc = mdb_env_set_mapsize(env->env, kMapSize); rc != 0)
+    if (int rc = mdb_env_set_mapsize(env->env, map_size()); rc != 0)
         return mdb_fail(*env, "mdb_env_set_mapsize", nullptr, rc);
     // Read transactions are handed between threads and several may be open in one.
     if (int rc = mdb_env_open(env->env, dir.c_str(), MDB_NOTLS, 0600); rc != 0)

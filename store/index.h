@@ -24,10 +24,17 @@ namespace unify {
 struct GuestRecord {
     uint32_t id = 0;
     std::string name;
-    std::string root;                   // absolute, normalised host path
-    int64_t last_import = 0;            // unix seconds, 0 = never completed
-    std::vector<std::string> excludes;  // the guest's --exclude globs, kept for re-import
+    std::string root;         // absolute, normalised host path
+    int64_t last_import = 0;  // unix seconds, 0 = never completed
+    // The guest's own rules, kept for re-import: "+GLOB" (--include) or "-GLOB" (--exclude),
+    // in order. A record of format 1 held plain exclude globs; they are read as "-GLOB".
+    std::vector<std::string> excludes;
     uint64_t min_size = 1;
+    // What the last import found: the package databases read ("dpkg", "rpm, pacman",
+    // "none"; "" = not recorded, imported by an older unify), and how many configuration
+    // files they name.
+    std::string package_dbs;
+    uint64_t config_files = 0;
 };
 
 struct ObjectRecord {

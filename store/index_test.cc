@@ -215,6 +215,51 @@ void poke(const std::string& dir, const char* table, const std::string& key,
     mdb_env_close(env);
 }
 
+// Guest records of format 1 (before package databases and signed rules) still read: their
+// plain --exclude globs come back as "-GLOB"; format 2 keeps what the last import found.
+TEST(Index, GuestRecordFormatOneReadsAndFormatTwoRoundTrips) {
+    TempDir tmp;
+    {
+        auto index = Index::open(tmp.index(), true);
+        ASSERT_TRUE(index) << index.error().message;
+        auto txn = (*index)->write();
+        ASSERT_TRUE(txn);
+        GuestRecord g = make_guest("web1");
+        g.excludes = {"-/usr/share/doc/*", "+/etc/ssl/certs"};
+        g.package_dbs = "dpkg, rpm";
+        g.config_files = 412;
+        ASSERT_OK((*txn)->put_guest(g));
+        GuestRecord old = make_guest("old");
+        ASSERT_OK((*txn)->put_guest(old));
+        ASSERT_OK((*txn)->commit());
+    }
+    auto le = [](uint64_t v, int n) {
+        std::string s;
+        for (int i = 0; i < n; ++i) s.push_back(char(v >> (8 * i)));
+        return s;
+    };
+    auto str = [&](const std::string& v) { return le(v.size(), 4) + v; };
+    std::string v1 = std::string("\1", 1) + le(2, 4) + str("old") + str("/vservers/old") +
+                     le(1700000000, 8) + le(4096, 8) + le(2, 4) + str("*.pyc") + str("+odd");
+    poke(tmp.index(), "guests", "old", v1);
+    auto index = Index::open(tmp.index(), false);
+    ASSERT_TRUE(index) << index.error().message;
+    auto txn = (*index)->read();
+    ASSERT_TRUE(txn);
+    auto g = (*txn)->guest("web1");
+    ASSERT_TRUE(g && *g);
+    EXPECT_EQ((*g)->excludes, (std::vector<std::string>{"-/usr/share/doc/*", "+/etc/ssl/certs"}));
+    EXPECT_EQ((*g)->package_dbs, "dpkg, rpm");
+    EXPECT_EQ((*g)->config_files, 412u);
+    auto o = (*txn)->guest("old");
+    ASSERT_TRUE(o) << o.error().message;
+    ASSERT_TRUE(*o);
+    EXPECT_EQ((*o)->root, "/vservers/old");
+    EXPECT_EQ((*o)->min_size, 4096u);
+    EXPECT_EQ((*o)->excludes, (std::vector<std::string>{"-*.pyc", "-+odd"}));
+    EXPECT_EQ((*o)->package_dbs, "");  // not recorded
+}
+
 TEST(Index, TruncatedRecordAndWrongVersionAreReported) {
     TempDir tmp;
     {

@@ -115,7 +115,7 @@ Result<void> Pool::create(const std::string& path, const PoolSettings& in) {
     return {};
 }
 
-Result<std::unique_ptr<Pool>> Pool::open(const std::string& path) {
+Result<std::unique_ptr<Pool>> Pool::open(const std::string& path, bool with_index) {
     auto p = std::make_unique<Pool>();
     p->path_ = path;
     auto dir = open_dir_path(path);
@@ -147,8 +147,18 @@ Result<std::unique_ptr<Pool>> Pool::open(const std::string& path) {
     auto tmp = open_beneath(p->fd(), "tmp", O_RDONLY | O_DIRECTORY, path + "/tmp");
     if (!tmp) return std::unexpected(tmp.error());
     p->tmp_ = std::move(*tmp);
-    auto index = Index::open(join_path(path, "index"), false);
-    if (!index) return std::unexpected(index.error());
+    if (!with_index) return p;
+    std::string index_dir = join_path(path, "index");
+    auto index = Index::open(index_dir, false);
+    if (!index) {
+        Error e = index.error();
+        if (e.message.find("unify reindex") == std::string::npos)
+            e.message +=
+                "; if it was lost or damaged, run `unify reindex` to rebuild it from "
+                "the pool and the guest roots";
+        e.message = "the index " + index_dir + " cannot be used: " + e.message;
+        return std::unexpected(e);
+    }
     p->index_ = std::move(*index);
     return p;
 }

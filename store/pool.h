@@ -32,7 +32,10 @@ class Pool {
   public:
     // Creates the directory and everything in it; fails if `path` exists and is not empty.
     static Result<void> create(const std::string& path, const PoolSettings& settings);
-    static Result<std::unique_ptr<Pool>> open(const std::string& path);
+    // with_index=false: only `unify reindex`, which rebuilds the index, opens a pool without
+    // it; index() must not be called then. A missing or unreadable index is an error that
+    // names it and says to run `unify reindex`.
+    static Result<std::unique_ptr<Pool>> open(const std::string& path, bool with_index = true);
 
     const std::string& path() const { return path_; }
     const PoolSettings& settings() const { return settings_; }

@@ -32,7 +32,8 @@ void build_guests(const std::string& top, size_t big_files = 0) {
     for (const char* g : {"g1", "g2"}) {
         std::string root = top + "/" + g;
         for (int i = 0; i < 12; ++i)
-            test::write_file(root + "/usr/lib/shared" + std::to_string(i), std::string(300 + i * 97, char('a' + i)));
+            test::write_file(root + "/usr/lib/shared" + std::to_string(i),
+                             std::string(300 + i * 97, char('a' + i)));
         test::write_file(root + "/usr/bin/tool", "tool v1\n", 04755);
         test::write_file(root + "/usr/bin/mine", std::string("private to ") + g + "\n");
         test::write_file(root + "/etc/conf", "excluded\n");
@@ -45,7 +46,9 @@ void build_guests(const std::string& top, size_t big_files = 0) {
             content += std::to_string(i);
             test::write_file(root + "/usr/big/f" + std::to_string(i), content);
         }
-        EXPECT_EQ(test::sh("find '" + root + "' -exec touch -h -d '2024-01-02 03:04:05.123456789' {} +"), 0);
+        EXPECT_EQ(
+            test::sh("find '" + root + "' -exec touch -h -d '2024-01-02 03:04:05.123456789' {} +"),
+            0);
     }
 }
 
@@ -73,40 +76,9 @@ int run_binary(const char* binary, const std::vector<std::string>& args,
     return WEXITSTATUS(st);
 }
 
-// ino -> object file name, for every object in the pool.
-std::map<ino_t, std::string> objects_by_inode(const std::string& pool) {
-    std::map<ino_t, std::string> out;
-    if (!fs::exists(pool + "/objects")) return out;
-    for (const auto& e : fs::recursive_directory_iterator(pool + "/objects"))
-        if (e.is_regular_file()) out[test::stat_path(e.path()).st_ino] = e.path().filename();
-    return out;
-}
-
-// Every object equals its id: content, mode, owner, mtime and xattrs as hashed now.
-std::vector<std::string> objects_not_matching_their_id(const std::string& pool) {
-    std::vector<std::string> bad;
-    if (!fs::exists(pool + "/objects")) return bad;
-    for (const auto& e : fs::recursive_directory_iterator(pool + "/objects")) {
-        if (!e.is_regular_file()) continue;
-        std::string path = e.path(), name = e.path().filename();
-        int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        auto h = hash_fd(fd, path);
-        auto x = read_xattrs(fd, path);
-        auto st = stat_fd(fd, path);
-        close(fd);
-        if (!h || !x || !st) {
-            bad.push_back(name + " (unreadable)");
-            continue;
-        }
-        ObjectId id = make_object_id(h->sha256, Identity::of(*st, *x), false);
-        if (id.hex() != name.substr(0, 64)) bad.push_back(name);
-    }
-    return bad;
-}
-
 // What a guest sees, plus which object each path is: the state runs must converge to.
 std::string state(const std::string& top) {
-    auto objects = objects_by_inode(top + "/pool");
+    auto objects = test::objects_by_inode(top + "/pool");
     std::ostringstream out;
     for (const char* g : {"g1", "g2"}) {
         std::string root = top + "/" + g;
@@ -151,16 +123,16 @@ void check_and_finish(const TempDir& dir, const std::string& manifest_before, si
     for (std::string line; std::getline(lines, line);)
         if (line.find("/.unify-") == std::string::npos) after += line + "\n";
     EXPECT_EQ(after, manifest_before) << what << ": a guest path changed";
-    auto bad = objects_not_matching_their_id(dir / "pool");
+    auto bad = test::objects_not_matching_their_id(dir / "pool");
     EXPECT_TRUE(bad.empty()) << what << ": object differs from its id: " << bad.front();
     auto cmds = scenario(dir.path());
     for (size_t k = from; k < cmds.size(); ++k)
         EXPECT_EQ(run_binary(UNIFY_BINARY, cmds[k]), 0) << what << ": re-run of step " << k;
     EXPECT_FALSE(has_temp_names(dir.path())) << what << ": temporary names left";
     EXPECT_EQ(state(dir.path()), expected) << what << ": did not converge";
-    EXPECT_TRUE(objects_not_matching_their_id(dir / "pool").empty()) << what;
+    EXPECT_TRUE(test::objects_not_matching_their_id(dir / "pool").empty()) << what;
     // Every object is protected again (an interrupted window or adoption was finished).
-    for (const auto& [ino, name] : objects_by_inode(dir / "pool")) {
+    for (const auto& [ino, name] : test::objects_by_inode(dir / "pool")) {
         std::string shard = name.substr(0, 2);
         EXPECT_TRUE(test::is_immutable(dir / ("pool/objects/" + shard + "/" + name)))
             << what << ": " << name << " left unprotected";
@@ -193,8 +165,8 @@ TEST(Crash, KillAtEveryFaultPointConverges) {
     for (const auto& h : hits)
         for (const auto& [step, n] : h) kinds.insert(step);
     for (const char* must : {"adopt.link", "adopt.protect", "copy.link", "replace.link",
-                             "replace.rename", "window.unprotect", "window.protect",
-                             "index.commit", "unshare.create", "gc.unprotect", "gc.unlink"})
+                             "replace.rename", "window.unprotect", "window.protect", "index.commit",
+                             "unshare.create", "gc.unprotect", "gc.unlink"})
         EXPECT_TRUE(kinds.count(must)) << "the scenario never reaches fault point " << must;
 
     int walked = 0;
@@ -208,8 +180,8 @@ TEST(Crash, KillAtEveryFaultPointConverges) {
                 auto cmds = scenario(dir.path());
                 for (size_t p = 0; p < c; ++p) ASSERT_EQ(run_binary(UNIFY_BINARY, cmds[p]), 0);
                 std::string before = test::manifest(dir / "g1") + test::manifest(dir / "g2");
-                std::string what = "command " + std::to_string(c) + " killed at " + step + ":" +
-                                   std::to_string(k);
+                std::string what =
+                    "command " + std::to_string(c) + " killed at " + step + ":" + std::to_string(k);
                 int rc = run_binary(UNIFY_FAULTS_BINARY, cmds[c],
                                     {"UNIFY_FAULT=" + step + ":" + std::to_string(k)});
                 EXPECT_EQ(rc, 128 + SIGKILL) << what << " did not die there";
@@ -220,7 +192,8 @@ TEST(Crash, KillAtEveryFaultPointConverges) {
         }
     }
     RecordProperty("crash_points_walked", walked);
-    std::cout << "[ crash ] " << walked << " kills at " << kinds.size() << " kinds of fault point\n";
+    std::cout << "[ crash ] " << walked << " kills at " << kinds.size()
+              << " kinds of fault point\n";
     EXPECT_GT(walked, 20);
 }
 

@@ -11,10 +11,12 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "store/hasher.h"
+#include "store/object_id.h"
 #include "store/sys.h"
 
 extern char** environ;
@@ -215,6 +217,88 @@ std::string manifest(const std::string& root) {
         out << "\n";
     }
     return out.str();
+}
+
+std::map<ino_t, std::string> objects_by_inode(const std::string& pool) {
+    namespace fs = std::filesystem;
+    std::map<ino_t, std::string> out;
+    if (!fs::exists(pool + "/objects")) return out;
+    for (const auto& e : fs::recursive_directory_iterator(pool + "/objects"))
+        if (e.is_regular_file()) out[stat_path(e.path()).st_ino] = e.path().filename();
+    return out;
+}
+
+std::vector<std::string> objects_not_matching_their_id(const std::string& pool) {
+    namespace fs = std::filesystem;
+    std::vector<std::string> bad;
+    if (!fs::exists(pool + "/objects")) return bad;
+    for (const auto& e : fs::recursive_directory_iterator(pool + "/objects")) {
+        if (!e.is_regular_file()) continue;
+        std::string path = e.path(), name = e.path().filename();
+        int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        auto h = hash_fd(fd, path);
+        auto x = read_xattrs(fd, path);
+        auto st = stat_fd(fd, path);
+        if (fd >= 0) close(fd);
+        if (!h || !x || !st) {
+            bad.push_back(name + " (unreadable)");
+            continue;
+        }
+        ObjectId id = make_object_id(h->sha256, Identity::of(*st, *x), false);
+        if (id.hex() != name.substr(0, 64)) bad.push_back(name);
+    }
+    return bad;
+}
+
+LoopFs::LoopFs(const std::string& type, size_t megabytes, const std::string& mkfs_options) {
+    image_ = dir_ / "image";
+    mount_ = dir_ / "mnt";
+    if (geteuid() != 0) {
+        reason_ = "loop mounts need root";
+        return;
+    }
+    if (!need_tool("mkfs." + type).empty()) {
+        reason_ = "mkfs." + type + " is not installed";
+        return;
+    }
+    std::string q = "'" + image_ + "'";
+    if (sh("truncate -s " + std::to_string(megabytes) + "M " + q) != 0 ||
+        sh("mkfs." + type + " -q " + (type == "xfs" ? "-f " : "-F ") + mkfs_options + " " + q +
+           " >/dev/null 2>&1") != 0) {
+        reason_ = "mkfs." + type + " failed";
+        return;
+    }
+    sh("mkdir -p '" + mount_ + "'");
+    if (sh("mount -o loop " + q + " '" + mount_ + "' 2>/dev/null") != 0) {
+        reason_ = "mount -o loop failed (no loop devices?)";
+        return;
+    }
+    mounted_ = true;
+}
+
+LoopFs::~LoopFs() {
+    if (!mounted_) return;
+    sh("chattr -R -i '" + mount_ + "' >/dev/null 2>&1");
+    // A process of the test may still be leaving; retry briefly rather than leak a mount.
+    for (int i = 0; i < 20 && sh("umount '" + mount_ + "' 2>/dev/null") != 0; ++i) usleep(100000);
+}
+
+bool write_many(const std::string& dir, const std::string& prefix, size_t count,
+                const std::string& content) {
+    sh("mkdir -p '" + dir + "'");
+    int d = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0) return false;
+    struct timespec t[2] = {{1700000000, 7}, {1700000000, 7}};
+    bool ok = true;
+    for (size_t i = 0; i < count && ok; ++i) {
+        std::string name = prefix + std::to_string(i);
+        int fd = openat(d, name.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+        ok = fd >= 0 && write(fd, content.data(), content.size()) == ssize_t(content.size()) &&
+             futimens(fd, t) == 0;
+        if (fd >= 0) close(fd);
+    }
+    close(d);
+    return ok;
 }
 
 }  // namespace unify::test

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -68,5 +69,36 @@ RunResult run_unify(const std::vector<std::string>& args, const std::vector<std:
 // sha256 of content (regular files), symlink target, xattrs. Equal manifests mean nothing a
 // guest can see changed.
 std::string manifest(const std::string& root);
+
+// A filesystem image made by the test, loop-mounted at path(); unmounted and removed (with
+// any immutable flags lifted) on destruction. ok() is false, with reason(), where mkfs or
+// mount is not available.
+class LoopFs {
+  public:
+    LoopFs(const std::string& type, size_t megabytes, const std::string& mkfs_options = "");
+    ~LoopFs();
+    LoopFs(const LoopFs&) = delete;
+    bool ok() const { return reason_.empty(); }
+    const std::string& reason() const { return reason_; }
+    const std::string& path() const { return mount_; }
+    std::string operator/(const std::string& rel) const { return mount_ + "/" + rel; }
+
+  private:
+    TempDir dir_;
+    std::string image_, mount_, reason_;
+    bool mounted_ = false;
+};
+
+// Writes `count` files named prefix0, prefix1, ... with the same content and mtime, fast
+// (no shell); returns false on the first error.
+bool write_many(const std::string& dir, const std::string& prefix, size_t count,
+                const std::string& content);
+
+// ino -> object file name, for every object in the pool.
+std::map<ino_t, std::string> objects_by_inode(const std::string& pool);
+
+// Objects whose content, mode, owner, mtime or xattrs no longer give their id (a pool made
+// without --ignore-mtime). Empty when every object is what its id says.
+std::vector<std::string> objects_not_matching_their_id(const std::string& pool);
 
 }  // namespace unify::test

@@ -1,0 +1,78 @@
+// unify forget NAME: lock, unshare every link of the guest, delete its record, print.
+#include <iostream>
+
+#include "cli/command.h"
+#include "cli/format.h"
+#include "cli/json.h"
+#include "cli/progress.h"
+#include "linker/forget.h"
+
+namespace unify {
+
+namespace {
+
+int run_forget(const Globals& g, ForgetOptions opt) {
+    auto s = open_session(g,
+                          "forget " + opt.name + (opt.keep_links ? " --keep-links" : "") +
+                              (opt.dry_run ? " --dry-run" : ""),
+                          !opt.dry_run);
+    if (!s) return report(s.error());
+    opt.verbose = g.verbose;
+    ProgressLine progress(progress_wanted(g));
+    opt.progress = progress.callback();
+    auto sum = forget_guest(*s->pool, opt, progress.log());
+    progress.finish();
+    if (!sum) return report(sum.error());
+    if (opt.keep_links) {
+        std::string how =
+            s->pool->settings().protect == ProtectMode::immutable
+                ? " They keep the immutable flag of their objects, so they cannot be deleted "
+                  "either; to delete the root, forget the guest without --keep-links."
+                : "";
+        std::cerr << "unify: warning: the files of guest '" << opt.name << "' under "
+                  << printable(sum->root)
+                  << " stay hard links to pool objects; gc reclaims those objects only after "
+                     "the files are gone."
+                  << how << "\n";
+    }
+    if (g.json) {
+        print_json(forget_json(*sum));
+        return kExitOk;
+    }
+    if (g.quiet) return kExitOk;
+    std::string would = opt.dry_run ? " (dry run: would be)" : "";
+    std::cout << "forget " << opt.name << " (" << printable(sum->root) << ")"
+              << (opt.dry_run ? " (dry run, nothing changed)" : "") << "\n";
+    if (opt.keep_links) {
+        std::cout << "  link records dropped " << format_count(sum->records_dropped) << would
+                  << " (the files stay linked)\n";
+    } else {
+        std::cout << "  files made private " << format_count(sum->unshared.unshared) << would
+                  << "\n"
+                  << "  bytes copied       " << format_bytes(sum->unshared.bytes_copied) << would
+                  << "\n";
+        if (sum->unshared.not_linked)
+            std::cout << "  records dropped    " << format_count(sum->unshared.not_linked)
+                      << " (paths no longer linked)\n";
+    }
+    std::cout << "  guest unregistered" << would << "\n"
+              << "run `unify gc` to reclaim objects no guest links any more\n";
+    return kExitOk;
+}
+
+}  // namespace
+
+Command add_forget_command(CLI::App& app, const Globals& g) {
+    auto o = std::make_shared<ForgetOptions>();
+    auto sub = app.add_subcommand(
+        "forget",
+        "unregister guest NAME: give it private copies of all its linked files, then delete "
+        "its record, so that gc can reclaim the objects only it used");
+    sub->add_option("NAME", o->name, "guest name")->required();
+    sub->add_flag("--keep-links", o->keep_links,
+                  "only unregister; the files stay linked (for a root about to be deleted)");
+    sub->add_flag("-n,--dry-run", o->dry_run, "change nothing; report what would be done");
+    return {sub, [&g, o] { return run_forget(g, *o); }};
+}
+
+}  // namespace unify

@@ -1,0 +1,596 @@
+// The checks and the quarantine of unify verify (algorithm in verify.h). The cheap default
+// reads every object once with XXH3 only; any doubt it raises (content or id mismatch) is
+// settled with a full SHA-256 of that object, so a wrong index record is told apart from a
+// damaged object: an object whose bytes and metadata give its id is never called damaged.
+#include "gc/verify.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <charconv>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "importer/guest_root.h"
+#include "importer/hash_batch.h"
+#include "linker/unshare.h"
+#include "store/guest_path.h"
+#include "store/hasher.h"
+#include "store/interrupt.h"
+
+namespace unify {
+
+namespace {
+
+constexpr size_t kBuffer = 1 << 20;
+
+// XXH3-64 and length of fd's content, read from offset 0 with one buffer per thread.
+Result<std::pair<uint64_t, uint64_t>> xxh3_fd(int fd, const std::string& shown) {
+    thread_local std::vector<char> buf;
+    thread_local std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(nullptr,
+                                                                                &XXH3_freeState);
+    if (buf.empty()) buf.resize(kBuffer);
+    if (!state) state.reset(XXH3_createState());
+    if (!state) return fail("XXH3_createState(" + shown + "): out of memory", ENOMEM);
+    XXH3_64bits_reset(state.get());
+    off_t off = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf.data(), buf.size(), off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return sys_fail("read", shown);
+        if (n == 0) break;
+        XXH3_64bits_update(state.get(), buf.data(), size_t(n));
+        off += n;
+    }
+    return std::make_pair(uint64_t(XXH3_64bits_digest(state.get())), uint64_t(off));
+}
+
+Result<Fd> open_object_file(int dirfd, const std::string& name, const std::string& shown) {
+    int fd = openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+    if (fd < 0 && errno == EPERM)  // O_NOATIME without owning the file or CAP_FOWNER
+        fd = openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return sys_fail("open", shown);
+    return Fd(fd);
+}
+
+// One object file of a shard: what pass 1 knows, and what pass 2 found.
+struct Item {
+    std::string file;  // the name inside the shard directory
+    ObjectId id;
+    uint32_t replica = 0;
+    std::optional<ObjectRecord> rec;
+
+    enum State { ok, damaged, bad_record, stray, failed } state = ok;
+    bool content = false, metadata = false, unprotected = false;
+    FileStat st;
+    ContentHash full;  // when a full hash was made
+    bool have_full = false;
+    Error error;
+    std::string why_stray;
+};
+
+// Pass 2 for one object: see the comment at the top of this file.
+void check_item(const Pool& pool, int shard_fd, const std::string& shown, bool full_mode,
+                Item& it) {
+    auto fail_with = [&](Error e) {
+        it.state = Item::failed;
+        it.error = std::move(e);
+    };
+    auto f = open_object_file(shard_fd, it.file, shown);
+    if (!f) {
+        if (f.error().err == ELOOP) {
+            it.state = Item::stray;
+            it.why_stray = "a symlink";
+            return;
+        }
+        return fail_with(f.error());
+    }
+    int fd = f->get();
+    auto st = stat_fd(fd, shown);
+    if (!st) return fail_with(st.error());
+    it.st = *st;
+    if (!st->is_reg()) {
+        it.state = Item::stray;
+        it.why_stray = "not a regular file";
+        return;
+    }
+    auto prot = pool.protection().is_protected(fd, shown);
+    if (!prot) return fail_with(prot.error());
+    it.unprotected = !*prot;
+    auto x = read_xattrs(fd, shown);
+    if (!x) return fail_with(x.error());
+    Identity ident = Identity::of(*st, std::move(*x));
+    bool ignore_mtime = pool.settings().ignore_mtime;
+    auto gives_id = [&](const Digest& content) {
+        return make_object_id(content, ident, ignore_mtime) == it.id;
+    };
+
+    bool doubt = true;
+    if (it.rec && !full_mode) {
+        auto h = xxh3_fd(fd, shown);
+        if (!h) return fail_with(h.error());
+        doubt = h->first != it.rec->xxh3 || h->second != it.rec->size || !gives_id(it.rec->content);
+    }
+    if (doubt) {
+        auto h = hash_fd(fd, shown);
+        if (!h) return fail_with(h.error());
+        it.full = *h;
+        it.have_full = true;
+        if (gives_id(h->sha256)) {
+            // The object is what its id says; only its record may be wrong.
+            if (it.rec && (h->sha256 != it.rec->content || h->size != it.rec->size ||
+                           h->xxh3 != it.rec->xxh3))
+                it.state = Item::bad_record;
+        } else if (it.rec) {
+            it.content = h->sha256 != it.rec->content || h->size != it.rec->size;
+            it.metadata = !gives_id(it.rec->content);
+        } else {
+            // Without a record nothing tells content from metadata.
+            it.content = it.metadata = true;
+        }
+    }
+    if (it.state == Item::ok && (it.content || it.metadata || it.unprotected))
+        it.state = Item::damaged;
+}
+
+// The guests and their roots, opened once, for checking recorded links on the filesystem.
+class LinkFinder {
+  public:
+    LinkFinder(Txn& txn, std::ostream& log) : txn_(txn), log_(log) {}
+
+    // The recorded links of (id, replica) whose path is `obj`'s inode now.
+    Result<std::vector<VerifyLink>> linking(const ObjectId& id, uint32_t replica,
+                                            const FileStat& obj) {
+        std::vector<VerifyLink> out;
+        Result<void> err;
+        auto r = txn_.for_each_link_of_object(id, [&](const LinkRecord& l) {
+            if (l.replica != replica) return true;
+            auto g = guest(l.guest);
+            if (!g) {
+                err = std::unexpected(g.error());
+                return false;
+            }
+            const std::optional<Guest>& guest = **g;
+            if (!guest || !guest->root.valid()) return true;
+            auto st =
+                stat_guest_path(guest->root.get(), l.path, join_path(guest->rec.root, l.path));
+            if (!st) {
+                err = std::unexpected(st.error());
+                return false;
+            }
+            if (*st && (*st)->same_inode(obj)) out.push_back({guest->rec.name, l.path});
+            return true;
+        });
+        if (!r) return std::unexpected(r.error());
+        if (!err) return std::unexpected(err.error());
+        return out;
+    }
+
+    // Every recorded link of id, unchecked.
+    Result<std::vector<VerifyLink>> recorded(const ObjectId& id) {
+        std::vector<VerifyLink> out;
+        Result<void> err;
+        auto r = txn_.for_each_link_of_object(id, [&](const LinkRecord& l) {
+            auto g = guest(l.guest);
+            if (!g) {
+                err = std::unexpected(g.error());
+                return false;
+            }
+            const std::optional<Guest>& guest = **g;
+            out.push_back({guest ? guest->rec.name : "#" + std::to_string(l.guest), l.path});
+            return true;
+        });
+        if (!r) return std::unexpected(r.error());
+        if (!err) return std::unexpected(err.error());
+        return out;
+    }
+
+  private:
+    struct Guest {
+        GuestRecord rec;
+        Fd root;  // invalid when the root cannot be opened
+    };
+
+    Result<const std::optional<Guest>*> guest(uint32_t id) {
+        auto it = guests_.find(id);
+        if (it != guests_.end()) return &it->second;
+        auto g = txn_.guest(id);
+        if (!g) return std::unexpected(g.error());
+        std::optional<Guest> entry;
+        if (*g) {
+            entry = Guest{**g, Fd()};
+            auto fd = open_dir_path((*g)->root);
+            if (fd)
+                entry->root = std::move(*fd);
+            else
+                log_ << "unify: warning: guest '" << (*g)->name << "': " << fd.error().message
+                     << "; its links are not checked\n";
+        }
+        return &guests_.emplace(id, std::move(entry)).first->second;
+    }
+
+    Txn& txn_;
+    std::ostream& log_;
+    std::unordered_map<uint32_t, std::optional<Guest>> guests_;
+};
+
+// Passes 1 to 3 over one shard. Records of damaged objects and bad records are kept aside
+// for the quarantine pass.
+struct Found {
+    std::vector<DamagedObject> damaged;
+    std::vector<FileStat> damaged_st;
+    std::vector<std::pair<std::string, ObjectRecord>> bad_records;  // name, corrected record
+};
+
+Result<void> verify_shard(Pool& pool, Txn& txn, LinkFinder& links, size_t s,
+                          const VerifyOptions& opt, std::ostream& log, VerifySummary& sum,
+                          Found& found) {
+    uint8_t b = uint8_t(s);
+    std::string shard = to_hex(&b, 1), shard_shown = pool.path() + "/objects/" + shard;
+    auto dir = open_beneath(pool.objects_fd(), shard, O_RDONLY | O_DIRECTORY, shard_shown);
+    if (!dir) {
+        if (dir.error().err != ENOENT) return std::unexpected(dir.error());
+        sum.strays.push_back(shard_shown + " (missing shard directory)");
+        return {};
+    }
+    auto entries = read_dir(dir->get(), shard_shown);
+    if (!entries) return std::unexpected(entries.error());
+
+    // Pass 1: names and records (the transaction stays on this thread).
+    std::vector<Item> items;
+    items.reserve(entries->size());
+    for (const auto& e : *entries) {
+        auto parsed = parse_object_name(e.name);
+        if (!parsed || parsed->first.bytes[0] != b) {
+            sum.strays.push_back(join_path(shard_shown, e.name) + " (not an object name)");
+            continue;
+        }
+        Item it;
+        it.file = e.name;
+        it.id = parsed->first;
+        it.replica = parsed->second;
+        auto rec = txn.object(it.id);
+        if (!rec) return std::unexpected(rec.error());
+        it.rec = *rec;
+        items.push_back(std::move(it));
+    }
+
+    // Pass 2, on all cores.
+    parallel_for(items.size(), opt.jobs, [&](size_t i) {
+        check_item(pool, dir->get(), join_path(shard_shown, items[i].file), opt.full, items[i]);
+    });
+
+    std::unordered_set<ObjectId> present;
+    for (auto& it : items) {
+        std::string name = shard + "/" + it.file;
+        if (it.state == Item::failed) return std::unexpected(it.error);
+        if (it.state == Item::stray) {
+            sum.strays.push_back(join_path(shard_shown, it.file) + " (" + it.why_stray + ")");
+            continue;
+        }
+        present.insert(it.id);
+        ++sum.objects_checked;
+        sum.bytes_checked += it.st.size;
+        if (!it.rec || it.replica >= it.rec->replicas) sum.unindexed.push_back(name);
+        if (it.state == Item::bad_record) {
+            ObjectRecord fixed = *it.rec;
+            fixed.size = it.full.size;
+            fixed.xxh3 = it.full.xxh3;
+            fixed.content = it.full.sha256;
+            found.bad_records.emplace_back(name, fixed);
+        }
+        if (it.state != Item::damaged) {
+            if (opt.verbose) log << "ok " << name << "\n";
+            continue;
+        }
+        DamagedObject d;
+        d.name = name;
+        d.id = it.id;
+        d.replica = it.replica;
+        d.content = it.content;
+        d.metadata = it.metadata;
+        d.unprotected = it.unprotected;
+        d.recorded = it.rec.has_value();
+        // Pass 3: who links it.
+        auto l = links.linking(it.id, it.replica, it.st);
+        if (!l) return std::unexpected(l.error());
+        d.links = std::move(*l);
+        if (opt.verbose) log << "damaged " << name << ": " << describe(d, opt.full) << "\n";
+        found.damaged.push_back(std::move(d));
+        found.damaged_st.push_back(it.st);
+    }
+
+    // Records of this shard that no object file stands for.
+    auto ids = txn.objects_with_prefix(shard);
+    if (!ids) return std::unexpected(ids.error());
+    for (const auto& id : *ids) {
+        if (present.count(id)) continue;
+        MissingObject m;
+        m.id = id;
+        auto l = links.recorded(id);
+        if (!l) return std::unexpected(l.error());
+        m.links = std::move(*l);
+        sum.missing.push_back(std::move(m));
+    }
+    return {};
+}
+
+std::string utc_stamp() {
+    char buf[32];
+    time_t t = time(nullptr);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+    return buf;
+}
+
+// POOL/quarantine, made on first use.
+Result<Fd> quarantine_dir(const Pool& pool) {
+    std::string shown = join_path(pool.path(), "quarantine");
+    if (mkdirat(pool.fd(), "quarantine", 0700) != 0 && errno != EEXIST)
+        return sys_fail("mkdir", shown);
+    return open_beneath(pool.fd(), "quarantine", O_RDONLY | O_DIRECTORY, shown);
+}
+
+// Protects a damaged object that was only unprotected, then hashes it again now that nobody
+// can write it. True if it is what its id says.
+Result<bool> reprotect(const Pool& pool, DamagedObject& d) {
+    std::string shown = join_path(pool.path(), "objects/" + d.name);
+    auto f = open_object_file(pool.objects_fd(), d.name, shown);
+    if (!f) return std::unexpected(f.error());
+    if (auto r = pool.protection().protect(f->get(), shown); !r) return std::unexpected(r.error());
+    auto h = hash_fd(f->get(), shown);
+    if (!h) return std::unexpected(h.error());
+    auto x = read_xattrs(f->get(), shown);
+    if (!x) return std::unexpected(x.error());
+    auto st = stat_fd(f->get(), shown);
+    if (!st) return std::unexpected(st.error());
+    if (make_object_id(h->sha256, Identity::of(*st, std::move(*x)), pool.settings().ignore_mtime) ==
+        d.id)
+        return true;
+    d.content = d.metadata = true;  // it changed while it was unprotected
+    return false;
+}
+
+// Renames objects/<name> to quarantine/<file>.<stamp>[-k], with the flag lifted for the
+// rename and set again on the inode after it. Returns the new host path.
+Result<std::string> move_aside(const Pool& pool, const DamagedObject& d, int qfd,
+                               const std::string& stamp) {
+    std::string shown = join_path(pool.path(), "objects/" + d.name);
+    auto f = open_object_file(pool.objects_fd(), d.name, shown);
+    if (!f) return std::unexpected(f.error());
+    std::string base = d.name.substr(3) + "." + stamp;
+    pool.intent().begin(IntentOp::window, d.name);
+    if (auto r = pool.protection().unprotect(f->get(), shown); !r) {
+        pool.intent().end();
+        return std::unexpected(r.error());
+    }
+    std::string target;
+    Result<void> moved;
+    for (int k = 0;; ++k) {
+        target = k ? base + "-" + std::to_string(k) : base;
+        if (renameat2(pool.objects_fd(), d.name.c_str(), qfd, target.c_str(), RENAME_NOREPLACE) ==
+            0)
+            break;
+        if (errno == EEXIST && k < 1000) continue;
+        moved = sys_fail("rename", shown + " -> " + join_path(pool.path(), "quarantine/" + target));
+        break;
+    }
+    // The guests that still link the inode must not be able to change it for each other.
+    auto restored = pool.protection().protect(f->get(), shown);
+    pool.intent().end();
+    if (!moved) return std::unexpected(moved.error());
+    if (!restored) return std::unexpected(restored.error());
+    return join_path(pool.path(), "quarantine/" + target);
+}
+
+// True if any replica file of id is left in the pool, trying replicas [0, n).
+Result<bool> any_replica_left(const Pool& pool, const ObjectId& id, uint32_t n) {
+    for (uint32_t r = 0; r < n; ++r) {
+        auto st = pool.stat_object(id, r);
+        if (!st) return std::unexpected(st.error());
+        if (*st) return true;
+    }
+    return false;
+}
+
+// Deletes the link records of (id, replica), or of every replica when replica is empty.
+Result<size_t> drop_links(Txn& txn, const ObjectId& id, std::optional<uint32_t> replica) {
+    std::vector<std::pair<uint32_t, std::string>> doomed;
+    auto r = txn.for_each_link_of_object(id, [&](const LinkRecord& l) {
+        if (!replica || l.replica == *replica) doomed.emplace_back(l.guest, l.path);
+        return true;
+    });
+    if (!r) return std::unexpected(r.error());
+    for (const auto& [g, p] : doomed)
+        if (auto d = txn.delete_link(g, p); !d) return std::unexpected(d.error());
+    return doomed.size();
+}
+
+Result<void> in_write_txn(Pool& pool, const std::function<Result<void>(Txn&)>& body) {
+    auto txn = pool.index().write();
+    if (!txn) return std::unexpected(txn.error());
+    auto r = body(**txn);
+    if (!r) return r;
+    return (*txn)->commit();
+}
+
+// See "quarantine" in verify.h. Fills d.action; an error here stops only this object.
+Result<void> quarantine_one(Pool& pool, DamagedObject& d, const VerifyOptions& opt,
+                            std::ostream& log, std::optional<Fd>& qfd, const std::string& stamp) {
+    if (!d.content && !d.metadata) {
+        auto ok = reprotect(pool, d);
+        if (!ok) return std::unexpected(ok.error());
+        if (*ok) {
+            d.action = "protected again; its SHA-256 content and metadata match its id";
+            d.fixed = true;
+            return {};
+        }
+    }
+    if (!qfd) {
+        auto q = quarantine_dir(pool);
+        if (!q) return std::unexpected(q.error());
+        qfd = std::move(*q);
+    }
+    // The record goes first: unshare refuses to copy an object that does not match its
+    // record, and here the copy is meant to keep exactly what the guests have now.
+    std::optional<ObjectRecord> saved;
+    auto dropped = in_write_txn(pool, [&](Txn& txn) -> Result<void> {
+        auto rec = txn.object(d.id);
+        if (!rec) return std::unexpected(rec.error());
+        saved = *rec;
+        return txn.delete_object(d.id);
+    });
+    if (!dropped) return dropped;
+    auto restore_record = [&]() -> Result<void> {
+        if (!saved) return {};
+        return in_write_txn(pool, [&](Txn& txn) { return txn.put_object(d.id, *saved); });
+    };
+    std::map<std::string, std::vector<std::string>> by_guest;
+    for (const auto& l : d.links) by_guest[l.guest].push_back(l.path);
+    size_t unshared = 0;
+    for (const auto& [guest, paths] : by_guest) {
+        UnshareOptions u;
+        u.name = guest;
+        u.paths = paths;
+        u.verbose = opt.verbose;
+        auto r = unshare_guest(pool, u, log);
+        if (!r) {
+            (void)restore_record();
+            return std::unexpected(context(r.error(), "unsharing the paths that link " + d.name));
+        }
+        unshared += r->unshared;
+    }
+    auto moved = move_aside(pool, d, qfd->get(), stamp);
+    if (!moved) {
+        (void)restore_record();
+        return std::unexpected(moved.error());
+    }
+    size_t stale = 0;
+    bool kept = false;
+    auto recorded = in_write_txn(pool, [&](Txn& txn) -> Result<void> {
+        auto n = drop_links(txn, d.id, d.replica);
+        if (!n) return std::unexpected(n.error());
+        stale = *n;
+        if (!saved) return {};
+        auto left = any_replica_left(pool, d.id, std::max(saved->replicas, d.replica + 1));
+        if (!left) return std::unexpected(left.error());
+        kept = *left;
+        return kept ? txn.put_object(d.id, *saved) : Result<void>();
+    });
+    if (!recorded) return recorded;
+    d.action = "moved to " + *moved + "; " + std::to_string(unshared) + " guest path" +
+               (unshared == 1 ? "" : "s") +
+               " unshared (each keeps what it has now as a private, unprotected file: restore "
+               "it from a good copy, e.g. by reinstalling its package, then import the guest "
+               "again)";
+    if (stale) d.action += "; " + std::to_string(stale) + " stale link records dropped";
+    d.action +=
+        kept ? "; the record stays for the other replicas of the id" : "; its index record dropped";
+    d.fixed = true;
+    return {};
+}
+
+}  // namespace
+
+std::optional<std::pair<ObjectId, uint32_t>> parse_object_name(const std::string& name) {
+    if (name.size() < 64) return std::nullopt;
+    // from_hex also takes upper case, which import never writes: such a name is a stray.
+    if (name.find_first_not_of("0123456789abcdef") < 64) return std::nullopt;
+    auto id = ObjectId::from_hex(std::string_view(name).substr(0, 64));
+    if (!id) return std::nullopt;
+    if (name.size() == 64) return std::make_pair(*id, uint32_t(0));
+    if (name[64] != '.' || name.size() == 65 || name[65] == '0') return std::nullopt;
+    uint32_t n = 0;
+    auto [end, ec] = std::from_chars(name.data() + 65, name.data() + name.size(), n);
+    if (ec != std::errc() || end != name.data() + name.size()) return std::nullopt;
+    return std::make_pair(*id, n);
+}
+
+std::string describe(const DamagedObject& d, bool full) {
+    std::vector<std::string> p;
+    if (!d.recorded) {
+        p.push_back("its content and metadata do not give its id (SHA-256; no index record)");
+    } else {
+        if (d.content)
+            p.push_back(std::string("content does not match its index record (") +
+                        (full ? "SHA-256" : "XXH3, confirmed by SHA-256") + ")");
+        if (d.metadata)
+            p.push_back("metadata (type, mode, owner, mtime or xattrs) does not match its id");
+    }
+    if (d.unprotected) p.push_back("not protected (its protection flag is not set)");
+    std::string out;
+    for (const auto& s : p) out += (out.empty() ? "" : "; ") + s;
+    return out;
+}
+
+Result<VerifySummary> verify_pool(Pool& pool, const VerifyOptions& opt_in, std::ostream& log) {
+    VerifyOptions opt = opt_in;
+    if (opt.jobs == 0) opt.jobs = std::max(1u, std::thread::hardware_concurrency());
+    VerifySummary sum;
+    Found found;
+    {
+        auto txn = pool.index().read();
+        if (!txn) return std::unexpected(txn.error());
+        LinkFinder links(**txn, log);
+        for (size_t s = 0; s < 256; ++s) {
+            if (interrupted()) return std::unexpected(interrupted_error());
+            if (auto r = verify_shard(pool, **txn, links, s, opt, log, sum, found); !r)
+                return std::unexpected(context(r.error(), "verify"));
+            if (opt.progress)
+                opt.progress({.phase = "verify",
+                              .unit = "objects",
+                              .done = sum.objects_checked,
+                              .bytes = sum.bytes_checked,
+                              .part = s + 1,
+                              .parts = 256});
+        }
+        (void)(*txn)->commit();
+    }
+    sum.damaged = std::move(found.damaged);
+    for (const auto& bad : found.bad_records) sum.bad_records.push_back(bad.first);
+    if (!opt.quarantine) return sum;
+
+    // Pass 4, under the lock the caller holds.
+    std::optional<Fd> qfd;
+    std::string stamp = utc_stamp();
+    for (auto& d : sum.damaged) {
+        if (interrupted()) return std::unexpected(interrupted_error());
+        if (auto r = quarantine_one(pool, d, opt, log, qfd, stamp); !r)
+            d.action = "not quarantined: " + r.error().message;
+    }
+    for (auto& m : sum.missing) {
+        size_t n = 0;
+        auto r = in_write_txn(pool, [&](Txn& txn) -> Result<void> {
+            auto dropped = drop_links(txn, m.id, std::nullopt);
+            if (!dropped) return std::unexpected(dropped.error());
+            n = *dropped;
+            return txn.delete_object(m.id);
+        });
+        m.action = r ? "record and " + std::to_string(n) + " link record" + (n == 1 ? "" : "s") +
+                           " dropped"
+                     : "not dropped: " + r.error().message;
+    }
+    if (!found.bad_records.empty()) {
+        auto r = in_write_txn(pool, [&](Txn& txn) -> Result<void> {
+            for (const auto& [name, rec] : found.bad_records) {
+                auto id = ObjectId::from_hex(name.substr(3, 64));
+                if (auto p = txn.put_object(*id, rec); !p) return p;
+            }
+            return {};
+        });
+        sum.bad_records_fixed = r.has_value();
+        if (!r) log << "unify: error: rewriting index records: " << r.error().message << "\n";
+    }
+    return sum;
+}
+
+}  // namespace unify

@@ -1,0 +1,59 @@
+#include "importer/settle.h"
+
+#include <fcntl.h>
+#include <time.h>
+
+#include <fstream>
+
+#include "store/hasher.h"
+
+namespace unify {
+
+namespace {
+
+int64_t read_centisecs(const char* path, int64_t fallback) {
+    std::ifstream in(path);
+    int64_t v = 0;
+    return (in >> v) && v > 0 ? v : fallback;
+}
+
+}  // namespace
+
+int64_t settle_cutoff_ns() {
+    int64_t cs = read_centisecs("/proc/sys/vm/dirty_expire_centisecs", 3000) +
+                 read_centisecs("/proc/sys/vm/dirty_writeback_centisecs", 500) + 1000;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return int64_t(now.tv_sec) * 1000000000 + now.tv_nsec - cs * 10000000;
+}
+
+Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected, bool ignore_mtime,
+                                  Fd& lease, const std::string& shown) {
+    int fd = openat(e.dir->get(), e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ELOOP) return Recheck::changed;
+        return sys_fail("open", shown);
+    }
+    lease = Fd(fd);
+    if (fcntl(fd, F_SETLEASE, F_RDLCK) != 0) {
+        if (errno == EAGAIN || errno == EBUSY) return Recheck::busy;  // open for writing now
+        // EINVAL/ENOLCK: no leases on this filesystem; the re-read below is all there is.
+    }
+    auto h = hash_fd(fd, shown);
+    if (!h) return std::unexpected(h.error());
+    auto x = read_xattrs(fd, shown);
+    if (!x) return std::unexpected(x.error());
+    auto st = stat_fd(fd, shown);
+    if (!st) return std::unexpected(st.error());
+    if (!st->unchanged(e.st)) return Recheck::changed;
+    ObjectId now = make_object_id(h->sha256, Identity::of(*st, std::move(*x)), ignore_mtime);
+    return now == expected ? Recheck::same : Recheck::changed;
+}
+
+bool lease_intact(int fd) {
+    int l = fcntl(fd, F_GETLEASE);
+    // -1: no lease support here. F_UNLCK: a writer is waiting for us to let go.
+    return l == -1 || l == F_RDLCK;
+}
+
+}  // namespace unify

@@ -1,0 +1,36 @@
+// Whether a guest file's stat is proof that it did not change since it was hashed.
+//
+// write() moves mtime and ctime, but only to the filesystem's coarse clock tick; a store
+// through a shared writable mapping moves them only when it dirties a clean page, and a
+// dirty page stays dirty until writeback (vm.dirty_expire_centisecs after it was dirtied,
+// checked every vm.dirty_writeback_centisecs). So a file whose ctime is older than
+// expire + writeback (+ a margin) before the import started is "settled": nothing can change
+// it without moving its ctime, and the stat comparison before the rename is sound.
+//
+// An unsettled file, changed in the last minute or so, is re-checked just before it is
+// replaced: opened under a read lease (F_SETLEASE F_RDLCK, refused while anyone has it open
+// for writing, broken when anyone opens it for writing or truncates it), hashed again, and
+// the lease asked once more right before the rename. Real guests have few such files.
+#pragma once
+
+#include <cstdint>
+
+#include "importer/walker.h"
+#include "store/fd.h"
+#include "store/object_id.h"
+
+namespace unify {
+
+// Files with a ctime at or after this are unsettled.
+int64_t settle_cutoff_ns();
+
+enum class Recheck { same, busy, changed };
+
+// Leases the file (the lease lives as long as `lease`), re-reads it and compares its id.
+Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected, bool ignore_mtime,
+                                  Fd& lease, const std::string& shown);
+
+// True while nobody has opened the leased file for writing since it was leased.
+bool lease_intact(int fd);
+
+}  // namespace unify

@@ -1,0 +1,79 @@
+#include "store/guest_registry.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "tests/test_support.h"
+
+namespace unify {
+namespace {
+
+using test::TempDir;
+
+std::unique_ptr<Pool> make_pool(const TempDir& dir) {
+    PoolSettings settings;
+    settings.protect = ProtectMode::none;
+    auto created = Pool::create(dir / "pool", settings);
+    EXPECT_TRUE(created) << created.error().message;
+    auto pool = Pool::open(dir / "pool");
+    EXPECT_TRUE(pool) << pool.error().message;
+    return pool ? std::move(*pool) : nullptr;
+}
+
+bool same(const GuestRecord& a, const GuestRecord& b) {
+    return a.id == b.id && a.name == b.name && a.root == b.root && a.last_import == b.last_import &&
+           a.excludes == b.excludes && a.min_size == b.min_size && a.package_dbs == b.package_dbs &&
+           a.config_files == b.config_files;
+}
+
+TEST(GuestRegistry, RoundTripsEveryByte) {
+    TempDir dir;
+    auto pool = make_pool(dir);
+    ASSERT_TRUE(pool);
+    auto missing = read_guest_registry(*pool);
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().err, ENOENT);
+
+    GuestRecord a{7, "web1", "/vservers/web\t1\n\\x41\x01\xff=x", 1732456000, {}, 4096};
+    a.excludes = {"-/usr/share/doc", "+/etc/ssl/certs/*", "-*\t*", "", "-\\"};
+    a.package_dbs = "dpkg, rpm";
+    a.config_files = 310;
+    GuestRecord b{2, "b", "/b", 0, {}, 1};
+    ASSERT_TRUE(write_guest_registry(*pool, {a, b}));
+    auto back = read_guest_registry(*pool);
+    ASSERT_TRUE(back) << back.error().message;
+    ASSERT_EQ(back->size(), 2u);
+    EXPECT_TRUE(same((*back)[0], a)) << (*back)[0].root;
+    EXPECT_TRUE(same((*back)[1], b));
+    EXPECT_FALSE(test::read_file(dir / "pool/guests.conf.tmp").size());
+
+    ASSERT_TRUE(write_guest_registry(*pool, {}));
+    back = read_guest_registry(*pool);
+    ASSERT_TRUE(back) << back.error().message;
+    EXPECT_TRUE(back->empty());
+}
+
+TEST(GuestRegistry, RejectsWhatItCannotRead) {
+    TempDir dir;
+    auto pool = make_pool(dir);
+    ASSERT_TRUE(pool);
+    std::string file = dir / "pool/guests.conf";
+    for (const std::string text :
+         {"guest\tid=1\tname=a\troot=/a\n",                          // no version
+          "version\t2\n",                                            // newer format
+          "version\t1\nguest\tid=1\tname=a\troot=/a\tcolour=red\n",  // unknown field
+          "version\t1\nguest\tid=1\tname=a\n",                       // no root
+          "version\t1\nguest\tid=1\tname=a\troot=/a\\q\n",           // bad escape
+          "version\t1\nguest\tid=1\tname=a\troot=/a\nguest\tid=1\tname=b\troot=/b\n",
+          "version\t1\nguest\tid=1\tname=a\troot=/a"}) {  // truncated
+        test::write_file(file, text, 0600);
+        auto r = read_guest_registry(*pool);
+        EXPECT_FALSE(r) << text;
+        if (!r) {
+            EXPECT_NE(r.error().message.find(file), std::string::npos) << r.error().message;
+        }
+    }
+}
+
+}  // namespace
+}  // namespace unify

@@ -1,0 +1,268 @@
+// Guest roots are untrusted input (DESIGN.md invariant 4). Each test builds a guest that
+// tries to lead import somewhere else, then checks that nothing outside the guest roots and
+// the pool was linked, renamed or had its flags changed (its inode, link count, ctime and
+// flags are as before), and that the guest itself lost nothing.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "tests/test_support.h"
+
+namespace unify {
+namespace {
+
+using test::TempDir;
+
+// A host directory next to the guests, holding a file identical to a guest file.
+struct Bystander {
+    std::string path;
+    struct stat st;
+};
+
+Bystander make_bystander(const std::string& file, const std::string& content) {
+    test::write_file(file, content);
+    test::set_mtime(file, 1700000000, 5);
+    return {file, test::stat_path(file)};
+}
+
+void expect_untouched(const Bystander& b) {
+    struct stat now = test::stat_path(b.path);
+    EXPECT_EQ(now.st_ino, b.st.st_ino) << b.path;
+    EXPECT_EQ(now.st_nlink, b.st.st_nlink) << b.path << " gained a link";
+    EXPECT_EQ(now.st_ctim.tv_sec, b.st.st_ctim.tv_sec) << b.path << " was changed";
+    EXPECT_EQ(now.st_ctim.tv_nsec, b.st.st_ctim.tv_nsec) << b.path << " was changed";
+    EXPECT_FALSE(test::is_immutable(b.path)) << b.path << " got the immutable flag";
+}
+
+struct Guests {
+    TempDir dir;
+    std::string pool = dir / "pool";
+    Guests() { EXPECT_EQ(test::run_unify({"--pool", pool, "init"}).status, 0); }
+    test::RunResult import(const std::string& g) {
+        return test::run_unify({"--pool", pool, "import", g, dir / g});
+    }
+};
+
+TEST(Hostile, SymlinksOutOfTheGuestAreNeverFollowed) {
+    Guests s;
+    UNIFY_REQUIRE(test::need_immutable(s.dir.path()));
+    const std::string same = "identical to a host file\n";
+    Bystander host = make_bystander(s.dir / "host/secret", same);
+    for (const char* g : {"g1", "g2"}) {
+        std::string root = s.dir / g;
+        test::write_file(root + "/usr/bin/real", same);
+        test::set_mtime(root + "/usr/bin/real", 1700000000, 5);
+        ASSERT_EQ(symlink((s.dir / "host").c_str(), (root + "/usr/hostdir").c_str()), 0);
+        ASSERT_EQ(symlink((s.dir / "host/secret").c_str(), (root + "/usr/abs").c_str()), 0);
+        ASSERT_EQ(symlink("../../../host/secret", (root + "/usr/bin/dots").c_str()), 0);
+        ASSERT_EQ(symlink("../../..", (root + "/usr/up").c_str()), 0);
+    }
+    std::string before = test::manifest(s.dir / "g1");
+    for (const char* g : {"g1", "g2"}) {
+        auto r = s.import(g);
+        ASSERT_EQ(r.status, 0) << r.err;
+    }
+    expect_untouched(host);
+    EXPECT_EQ(test::manifest(s.dir / "g1"), before);
+    EXPECT_EQ(test::stat_path(s.dir / "g1/usr/bin/real").st_ino,
+              test::stat_path(s.dir / "g2/usr/bin/real").st_ino);
+    // who through a symlink of the guest is refused, not followed.
+    auto who = test::run_unify({"--pool", s.pool, "who", "g1:/usr/hostdir/secret"});
+    EXPECT_NE(who.status, 0);
+}
+
+TEST(Hostile, DirectorySwappedForASymlinkDuringImport) {
+    Guests s;
+    UNIFY_REQUIRE(test::need_immutable(s.dir.path()));
+    const std::string same = "swap target content\n";
+    std::vector<Bystander> hosts;
+    for (int i = 0; i < 50; ++i)
+        hosts.push_back(
+            make_bystander(s.dir / ("host/f" + std::to_string(i)), same + std::to_string(i)));
+    for (const char* g : {"g1", "g2"}) {
+        for (int i = 0; i < 50; ++i) {
+            std::string f = s.dir / (std::string(g) + "/usr/lib/f" + std::to_string(i));
+            test::write_file(f, same + std::to_string(i));
+            test::set_mtime(f, 1700000000, 5);
+        }
+        for (int i = 0; i < 200; ++i)
+            test::write_file(s.dir / (std::string(g) + "/usr/share/pad" + std::to_string(i)),
+                             std::string(32 * 1024, char('a' + i % 26)));
+    }
+    ASSERT_EQ(s.import("g1").status, 0);
+    // The guest keeps swapping its own /usr/lib for a symlink to the host directory.
+    std::atomic<bool> stop{false};
+    std::string lib = s.dir / "g2/usr/lib", hidden = s.dir / "g2/usr/.lib-real";
+    std::thread swapper([&] {
+        while (!stop) {
+            if (rename(lib.c_str(), hidden.c_str()) == 0) {
+                symlink((s.dir / "host").c_str(), lib.c_str());
+                usleep(300);
+                unlink(lib.c_str());
+                rename(hidden.c_str(), lib.c_str());
+            }
+            usleep(300);
+        }
+    });
+    for (int round = 0; round < 5; ++round) s.import("g2");  // may skip what it cannot reach
+    stop = true;
+    swapper.join();
+    for (const auto& h : hosts) expect_untouched(h);
+    // Once the guest stops, a last import links everything.
+    ASSERT_EQ(s.import("g2").status, 0);
+    for (const auto& h : hosts) expect_untouched(h);
+    EXPECT_EQ(test::stat_path(s.dir / "g2/usr/lib/f7").st_ino,
+              test::stat_path(s.dir / "g1/usr/lib/f7").st_ino);
+    EXPECT_EQ(test::read_file(s.dir / "g2/usr/lib/f7"), same + "7");
+}
+
+TEST(Hostile, OddFileNamesAreLinkedAndPrintedSafely) {
+    Guests s;
+    UNIFY_REQUIRE(test::need_immutable(s.dir.path()));
+    const std::vector<std::string> names = {"new\nline",
+                                            "tab\there",
+                                            std::string("ctl\x01\x1b[31m", 9),
+                                            "bad\xff\xfe utf8",
+                                            "caf\xc3\xa9",
+                                            " lead space",
+                                            "-dash"};
+    for (const char* g : {"g1", "g2"})
+        for (const auto& n : names) {
+            std::string f = s.dir / (std::string(g) + "/usr/odd/" + n);
+            test::write_file(f, "odd " + n);
+            test::set_mtime(f, 1700000000, 5);
+        }
+    for (const char* g : {"g1", "g2"}) ASSERT_EQ(s.import(g).status, 0);
+    for (const auto& n : names) {
+        EXPECT_EQ(test::stat_path(s.dir / ("g1/usr/odd/" + n)).st_ino,
+                  test::stat_path(s.dir / ("g2/usr/odd/" + n)).st_ino)
+            << "not linked: " << n;
+        auto who = test::run_unify({"--pool", s.pool, "who", s.dir / ("g1/usr/odd/" + n)});
+        ASSERT_EQ(who.status, 0) << who.err;
+        // Every output line is printable: no raw control byte or invalid UTF-8 reaches the tty.
+        for (unsigned char c : who.out) EXPECT_TRUE(c == '\n' || c >= 0x20) << int(c);
+        EXPECT_EQ(who.out.find('\xff'), std::string::npos);
+        EXPECT_NE(who.out.find("g2"), std::string::npos) << who.out;
+    }
+    auto who = test::run_unify({"--pool", s.pool, "who", s.dir / "g1/usr/odd/new\nline"});
+    EXPECT_NE(who.out.find("/usr/odd/new\\nline"), std::string::npos) << who.out;
+}
+
+// Builds root/a0/a1/... `depth` levels of `name_len`-character names with *at() calls, since
+// the whole path is longer than PATH_MAX; puts `file` with `content` at the bottom.
+void make_deep(const std::string& root, int depth, size_t name_len, const std::string& content) {
+    test::sh("mkdir -p '" + root + "'");
+    int fd = open(root.c_str(), O_RDONLY | O_DIRECTORY);
+    ASSERT_GE(fd, 0);
+    for (int i = 0; i < depth; ++i) {
+        std::string name = std::to_string(i);
+        name.resize(name_len, 'd');
+        ASSERT_EQ(mkdirat(fd, name.c_str(), 0755), 0);
+        int next = openat(fd, name.c_str(), O_RDONLY | O_DIRECTORY);
+        close(fd);
+        ASSERT_GE(next, 0);
+        fd = next;
+    }
+    int f = openat(fd, "bottom", O_CREAT | O_WRONLY, 0644);
+    ASSERT_GE(f, 0);
+    ASSERT_EQ(write(f, content.data(), content.size()), ssize_t(content.size()));
+    struct timespec t[2] = {{1700000000, 5}, {1700000000, 5}};
+    futimens(f, t);
+    close(f);
+    struct stat st;
+    ASSERT_EQ(fstatat(fd, "bottom", &st, 0), 0);
+    close(fd);
+}
+
+TEST(Hostile, TreesDeeperThanPathMax) {
+    Guests s;
+    UNIFY_REQUIRE(test::need_immutable(s.dir.path()));
+    // 250 levels of 30 characters: about 7,750 bytes, well past PATH_MAX (4,096).
+    for (const char* g : {"g1", "g2"})
+        make_deep(s.dir / (std::string(g) + "/usr/deep"), 250, 30, "deep down\n");
+    for (const char* g : {"g1", "g2"}) {
+        auto r = s.import(g);
+        ASSERT_EQ(r.status, 0) << r.err;
+    }
+    auto st = test::run_unify({"--pool", s.pool, "status"});
+    EXPECT_NE(st.out.find("linked paths      2"), std::string::npos) << st.out;
+    // The bottom files of the two guests are one object inode now.
+    ASSERT_EQ(test::sh("test \"$(find '" + s.dir.path() + "/g1' '" + s.dir.path() +
+                       "/g2' -name bottom -printf '%i\\n' | sort -u | wc -l)\" = 1"),
+              0);
+}
+
+TEST(Hostile, ManyHardLinksOfOneFile) {
+    Guests s;
+    UNIFY_REQUIRE(test::need_immutable(s.dir.path()));
+    test::write_file(s.dir / "g1/usr/lib/one", "linked everywhere\n");
+    test::set_mtime(s.dir / "g1/usr/lib/one", 1700000000, 5);
+    for (int i = 0; i < 2000; ++i)
+        ASSERT_EQ(link((s.dir / "g1/usr/lib/one").c_str(),
+                       (s.dir / ("g1/usr/lib/l" + std::to_string(i))).c_str()),
+                  0);
+    test::write_file(s.dir / "g2/usr/lib/one", "linked everywhere\n");
+    test::set_mtime(s.dir / "g2/usr/lib/one", 1700000000, 5);
+    std::string before = test::manifest(s.dir / "g1");
+    for (const char* g : {"g1", "g2"}) {
+        auto r = s.import(g);
+        ASSERT_EQ(r.status, 0) << r.err;
+    }
+    EXPECT_EQ(test::manifest(s.dir / "g1"), before);
+    struct stat one = test::stat_path(s.dir / "g1/usr/lib/one");
+    EXPECT_EQ(one.st_nlink, 2001u + 1u + 1u);  // g1's names, g2's, the pool's
+    EXPECT_EQ(test::stat_path(s.dir / "g1/usr/lib/l1999").st_ino, one.st_ino);
+    EXPECT_EQ(test::stat_path(s.dir / "g2/usr/lib/one").st_ino, one.st_ino);
+}
+
+TEST(Hostile, ArbitraryOwnersAndSetidFilesShareOnlyWhenEqual) {
+    Guests s;
+    UNIFY_REQUIRE(test::need_immutable(s.dir.path()));
+    struct Variant {
+        const char* name;
+        uid_t uid;
+        gid_t gid;
+        mode_t mode;
+    };
+    // g1 and g2 agree on every file; g3 differs from them in exactly one attribute each.
+    const Variant same[] = {{"big-uid", 4000000000u, 4000000001u, 0644},
+                            {"setuid", 0, 0, 04755},
+                            {"setgid", 0, 50, 02755},
+                            {"sticky", 0, 0, 01755}};
+    const Variant other[] = {{"big-uid", 4000000000u, 4000000002u, 0644},
+                             {"setuid", 0, 0, 0755},
+                             {"setgid", 0, 50, 0755},
+                             {"sticky", 0, 0, 0755}};
+    auto make = [&](const std::string& g, const Variant& v) {
+        std::string f = s.dir / (g + "/usr/bin/" + v.name);
+        test::write_file(f, std::string("same bytes for ") + v.name);
+        ASSERT_EQ(chown(f.c_str(), v.uid, v.gid), 0);
+        ASSERT_EQ(chmod(f.c_str(), v.mode), 0);
+        test::set_mtime(f, 1700000000, 5);
+    };
+    for (const auto& v : same) {
+        make("g1", v);
+        make("g2", v);
+    }
+    for (const auto& v : other) make("g3", v);
+    std::string before3 = test::manifest(s.dir / "g3");
+    for (const char* g : {"g1", "g2", "g3"}) ASSERT_EQ(s.import(g).status, 0);
+    for (const auto& v : same) {
+        std::string n = std::string("/usr/bin/") + v.name;
+        struct stat a = test::stat_path(s.dir / ("g1" + n)),
+                    b = test::stat_path(s.dir / ("g2" + n)),
+                    c = test::stat_path(s.dir / ("g3" + n));
+        EXPECT_EQ(a.st_ino, b.st_ino) << v.name;
+        EXPECT_NE(a.st_ino, c.st_ino) << v.name << " shared across different metadata";
+        EXPECT_EQ(a.st_mode & 07777, v.mode) << v.name;
+        EXPECT_EQ(a.st_uid, v.uid) << v.name;
+        EXPECT_EQ(a.st_gid, v.gid) << v.name;
+    }
+    EXPECT_EQ(test::manifest(s.dir / "g3"), before3);
+}
+
+}  // namespace
+}  // namespace unify

@@ -1,0 +1,326 @@
+// End-to-end tests of unify verify through the real binary: three small guests share a tool
+// (g1 = g2) and a library (all three); the tests damage the tool's object in one way each,
+// the way a guest or an admin could (content, mode, protection flag, a removed file), and
+// check that verify names the damage and the guest paths, that --quarantine moves it aside
+// without changing what any guest sees, and that a later import makes a correct object.
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "store/index.h"
+#include "tests/test_support.h"
+
+namespace unify::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int64_t kMtime = 1700000000;
+const std::string kTool = "tool v1\n" + std::string(1492, 't');
+const std::string kLib = "libc\n" + std::string(3995, 'l');
+const std::string kOwn = "own\n";
+
+bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+std::set<std::string> entries(const std::string& dir) {
+    std::set<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) out.insert(e.path().filename().string());
+    return out;
+}
+
+struct Pool3 {
+    explicit Pool3(const TempDir& dir)
+        : pool(dir / "pool"), g1(dir / "g1"), g2(dir / "g2"), g3(dir / "g3") {
+        for (const auto& g : {g1, g2, g3}) file(g + "/usr/lib/libc.so", kLib, 0644, 1);
+        for (const auto& g : {g1, g2}) {
+            file(g + "/usr/bin/tool", kTool, 0755, 2);
+            const char v[] = "sample";
+            if (setxattr((g + "/usr/bin/tool").c_str(), "user.unify-test", v, sizeof v - 1, 0) != 0)
+                ADD_FAILURE() << "setxattr: " << strerror(errno);
+            set_mtime(g + "/usr/bin/tool", kMtime, 2);
+        }
+        file(g3 + "/usr/local/bin/own", kOwn, 0700, 3);
+    }
+
+    static void file(const std::string& path, const std::string& content, mode_t mode, int64_t ns) {
+        write_file(path, content, mode);
+        set_mtime(path, kMtime, ns);
+    }
+
+    RunResult unify(std::vector<std::string> args) const {
+        args.insert(args.begin(), {"--pool", pool});
+        return run_unify(args);
+    }
+
+    bool init_and_import() const {
+        auto r = unify({"init", "--protect", "immutable"});
+        EXPECT_EQ(r.status, 0) << r.err;
+        if (r.status != 0) return false;
+        for (const auto& [name, root] : {std::pair{"g1", g1}, {"g2", g2}, {"g3", g3}}) {
+            r = unify({"import", name, root});
+            EXPECT_EQ(r.status, 0) << name << ": " << r.err;
+            if (r.status != 0) return false;
+        }
+        return true;
+    }
+
+    // POOL/objects/ab/<hex> of the inode at `path`.
+    std::string object_of(const std::string& path) const {
+        auto by_ino = objects_by_inode(pool);
+        auto it = by_ino.find(stat_path(path).st_ino);
+        if (it == by_ino.end()) return "";
+        return pool + "/objects/" + it->second.substr(0, 2) + "/" + it->second;
+    }
+
+    std::string pool, g1, g2, g3;
+};
+
+// Runs a shell snippet on an object with its immutable flag lifted, then sets it again.
+void with_flag_lifted(const std::string& object, const std::string& command) {
+    ASSERT_EQ(sh("chattr -i '" + object + "'"), 0);
+    ASSERT_EQ(sh(command), 0) << command;
+    ASSERT_EQ(sh("chattr +i '" + object + "'"), 0);
+}
+
+// One byte of the content changed in place; size and mtime as they were.
+void damage_content(const std::string& object) {
+    struct stat st = stat_path(object);
+    ASSERT_EQ(sh("chattr -i '" + object + "'"), 0);
+    ASSERT_EQ(sh("printf X | dd of='" + object + "' bs=1 seek=1 conv=notrunc status=none"), 0);
+    set_mtime(object, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    ASSERT_EQ(sh("chattr +i '" + object + "'"), 0);
+}
+
+TEST(Verify, CleanPoolExitsZero) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Pool3 s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    for (auto args :
+         {std::vector<std::string>{"verify"}, {"verify", "--full"}, {"verify", "--quarantine"}}) {
+        auto r = s.unify(args);
+        EXPECT_EQ(r.status, 0) << args.back() << "\n" << r.out << r.err;
+        EXPECT_TRUE(contains(r.out, "objects checked   3 ")) << r.out;
+        EXPECT_TRUE(contains(r.out, "damaged           0\n")) << r.out;
+        EXPECT_FALSE(contains(r.out, "damaged object")) << r.out;
+    }
+    EXPECT_FALSE(fs::exists(s.pool + "/quarantine")) << "a clean pool needs no quarantine";
+}
+
+TEST(Verify, CatchesChangedContentByXxh3AndSha256) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Pool3 s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string obj = s.object_of(s.g1 + "/usr/bin/tool");
+    ASSERT_NE(obj, "");
+    damage_content(obj);
+    for (auto args : {std::vector<std::string>{"verify"}, {"verify", "--full"}}) {
+        auto r = s.unify(args);
+        EXPECT_EQ(r.status, 1) << args.back() << "\n" << r.out << r.err;
+        EXPECT_TRUE(contains(r.out, "damaged object " + obj + "\n")) << r.out;
+        EXPECT_TRUE(contains(r.out, "content does not match its index record")) << r.out;
+        EXPECT_FALSE(contains(r.out, "metadata")) << "only the content changed\n" << r.out;
+        EXPECT_TRUE(contains(r.out, "linked by g1:/usr/bin/tool\n")) << r.out;
+        EXPECT_TRUE(contains(r.out, "linked by g2:/usr/bin/tool\n")) << r.out;
+        EXPECT_FALSE(contains(r.out, "g3:")) << r.out;
+        EXPECT_TRUE(contains(r.out, "damaged           1\n")) << r.out;
+    }
+}
+
+TEST(Verify, CatchesChangedModeAsMetadata) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Pool3 s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string obj = s.object_of(s.g2 + "/usr/bin/tool");
+    ASSERT_NE(obj, "");
+    with_flag_lifted(obj, "chmod 0700 '" + obj + "'");
+    auto r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "damaged object " + obj + "\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "metadata (type, mode, owner, mtime or xattrs) does not match"))
+        << r.out;
+    EXPECT_FALSE(contains(r.out, "content does not match")) << r.out;
+    EXPECT_TRUE(contains(r.out, "linked by g1:/usr/bin/tool\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "linked by g2:/usr/bin/tool\n")) << r.out;
+}
+
+TEST(Verify, CatchesAMissingFlagAndQuarantineProtectsItAgain) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Pool3 s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string obj = s.object_of(s.g3 + "/usr/lib/libc.so");
+    ASSERT_NE(obj, "");
+    ASSERT_EQ(sh("chattr -i '" + obj + "'"), 0);
+    auto r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "damaged object " + obj + "\n  not protected")) << r.out;
+    for (const char* g : {"g1", "g2", "g3"})
+        EXPECT_TRUE(contains(r.out, std::string("linked by ") + g + ":/usr/lib/libc.so\n"))
+            << r.out;
+
+    // Content and metadata still give its id: protecting it again is the repair.
+    r = s.unify({"verify", "--quarantine"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "quarantine: protected again")) << r.out;
+    EXPECT_TRUE(is_immutable(obj));
+    EXPECT_FALSE(fs::exists(s.pool + "/quarantine"));
+    r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+TEST(Verify, QuarantineMovesTheObjectAsideAndAnImportMakesItAnew) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Pool3 s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string obj = s.object_of(s.g1 + "/usr/bin/tool");
+    ASSERT_NE(obj, "");
+    std::string hex = obj.substr(obj.rfind('/') + 1);
+    damage_content(obj);
+    std::string g1_before = manifest(s.g1), g2_before = manifest(s.g2);
+
+    auto r = s.unify({"verify", "--quarantine"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "linked by g1:/usr/bin/tool\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "linked by g2:/usr/bin/tool\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "quarantine: moved to " + s.pool + "/quarantine/" + hex + "."))
+        << r.out;
+    EXPECT_TRUE(contains(r.out, "2 guest paths unshared")) << r.out;
+    EXPECT_TRUE(contains(r.out, "its index record dropped")) << r.out;
+
+    // Out of the pool, into POOL/quarantine (0700), still protected.
+    EXPECT_FALSE(fs::exists(obj));
+    struct stat q = stat_path(s.pool + "/quarantine");
+    EXPECT_EQ(q.st_mode & 07777, 0700u);
+    auto quarantined = entries(s.pool + "/quarantine");
+    ASSERT_EQ(quarantined.size(), 1u);
+    std::string moved = s.pool + "/quarantine/" + *quarantined.begin();
+    EXPECT_TRUE(quarantined.begin()->starts_with(hex + ".")) << *quarantined.begin();
+    EXPECT_TRUE(is_immutable(moved));
+    // The guests see exactly what they saw before, as private files now.
+    EXPECT_EQ(manifest(s.g1), g1_before);
+    EXPECT_EQ(manifest(s.g2), g2_before);
+    EXPECT_EQ(stat_path(s.g1 + "/usr/bin/tool").st_nlink, 1u);
+    EXPECT_FALSE(is_immutable(s.g1 + "/usr/bin/tool"));
+    EXPECT_EQ(stat_path(moved).st_nlink, 1u);
+    // The record is gone: no id starts with it any more.
+    r = s.unify({"who", hex});
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_TRUE(contains(r.err, "no object id starts with")) << r.err;
+
+    r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 0) << "after the quarantine\n" << r.out << r.err;
+
+    // A guest with a good copy: its import makes the object again, under the same id.
+    std::string g4 = dir / "g4";
+    Pool3::file(g4 + "/usr/bin/tool", kTool, 0755, 2);
+    const char v[] = "sample";
+    ASSERT_EQ(setxattr((g4 + "/usr/bin/tool").c_str(), "user.unify-test", v, sizeof v - 1, 0), 0);
+    set_mtime(g4 + "/usr/bin/tool", kMtime, 2);
+    r = s.unify({"import", "g4", g4});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "new objects       1 ")) << r.out;
+    EXPECT_EQ(s.object_of(g4 + "/usr/bin/tool"), obj);
+    EXPECT_TRUE(objects_not_matching_their_id(s.pool).empty());
+    r = s.unify({"verify", "--full"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    r = s.unify({"who", hex});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "g4")) << r.out;
+}
+
+TEST(Verify, MissingObjectFailsAndQuarantineDropsItsRecords) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Pool3 s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string obj = s.object_of(s.g3 + "/usr/local/bin/own");
+    ASSERT_NE(obj, "");
+    std::string hex = obj.substr(obj.rfind('/') + 1);
+    ASSERT_EQ(sh("chattr -i '" + obj + "' && rm '" + obj + "'"), 0);
+    auto r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "missing object " + hex)) << r.out;
+    EXPECT_TRUE(contains(r.out, "recorded as linked by g3:/usr/local/bin/own\n")) << r.out;
+    r = s.unify({"verify", "--quarantine"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "record and 1 link record dropped")) << r.out;
+    r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+TEST(Verify, UnindexedObjectsAndStrayFilesAreReportedButDoNotFail) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Pool3 s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string obj = s.object_of(s.g3 + "/usr/local/bin/own");
+    ASSERT_NE(obj, "");
+    std::string hex = obj.substr(obj.rfind('/') + 1);
+    {  // What an import killed before its index commit leaves: an object without a record.
+        auto index = Index::open(s.pool + "/index", false);
+        ASSERT_TRUE(index) << index.error().message;
+        auto txn = (*index)->write();
+        ASSERT_TRUE(txn);
+        ASSERT_TRUE((*txn)->delete_object(*ObjectId::from_hex(hex)));
+        ASSERT_TRUE((*txn)->commit());
+    }
+    write_file(s.pool + "/objects/ab/not-an-object", "junk\n");
+    auto r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "unindexed object " + obj)) << r.out;
+    EXPECT_TRUE(contains(r.out, "stray file " + s.pool + "/objects/ab/not-an-object")) << r.out;
+    EXPECT_TRUE(contains(r.out, "unindexed         1\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "stray files       1\n")) << r.out;
+    // Without a record, verify hashes it whole: a damaged one is still caught.
+    damage_content(obj);
+    r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "do not give its id")) << r.out;
+}
+
+TEST(Verify, JsonNamesTheDamageAndExitsOne) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Pool3 s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string obj = s.object_of(s.g1 + "/usr/bin/tool");
+    ASSERT_NE(obj, "");
+    with_flag_lifted(obj, "chmod 0700 '" + obj + "'");
+    auto r = s.unify({"--json", "verify"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << r.out;
+    EXPECT_EQ(j["command"], "verify");
+    EXPECT_EQ(j["ok"], false);
+    ASSERT_EQ(j["damaged"].size(), 1u) << r.out;
+    EXPECT_EQ(j["damaged"][0]["id"], obj.substr(obj.rfind('/') + 1));
+    EXPECT_EQ(j["damaged"][0]["metadata"], true);
+    EXPECT_EQ(j["damaged"][0]["content"], false);
+    EXPECT_EQ(j["damaged"][0]["links"].size(), 2u);
+}
+
+TEST(Verify, BrokenIndexSaysReindex) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Pool3 s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    ASSERT_EQ(sh("rm -r '" + s.pool + "/index'"), 0);
+    auto r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_TRUE(contains(r.err, s.pool + "/index")) << r.err;
+    EXPECT_TRUE(contains(r.err, "run `unify reindex`")) << r.err;
+}
+
+}  // namespace
+}  // namespace unify::test
