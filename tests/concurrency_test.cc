@@ -123,6 +123,8 @@ TEST(Concurrency, WritersSerializeReadersNeverWaitAndNothingIsLost) {
     for (const char* g : {"g1", "g2", "g3"}) after += test::manifest(dir / g);
     EXPECT_EQ(after, before) << "a guest file changed";
     EXPECT_EQ(test::objects_not_matching_their_id(pool), std::vector<std::string>{});
+    auto verify = test::run_unify({"--pool", pool, "verify", "--full"});
+    EXPECT_EQ(verify.status, 0) << verify.out << verify.err;
     for (int i = 0; i < 60; ++i) {
         std::string f = "/usr/lib/f" + std::to_string(i);
         ino_t ino = test::stat_path(dir / ("g1" + f)).st_ino;

@@ -167,6 +167,8 @@ TEST(RunningGuest, WritersDuringImportLoseNothingAndPoisonNoObject) {
     for (auto& t : threads) t.join();
 
     EXPECT_EQ(test::objects_not_matching_their_id(pool), std::vector<std::string>{});
+    auto verify = test::run_unify({"--pool", pool, "verify", "--full"});
+    EXPECT_EQ(verify.status, 0) << verify.out << verify.err;
     for (const auto& w : writers) {
         if (!w.last.empty()) {
             EXPECT_EQ(test::read_file(w.path), w.last) << w.path << " lost its writer's last write";
