@@ -11,6 +11,7 @@
 #include <ostream>
 #include <thread>
 
+#include "gc/stamp.h"
 #include "gc/verify.h"
 #include "importer/guest_root.h"
 #include "importer/hash_batch.h"
@@ -270,15 +271,6 @@ Result<void> remove_index_dir(const Pool& pool, const char* name) {
     }
     if (unlinkat(pool.fd(), name, AT_REMOVEDIR) != 0) return sys_fail("rmdir", shown);
     return {};
-}
-
-std::string utc_stamp() {
-    char buf[32];
-    time_t t = time(nullptr);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-    return buf;
 }
 
 // Pass 5.

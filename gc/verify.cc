@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <ctime>
 #include <map>
 #include <memory>
 #include <ostream>
@@ -19,6 +18,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "gc/stamp.h"
 #include "importer/guest_root.h"
 #include "importer/hash_batch.h"
 #include "linker/unshare.h"
@@ -321,15 +321,6 @@ Result<void> verify_shard(Pool& pool, Txn& txn, LinkFinder& links, size_t s,
         sum.missing.push_back(std::move(m));
     }
     return {};
-}
-
-std::string utc_stamp() {
-    char buf[32];
-    time_t t = time(nullptr);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-    return buf;
 }
 
 // POOL/quarantine, made on first use.

@@ -8,6 +8,7 @@
 
 #include <deque>
 
+#include "importer/path_split.h"
 #include "store/sys.h"
 
 namespace unify {
@@ -42,18 +43,6 @@ std::string PackageConfig::databases() const {
 namespace {
 
 constexpr int kMaxSymlinks = 40;  // as the kernel's MAXSYMLINKS
-
-std::vector<std::string> split_path(const std::string& path) {
-    std::vector<std::string> out;
-    size_t i = 0;
-    while (i < path.size()) {
-        size_t j = path.find('/', i);
-        if (j == std::string::npos) j = path.size();
-        if (j > i) out.push_back(path.substr(i, j - i));
-        i = j + 1;
-    }
-    return out;
-}
 
 std::string join_components(const std::vector<std::string>& parts) {
     std::string s;

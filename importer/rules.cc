@@ -9,6 +9,7 @@
 #include <fnmatch.h>
 #include <unistd.h>
 
+#include "importer/path_split.h"
 #include "store/fd.h"
 
 namespace unify {
@@ -20,18 +21,6 @@ std::string trim(const std::string& s) {
     if (b == std::string::npos) return "";
     size_t e = s.find_last_not_of(" \t\r");
     return s.substr(b, e - b + 1);
-}
-
-std::vector<std::string> components(const std::string& path) {
-    std::vector<std::string> out;
-    size_t i = 0;
-    while (i < path.size()) {
-        size_t j = path.find('/', i);
-        if (j == std::string::npos) j = path.size();
-        if (j > i) out.push_back(path.substr(i, j - i));
-        i = j + 1;
-    }
-    return out;
 }
 
 bool has_wildcard(const std::string& s) {
@@ -112,7 +101,7 @@ const std::vector<Rule>& default_rules() {
 Rules::Compiled Rules::compile(const Rule& r) {
     Compiled c{&r, r.glob.find('/') != std::string::npos, !has_wildcard(r.glob), {}, {}};
     if (c.whole) {
-        std::vector<std::string> parts = components(r.glob);
+        std::vector<std::string> parts = split_path(r.glob);
         c.glob.clear();
         for (const auto& p : parts) c.glob += "/" + p;  // "usr/x/" -> "/usr/x"
         if (c.glob.empty()) c.glob = "/";
@@ -212,7 +201,7 @@ bool Rules::walk_dir(const std::string& path, Decision* why) const {
         // Only an include rule before the deciding one can win for a path below.
         size_t pos =
             d.match == RuleMatch::user_exclusion ? d.index - 1 : user_.size() + d.index - 1;
-        std::vector<std::string> comps = components(path);
+        std::vector<std::string> comps = split_path(path);
         for (size_t i = 0; i < pos && !walk; ++i)
             walk = compiled_[i].rule->include && could_match_below(compiled_[i], comps);
     }

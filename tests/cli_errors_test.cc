@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "tests/sample_guests.h"
 #include "tests/test_support.h"
 
 namespace unify::test {
@@ -33,15 +34,6 @@ std::set<std::string> entries(const std::string& dir) {
     std::set<std::string> out;
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(dir, ec)) out.insert(e.path().filename().string());
-    return out;
-}
-
-std::set<std::string> objects(const std::string& pool) {
-    std::set<std::string> out;
-    std::error_code ec;
-    for (const auto& shard : fs::directory_iterator(pool + "/objects", ec))
-        for (const auto& e : fs::directory_iterator(shard.path(), ec))
-            out.insert(shard.path().filename().string() + "/" + e.path().filename().string());
     return out;
 }
 

@@ -6,14 +6,13 @@
 #include <filesystem>
 #include <set>
 
+#include "tests/sample_guests.h"
 #include "tests/test_support.h"
 
 namespace unify::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr int64_t kMtime = 1700000000;
 
 // Three guests below `dir`:
 //   /usr/lib/libc.so      g1 = g2 = g3
@@ -23,9 +22,8 @@ constexpr int64_t kMtime = 1700000000;
 //                         only g1 uses it)
 //   /usr/bin/theirs       only g2
 //   /etc/conf             everywhere, excluded by the default rules
-struct Trio {
-    explicit Trio(const TempDir& dir)
-        : pool(dir / "pool"), g1(dir / "g1"), g2(dir / "g2"), g3(dir / "g3") {
+struct Trio : ThreeGuests {
+    explicit Trio(const TempDir& dir) : ThreeGuests(dir) {
         for (const auto& g : {g1, g2, g3}) {
             file(g + "/usr/lib/libc.so", "libc\n" + std::string(3995, 'l'));
             file(g + "/etc/conf", "conf\n");
@@ -37,46 +35,9 @@ struct Trio {
         file(g2 + "/usr/bin/theirs", "theirs\n");
     }
     static void file(const std::string& path, const std::string& content) {
-        write_file(path, content, 0755);
-        set_mtime(path, kMtime, 9);
+        ThreeGuests::file(path, content, 0755, 9);
     }
-    RunResult unify(std::vector<std::string> args) const {
-        args.insert(args.begin(), {"--pool", pool});
-        return run_unify(args);
-    }
-    bool init_and_import() const {
-        auto r = unify({"init", "--protect", "immutable"});
-        EXPECT_EQ(r.status, 0) << r.err;
-        if (r.status != 0) return false;
-        for (const auto& [name, root] : {std::pair{"g1", g1}, {"g2", g2}, {"g3", g3}}) {
-            r = unify({"import", name, root});
-            EXPECT_EQ(r.status, 0) << name << ": " << r.err;
-            if (r.status != 0) return false;
-        }
-        return true;
-    }
-    std::string pool, g1, g2, g3;
 };
-
-// "ab/<hex>" of every file below POOL/objects.
-std::set<std::string> objects(const std::string& pool) {
-    std::set<std::string> out;
-    std::error_code ec;
-    for (const auto& shard : fs::directory_iterator(pool + "/objects", ec))
-        for (const auto& e : fs::directory_iterator(shard.path(), ec))
-            out.insert(shard.path().filename().string() + "/" + e.path().filename().string());
-    return out;
-}
-
-// The object that is the same inode as `path`, or "".
-std::string object_of(const std::string& pool, const std::string& path) {
-    struct stat want = stat_path(path);
-    for (const auto& o : objects(pool)) {
-        struct stat st = stat_path(pool + "/objects/" + o);
-        if (st.st_ino == want.st_ino && st.st_dev == want.st_dev) return o;
-    }
-    return "";
-}
 
 // Every regular file below root.
 std::vector<std::string> files(const std::string& root) {

@@ -10,14 +10,13 @@
 #include <set>
 #include <sstream>
 
+#include "tests/sample_guests.h"
 #include "tests/test_support.h"
 
 namespace unify::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr int64_t kMtime = 1700000000;  // every sample file gets this mtime (+ ns below)
 
 // Sizes chosen so that the byte figures gc prints are known strings.
 const std::string kTool = "tool v1\n" + std::string(1492, 't');    // 1,500 bytes
@@ -33,9 +32,8 @@ const std::string kConf = "conf=1\n";
 //   /usr/share/doc/readme g1 = g2
 //   /usr/local/bin/private only in g1
 //   /etc/conf            in all three (excluded by the default rules)
-struct Sample {
-    explicit Sample(const TempDir& dir)
-        : pool(dir / "pool"), g1(dir / "g1"), g2(dir / "g2"), g3(dir / "g3") {
+struct Sample : ThreeGuests {
+    explicit Sample(const TempDir& dir) : ThreeGuests(dir) {
         for (const auto& g : {g1, g2, g3}) {
             file(g + "/usr/lib/libc.so", kLib, 0644, 1);
             file(g + "/etc/conf", kConf, 0644, 2);
@@ -50,58 +48,13 @@ struct Sample {
             const char v[] = "sample-value";
             if (setxattr((g + "/usr/bin/tool").c_str(), "user.unify-test", v, sizeof v - 1, 0) != 0)
                 ADD_FAILURE() << "setxattr " << g << ": " << strerror(errno);
-            set_mtime(g + "/usr/bin/tool", kMtime, 3);
+            set_mtime(g + "/usr/bin/tool", kSampleMtime, 3);
             file(g + "/usr/share/doc/readme", kDoc, 0644, 4);
         }
         file(g3 + "/usr/bin/tool", kToolG3, 0755, 3);
         file(g1 + "/usr/local/bin/private", kPrivate, 0600, 5);
     }
-
-    static void file(const std::string& path, const std::string& content, mode_t mode, int64_t ns) {
-        write_file(path, content, mode);
-        set_mtime(path, kMtime, ns);
-    }
-
-    RunResult unify(std::vector<std::string> args) const {
-        args.insert(args.begin(), {"--pool", pool});
-        return run_unify(args);
-    }
-
-    // init + import of all three guests; false (with a test failure) if any step failed.
-    bool init_and_import() const {
-        auto r = unify({"init", "--protect", "immutable"});
-        EXPECT_EQ(r.status, 0) << r.err;
-        if (r.status != 0) return false;
-        for (const auto& [name, root] : {std::pair{"g1", g1}, {"g2", g2}, {"g3", g3}}) {
-            r = unify({"import", name, root});
-            EXPECT_EQ(r.status, 0) << name << ": " << r.err;
-            if (r.status != 0) return false;
-        }
-        return true;
-    }
-
-    std::string pool, g1, g2, g3;
 };
-
-// "ab/<hex>" of every file below POOL/objects, sorted.
-std::set<std::string> objects(const std::string& pool) {
-    std::set<std::string> out;
-    std::error_code ec;
-    for (const auto& shard : fs::directory_iterator(pool + "/objects", ec))
-        for (const auto& e : fs::directory_iterator(shard.path(), ec))
-            out.insert(shard.path().filename().string() + "/" + e.path().filename().string());
-    return out;
-}
-
-// The object (as "ab/<hex>") that is the same inode as `path`, or "" if none is.
-std::string object_of(const std::string& pool, const std::string& path) {
-    struct stat want = stat_path(path);
-    for (const auto& o : objects(pool)) {
-        struct stat st = stat_path(pool + "/objects/" + o);
-        if (st.st_ino == want.st_ino && st.st_dev == want.st_dev) return o;
-    }
-    return "";
-}
 
 std::string hex_of(const std::string& object) {
     return object.substr(3);

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "store/index.h"
+#include "tests/sample_guests.h"
 #include "tests/test_support.h"
 
 namespace unify::test {
@@ -19,7 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int64_t kMtime = 1700000000;
 const std::string kTool = "tool v1\n" + std::string(1492, 't');
 const std::string kLib = "libc\n" + std::string(3995, 'l');
 const std::string kOwn = "own\n";
@@ -35,40 +35,17 @@ std::set<std::string> entries(const std::string& dir) {
     return out;
 }
 
-struct Pool3 {
-    explicit Pool3(const TempDir& dir)
-        : pool(dir / "pool"), g1(dir / "g1"), g2(dir / "g2"), g3(dir / "g3") {
+struct Pool3 : ThreeGuests {
+    explicit Pool3(const TempDir& dir) : ThreeGuests(dir) {
         for (const auto& g : {g1, g2, g3}) file(g + "/usr/lib/libc.so", kLib, 0644, 1);
         for (const auto& g : {g1, g2}) {
             file(g + "/usr/bin/tool", kTool, 0755, 2);
             const char v[] = "sample";
             if (setxattr((g + "/usr/bin/tool").c_str(), "user.unify-test", v, sizeof v - 1, 0) != 0)
                 ADD_FAILURE() << "setxattr: " << strerror(errno);
-            set_mtime(g + "/usr/bin/tool", kMtime, 2);
+            set_mtime(g + "/usr/bin/tool", kSampleMtime, 2);
         }
         file(g3 + "/usr/local/bin/own", kOwn, 0700, 3);
-    }
-
-    static void file(const std::string& path, const std::string& content, mode_t mode, int64_t ns) {
-        write_file(path, content, mode);
-        set_mtime(path, kMtime, ns);
-    }
-
-    RunResult unify(std::vector<std::string> args) const {
-        args.insert(args.begin(), {"--pool", pool});
-        return run_unify(args);
-    }
-
-    bool init_and_import() const {
-        auto r = unify({"init", "--protect", "immutable"});
-        EXPECT_EQ(r.status, 0) << r.err;
-        if (r.status != 0) return false;
-        for (const auto& [name, root] : {std::pair{"g1", g1}, {"g2", g2}, {"g3", g3}}) {
-            r = unify({"import", name, root});
-            EXPECT_EQ(r.status, 0) << name << ": " << r.err;
-            if (r.status != 0) return false;
-        }
-        return true;
     }
 
     // POOL/objects/ab/<hex> of the inode at `path`.
@@ -78,8 +55,6 @@ struct Pool3 {
         if (it == by_ino.end()) return "";
         return pool + "/objects/" + it->second.substr(0, 2) + "/" + it->second;
     }
-
-    std::string pool, g1, g2, g3;
 };
 
 // Runs a shell snippet on an object with its immutable flag lifted, then sets it again.
@@ -226,7 +201,7 @@ TEST(Verify, QuarantineMovesTheObjectAsideAndAnImportMakesItAnew) {
     Pool3::file(g4 + "/usr/bin/tool", kTool, 0755, 2);
     const char v[] = "sample";
     ASSERT_EQ(setxattr((g4 + "/usr/bin/tool").c_str(), "user.unify-test", v, sizeof v - 1, 0), 0);
-    set_mtime(g4 + "/usr/bin/tool", kMtime, 2);
+    set_mtime(g4 + "/usr/bin/tool", kSampleMtime, 2);
     r = s.unify({"import", "g4", g4});
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_TRUE(contains(r.out, "new objects       1 ")) << r.out;
