@@ -61,7 +61,6 @@ class Walker {
     Result<bool> next_batch(std::vector<WalkEntry>& out, size_t max);
     const SkipCounts& skipped() const { return skipped_; }
     uint64_t files_seen() const { return files_seen_; }
-    const FileStat& root_stat() const { return root_st_; }
 
   private:
     struct Frame {

@@ -19,8 +19,9 @@ enum class Replaced {
 };
 
 // Links objects_fd/object_name over dirfd/name. With stock immutable protection this must
-// run inside Protection::with_links_allowed of the object.
-// `still_unwritten` is asked just before the rename (import: the read lease is intact).
+// run inside Pool::with_links_allowed of the object (which also records the window in the
+// intent log). `still_unwritten` is asked just before the rename (import: the read lease of
+// an unsettled file is intact, importer/settle.h).
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
                            const std::string& name, const FileStat& expected,
                            const std::function<bool()>& still_unwritten,
