@@ -1,4 +1,4 @@
-// unify gc: lock, reconcile link records, remove objects only the pool links.
+// unify gc: lock, (with --reconcile, check every link record,) remove objects only the pool links.
 #include <iostream>
 
 #include "cli/command.h"
@@ -11,12 +11,13 @@ namespace unify {
 
 namespace {
 
-int run_gc(const Globals& g, bool dry_run) {
+int run_gc(const Globals& g, bool dry_run, bool reconcile) {
     auto s = open_session(g, std::string("gc") + (dry_run ? " --dry-run" : ""), true);
     if (!s) return report(s.error());
     ProgressLine progress(progress_wanted(g));
-    auto sum = collect_garbage(*s->pool, GcOptions{dry_run, g.verbose, g.jobs, progress.callback()},
-                               progress.log());
+    auto sum = collect_garbage(
+        *s->pool, GcOptions{dry_run, g.verbose, g.jobs, reconcile, progress.callback()},
+        progress.log());
     progress.finish();
     if (!sum) return report(sum.error());
     if (g.json) {
@@ -38,9 +39,13 @@ int run_gc(const Globals& g, bool dry_run) {
 
 Command add_gc_command(CLI::App& app, const Globals& g) {
     auto dry_run = std::make_shared<bool>(false);
+    auto reconcile = std::make_shared<bool>(false);
     auto sub = app.add_subcommand("gc", "remove objects no guest links any more");
     sub->add_flag("-n,--dry-run", *dry_run, "change nothing; report what would be removed");
-    return {sub, [&g, dry_run] { return run_gc(g, *dry_run); }};
+    sub->add_flag("--reconcile", *reconcile,
+                  "also check every guest's link records against its paths and drop the stale "
+                  "ones (one statx per link; import already does this for its own guest)");
+    return {sub, [&g, dry_run, reconcile] { return run_gc(g, *dry_run, *reconcile); }};
 }
 
 }  // namespace unify

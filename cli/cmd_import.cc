@@ -126,6 +126,9 @@ int run_import(const Globals& g, ImportArgs& a) {
     std::cout << "  package database  " << describe_package_dbs(sum->package_dbs, sum->config_files)
               << "\n";
     for (const auto& w : sum->warnings) std::cout << "  warning: " << w << "\n";
+    if (sum->records_dropped)
+        std::cout << "  records dropped   " << format_count(sum->records_dropped) << would
+                  << " (paths removed or replaced since they were linked)\n";
     if (sum->temps_swept)
         std::cout << "  temporaries swept " << format_count(sum->temps_swept)
                   << " (left by an interrupted run)\n";

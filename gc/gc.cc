@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <mutex>
 #include <ostream>
 #include <thread>
@@ -18,12 +19,17 @@ namespace unify {
 
 namespace {
 
+// "<hex>" is replica 0, "<hex>.N" replica N.
+uint32_t replica_of(const std::string& name) {
+    return name.size() > 65 ? uint32_t(std::strtoul(name.c_str() + 65, nullptr, 10)) : 0;
+}
+
 struct Candidate {
     std::string name;  // "<hex>" or "<hex>.N"
     uint64_t size;
 };
 
-// Pass 1: records of paths that are not (or no longer) their object.
+// gc --reconcile: records of paths that are not (or no longer) their object, in every guest.
 Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log, GcSummary& sum) {
     auto rtxn = pool.index().read();
     if (!rtxn) return std::unexpected(rtxn.error());
@@ -84,6 +90,22 @@ Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log
                           .part = ++guests_done,
                           .parts = guests->size()});
     }
+    return {};
+}
+
+// The records naming a replica that only the pool linked are stale by that fact alone.
+Result<void> drop_links_of(Txn& txn, const ObjectId& id, uint32_t replica, bool dry_run,
+                           GcSummary& sum) {
+    std::vector<LinkRecord> doomed;
+    auto r = txn.for_each_link_of_object(id, [&](const LinkRecord& l) {
+        if (l.replica == replica) doomed.push_back(l);
+        return true;
+    });
+    if (!r) return r;
+    sum.links_dropped += doomed.size();
+    if (dry_run) return {};
+    for (const auto& l : doomed)
+        if (auto d = txn.delete_link(l.guest, l.path); !d) return d;
     return {};
 }
 
@@ -149,7 +171,12 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
             if (opt.verbose) log << "remove object " << name << " (" << c.size << " bytes)\n";
             ++sum.objects_removed;
             sum.bytes_reclaimed += c.size;
-            if (opt.dry_run) continue;
+            if (opt.dry_run) {
+                if (!id) continue;
+                outcome = drop_links_of(**txn, *id, replica_of(c.name), true, sum);
+                if (!outcome) break;
+                continue;
+            }
             int fd = openat(pool.objects_fd(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
             if (fd < 0) {
                 outcome = sys_fail("open", shown);
@@ -178,6 +205,8 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                 break;
             }
             if (!id) continue;  // not an object name; removed as garbage all the same
+            outcome = drop_links_of(**txn, *id, replica_of(c.name), false, sum);
+            if (!outcome) break;
             // The record goes only when no replica of the id is left.
             auto rec = (*txn)->object(*id);
             if (!rec) {
@@ -217,8 +246,10 @@ Result<GcSummary> collect_garbage(Pool& pool, const GcOptions& opt_in, std::ostr
     GcOptions opt = opt_in;
     if (opt.jobs == 0) opt.jobs = std::max(1u, std::thread::hardware_concurrency());
     GcSummary sum;
-    if (auto r = reconcile_links(pool, opt, log, sum); !r)
-        return std::unexpected(context(r.error(), "gc"));
+    if (opt.reconcile) {
+        if (auto r = reconcile_links(pool, opt, log, sum); !r)
+            return std::unexpected(context(r.error(), "gc"));
+    }
     if (auto r = collect_objects(pool, opt, log, sum); !r)
         return std::unexpected(context(r.error(), "gc"));
     return sum;

@@ -1,8 +1,11 @@
-// unify gc, in two passes:
-//   1. reconcile: drop every link record whose guest path is no longer the object's inode
-//      (the guest replaced, removed or unshared it behind our back);
-//   2. collect: statx every object in parallel, shard by shard; an object whose link count
-//      is 1 is held by the pool alone: lift its protection, unlink it, drop its record.
+// unify gc: statx every object in parallel, shard by shard; an object whose link count is 1
+// is held by the pool alone: lift its protection, unlink it, drop its record and the link
+// records that still name it. That decision reads only the pool, never the index, so no
+// stale or missing record can make gc keep garbage or remove a linked object; its cost is
+// one statx per object, like `find POOL -links 1`.
+// With reconcile, a first pass also checks every link record of every guest against its
+// path (one statx per link) and drops those whose path is no longer the object's inode.
+// Import does that for its own guest after each complete walk, so this is rarely needed.
 // It runs under the pool lock, so no import can be about to link an object it removes
 // (the race Nix's optimiser has).
 #pragma once
@@ -18,7 +21,8 @@ namespace unify {
 struct GcOptions {
     bool dry_run = false;
     bool verbose = false;
-    unsigned jobs = 0;    // 0: one per core
+    unsigned jobs = 0;  // 0: one per core
+    bool reconcile = false;
     ProgressFn progress;  // optional: called per guest (pass 1) and per shard (pass 2)
 };
 

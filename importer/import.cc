@@ -12,7 +12,9 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <xxhash.h>
 
+#include <algorithm>
 #include <ostream>
 #include <thread>
 #include <unordered_map>
@@ -25,6 +27,7 @@
 #include "linker/object_maker.h"
 #include "linker/replace.h"
 #include "store/fault.h"
+#include "store/guest_path.h"
 #include "store/guest_registry.h"
 #include "store/interrupt.h"
 
@@ -49,6 +52,10 @@ size_t batch_size() {
     return std::min(kMaxBatch, room / 2);
 }
 
+uint64_t path_key(const std::string& path) {
+    return XXH3_64bits(path.data(), path.size());
+}
+
 struct ObjectState {
     uint32_t replica = 0;  // the replica new links go to
     std::optional<FileStat> st;
@@ -65,6 +72,7 @@ class Importer {
     Result<void> register_guest();
     Result<void> do_batch(std::vector<WalkEntry>& batch);
     Result<void> sweep_temp(Txn& txn, const WalkEntry& e);
+    Result<void> drop_stale_records();
     Result<bool> already_linked(Txn& txn, const WalkEntry& e);
     Result<void> apply_group(Txn& txn, const ObjectId& id, const std::vector<size_t>& members,
                              std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed);
@@ -85,8 +93,10 @@ class Importer {
     std::unordered_set<ObjectId> dry_new_;                   // dry run: objects it would make
     std::unordered_map<uint64_t, uint64_t> replaced_links_;  // ino -> paths replaced
     std::unordered_set<uint64_t> copied_from_;               // inodes a new object copies
-    int64_t settle_cutoff_ = settle_cutoff_ns();             // see importer/settle.h
-    uint64_t bytes_hashed_ = 0;                              // for opt_.progress
+    // XXH3 of every path that is linked at the end of this run, for drop_stale_records.
+    std::vector<uint64_t> seen_;
+    int64_t settle_cutoff_ = settle_cutoff_ns();  // see importer/settle.h
+    uint64_t bytes_hashed_ = 0;                   // for opt_.progress
 };
 
 Result<void> Importer::register_guest() {
@@ -144,21 +154,31 @@ Result<bool> Importer::already_linked(Txn& txn, const WalkEntry& e) {
     if (!*rec || (*rec)->ino != e.st.ino || (*rec)->size != e.st.size ||
         (*rec)->mtime_ns != e.st.mtime_ns)
         return false;
-    // The path is the inode the index recorded; it is linked if that inode is the object.
-    auto obj = pool_.stat_object((*rec)->id, (*rec)->replica);
-    if (!obj) return std::unexpected(obj.error());
-    return *obj && (*obj)->same_inode(e.st);
+    // One statx, the walk's: the path is the inode the index recorded as its object, and
+    // that inode is alive, so it is still the object unless the object was deleted and its
+    // inode number reused by a file that the guest then gave the same size, mtime-ns and
+    // protection. A pool changed behind the index's back is `unify verify`'s to find.
+    if (e.st.nlink < 2) return false;  // the pool's name for it is gone
+    if (pool_.protection().mode() != ProtectMode::none && !e.st.immutable) return false;
+    seen_.push_back(path_key(e.path));
+    return true;
 }
 
 Result<void> Importer::record_link(Txn& txn, const WalkEntry& e, const ObjectId& id,
                                    uint32_t replica, const FileStat& obj) {
     LinkRecord rec{guest_.id, e.path, id, replica, obj.ino, obj.size, obj.mtime_ns, obj.ctime_ns};
+    seen_.push_back(path_key(e.path));
     return txn.put_link(rec);
 }
 
 void Importer::count_saved(const WalkEntry& e) {
     // A path hard-linked elsewhere frees its blocks only when its last link is replaced; an
-    // inode an object was copied from frees no more than the copy took.
+    // inode an object was copied from frees no more than the copy took. Only such inodes
+    // are remembered, so memory does not grow with the guest.
+    if (e.st.nlink == 1) {
+        sum_.bytes_saved += e.st.size;
+        return;
+    }
     if (++replaced_links_[e.st.ino] >= e.st.nlink && !copied_from_.count(e.st.ino))
         sum_.bytes_saved += e.st.size;
 }
@@ -375,6 +395,40 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
     return {};
 }
 
+// After a complete walk: the records of this guest's paths that this run did not find linked
+// (removed, replaced by a directory or symlink, changed and skipped, newly excluded) are
+// checked against the filesystem once more and dropped unless the path still is the object.
+// The other guests' records are not read: this costs what this guest has.
+Result<void> Importer::drop_stale_records() {
+    std::sort(seen_.begin(), seen_.end());
+    std::vector<LinkRecord> unseen;
+    {
+        auto txn = pool_.index().read();
+        if (!txn) return std::unexpected(txn.error());
+        auto r = (*txn)->for_each_link_of_guest(guest_.id, [&](const LinkRecord& l) {
+            if (!std::binary_search(seen_.begin(), seen_.end(), path_key(l.path)))
+                unseen.push_back(l);
+            return true;
+        });
+        if (!r) return r;
+    }
+    if (unseen.empty()) return {};
+    auto txn = opt_.dry_run ? pool_.index().read() : pool_.index().write();
+    if (!txn) return std::unexpected(txn.error());
+    for (const LinkRecord& l : unseen) {
+        auto obj = pool_.stat_object(l.id, l.replica);
+        if (!obj) return std::unexpected(obj.error());
+        auto st = stat_guest_path(root_.fd.get(), l.path, join_path(root_.path, l.path));
+        if (!st) return std::unexpected(st.error());
+        if (*obj && *st && (*st)->same_inode(**obj)) continue;
+        ++sum_.records_dropped;
+        if (opt_.verbose) log_ << "drop record " << join_path(root_.path, l.path) << "\n";
+        if (opt_.dry_run) continue;
+        if (auto r = (*txn)->delete_link(guest_.id, l.path); !r) return r;
+    }
+    return (*txn)->commit();
+}
+
 Result<void> Importer::do_batch(std::vector<WalkEntry>& batch) {
     auto txn_r = opt_.dry_run ? pool_.index().read() : pool_.index().write();
     if (!txn_r) return std::unexpected(txn_r.error());
@@ -482,6 +536,7 @@ Result<ImportSummary> Importer::run() {
     }
     sum_.files_seen = walker.files_seen();
     for (const auto& [reason, n] : walker.skipped()) sum_.skipped[reason] += n;
+    if (outcome) outcome = drop_stale_records();
     if (!outcome) return std::unexpected(context(outcome.error(), "import " + opt_.name));
 
     if (!opt_.dry_run) {

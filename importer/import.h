@@ -39,6 +39,7 @@ struct ImportSummary {
     uint64_t bytes_new_objects = 0;
     uint64_t bytes_saved = 0;
     uint64_t temps_swept = 0;
+    uint64_t records_dropped = 0;  // records of paths that are no longer their object
     SkipCounts skipped;
     std::string package_dbs;            // package databases read: "dpkg", "none", ...
     uint64_t config_files = 0;          // configuration files they name

@@ -32,6 +32,8 @@ FileStat from_statx(const struct statx& sx) {
     st.mnt_id = (sx.stx_mask & STATX_MNT_ID) ? sx.stx_mnt_id : 0;
     st.mount_root = (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
                     (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+    st.immutable = (sx.stx_attributes_mask & STATX_ATTR_IMMUTABLE) &&
+                   (sx.stx_attributes & STATX_ATTR_IMMUTABLE);
     return st;
 }
 

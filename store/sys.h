@@ -31,6 +31,7 @@ struct FileStat {
     int64_t ctime_ns = 0;
     uint64_t mnt_id = 0;
     bool mount_root = false;  // STATX_ATTR_MOUNT_ROOT: a mount point, never crossed
+    bool immutable = false;   // STATX_ATTR_IMMUTABLE (FS_IMMUTABLE_FL), where reported
 
     bool is_reg() const { return S_ISREG(mode); }
     bool is_dir() const { return S_ISDIR(mode); }

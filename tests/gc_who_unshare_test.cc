@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "tests/index_dump.h"
 #include "tests/sample_guests.h"
 #include "tests/test_support.h"
 
@@ -190,12 +191,18 @@ TEST(Gc, DropsStaleLinkRecordOfAPathReplacedOnTheHost) {
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(who_links(r.out), (std::set<std::string>{"g2:/usr/share/doc/readme"})) << r.out;
 
-    r = s.unify({"gc", "--dry-run"});
+    // Plain gc reads the pool only: the object has links, nothing to do.
+    r = s.unify({"gc"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "stale link records dropped 0\n")) << r.out;
+    EXPECT_TRUE(contains(dump_index(s.pool), "path=/usr/share/doc/readme id=" + hex_of(doc_obj)));
+
+    r = s.unify({"gc", "--reconcile", "--dry-run"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_TRUE(contains(r.out, "stale link records would be dropped 1\n")) << r.out;
     EXPECT_TRUE(contains(r.out, "objects would be removed 0\n")) << r.out;
 
-    r = s.unify({"gc"});
+    r = s.unify({"gc", "--reconcile"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_TRUE(contains(r.out, "stale link records dropped 1\n")) << r.out;
     EXPECT_TRUE(contains(r.out, "objects removed 0\n")) << r.out;
@@ -209,7 +216,7 @@ TEST(Gc, DropsStaleLinkRecordOfAPathReplacedOnTheHost) {
     EXPECT_EQ(who_links(r.out), (std::set<std::string>{"g2:/usr/share/doc/readme"})) << r.out;
 
     // Dropped once: the next gc finds nothing stale.
-    r = s.unify({"gc"});
+    r = s.unify({"gc", "--reconcile"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_TRUE(contains(r.out, "stale link records dropped 0\n")) << r.out;
 
@@ -227,6 +234,66 @@ TEST(Gc, DropsStaleLinkRecordOfAPathReplacedOnTheHost) {
     EXPECT_TRUE(contains(r.out, "stale link records dropped 0\n")) << r.out;
     // doc.old/readme in g1 still links the object, so it stays.
     EXPECT_TRUE(objects(s.pool).count(doc_obj));
+}
+
+// Re-import drops the records of its guest's paths that are gone; the other guests' stay.
+TEST(Gc, ReimportDropsRecordsOfRemovedPathsAndGcTheirObjects) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string doc_obj = object_of(s.pool, s.g1 + "/usr/share/doc/readme");
+    ASSERT_NE(doc_obj, "");
+    std::string g1_record = "path=/usr/share/doc/readme id=" + hex_of(doc_obj);
+    auto count = [](const std::string& text, const std::string& what) {
+        size_t n = 0;
+        for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1))
+            ++n;
+        return n;
+    };
+    // guest g1 and g2 each: one link record and one reverse entry.
+    ASSERT_EQ(count(dump_index(s.pool), g1_record), 4u) << dump_index(s.pool);
+
+    // The directory leaves the guest behind unify's back (its protected file cannot be
+    // removed, but the directory can be moved); plain gc still sees two links.
+    std::string outside = dir.path() + "/outside-doc";
+    ASSERT_EQ(0, sh("mv '" + s.g1 + "/usr/share/doc' '" + outside + "'"));
+    auto r = s.unify({"gc"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "objects removed 0\n")) << r.out;
+
+    r = s.unify({"import", "g1", s.g1, "--dry-run"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "records dropped   1 (dry run: would be)")) << r.out;
+    EXPECT_EQ(count(dump_index(s.pool), g1_record), 4u);
+    r = s.unify({"import", "g1", s.g1});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "records dropped   1 ")) << r.out;
+    EXPECT_EQ(count(dump_index(s.pool), g1_record), 2u) << "g2's record and reverse entry stay";
+    r = s.unify({"import", "g1", s.g1});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_FALSE(contains(r.out, "records dropped")) << r.out;
+
+    // g2's copy goes behind unify's back too, and the moved file is deleted: only the pool
+    // links the object now, while g2's record still names it. gc removes both, reading
+    // no guest path.
+    ASSERT_EQ(0, sh("mv '" + s.g2 + "/usr/share/doc' '" + outside + "2'"));
+    ASSERT_EQ(0, sh("chattr -i '" + outside + "/readme' && rm -rf '" + outside +
+                    "' && chattr -i '" + outside + "2/readme' && rm -rf '" + outside + "2'"));
+    ASSERT_EQ(nlink(s.pool + "/objects/" + doc_obj), 1u);
+    r = s.unify({"gc", "--dry-run"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "objects would be removed 1\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "stale link records would be dropped 1\n")) << r.out;
+    r = s.unify({"gc"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "objects removed 1\n")) << r.out;
+    EXPECT_TRUE(contains(r.out, "stale link records dropped 1\n")) << r.out;
+    EXPECT_FALSE(objects(s.pool).count(doc_obj));
+    std::string dump = dump_index(s.pool);
+    EXPECT_EQ(count(dump, hex_of(doc_obj)), 0u) << dump;
+    r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
 // ---------------------------------------------------------------------------------------

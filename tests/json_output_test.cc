@@ -91,7 +91,7 @@ TEST(JsonOutput, EveryCommandPrintsOneDocumentWithTheDocumentedFields) {
         j = parse(r);
         expect_fields(j, {"command", "name", "root", "dry_run", "files_seen", "already_linked",
                           "newly_linked", "new_objects", "bytes_new_objects", "bytes_saved",
-                          "temps_swept", "skipped"});
+                          "temps_swept", "records_dropped", "skipped"});
         EXPECT_EQ(j["command"], "import");
         EXPECT_EQ(j["name"], name);
         EXPECT_EQ(j["root"], root);
