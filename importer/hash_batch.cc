@@ -2,25 +2,7 @@
 
 #include <fcntl.h>
 
-#include <atomic>
-#include <thread>
-
 namespace unify {
-
-void parallel_for(size_t n, unsigned jobs, const std::function<void(size_t)>& body) {
-    if (jobs <= 1 || n < 2) {
-        for (size_t i = 0; i < n; ++i) body(i);
-        return;
-    }
-    std::atomic<size_t> next{0};
-    auto worker = [&] {
-        for (size_t i; (i = next.fetch_add(1)) < n;) body(i);
-    };
-    std::vector<std::thread> threads;
-    for (unsigned t = 1; t < jobs; ++t) threads.emplace_back(worker);
-    worker();
-    for (auto& t : threads) t.join();
-}
 
 namespace {
 
@@ -39,16 +21,8 @@ Hashed hash_one(const WalkEntry& e, const std::string& shown, bool ignore_mtime)
         return h;
     }
     Fd f(fd);
-    auto before = stat_fd(fd, shown);
-    if (!before) {
-        h.state = Hashed::failed;
-        h.error = before.error();
-        return h;
-    }
-    if (!before->unchanged(e.st)) {
-        h.state = Hashed::changed;
-        return h;
-    }
+    // One look after reading is enough: it also tells a name swapped for another inode
+    // between the walk and the open (same_inode in unchanged()).
     auto x = read_xattrs(fd, shown);
     auto c = x ? hash_fd(fd, shown) : Result<ContentHash>(std::unexpected(x.error()));
     if (!c) {

@@ -1,7 +1,7 @@
 // The parallel pass of import: hash every file of a batch on all cores, as a plain parallel
 // loop over a pre-sized vector (no queues, no futures). Each file is opened relative to its
-// directory fd without following symlinks, and must be the same, unchanged inode before and
-// after it is read; otherwise it is marked changed and left for the next run.
+// directory fd without following symlinks, and must be the walked, unchanged inode after it
+// is read; otherwise it is marked changed and left for the next run.
 #pragma once
 
 #include <functional>
@@ -11,6 +11,7 @@
 #include "importer/walker.h"
 #include "store/hasher.h"
 #include "store/object_id.h"
+#include "store/parallel.h"
 
 namespace unify {
 
@@ -26,8 +27,5 @@ struct Hashed {
 // fails as a whole: per-file errors land in Hashed::state / error.
 std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
                                const std::string& root_shown, bool ignore_mtime, unsigned jobs);
-
-// Runs body(i) for every i in [0, n) on `jobs` threads.
-void parallel_for(size_t n, unsigned jobs, const std::function<void(size_t)>& body);
 
 }  // namespace unify

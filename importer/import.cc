@@ -15,6 +15,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <future>
 #include <ostream>
 #include <thread>
 #include <unordered_map>
@@ -49,7 +50,7 @@ size_t batch_size() {
     }
     // Directory fds of the walk and LMDB need some too.
     size_t room = rl.rlim_cur > 512 ? size_t(rl.rlim_cur) - 256 : 128;
-    return std::min(kMaxBatch, room / 2);
+    return std::min(kMaxBatch, room / 4);  // two batches in flight (Importer::run)
 }
 
 uint64_t path_key(const std::string& path) {
@@ -70,13 +71,21 @@ class Importer {
 
   private:
     Result<void> register_guest();
-    Result<void> do_batch(std::vector<WalkEntry>& batch);
+    struct Stage;
+    Result<bool> start_batch(Walker& walker, size_t max, Stage& st);
+    Result<std::vector<bool>> prepare_batch(const std::vector<WalkEntry>& batch);
+    Result<void> apply_batch(std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed);
     Result<void> sweep_temp(Txn& txn, const WalkEntry& e);
     Result<void> drop_stale_records();
     Result<bool> already_linked(Txn& txn, const WalkEntry& e);
     Result<void> apply_group(Txn& txn, const ObjectId& id, const std::vector<size_t>& members,
                              std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed);
     Result<ObjectState*> object_state(Txn& txn, const ObjectId& id);
+    Result<void> object_made(Txn& txn, const ObjectId& id, ObjectState& obj, const MadeObject& made,
+                             const WalkEntry& e);
+    Result<void> adopt_new_objects(Txn& txn, const std::vector<ObjectId>& order,
+                                   std::unordered_map<ObjectId, std::vector<size_t>>& groups,
+                                   std::vector<WalkEntry>& batch);
     Result<void> record_link(Txn& txn, const WalkEntry& e, const ObjectId& id, uint32_t replica,
                              const FileStat& obj);
     void count_saved(const WalkEntry& e);
@@ -221,6 +230,51 @@ Result<void> Importer::sweep_temp(Txn& txn, const WalkEntry& e) {
     return pool_.with_links_allowed(*id, obj->replica, fd->get(), act);
 }
 
+// Records a new object and, when the guest's inode became it, the link of that path.
+Result<void> Importer::object_made(Txn& txn, const ObjectId& id, ObjectState& obj,
+                                   const MadeObject& made, const WalkEntry& e) {
+    if (auto r = txn.put_object(id, made.rec); !r) return r;
+    obj.st = made.st;
+    obj.replica = 0;
+    obj.recorded = true;
+    ++sum_.new_objects;
+    sum_.bytes_new_objects += made.rec.size;
+    if (opt_.verbose) log_ << "new object " << id.hex() << " from " << shown(e) << "\n";
+    if (e.st.nlink != 1) return {};
+    ++sum_.newly_linked;
+    return record_link(txn, e, id, 0, *obj.st);
+}
+
+// The batch's new objects whose first path is a settled single-link inode are adopted
+// together, so their verifying re-reads run on all cores; each such path leaves its group.
+// The rest (copies, unsettled files, a path that changed) go through apply_group one by one.
+Result<void> Importer::adopt_new_objects(Txn& txn, const std::vector<ObjectId>& order,
+                                         std::unordered_map<ObjectId, std::vector<size_t>>& groups,
+                                         std::vector<WalkEntry>& batch) {
+    std::vector<AdoptRequest> requests;
+    for (const ObjectId& id : order) {
+        auto state = object_state(txn, id);
+        if (!state) return std::unexpected(state.error());
+        const WalkEntry& e = batch[groups[id].front()];
+        if ((*state)->st || e.st.nlink != 1 || e.st.ctime_ns >= settle_cutoff_) continue;
+        requests.push_back({id, e.dir->get(), e.name, e.st, shown(e)});
+    }
+    auto made = adopt_objects(pool_, requests, opt_.jobs);
+    for (size_t k = 0; k < requests.size(); ++k) {
+        const ObjectId& id = requests[k].id;
+        std::vector<size_t>& members = groups[id];
+        WalkEntry& e = batch[members.front()];
+        members.erase(members.begin());
+        if (!made[k]) return std::unexpected(made[k].error());
+        if (made[k]->outcome != MadeObject::made) {
+            skip_file(e, made[k]->outcome == MadeObject::changed ? skip::kChanged : skip::kFlagged);
+            continue;
+        }
+        if (auto r = object_made(txn, id, objects_[id], *made[k], e); !r) return r;
+    }
+    return {};
+}
+
 Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vector<size_t>& members,
                                    std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed) {
     auto state = object_state(txn, id);
@@ -298,17 +352,8 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
             skip_file(e, skip::kFlagged);
             continue;
         }
-        if (auto r = txn.put_object(id, made->rec); !r) return r;
-        obj.st = made->st;
-        obj.replica = 0;
-        obj.recorded = true;
-        ++sum_.new_objects;
-        sum_.bytes_new_objects += made->rec.size;
-        if (opt_.verbose) log_ << "new object " << id.hex() << " from " << shown(e) << "\n";
-        if (e.st.nlink == 1) {
-            ++sum_.newly_linked;
-            if (auto r = record_link(txn, e, id, 0, *obj.st); !r) return r;
-        } else {
+        if (auto r = object_made(txn, id, obj, *made, e); !r) return r;
+        if (e.st.nlink != 1) {
             copied_from_.insert(e.st.ino);
             pending.insert(pending.begin(), i);  // the copy still has to replace the path
         }
@@ -429,7 +474,24 @@ Result<void> Importer::drop_stale_records() {
     return (*txn)->commit();
 }
 
-Result<void> Importer::do_batch(std::vector<WalkEntry>& batch) {
+// Which paths of a walked batch need hashing: not our temporaries, not paths that are
+// already linked. Reads the index only, so it runs while no write transaction is open.
+Result<std::vector<bool>> Importer::prepare_batch(const std::vector<WalkEntry>& batch) {
+    auto txn = pool_.index().read();
+    if (!txn) return std::unexpected(txn.error());
+    std::vector<bool> wanted(batch.size(), false);
+    for (size_t i = 0; i < batch.size(); ++i) {
+        if (batch[i].temp) continue;
+        auto linked = already_linked(**txn, batch[i]);
+        if (!linked) return std::unexpected(linked.error());
+        if (*linked) ++sum_.already_linked;
+        wanted[i] = !*linked;
+    }
+    (*txn)->commit();
+    return wanted;
+}
+
+Result<void> Importer::apply_batch(std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed) {
     auto txn_r = opt_.dry_run ? pool_.index().read() : pool_.index().write();
     if (!txn_r) return std::unexpected(txn_r.error());
     Txn& txn = **txn_r;
@@ -441,24 +503,13 @@ Result<void> Importer::do_batch(std::vector<WalkEntry>& batch) {
         return c;
     };
 
-    std::vector<bool> wanted(batch.size(), false);
+    std::vector<ObjectId> order;
+    std::unordered_map<ObjectId, std::vector<size_t>> groups;
     for (size_t i = 0; i < batch.size(); ++i) {
         if (batch[i].temp) {
             if (auto r = sweep_temp(txn, batch[i]); !r) return finish(r);
             continue;
         }
-        auto linked = already_linked(txn, batch[i]);
-        if (!linked) return finish(std::unexpected(linked.error()));
-        if (*linked) ++sum_.already_linked;
-        wanted[i] = !*linked;
-    }
-
-    std::vector<Hashed> hashed =
-        hash_batch(batch, wanted, root_.path, pool_.settings().ignore_mtime, opt_.jobs);
-
-    std::vector<ObjectId> order;
-    std::unordered_map<ObjectId, std::vector<size_t>> groups;
-    for (size_t i = 0; i < batch.size(); ++i) {
         Hashed& h = hashed[i];
         switch (h.state) {
             case Hashed::pending:
@@ -480,11 +531,33 @@ Result<void> Importer::do_batch(std::vector<WalkEntry>& batch) {
             }
         }
     }
+    if (!opt_.dry_run) {
+        if (auto r = adopt_new_objects(txn, order, groups, batch); !r) return finish(r);
+    }
     for (const ObjectId& id : order) {
         if (interrupted()) return finish(std::unexpected(interrupted_error()));
         if (auto r = apply_group(txn, id, groups[id], batch, hashed); !r) return finish(r);
     }
     return finish({});
+}
+
+// A batch walked, checked against the index, and hashed in the background.
+struct Importer::Stage {
+    std::vector<WalkEntry> batch;
+    std::future<std::vector<Hashed>> hashed;
+};
+
+Result<bool> Importer::start_batch(Walker& walker, size_t max, Stage& st) {
+    st.batch.clear();
+    auto more = walker.next_batch(st.batch, max);
+    if (!more) return std::unexpected(more.error());
+    auto wanted = prepare_batch(st.batch);
+    if (!wanted) return std::unexpected(wanted.error());
+    // The hashing threads only read the batch; it stays put until the future is taken.
+    st.hashed = std::async(std::launch::async, [this, &st, w = std::move(*wanted)] {
+        return hash_batch(st.batch, w, root_.path, pool_.settings().ignore_mtime, opt_.jobs);
+    });
+    return *more;
 }
 
 Result<ImportSummary> Importer::run() {
@@ -513,27 +586,33 @@ Result<ImportSummary> Importer::run() {
     // A writer opening a leased file makes the kernel send SIGIO, whose default kills us; we
     // ask each lease instead (importer/settle.h).
     signal(SIGIO, SIG_IGN);
+    // A pipeline of two batches, as mold overlaps its passes: the next batch is walked and
+    // hashed on all cores while this thread links the current one (syscalls, one LMDB write
+    // transaction). Both batches' directory fds are open at once; batch_size allows for it.
     const size_t max_batch = batch_size();
-    std::vector<WalkEntry> batch;
+    Stage stages[2];
     Result<void> outcome;
-    for (bool more = true; more;) {
-        batch.clear();
-        auto r = walker.next_batch(batch, max_batch);
-        if (!r) {
-            outcome = std::unexpected(r.error());
+    auto more = start_batch(walker, max_batch, stages[0]);
+    for (size_t k = 0; outcome; ++k) {
+        if (!more) {
+            outcome = std::unexpected(more.error());
             break;
         }
-        more = *r;
-        if (auto b = do_batch(batch); !b) {
-            outcome = b;
-            break;
-        }
+        Stage& cur = stages[k % 2];
+        std::vector<Hashed> hashed = cur.hashed.get();
+        bool last = !*more;
+        if (!last) more = start_batch(walker, max_batch, stages[(k + 1) % 2]);
+        outcome = apply_batch(cur.batch, hashed);
         if (opt_.progress)
             opt_.progress({.phase = "import",
                            .unit = "files",
                            .done = walker.files_seen(),
                            .bytes = bytes_hashed_});
+        if (last) break;
     }
+    // An error above may leave the other stage hashing: wait for it before its batch goes.
+    for (Stage& st : stages)
+        if (st.hashed.valid()) st.hashed.wait();
     sum_.files_seen = walker.files_seen();
     for (const auto& [reason, n] : walker.skipped()) sum_.skipped[reason] += n;
     if (outcome) outcome = drop_stale_records();

@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 
 #include "linker/copy.h"
 #include "store/fault.h"
+#include "store/parallel.h"
 
 namespace unify {
 
@@ -44,9 +46,11 @@ ObjectRecord record_of(const ContentHash& h) {
 
 }  // namespace
 
-static Result<MadeObject> adopt_unlogged(const Pool& pool, const ObjectId& id, int dirfd,
-                                  const std::string& name, const FileStat& hashed,
-                                  const std::string& shown) {
+// Links the guest's inode into the pool and protects it; the object is not verified yet.
+// On `made`, fd is open on the protected object.
+static Result<MadeObject> adopt_link_protect(const Pool& pool, const ObjectId& id, int dirfd,
+                                             const std::string& name, const FileStat& hashed,
+                                             const std::string& shown, Fd& fd) {
     MadeObject out;
     std::string obj_name = Pool::object_name(id), obj_shown = pool.object_shown(id);
     fault_point("adopt.link");
@@ -65,19 +69,27 @@ static Result<MadeObject> adopt_unlogged(const Pool& pool, const ObjectId& id, i
         withdraw(pool, id, 0, -1);
         return out;
     }
-    int fd = openat(pool.objects_fd(), obj_name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
+    int f = openat(pool.objects_fd(), obj_name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (f < 0) {
         int err = errno;
         withdraw(pool, id, 0, -1);
         return sys_fail("open", obj_shown, err);
     }
-    Fd f(fd);
+    fd = Fd(f);
     fault_point("adopt.protect");
-    if (auto p = pool.protection().protect(fd, obj_shown); !p) {
-        withdraw(pool, id, 0, fd);
+    if (auto p = pool.protection().protect(f, obj_shown); !p) {
+        withdraw(pool, id, 0, f);
         return std::unexpected(p.error());
     }
-    auto again = rehash(pool, fd, obj_shown, out.st);
+    out.outcome = MadeObject::made;
+    return out;
+}
+
+// The protected object hashed again: made if it is still what `id` says, else withdrawn.
+static Result<MadeObject> adopt_verify(const Pool& pool, const ObjectId& id, int fd,
+                                       Result<std::pair<ObjectId, ContentHash>> again,
+                                       FileStat st) {
+    MadeObject out;
     if (!again) {
         withdraw(pool, id, 0, fd);
         return std::unexpected(again.error());
@@ -87,13 +99,25 @@ static Result<MadeObject> adopt_unlogged(const Pool& pool, const ObjectId& id, i
         return out;
     }
     out.outcome = MadeObject::made;
+    out.st = st;
     out.rec = record_of(again->second);
     return out;
 }
 
+static Result<MadeObject> adopt_unlogged(const Pool& pool, const ObjectId& id, int dirfd,
+                                         const std::string& name, const FileStat& hashed,
+                                         const std::string& shown) {
+    Fd fd;
+    auto linked = adopt_link_protect(pool, id, dirfd, name, hashed, shown, fd);
+    if (!linked || linked->outcome != MadeObject::made) return linked;
+    FileStat st;
+    auto again = rehash(pool, fd.get(), pool.object_shown(id), st);
+    return adopt_verify(pool, id, fd.get(), std::move(again), st);
+}
+
 static Result<MadeObject> copy_unlogged(const Pool& pool, const ObjectId& id, uint32_t replica,
-                                 int src_fd, const FileStat& st, const Xattrs& xattrs,
-                                 const Digest& content, const std::string& shown) {
+                                        int src_fd, const FileStat& st, const Xattrs& xattrs,
+                                        const Digest& content, const std::string& shown) {
     MadeObject out;
     std::string tmp_shown = pool.path() + "/tmp/(unnamed)";
     std::string obj_name = Pool::object_name(id, replica),
@@ -139,6 +163,41 @@ Result<MadeObject> adopt_object(const Pool& pool, const ObjectId& id, int dirfd,
     auto r = adopt_unlogged(pool, id, dirfd, name, hashed, shown);
     if (r) pool.intent().end();
     return r;
+}
+
+std::vector<Result<MadeObject>> adopt_objects(const Pool& pool,
+                                              const std::vector<AdoptRequest>& requests,
+                                              unsigned jobs) {
+    std::vector<Result<MadeObject>> out(requests.size(), MadeObject{});
+    const size_t chunk = kIntentSlots - 1;
+    for (size_t base = 0; base < requests.size(); base += chunk) {
+        size_t n = std::min(chunk, requests.size() - base);
+        std::vector<Fd> fds(n);
+        // Serial: links and flags, each object in its own intent slot from its link on.
+        for (size_t k = 0; k < n; ++k) {
+            const AdoptRequest& r = requests[base + k];
+            pool.intent().begin(IntentOp::adopt, Pool::object_name(r.id), 1 + k);
+            out[base + k] =
+                adopt_link_protect(pool, r.id, r.dirfd, r.name, r.hashed, r.shown, fds[k]);
+            if (!out[base + k] || out[base + k]->outcome != MadeObject::made)
+                pool.intent().end(1 + k);  // nothing left in the pool, or a failure to report
+        }
+        // Parallel: read every frozen object again.
+        std::vector<Result<std::pair<ObjectId, ContentHash>>> again(n, std::unexpected(Error{}));
+        std::vector<FileStat> st(n);
+        parallel_for(n, jobs, [&](size_t k) {
+            if (!fds[k].valid()) return;
+            again[k] = rehash(pool, fds[k].get(), pool.object_shown(requests[base + k].id), st[k]);
+        });
+        // Serial: keep or withdraw.
+        for (size_t k = 0; k < n; ++k) {
+            if (!fds[k].valid()) continue;
+            const AdoptRequest& r = requests[base + k];
+            out[base + k] = adopt_verify(pool, r.id, fds[k].get(), std::move(again[k]), st[k]);
+            if (out[base + k]) pool.intent().end(1 + k);
+        }
+    }
+    return out;
 }
 
 Result<MadeObject> copy_object(const Pool& pool, const ObjectId& id, uint32_t replica, int src_fd,

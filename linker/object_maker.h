@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "store/hasher.h"
 #include "store/index.h"
@@ -24,6 +25,20 @@ struct MadeObject {
 Result<MadeObject> adopt_object(const Pool& pool, const ObjectId& id, int dirfd,
                                 const std::string& name, const FileStat& hashed,
                                 const std::string& shown);
+
+// adopt_object for many objects at once, as import makes a batch's new objects: links and
+// flags on this thread, then the verifying re-reads on `jobs` threads. One intent slot per
+// object in flight, so a crash anywhere leaves each for the next writer to verify.
+struct AdoptRequest {
+    ObjectId id;
+    int dirfd;
+    std::string name;
+    FileStat hashed;
+    std::string shown;
+};
+std::vector<Result<MadeObject>> adopt_objects(const Pool& pool,
+                                              const std::vector<AdoptRequest>& requests,
+                                              unsigned jobs);
 
 // src_fd must be open on the inode hashed as `st` (content `content`).
 Result<MadeObject> copy_object(const Pool& pool, const ObjectId& id, uint32_t replica, int src_fd,

@@ -14,7 +14,10 @@ namespace unify {
 
 namespace {
 
-constexpr size_t kPage = 4096;
+// A slot holds a tag, a blank and a NUL-terminated "xx/<64 hex>[.N]"; slot 0 sits where the
+// one-slot format of an older unify had its record, so its pending record is still found.
+constexpr size_t kSlot = 128;
+constexpr size_t kPage = kSlot * kIntentSlots;
 
 }  // namespace
 
@@ -47,24 +50,31 @@ Result<IntentLog> IntentLog::open(int pool_fd, const std::string& pool_path) {
     return log;
 }
 
-void IntentLog::begin(IntentOp op, const std::string& object_name) const {
-    if (!page_) return;
+void IntentLog::begin(IntentOp op, const std::string& object_name, size_t slot) const {
+    if (!page_ || slot >= kIntentSlots) return;
+    char* p = page_ + slot * kSlot;
     // The name goes in first and the tag last, so a reader never sees a tag with half a name.
-    size_t n = std::min(object_name.size(), kPage - 3);
-    std::memcpy(page_ + 2, object_name.data(), n);
-    page_[2 + n] = '\0';
-    page_[1] = ' ';
-    __atomic_store_n(&page_[0], op == IntentOp::window ? 'W' : 'A', __ATOMIC_RELEASE);
+    size_t n = std::min(object_name.size(), kSlot - 3);
+    std::memcpy(p + 2, object_name.data(), n);
+    p[2 + n] = '\0';
+    p[1] = ' ';
+    __atomic_store_n(&p[0], op == IntentOp::window ? 'W' : 'A', __ATOMIC_RELEASE);
 }
 
-void IntentLog::end() const {
-    if (page_) __atomic_store_n(&page_[0], '\0', __ATOMIC_RELEASE);
+void IntentLog::end(size_t slot) const {
+    if (page_ && slot < kIntentSlots)
+        __atomic_store_n(&page_[slot * kSlot], '\0', __ATOMIC_RELEASE);
 }
 
-std::optional<Intent> IntentLog::pending() const {
-    if (!page_ || (page_[0] != 'W' && page_[0] != 'A')) return std::nullopt;
-    return Intent{page_[0] == 'W' ? IntentOp::window : IntentOp::adopt,
-                  std::string(page_ + 2, strnlen(page_ + 2, kPage - 2))};
+std::vector<Intent> IntentLog::pending() const {
+    std::vector<Intent> out;
+    for (size_t slot = 0; page_ && slot < kIntentSlots; ++slot) {
+        const char* p = page_ + slot * kSlot;
+        if (p[0] != 'W' && p[0] != 'A') continue;
+        out.push_back(Intent{p[0] == 'W' ? IntentOp::window : IntentOp::adopt,
+                             std::string(p + 2, strnlen(p + 2, kSlot - 2))});
+    }
+    return out;
 }
 
 }  // namespace unify

@@ -26,15 +26,16 @@ Result<std::string> finish(const Pool& pool, const Intent& in) {
     }
     Fd f(fd);
     if (auto r = pool.protection().protect(fd, shown); !r) return std::unexpected(r.error());
-    if (in.op == IntentOp::window) return "protected " + shown + " again (its window was cut short)";
+    if (in.op == IntentOp::window)
+        return "protected " + shown + " again (its window was cut short)";
     auto h = hash_fd(fd, shown);
     if (!h) return std::unexpected(h.error());
     auto x = read_xattrs(fd, shown);
     if (!x) return std::unexpected(x.error());
     auto st = stat_fd(fd, shown);
     if (!st) return std::unexpected(st.error());
-    ObjectId now = make_object_id(h->sha256, Identity::of(*st, std::move(*x)),
-                                  pool.settings().ignore_mtime);
+    ObjectId now =
+        make_object_id(h->sha256, Identity::of(*st, std::move(*x)), pool.settings().ignore_mtime);
     if (now == *id) return "verified " + shown + " (its import was cut short)";
     if (auto r = pool.protection().unprotect(fd, shown); !r) return std::unexpected(r.error());
     if (unlinkat(pool.objects_fd(), in.object_name.c_str(), 0) != 0)
@@ -48,12 +49,14 @@ Result<std::string> Pool::prepare_writer() {
     auto log = IntentLog::open(fd(), path_);
     if (!log) return std::unexpected(log.error());
     intent_ = std::move(*log);
-    auto pending = intent_.pending();
-    if (!pending) return std::string();
-    auto done = finish(*this, *pending);
-    if (!done) return std::unexpected(context(done.error(), "finishing an interrupted operation"));
-    intent_.end();
-    return *done;
+    std::string done;
+    for (const Intent& in : intent_.pending()) {
+        auto d = finish(*this, in);
+        if (!d) return std::unexpected(context(d.error(), "finishing an interrupted operation"));
+        if (!d->empty()) done += (done.empty() ? "" : "\n") + *d;
+    }
+    for (size_t slot = 0; slot < kIntentSlots; ++slot) intent_.end(slot);
+    return done;
 }
 
 }  // namespace unify

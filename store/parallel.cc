@@ -1,0 +1,24 @@
+#include "store/parallel.h"
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+namespace unify {
+
+void parallel_for(size_t n, unsigned jobs, const std::function<void(size_t)>& body) {
+    if (jobs <= 1 || n < 2) {
+        for (size_t i = 0; i < n; ++i) body(i);
+        return;
+    }
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+        for (size_t i; (i = next.fetch_add(1)) < n;) body(i);
+    };
+    std::vector<std::thread> threads;
+    for (unsigned t = 1; t < jobs && t < n; ++t) threads.emplace_back(worker);
+    worker();
+    for (auto& t : threads) t.join();
+}
+
+}  // namespace unify

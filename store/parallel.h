@@ -1,0 +1,12 @@
+// Plain parallel loops over pre-sized work, as mold does: `jobs` threads take indices from
+// one atomic counter; the calling thread works too. No queues, no futures.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+
+namespace unify {
+
+void parallel_for(size_t n, unsigned jobs, const std::function<void(size_t)>& body);
+
+}  // namespace unify
