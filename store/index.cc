@@ -1,8 +1,11 @@
 // The index is one LMDB environment with five named tables (layout in index.h; "meta" holds
 // the format version and the next guest id). Records are a small little-endian binary
-// format behind a leading format byte, so a later format can be told from this one. Keys
-// that must be range-scanned put the fixed-size part first: the 4-byte big-endian guest id
-// in links, the 32-byte object id in byobject, so a prefix is one contiguous cursor range.
+// format behind a leading format byte, so a later format can be told from this one. Both
+// link tables put the 4-byte big-endian guest id first, so one guest's entries are one
+// contiguous range: a new guest's import appends at the end of each tree instead of
+// dirtying leaf pages all over a byobject table that holds every guest's links (which made
+// import time grow with the number of guests). The links of one object are then one range
+// per guest; for_each_link_of_object hops between them with cursor seeks.
 // Iteration keeps a cursor open only while the visitor leaves the transaction alone; a
 // visitor that writes makes the scan re-seek past the last key it saw, so gc and import
 // can delete what they are visiting.
@@ -26,8 +29,10 @@ namespace {
 constexpr uint8_t kRecordFormat = 1;
 // Guest records: format 2 adds package_dbs and config_files, and signs every rule.
 constexpr uint8_t kGuestFormat = 2;
-constexpr uint32_t kIndexVersion = 1;
-// LMDB keys are at most 511 bytes; a byobject key is 32 + 4 + path.
+// Version 2: byobject keys start with the guest id (version 1 started them with the object
+// id). The records are unchanged, but a version 1 index must be rebuilt.
+constexpr uint32_t kIndexVersion = 2;
+// LMDB keys are at most 511 bytes; a byobject key is 4 + 32 + path.
 constexpr size_t kMaxInlinePath = 440;
 // Address space, not disk: data.mdb grows only as pages are used. UNIFY_INDEX_MAP_SIZE
 // (bytes) overrides it, for an index that outgrows it (MDB_MAP_FULL says so).
@@ -99,6 +104,23 @@ std::string be32(uint32_t v) {
 
 std::string id_bytes(const ObjectId& id) {
     return std::string(reinterpret_cast<const char*>(id.bytes.data()), id.bytes.size());
+}
+
+uint32_t from_be32(std::string_view s) {
+    return uint32_t(uint8_t(s[0])) << 24 | uint32_t(uint8_t(s[1])) << 16 |
+           uint32_t(uint8_t(s[2])) << 8 | uint32_t(uint8_t(s[3]));
+}
+
+constexpr size_t kGuestBytes = 4;
+constexpr size_t kIdBytes = 32;
+
+// The byobject key of a link: its guest id, then the object id, then the rest of the link
+// key (the path part).
+std::string byobject_key(const ObjectId& id, std::string_view link_key) {
+    std::string key(link_key.substr(0, kGuestBytes));
+    key += id_bytes(id);
+    key += link_key.substr(kGuestBytes);
+    return key;
 }
 
 class Writer {
@@ -401,18 +423,66 @@ class LmdbTxn : public Txn {
 
     Result<void> for_each_link_of_object(const ObjectId& id, const LinkVisitor& visit) override {
         if (auto r = live("for_each_link_of_object"); !r) return r;
-        std::string prefix = id_bytes(id);
-        return scan(env_->byobject, prefix, prefix, [&](std::string_view key, std::string_view) {
-            auto val = get(env_->links, key.substr(32));
-            if (!val) return Result<bool>(std::unexpected(val.error()));
+        const Table& t = env_->byobject;
+        const std::string idb = id_bytes(id);
+        Cursor cur{*this};
+        if (int rc = mdb_cursor_open(txn_, t.dbi, &cur.c); rc != 0)
+            return mdb_fail(*env_, "mdb_cursor_open", &t, rc);
+        // The object's entries are one range per guest: seek to (guest, id) and hop past any
+        // key of another object, from guest 0 up. Each seek lands strictly after the key that
+        // caused it, so the walk ends; it costs about two seeks per guest, without reading
+        // the guests table (which a damaged index may not match).
+        std::string target = be32(0) + idb;
+        MDB_val k = to_val(target), v{};
+        int rc = mdb_cursor_get(cur.c, &k, &v, MDB_SET_RANGE);
+        std::string last;
+        for (;;) {
+            if (rc == MDB_NOTFOUND) return {};
+            if (rc != 0) return mdb_fail(*env_, "mdb_cursor_get", &t, rc);
+            std::string_view key = to_view(k);
+            // A link key has at least '/' after the guest id.
+            if (key.size() <= kGuestBytes + kIdBytes) return corrupt(*env_, t);
+            std::string_view key_id = key.substr(kGuestBytes, kIdBytes);
+            if (key_id != idb) {
+                uint32_t g = from_be32(key);
+                if (key_id > idb) {
+                    if (g == UINT32_MAX) return {};
+                    ++g;
+                }
+                target = be32(g) + idb;
+                k = to_val(target);
+                rc = mdb_cursor_get(cur.c, &k, &v, MDB_SET_RANGE);
+                continue;
+            }
+            std::string link_key(key.substr(0, kGuestBytes));
+            link_key += key.substr(kGuestBytes + kIdBytes);
+            last.assign(key);
+            auto val = get(env_->links, link_key);
+            if (!val) return std::unexpected(val.error());
             // A reverse entry without its link (or naming another object) breaks the
             // invariant put_link and delete_link keep inside one transaction.
-            if (!*val) return Result<bool>(corrupt(*env_, env_->byobject));
+            if (!*val) return corrupt(*env_, t);
             auto l = decode_link(**val);
-            if (!l) return Result<bool>(corrupt(*env_, env_->links));
-            if (l->id != id) return Result<bool>(corrupt(*env_, env_->byobject));
-            return Result<bool>(visit(*l));
-        });
+            if (!l) return corrupt(*env_, env_->links);
+            if (l->id != id) return corrupt(*env_, t);
+            uint64_t generation = generation_;
+            bool more = visit(*l);
+            if (!txn_)
+                return fail("for_each_link_of_object(" + env_->dir +
+                            "): the transaction ended during the iteration");
+            if (!more) return {};
+            if (generation == generation_) {
+                rc = mdb_cursor_get(cur.c, &k, &v, MDB_NEXT);
+                continue;
+            }
+            // The visitor wrote: as in scan, re-seek past the last key from a fresh cursor.
+            cur.reset();
+            if (rc = mdb_cursor_open(txn_, t.dbi, &cur.c); rc != 0)
+                return mdb_fail(*env_, "mdb_cursor_open", &t, rc);
+            k = to_val(last);
+            rc = mdb_cursor_get(cur.c, &k, &v, MDB_SET_RANGE);
+            if (rc == 0 && to_view(k) == last) rc = mdb_cursor_get(cur.c, &k, &v, MDB_NEXT);
+        }
     }
 
     Result<void> put_guest(GuestRecord& g) override {
@@ -477,7 +547,7 @@ class LmdbTxn : public Txn {
         if (!scanned) return scanned;
         for (const auto& [key, obj] : doomed) {
             if (auto r = del(env_->links, key); !r) return std::unexpected(r.error());
-            if (auto r = del(env_->byobject, id_bytes(obj) + key); !r)
+            if (auto r = del(env_->byobject, byobject_key(obj, key)); !r)
                 return std::unexpected(r.error());
         }
 
@@ -519,12 +589,12 @@ class LmdbTxn : public Txn {
             auto old = decode_link(**old_val);
             if (!old) return corrupt(*env_, env_->links);
             if (old->id != link.id) {
-                if (auto r = del(env_->byobject, id_bytes(old->id) + *key); !r)
+                if (auto r = del(env_->byobject, byobject_key(old->id, *key)); !r)
                     return std::unexpected(r.error());
             }
         }
         if (auto r = put(env_->links, *key, encode(link)); !r) return r;
-        return put(env_->byobject, id_bytes(link.id) + *key, "");
+        return put(env_->byobject, byobject_key(link.id, *key), "");
     }
 
     Result<void> delete_link(uint32_t guest, const std::string& path) override {
@@ -537,7 +607,7 @@ class LmdbTxn : public Txn {
         auto l = decode_link(**val);
         if (!l) return corrupt(*env_, env_->links);
         if (auto r = del(env_->links, *key); !r) return std::unexpected(r.error());
-        if (auto r = del(env_->byobject, id_bytes(l->id) + *key); !r)
+        if (auto r = del(env_->byobject, byobject_key(l->id, *key)); !r)
             return std::unexpected(r.error());
         return {};
     }
@@ -711,7 +781,8 @@ Result<void> open_tables(Env& env, bool create) {
         if (!version) return abort(corrupt(env, env.meta));
         if (*version != kIndexVersion)
             return abort(fail("open(" + env.dir + "): index version " + std::to_string(*version) +
-                              ", this unify knows version " + std::to_string(kIndexVersion)));
+                              ", this unify knows version " + std::to_string(kIndexVersion) +
+                              "; run `unify reindex` to rebuild it"));
     }
     // Commit even a read txn: aborting it would close the table handles it opened.
     if (rc = mdb_txn_commit(txn); rc != 0) return mdb_fail(env, "mdb_txn_commit", nullptr, rc);

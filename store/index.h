@@ -3,7 +3,9 @@
 //   guests   name -> GuestRecord          (plus "#id" -> name, for id lookups)
 //   objects  id(32) -> ObjectRecord
 //   links    link key -> LinkRecord        link key = guest id (4, big endian) + path
-//   byobject id(32) + link key -> ""       the reverse mapping, for `who`
+//   byobject guest id(4) + id(32) + path -> ""
+//            the reverse mapping, for `who`. Guest first so that one guest's entries are
+//            contiguous and importing a new guest costs the same however many there are.
 // LMDB keys are at most 511 bytes, so a path longer than 440 bytes is keyed by 0x00 +
 // SHA-256(path); the record always carries the whole path. Nothing outside this file
 // knows about LMDB.

@@ -286,10 +286,13 @@ TEST(Index, TruncatedRecordAndWrongVersionAreReported) {
         ASSERT_FALSE(each);
         EXPECT_NE(each.error().message.find("corrupt record in links"), std::string::npos);
     }
-    poke(tmp.index(), "meta", "version", std::string("\2\0\0\0\0\0\0\0", 8));
+    // Version 1 keyed byobject by object id first: such an index must be rebuilt.
+    poke(tmp.index(), "meta", "version", std::string("\1\0\0\0\0\0\0\0", 8));
     auto index = Index::open(tmp.index(), false);
     ASSERT_FALSE(index);
-    EXPECT_NE(index.error().message.find("index version 2"), std::string::npos)
+    EXPECT_NE(index.error().message.find("index version 1, this unify knows version 2; run "
+                                         "`unify reindex` to rebuild it"),
+              std::string::npos)
         << index.error().message;
 }
 
@@ -609,6 +612,126 @@ TEST(Index, DeleteGuestRemovesOnlyItsLinksAndReverseEntries) {
     GuestRecord web4 = make_guest("web4");
     ASSERT_OK((*txn)->put_guest(web4));
     EXPECT_EQ(web4.id, 4u);
+    ASSERT_OK((*txn)->commit());
+}
+
+// byobject is keyed by guest first, so an object's links are one range per guest and the
+// scan must hop between them without picking up neighbouring objects' entries.
+TEST(Index, LinksOfObjectAcrossSparseGuestsAndNeighbourIds) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    ObjectId a = oid({0x80}, 0x55);
+    ObjectId below = a, above = a, first = oid({}, 0x00), last = oid({}, 0xff);
+    below.bytes.back() = 0x54;
+    above.bytes.back() = 0x56;
+    std::string long_path = "/" + std::string(600, 'x');
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    std::vector<std::string> want;
+    for (uint32_t g : {1u, 2u, 7u, 300u, 0xffffffffu}) {
+        for (const std::string& p : {std::string("/a"), std::string("/z"), long_path}) {
+            ASSERT_OK((*txn)->put_link(make_link(g, p + "/a", a)));
+            want.push_back(std::to_string(g) + ":" + p + "/a");
+        }
+    }
+    // Neighbours in every guest with links, and in guests between and around them.
+    for (uint32_t g : {0u, 1u, 2u, 3u, 7u, 8u, 299u, 300u, 301u, 0xfffffffeu, 0xffffffffu}) {
+        ASSERT_OK((*txn)->put_link(make_link(g, "/below", below)));
+        ASSERT_OK((*txn)->put_link(make_link(g, "/above", above)));
+        ASSERT_OK((*txn)->put_link(make_link(g, "/first", first)));
+        ASSERT_OK((*txn)->put_link(make_link(g, "/last", last)));
+    }
+    ASSERT_OK((*txn)->commit());
+    std::sort(want.begin(), want.end());
+
+    txn = (*index)->read();
+    ASSERT_TRUE(txn);
+    EXPECT_EQ(links_of_object(**txn, a), want);
+    EXPECT_EQ(links_of_object(**txn, below).size(), 11u);
+    EXPECT_EQ(links_of_object(**txn, above).size(), 11u);
+    EXPECT_EQ(links_of_object(**txn, first).size(), 11u);
+    EXPECT_EQ(links_of_object(**txn, last).size(), 11u);
+    EXPECT_TRUE(links_of_object(**txn, oid({0x80}, 0x57)).empty());
+
+    // Guest order, then path order within a guest; stopping early stops at once.
+    std::vector<uint32_t> seen;
+    ASSERT_OK((*txn)->for_each_link_of_object(a, [&](const LinkRecord& l) {
+        EXPECT_EQ(l.id, a);
+        seen.push_back(l.guest);
+        return seen.size() < 4;
+    }));
+    EXPECT_EQ(seen, (std::vector<uint32_t>{1, 1, 1, 2}));
+    ASSERT_OK((*txn)->commit());
+
+    txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    ASSERT_OK((*txn)->delete_guest(7));
+    ASSERT_OK((*txn)->delete_link(300, "/z/a"));
+    ASSERT_OK((*txn)->commit());
+    std::erase_if(want,
+                  [](const std::string& w) { return w.starts_with("7:") || w == "300:/z/a"; });
+
+    txn = (*index)->read();
+    ASSERT_TRUE(txn);
+    EXPECT_EQ(links_of_object(**txn, a), want);
+    EXPECT_EQ(links_of_object(**txn, below).size(), 10u);
+    EXPECT_EQ(links_of_object(**txn, last).size(), 10u);
+}
+
+// The layout put_link writes: guest id (big endian), object id, path. A reverse entry in
+// that place without its link is reported, not skipped.
+TEST(Index, ReverseEntryWithoutItsLinkIsCorrupt) {
+    TempDir tmp;
+    ObjectId a = oid({0x61});
+    {
+        auto index = Index::open(tmp.index(), true);
+        ASSERT_TRUE(index) << index.error().message;
+        auto txn = (*index)->write();
+        ASSERT_TRUE(txn);
+        ASSERT_OK((*txn)->put_link(make_link(3, "/bin/sh", a)));
+        ASSERT_OK((*txn)->commit());
+    }
+    std::string ab(reinterpret_cast<const char*>(a.bytes.data()), a.bytes.size());
+    poke(tmp.index(), "byobject", std::string("\0\0\0\5", 4) + ab + "/ghost", "");
+    auto index = Index::open(tmp.index(), false);
+    ASSERT_TRUE(index) << index.error().message;
+    auto txn = (*index)->read();
+    ASSERT_TRUE(txn);
+    std::vector<uint32_t> seen;
+    auto r = (*txn)->for_each_link_of_object(a, [&](const LinkRecord& l) {
+        seen.push_back(l.guest);
+        return true;
+    });
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("corrupt record in byobject"), std::string::npos)
+        << r.error().message;
+    EXPECT_EQ(seen, (std::vector<uint32_t>{3}));
+}
+
+// A visitor that deletes what it visits (verify's drop_links does it after the scan, but
+// the index allows it during) still sees every link once.
+TEST(Index, LinksOfObjectVisitorMayDelete) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    ObjectId a = oid({0x42}), other = oid({0x43});
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    for (uint32_t g = 1; g <= 40; g += 3)
+        for (int i = 0; i < 50; ++i) {
+            ASSERT_OK((*txn)->put_link(make_link(g, "/p/" + std::to_string(i), a)));
+            ASSERT_OK((*txn)->put_link(make_link(g, "/q/" + std::to_string(i), other)));
+        }
+    int visited = 0;
+    ASSERT_OK((*txn)->for_each_link_of_object(a, [&](const LinkRecord& l) {
+        ++visited;
+        EXPECT_TRUE((*txn)->delete_link(l.guest, l.path));
+        return true;
+    }));
+    EXPECT_EQ(visited, 14 * 50);
+    EXPECT_TRUE(links_of_object(**txn, a).empty());
+    EXPECT_EQ(links_of_object(**txn, other).size(), 14u * 50);
     ASSERT_OK((*txn)->commit());
 }
 
