@@ -14,40 +14,45 @@ Result<PoolStatus> pool_status(Pool& pool, const std::optional<std::string>& onl
     if (only && std::none_of(guests->begin(), guests->end(),
                              [&](const GuestRecord& g) { return g.name == *only; }))
         return fail("status: no guest named '" + *only + "' (see unify list)");
-    std::unordered_map<uint32_t, size_t> slot;
-    for (const auto& g : *guests) {
-        slot[g.id] = ps.guests.size();
-        ps.guests.push_back(GuestStatus{g});
-    }
-    Result<void> err;
+    for (const auto& g : *guests) ps.guests.push_back(GuestStatus{g});
+    // Links are read guest by guest (each guest's records are contiguous), never object by
+    // object: a lookup of one object's links costs a seek per guest.
+    struct Counted {
+        uint64_t size = 0;
+        uint64_t links = 0;
+    };
+    std::unordered_map<ObjectId, Counted> objects;
     auto r = txn.for_each_object([&](const ObjectId& id, const ObjectRecord& rec) {
         ++ps.objects;
         ps.pool_bytes += rec.size * rec.replicas;
-        std::vector<uint32_t> linkers;
-        auto l = txn.for_each_link_of_object(id, [&](const LinkRecord& link) {
-            linkers.push_back(link.guest);
-            return true;
-        });
-        if (!l) {
-            err = l;
-            return false;
-        }
-        uint64_t k = linkers.size();
-        ps.links += k;
-        ps.logical_bytes += rec.size * k;
-        if (k > 1) ps.bytes_saved += rec.size * (k - 1);
-        for (uint32_t g : linkers) {
-            auto it = slot.find(g);
-            if (it == slot.end()) continue;
-            GuestStatus& gs = ps.guests[it->second];
-            ++gs.files_linked;
-            gs.bytes_linked += rec.size;
-            gs.bytes_saved += rec.size * (k - 1) / k;
-        }
+        objects[id].size = rec.size;
         return true;
     });
     if (!r) return std::unexpected(r.error());
-    if (!err) return std::unexpected(err.error());
+    auto each_link = [&](auto&& visit) -> Result<void> {
+        for (GuestStatus& gs : ps.guests) {
+            auto l = txn.for_each_link_of_guest(gs.guest.id, [&](const LinkRecord& link) {
+                auto it = objects.find(link.id);
+                if (it != objects.end()) visit(gs, it->second);
+                return true;
+            });
+            if (!l) return l;
+        }
+        return {};
+    };
+    if (auto c = each_link([](GuestStatus&, Counted& o) { ++o.links; }); !c)
+        return std::unexpected(c.error());
+    for (const auto& [id, o] : objects) {
+        ps.links += o.links;
+        ps.logical_bytes += o.size * o.links;
+        if (o.links > 1) ps.bytes_saved += o.size * (o.links - 1);
+    }
+    auto shares = each_link([](GuestStatus& gs, Counted& o) {
+        ++gs.files_linked;
+        gs.bytes_linked += o.size;
+        gs.bytes_saved += o.size * (o.links - 1) / o.links;
+    });
+    if (!shares) return std::unexpected(shares.error());
     if (only) std::erase_if(ps.guests, [&](const GuestStatus& g) { return g.guest.name != *only; });
     return ps;
 }
