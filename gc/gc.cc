@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <mutex>
 #include <ostream>
 #include <thread>
@@ -18,11 +17,6 @@
 namespace unify {
 
 namespace {
-
-// "<hex>" is replica 0, "<hex>.N" replica N.
-uint32_t replica_of(const std::string& name) {
-    return name.size() > 65 ? uint32_t(std::strtoul(name.c_str() + 65, nullptr, 10)) : 0;
-}
 
 struct Candidate {
     std::string name;  // "<hex>" or "<hex>.N"
@@ -93,23 +87,7 @@ Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log
     return {};
 }
 
-// The records naming a replica that only the pool linked are stale by that fact alone.
-Result<void> drop_links_of(Txn& txn, const ObjectId& id, uint32_t replica, bool dry_run,
-                           GcSummary& sum) {
-    std::vector<LinkRecord> doomed;
-    auto r = txn.for_each_link_of_object(id, [&](const LinkRecord& l) {
-        if (l.replica == replica) doomed.push_back(l);
-        return true;
-    });
-    if (!r) return r;
-    sum.links_dropped += doomed.size();
-    if (dry_run) return {};
-    for (const auto& l : doomed)
-        if (auto d = txn.delete_link(l.guest, l.path); !d) return d;
-    return {};
-}
-
-// Pass 2, per shard: statx in parallel (read-only), then remove on this thread.
+// Per shard: statx in parallel (read-only), then remove on this thread.
 Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log, GcSummary& sum) {
     std::vector<std::vector<Candidate>> found(256);
     std::vector<uint64_t> seen(256, 0);
@@ -171,12 +149,7 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
             if (opt.verbose) log << "remove object " << name << " (" << c.size << " bytes)\n";
             ++sum.objects_removed;
             sum.bytes_reclaimed += c.size;
-            if (opt.dry_run) {
-                if (!id) continue;
-                outcome = drop_links_of(**txn, *id, replica_of(c.name), true, sum);
-                if (!outcome) break;
-                continue;
-            }
+            if (opt.dry_run) continue;
             int fd = openat(pool.objects_fd(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
             if (fd < 0) {
                 outcome = sys_fail("open", shown);
@@ -205,8 +178,6 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                 break;
             }
             if (!id) continue;  // not an object name; removed as garbage all the same
-            outcome = drop_links_of(**txn, *id, replica_of(c.name), false, sum);
-            if (!outcome) break;
             // The record goes only when no replica of the id is left.
             auto rec = (*txn)->object(*id);
             if (!rec) {

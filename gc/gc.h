@@ -1,11 +1,13 @@
 // unify gc: statx every object in parallel, shard by shard; an object whose link count is 1
-// is held by the pool alone: lift its protection, unlink it, drop its record and the link
-// records that still name it. That decision reads only the pool, never the index, so no
-// stale or missing record can make gc keep garbage or remove a linked object; its cost is
-// one statx per object, like `find POOL -links 1`.
-// With reconcile, a first pass also checks every link record of every guest against its
-// path (one statx per link) and drops those whose path is no longer the object's inode.
-// Import does that for its own guest after each complete walk, so this is rarely needed.
+// is held by the pool alone: lift its protection, unlink it, drop its record. That decision
+// reads only the pool, never the index, so no stale or missing record can make gc keep
+// garbage or remove a linked object; its cost is one statx per object, like
+// `find POOL -links 1`, whatever the number of guests and links.
+// Link records that still name a removed object are not looked for (that is a seek per
+// guest per object): the next import of their guest drops them, as it drops every record
+// of its guest whose path is no longer linked (importer/import.cc), and `who` checks each
+// path it reports. With reconcile, a first pass checks every link record of every guest
+// against its path (one statx per link) and drops the stale ones at once.
 // It runs under the pool lock, so no import can be about to link an object it removes
 // (the race Nix's optimiser has).
 #pragma once

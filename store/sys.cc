@@ -145,28 +145,24 @@ std::string unique_temp_name(const std::string& prefix, const std::string& token
 }
 
 Result<std::vector<DirEntry>> read_dir(int dirfd, const std::string& shown) {
-    // A duplicate, so closedir() leaves the caller's fd open and its offset untouched.
-    int dup = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dup < 0) return sys_fail("openat .", shown);
-    DIR* d = fdopendir(dup);
-    if (!d) {
-        int e = errno;
-        ::close(dup);
-        return sys_fail("fdopendir", shown, e);
-    }
+    // getdents64 on the caller's fd itself: opendir() would cost an openat, two fcntl, an
+    // fstat and a close more per directory, a fifth of a re-import's syscalls.
+    if (lseek(dirfd, 0, SEEK_SET) != 0) return sys_fail("lseek", shown);
     std::vector<DirEntry> out;
+    alignas(struct dirent64) char buf[32768];
     for (;;) {
-        errno = 0;
-        struct dirent* de = readdir(d);
-        if (!de) break;
-        if (de->d_name[0] == '.' &&
-            (de->d_name[1] == 0 || (de->d_name[1] == '.' && de->d_name[2] == 0)))
-            continue;
-        out.push_back({de->d_name, de->d_type});
+        ssize_t n = getdents64(dirfd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return sys_fail("getdents64", shown);
+        if (n == 0) break;
+        for (ssize_t at = 0; at < n;) {
+            auto* de = reinterpret_cast<struct dirent64*>(buf + at);
+            at += de->d_reclen;
+            const char* name = de->d_name;
+            if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+            out.push_back({name, de->d_type});
+        }
     }
-    int e = errno;
-    closedir(d);
-    if (e) return sys_fail("readdir", shown, e);
     return out;
 }
 
