@@ -51,6 +51,11 @@ Result<void> Walker::visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& 
         return {};
     }
     if (e.type == DT_DIR) {
+        // The pool inside a guest root: d_ino is enough, as no mount is crossed below.
+        if (e.ino == pool_dir_.ino && pool_dir_.dev == root_st_.dev) {
+            ++skipped_[skip::kPool];
+            return {};
+        }
         Decision why;
         if (!rules_.walk_dir(path, &why)) {  // a whole excluded tree: not even walked
             ++skipped_[why.match == RuleMatch::default_exclusion ? skip::kDefaultTree
@@ -70,16 +75,7 @@ Result<void> Walker::visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& 
                 return std::unexpected(dir.error());
             return {};
         }
-        auto st = stat_fd(dir->get(), shown);
-        if (!st) return std::unexpected(st.error());
-        if (st->same_inode(pool_dir_)) {
-            ++skipped_[skip::kPool];
-            return {};
-        }
-        if (st->dev != root_st_.dev || st->mount_root) {
-            ++skipped_[skip::kMount];
-            return {};
-        }
+        // No statx: openat2's RESOLVE_NO_XDEV already refused a mount point (EXDEV above).
         return push_dir(std::make_shared<Fd>(std::move(*dir)), path);
     }
     // Regular, special or unknown: statx tells, without following anything.
@@ -90,7 +86,7 @@ Result<void> Walker::visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& 
         return {};
     }
     if ((*st)->is_dir()) {  // DT_UNKNOWN filesystems land here
-        DirEntry again{e.name, DT_DIR};
+        DirEntry again{e.name, DT_DIR, (*st)->ino};
         return visit(f, again, out);
     }
     ++files_seen_;

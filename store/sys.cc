@@ -160,7 +160,7 @@ Result<std::vector<DirEntry>> read_dir(int dirfd, const std::string& shown) {
             at += de->d_reclen;
             const char* name = de->d_name;
             if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
-            out.push_back({name, de->d_type});
+            out.push_back({name, de->d_type, de->d_ino});
         }
     }
     return out;

@@ -76,6 +76,7 @@ std::string unique_temp_name(const std::string& prefix, const std::string& token
 struct DirEntry {
     std::string name;
     unsigned char type;  // DT_*; DT_UNKNOWN means stat it
+    uint64_t ino = 0;    // d_ino: st_ino, except on a mount point (its covered directory's)
 };
 Result<std::vector<DirEntry>> read_dir(int dirfd, const std::string& shown);
 
