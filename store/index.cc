@@ -476,12 +476,9 @@ class LmdbTxn : public Txn {
                 continue;
             }
             // The visitor wrote: as in scan, re-seek past the last key from a fresh cursor.
-            cur.reset();
-            if (rc = mdb_cursor_open(txn_, t.dbi, &cur.c); rc != 0)
-                return mdb_fail(*env_, "mdb_cursor_open", &t, rc);
-            k = to_val(last);
-            rc = mdb_cursor_get(cur.c, &k, &v, MDB_SET_RANGE);
-            if (rc == 0 && to_view(k) == last) rc = mdb_cursor_get(cur.c, &k, &v, MDB_NEXT);
+            auto again = reseek_past(cur, t, last, k, v);
+            if (!again) return std::unexpected(again.error());
+            rc = *again;
         }
     }
 
@@ -639,6 +636,18 @@ class LmdbTxn : public Txn {
         }
     };
 
+    // Reopens `cur` on `t` and positions it on the first key after `last`; the MDB result.
+    Result<int> reseek_past(Cursor& cur, const Table& t, const std::string& last, MDB_val& k,
+                            MDB_val& v) const {
+        cur.reset();
+        if (int rc = mdb_cursor_open(txn_, t.dbi, &cur.c); rc != 0)
+            return mdb_fail(*env_, "mdb_cursor_open", &t, rc);
+        k = to_val(last);
+        int rc = mdb_cursor_get(cur.c, &k, &v, MDB_SET_RANGE);
+        if (rc == 0 && to_view(k) == last) rc = mdb_cursor_get(cur.c, &k, &v, MDB_NEXT);
+        return rc;
+    }
+
     Result<void> live(const char* op) const {
         if (!txn_) return fail(std::string(op) + "(" + env_->dir + "): transaction already ended");
         return {};
@@ -718,12 +727,9 @@ class LmdbTxn : public Txn {
             }
             // The visitor wrote: start from a fresh cursor rather than trust one whose
             // pages may have moved under it.
-            cur.reset();
-            if (rc = mdb_cursor_open(txn_, t.dbi, &cur.c); rc != 0)
-                return mdb_fail(*env_, "mdb_cursor_open", &t, rc);
-            k = to_val(last);
-            rc = mdb_cursor_get(cur.c, &k, &v, MDB_SET_RANGE);
-            if (rc == 0 && to_view(k) == last) rc = mdb_cursor_get(cur.c, &k, &v, MDB_NEXT);
+            auto again = reseek_past(cur, t, last, k, v);
+            if (!again) return std::unexpected(again.error());
+            rc = *again;
         }
     }
 
