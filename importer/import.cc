@@ -300,6 +300,8 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
         }
     }
     if (opt_.dry_run) {
+        // Every member would be linked and its record written: not stale (drop_stale_records).
+        for (size_t i : members) seen_.push_back(path_key(batch[i].path));
         // The first path of a new object becomes the object (adopted): linked, nothing saved.
         size_t start = 0;
         if (!obj.st && dry_new_.insert(id).second && !pending.empty()) {
