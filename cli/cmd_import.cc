@@ -88,7 +88,7 @@ int run_import(const Globals& g, ImportArgs& a) {
     ImportOptions opt = a.opt;
     auto rules = user_rules(a);
     if (!rules) return report(rules.error());
-    if (*rules) opt.excludes = **rules;
+    if (*rules) opt.rules = **rules;
     if (*a.min_size_opt) opt.min_size = a.min_size;
     opt.verbose = g.verbose;
     opt.jobs = g.jobs;

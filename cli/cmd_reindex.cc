@@ -1,4 +1,4 @@
-// unify reindex: lock, rebuild the index from the pool and the guest roots (gc/reindex.h).
+// unify reindex: lock, rebuild the index from the pool and the guest roots (repair/reindex.h).
 // It opens the pool without its index, which is what it replaces.
 #include <iostream>
 
@@ -6,7 +6,7 @@
 #include "cli/format.h"
 #include "cli/json.h"
 #include "cli/progress.h"
-#include "gc/reindex.h"
+#include "repair/reindex.h"
 
 namespace unify {
 

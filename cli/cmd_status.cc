@@ -4,8 +4,8 @@
 #include "cli/command.h"
 #include "cli/format.h"
 #include "cli/json.h"
-#include "cli/status.h"
 #include "importer/explain.h"
+#include "query/status.h"
 
 namespace unify {
 

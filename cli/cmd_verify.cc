@@ -1,5 +1,5 @@
 // unify verify [--full] [--quarantine]: lock, check every object, print what is wrong and
-// the guest paths it concerns; exit 1 if anything is damaged (gc/verify.h says what counts).
+// the guest paths it concerns; exit 1 if anything is damaged (repair/verify.h says what counts).
 // verify takes the pool lock even without --quarantine: next to a running import it would
 // see objects half made (linked into the pool but not yet protected and hashed again).
 #include <iostream>
@@ -8,7 +8,7 @@
 #include "cli/format.h"
 #include "cli/json.h"
 #include "cli/progress.h"
-#include "gc/verify.h"
+#include "repair/verify.h"
 
 namespace unify {
 

@@ -4,7 +4,7 @@
 #include "cli/command.h"
 #include "cli/format.h"
 #include "cli/json.h"
-#include "cli/who.h"
+#include "query/who.h"
 
 namespace unify {
 

@@ -10,12 +10,12 @@
 #include <string_view>
 #include <vector>
 
-#include "cli/status.h"
-#include "cli/who.h"
 #include "gc/gc.h"
 #include "importer/import.h"
 #include "linker/forget.h"
 #include "linker/unshare.h"
+#include "query/status.h"
+#include "query/who.h"
 #include "store/result.h"
 
 namespace unify {

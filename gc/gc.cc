@@ -9,11 +9,10 @@
 #include <thread>
 #include <unordered_map>
 
-#include "importer/guest_root.h"
-#include "importer/hash_batch.h"
 #include "store/fault.h"
-#include "store/guest_path.h"
 #include "store/interrupt.h"
+#include "store/link_check.h"
+#include "store/parallel.h"
 
 namespace unify {
 
@@ -31,38 +30,30 @@ Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log
     auto guests = (*rtxn)->guests();
     if (!guests) return std::unexpected(guests.error());
     (*rtxn)->commit();
+    LinkChecker links(pool);
     uint64_t links_checked = 0, guests_done = 0;
     for (const auto& g : *guests) {
-        auto root = open_guest_root(pool, g.root);
-        bool root_gone = !root && (root.error().err == ENOENT);
-        if (!root && !root_gone) return std::unexpected(root.error());
         auto txn = opt.dry_run ? pool.index().read() : pool.index().write();
         if (!txn) return std::unexpected(txn.error());
         std::vector<std::string> stale;
-        std::unordered_map<std::string, std::optional<FileStat>> objects;
+        bool root_gone = false;
         Result<void> visit_error;
         auto visit = [&](const LinkRecord& l) -> bool {
             ++links_checked;
-            std::string key = Pool::object_name(l.id, l.replica);
-            auto it = objects.find(key);
-            if (it == objects.end()) {
-                auto st = pool.stat_object(l.id, l.replica);
-                if (!st) {
-                    visit_error = std::unexpected(st.error());
-                    return false;
-                }
-                it = objects.emplace(key, *st).first;
+            auto state = links.check(**txn, l);
+            if (state && *state == LinkChecker::State::unchecked) {
+                // A root that is gone has no links left; any other reason to fail stops gc.
+                const Error* e = links.root_error(g.id);
+                if (e && e->err == ENOENT)
+                    root_gone = true;
+                else
+                    state = std::unexpected(e ? *e : Error{"guest " + g.name + " vanished"});
             }
-            bool linked = false;
-            if (!root_gone && it->second) {
-                auto st = stat_guest_path(root->fd.get(), l.path, join_path(g.root, l.path));
-                if (!st) {
-                    visit_error = std::unexpected(st.error());
-                    return false;
-                }
-                linked = *st && (*st)->same_inode(*it->second);
+            if (!state) {
+                visit_error = std::unexpected(state.error());
+                return false;
             }
-            if (!linked) stale.push_back(l.path);
+            if (*state != LinkChecker::State::holds) stale.push_back(l.path);
             return true;
         };
         if (auto r = (*txn)->for_each_link_of_guest(g.id, visit); !r) return r;
@@ -90,25 +81,21 @@ Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log
 
 // Per shard: statx in parallel (read-only), then remove on this thread.
 Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log, GcSummary& sum) {
-    std::vector<std::vector<Candidate>> found(256);
-    std::vector<uint64_t> seen(256, 0);
-    std::vector<Error> errors(256);
-    std::vector<bool> failed(256, false);
+    std::vector<std::vector<Candidate>> found(kShards);
+    std::vector<uint64_t> seen(kShards, 0);
+    std::vector<Error> errors(kShards);
+    std::vector<bool> failed(kShards, false);
     std::mutex progress_mutex;  // the callback is never called concurrently
     uint64_t shards_done = 0, objects_checked = 0;
-    parallel_for(256, opt.jobs, [&](size_t s) {
-        uint8_t b = uint8_t(s);
-        std::string shard = to_hex(&b, 1), shown = pool.path() + "/objects/" + shard;
-        auto dir = open_beneath(pool.objects_fd(), shard, O_RDONLY | O_DIRECTORY, shown);
-        auto entries = dir ? read_dir(dir->get(), shown)
-                           : Result<std::vector<DirEntry>>(std::unexpected(dir.error()));
-        if (!entries) {
-            errors[s] = entries.error();
+    parallel_for(kShards, opt.jobs, [&](size_t s) {
+        auto shard = pool.list_shard(s);
+        if (!shard) {
+            errors[s] = shard.error();
             failed[s] = true;
             return;
         }
-        for (const auto& e : *entries) {
-            auto st = stat_at(dir->get(), e.name, join_path(shown, e.name));
+        for (const auto& e : shard->entries) {
+            auto st = stat_at(shard->dir.get(), e.name, join_path(shard->shown, e.name));
             if (!st) {
                 errors[s] = st.error();
                 failed[s] = true;
@@ -124,10 +111,10 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                           .unit = "objects",
                           .done = objects_checked,
                           .part = ++shards_done,
-                          .parts = 256});
+                          .parts = kShards});
         }
     });
-    for (size_t s = 0; s < 256; ++s) {
+    for (size_t s = 0; s < kShards; ++s) {
         if (failed[s]) return std::unexpected(errors[s]);
         sum.objects_seen += seen[s];
     }
@@ -138,10 +125,9 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
     constexpr uint64_t kPerTxn = 4096;
     std::unique_ptr<Txn> txn;
     uint64_t in_txn = 0;
-    for (size_t s = 0; s < 256; ++s) {
+    for (size_t s = 0; s < kShards; ++s) {
         if (found[s].empty()) continue;
-        uint8_t b = uint8_t(s);
-        std::string shard = to_hex(&b, 1);
+        std::string shard = Pool::shard_name(s);
         if (!txn) {
             auto t = opt.dry_run ? pool.index().read() : pool.index().write();
             if (!t) return std::unexpected(t.error());
@@ -153,18 +139,18 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                 outcome = std::unexpected(interrupted_error());
                 break;
             }
-            std::string name = shard + "/" + c.name, shown = pool.path() + "/objects/" + name;
+            std::string name = shard + "/" + c.name, shown = pool.object_shown(name);
             auto id = ObjectId::from_hex(c.name.substr(0, 64));
             if (opt.verbose) log << "remove object " << name << " (" << c.size << " bytes)\n";
             ++sum.objects_removed;
             sum.bytes_reclaimed += c.size;
             if (opt.dry_run) continue;
-            int fd = openat(pool.objects_fd(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-            if (fd < 0) {
-                outcome = sys_fail("open", shown);
+            auto f = pool.open_object(name);
+            if (!f) {
+                outcome = std::unexpected(f.error());
                 break;
             }
-            Fd f(fd);
+            int fd = f->get();
             // Checked again under the lock, just before acting: only the pool holds it.
             auto st = stat_fd(fd, shown);
             if (!st) {
@@ -229,7 +215,7 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
 
 Result<GcSummary> collect_garbage(Pool& pool, const GcOptions& opt_in, std::ostream& log) {
     GcOptions opt = opt_in;
-    if (opt.jobs == 0) opt.jobs = std::max(1u, std::thread::hardware_concurrency());
+    opt.jobs = jobs_or_cores(opt.jobs);
     GcSummary sum;
     if (opt.reconcile) {
         if (auto r = reconcile_links(pool, opt, log, sum); !r)

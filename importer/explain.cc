@@ -5,10 +5,10 @@
 
 #include <ostream>
 
-#include "importer/guest_root.h"
 #include "importer/package_db.h"
 #include "importer/rules.h"
 #include "store/guest_path.h"
+#include "store/guest_root.h"
 
 namespace unify {
 
@@ -65,7 +65,7 @@ Result<std::string> explain_path(Pool& pool, const ImportOptions& opt, const std
     auto root = open_guest_root(pool, opt.root);
     if (!root) return std::unexpected(root.error());
 
-    std::vector<std::string> rules = opt.excludes.value_or(std::vector<std::string>{});
+    std::vector<std::string> rules = opt.rules.value_or(std::vector<std::string>{});
     uint64_t min_size = opt.min_size.value_or(1);
     {
         auto txn = pool.index().read();
@@ -75,7 +75,7 @@ Result<std::string> explain_path(Pool& pool, const ImportOptions& opt, const std
         if (*g && (*g)->root != root->path)
             return fail("guest '" + opt.name + "' is registered with root " + (*g)->root +
                         ", not " + root->path);
-        if (*g && !opt.excludes) rules = (*g)->excludes;
+        if (*g && !opt.rules) rules = (*g)->excludes;
         if (*g && !opt.min_size) min_size = (*g)->min_size;
     }
     auto packages = read_package_config(root->fd.get(), root->path);

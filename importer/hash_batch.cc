@@ -1,6 +1,7 @@
 #include "importer/hash_batch.h"
 
-#include <fcntl.h>
+#include "importer/guest_file.h"
+#include "store/identify.h"
 
 namespace unify {
 
@@ -8,38 +9,32 @@ namespace {
 
 Hashed hash_one(const WalkEntry& e, const std::string& shown, bool ignore_mtime) {
     Hashed h;
-    int fd = openat(e.dir->get(), e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-    if (fd < 0 && errno == EPERM)  // O_NOATIME on a file we do not own without CAP_FOWNER
-        fd = openat(e.dir->get(), e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT || errno == ELOOP) {
-            h.state = Hashed::changed;
-            return h;
-        }
-        h.state = (errno == EACCES || errno == EIO) ? Hashed::unreadable : Hashed::failed;
-        h.error = sys_fail("open", shown).error();
+    auto f = open_guest_file(e, shown);
+    if (!f) {
+        h.state = Hashed::failed;
+        h.error = f.error();
         return h;
     }
-    Fd f(fd);
-    // One look after reading is enough: it also tells a name swapped for another inode
-    // between the walk and the open (same_inode in unchanged()).
-    auto x = read_xattrs(fd, shown);
-    auto c = x ? hash_fd(fd, shown) : Result<ContentHash>(std::unexpected(x.error()));
-    if (!c) {
-        h.state =
-            (c.error().err == EIO || c.error().err == EACCES) ? Hashed::unreadable : Hashed::failed;
-        h.error = c.error();
+    if (f->state != GuestFile::ok) {
+        h.state = f->state == GuestFile::changed ? Hashed::changed : Hashed::unreadable;
+        h.error = f->error;
         return h;
     }
-    auto after = stat_fd(fd, shown);
-    if (!after || !after->unchanged(e.st) || c->size != e.st.size) {
+    auto now = identify_fd(f->fd.get(), shown, ignore_mtime);
+    if (!now) {
+        h.state = is_unreadable(now.error()) ? Hashed::unreadable : Hashed::failed;
+        h.error = now.error();
+        return h;
+    }
+    // One look after reading is enough: same inode, size, times and owner as walked.
+    if (!now->st.unchanged(e.st) || now->hash.size != e.st.size) {
         h.state = Hashed::changed;
         return h;
     }
     h.state = Hashed::ok;
-    h.hash = *c;
-    h.xattrs = std::move(*x);
-    h.id = make_object_id(c->sha256, Identity::of(e.st, h.xattrs), ignore_mtime);
+    h.hash = now->hash;
+    h.xattrs = std::move(now->xattrs);
+    h.id = now->id;
     return h;
 }
 

@@ -21,16 +21,18 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "importer/guest_root.h"
+#include "importer/guest_file.h"
 #include "importer/hash_batch.h"
 #include "importer/package_db.h"
 #include "importer/settle.h"
 #include "linker/object_maker.h"
 #include "linker/replace.h"
 #include "store/fault.h"
-#include "store/guest_path.h"
 #include "store/guest_registry.h"
+#include "store/guest_root.h"
 #include "store/interrupt.h"
+#include "store/link_check.h"
+#include "store/parallel.h"
 
 namespace unify {
 
@@ -74,12 +76,39 @@ class Importer {
     struct Stage;
     Result<bool> start_batch(Walker& walker, size_t max, Stage& st);
     Result<std::vector<bool>> prepare_batch(const std::vector<WalkEntry>& batch);
+    struct Groups {
+        std::vector<ObjectId> order;
+        std::unordered_map<ObjectId, std::vector<size_t>> members;
+    };
+    Result<void> group_batch(const std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed,
+                             Groups& g);
     Result<void> apply_batch(std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed);
+    Result<void> predict_batch(std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed);
+    struct Temp {
+        bool removable = false;
+        std::optional<ObjectId> object;  // the object it links, if that is what it is
+        uint32_t replica = 0;
+    };
+    Result<Temp> classify_temp(Txn& txn, const WalkEntry& e);
     Result<void> sweep_temp(Txn& txn, const WalkEntry& e);
-    Result<void> drop_stale_records();
+    Result<std::vector<std::string>> stale_records();
+    Result<void> drop_records(const std::vector<std::string>& paths);
     Result<bool> already_linked(Txn& txn, const WalkEntry& e);
     Result<void> apply_group(Txn& txn, const ObjectId& id, const std::vector<size_t>& members,
                              std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed);
+    Result<void> predict_group(Txn& txn, const ObjectId& id, const std::vector<size_t>& members,
+                               const std::vector<WalkEntry>& batch);
+    std::vector<size_t> split_linked(const ObjectState& obj, const std::vector<size_t>& members,
+                                     const std::vector<WalkEntry>& batch,
+                                     std::vector<size_t>& linked);
+    Result<bool> recheck_unsettled(const WalkEntry& e, const ObjectId& id, Fd& lease);
+    Result<void> make_object(Txn& txn, const ObjectId& id, ObjectState& obj,
+                             std::vector<size_t>& pending, std::vector<WalkEntry>& batch,
+                             std::vector<Hashed>& hashed);
+    Result<void> link_members(Txn& txn, const ObjectId& id, ObjectState& obj,
+                              std::vector<size_t>& pending, std::vector<WalkEntry>& batch,
+                              std::unordered_map<size_t, Fd>& leases);
+    Result<void> next_replica(Txn& txn, const ObjectId& id, ObjectState& obj);
     Result<ObjectState*> object_state(Txn& txn, const ObjectId& id);
     Result<void> object_made(Txn& txn, const ObjectId& id, ObjectState& obj, const MadeObject& made,
                              const WalkEntry& e);
@@ -91,6 +120,7 @@ class Importer {
     void count_saved(const WalkEntry& e);
     void skip_file(const WalkEntry& e, const char* reason, const std::string& detail = "");
     std::string shown(const WalkEntry& e) const { return join_path(root_.path, e.path); }
+    bool unsettled(const WalkEntry& e) const { return e.st.ctime_ns >= settle_cutoff_; }
 
     Pool& pool_;
     const ImportOptions& opt_;
@@ -102,7 +132,7 @@ class Importer {
     std::unordered_set<ObjectId> dry_new_;                   // dry run: objects it would make
     std::unordered_map<uint64_t, uint64_t> replaced_links_;  // ino -> paths replaced
     std::unordered_set<uint64_t> copied_from_;               // inodes a new object copies
-    // XXH3 of every path that is linked at the end of this run, for drop_stale_records.
+    // XXH3 of every path that is linked at the end of this run, for stale_records.
     std::vector<uint64_t> seen_;
     int64_t settle_cutoff_ = settle_cutoff_ns();  // see importer/settle.h
     uint64_t bytes_hashed_ = 0;                   // for opt_.progress
@@ -129,7 +159,7 @@ Result<void> Importer::register_guest() {
                     ", not " + root_.path + "; use another name, or `unify forget " + opt_.name +
                     "` first");
     guest_ = existing->value_or(GuestRecord{0, opt_.name, root_.path});
-    if (opt_.excludes) guest_.excludes = *opt_.excludes;
+    if (opt_.rules) guest_.excludes = *opt_.rules;
     if (opt_.min_size) guest_.min_size = *opt_.min_size;
     if (opt_.dry_run) return {};
     if (auto r = (*txn)->put_guest(guest_); !r) return r;
@@ -199,24 +229,34 @@ void Importer::skip_file(const WalkEntry& e, const char* reason, const std::stri
              << (detail.empty() ? "" : " (" + detail + ")") << "\n";
 }
 
-Result<void> Importer::sweep_temp(Txn& txn, const WalkEntry& e) {
+// One of our own temporary names, left by an interrupted run: removable if it is an unshare
+// copy that never got renamed in, or a link to the object its name says (with the object's
+// window open); anything else at such a name is the guest's and is left alone.
+Result<Importer::Temp> Importer::classify_temp(Txn& txn, const WalkEntry& e) {
+    Temp t;
     std::string rest = e.name.substr(pool_.temp_prefix().size());
-    bool removable = rest.compare(0, 5, "copy.") == 0;  // an unshare copy never renamed in
+    t.removable = rest.compare(0, 5, "copy.") == 0;
     std::optional<ObjectId> id = ObjectId::from_hex(rest.substr(0, 64));
-    ObjectState* obj = nullptr;
-    if (!removable && id) {
+    if (!t.removable && id) {
         auto s = object_state(txn, *id);
         if (!s) return std::unexpected(s.error());
-        obj = *s;
-        removable = obj->st && obj->st->same_inode(e.st);
+        if ((*s)->st && (*s)->st->same_inode(e.st)) {
+            t.removable = true;
+            t.object = *id;
+            t.replica = (*s)->replica;
+        }
     }
-    if (!removable) {
+    if (!t.removable)
         log_ << "unify: warning: " << shown(e)
              << " looks like a temporary name of this pool but is not one of its objects; "
                 "left alone\n";
-        return {};
-    }
-    if (opt_.dry_run) return {};
+    return t;
+}
+
+Result<void> Importer::sweep_temp(Txn& txn, const WalkEntry& e) {
+    auto t = classify_temp(txn, e);
+    if (!t) return std::unexpected(t.error());
+    if (!t->removable) return {};
     auto act = [&]() -> Result<void> {
         fault_point("sweep.unlink");
         if (unlinkat(e.dir->get(), e.name.c_str(), 0) != 0 && errno != ENOENT)
@@ -224,10 +264,10 @@ Result<void> Importer::sweep_temp(Txn& txn, const WalkEntry& e) {
         ++sum_.temps_swept;
         return {};
     };
-    if (!obj) return act();
-    auto fd = pool_.open_object(*id, obj->replica);
+    if (!t->object) return act();
+    auto fd = pool_.open_object(*t->object, t->replica);
     if (!fd) return std::unexpected(fd.error());
-    return pool_.with_links_allowed(*id, obj->replica, fd->get(), act);
+    return pool_.with_links_allowed(*t->object, t->replica, fd->get(), act);
 }
 
 // Records a new object and, when the guest's inode became it, the link of that path.
@@ -256,7 +296,7 @@ Result<void> Importer::adopt_new_objects(Txn& txn, const std::vector<ObjectId>& 
         auto state = object_state(txn, id);
         if (!state) return std::unexpected(state.error());
         const WalkEntry& e = batch[groups[id].front()];
-        if ((*state)->st || e.st.nlink != 1 || e.st.ctime_ns >= settle_cutoff_) continue;
+        if ((*state)->st || e.st.nlink != 1 || unsettled(e)) continue;
         requests.push_back({id, e.dir->get(), e.name, e.st, shown(e)});
     }
     auto made = adopt_objects(pool_, requests, opt_.jobs);
@@ -275,83 +315,64 @@ Result<void> Importer::adopt_new_objects(Txn& txn, const std::vector<ObjectId>& 
     return {};
 }
 
-Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vector<size_t>& members,
-                                   std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed) {
-    auto state = object_state(txn, id);
-    if (!state) return std::unexpected(state.error());
-    ObjectState& obj = **state;
-    // An object on disk without a record: a run was killed before its index commit. The
-    // members were hashed just now against this id, so their hash is the object's.
-    if (obj.st && !obj.recorded && !opt_.dry_run) {
-        const ContentHash& h = hashed[members.front()].hash;
-        ObjectRecord rec{h.size, h.xxh3, h.sha256, time(nullptr), obj.replica + 1};
-        if (auto r = txn.put_object(id, rec); !r) return r;
-        obj.recorded = true;
-    }
+// The members of a group that already are the object's inode (linked before, but the index
+// has no record of it): they are counted, and recorded by the real run. The rest is returned.
+std::vector<size_t> Importer::split_linked(const ObjectState& obj,
+                                           const std::vector<size_t>& members,
+                                           const std::vector<WalkEntry>& batch,
+                                           std::vector<size_t>& linked) {
     std::vector<size_t> pending;
     for (size_t i : members) {
-        if (obj.st && obj.st->same_inode(batch[i].st)) {
-            ++sum_.already_linked;  // linked before, but the index had no record of it
-            if (!opt_.dry_run) {
-                if (auto r = record_link(txn, batch[i], id, obj.replica, *obj.st); !r) return r;
-            }
-        } else {
+        if (obj.st && obj.st->same_inode(batch[i].st))
+            linked.push_back(i);
+        else
             pending.push_back(i);
-        }
     }
-    if (opt_.dry_run) {
-        // Every member would be linked and its record written: not stale (drop_stale_records).
-        for (size_t i : members) seen_.push_back(path_key(batch[i].path));
-        // The first path of a new object becomes the object (adopted): linked, nothing saved.
-        size_t start = 0;
-        if (!obj.st && dry_new_.insert(id).second && !pending.empty()) {
-            ++sum_.new_objects;
-            sum_.bytes_new_objects += batch[pending[0]].st.size;
-            ++sum_.newly_linked;
-            start = 1;
-        }
-        for (size_t k = start; k < pending.size(); ++k) {
-            ++sum_.newly_linked;
-            count_saved(batch[pending[k]]);
-        }
-        return {};
-    }
-    // Make the object from the first member that yields it; an inode with one link is
-    // adopted as it is, others are copied.
+    sum_.already_linked += linked.size();
+    return pending;
+}
+
+// An unsettled path (changed in the last minute or so) is leased and re-read before unify
+// acts on it (importer/settle.h); `lease` then holds the lease. False: skipped, counted.
+Result<bool> Importer::recheck_unsettled(const WalkEntry& e, const ObjectId& id, Fd& lease) {
+    if (!unsettled(e)) return true;
+    auto r = lease_and_recheck(e, id, pool_.settings().ignore_mtime, lease, shown(e));
+    if (!r) return std::unexpected(r.error());
+    if (*r == Recheck::same) return true;
+    skip_file(e, *r == Recheck::busy ? skip::kBusy : skip::kChanged);
+    return false;
+}
+
+// A member that yields no object (changed, flagged, unreadable) is skipped and counted.
+Result<void> Importer::make_object(Txn& txn, const ObjectId& id, ObjectState& obj,
+                                   std::vector<size_t>& pending, std::vector<WalkEntry>& batch,
+                                   std::vector<Hashed>& hashed) {
     while (!obj.st && !pending.empty()) {
         size_t i = pending.front();
         pending.erase(pending.begin());
         WalkEntry& e = batch[i];
-        // An unsettled file open for writing is left to its writer, as below for links.
-        if (e.st.ctime_ns >= settle_cutoff_) {
-            Fd lease;
-            auto r = lease_and_recheck(e, id, pool_.settings().ignore_mtime, lease, shown(e));
-            if (!r) return std::unexpected(r.error());
-            if (*r != Recheck::same) {
-                skip_file(e, *r == Recheck::busy ? skip::kBusy : skip::kChanged);
-                continue;
-            }
-        }
+        Fd lease;
+        auto ok = recheck_unsettled(e, id, lease);
+        if (!ok) return std::unexpected(ok.error());
+        if (!*ok) continue;
         Result<MadeObject> made = MadeObject{};
         if (e.st.nlink == 1) {
+            // The inode itself becomes the object: no path outside this guest gains protection.
             made = adopt_object(pool_, id, e.dir->get(), e.name, e.st, shown(e));
         } else {
-            int fd = openat(e.dir->get(), e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-            if (fd < 0) {
-                skip_file(e, skip::kChanged);
+            auto src = open_guest_file(e, shown(e));
+            if (!src) return std::unexpected(src.error());
+            if (src->state != GuestFile::ok) {
+                skip_file(e, src->state == GuestFile::changed ? skip::kChanged : skip::kUnreadable,
+                          src->error.message);
                 continue;
             }
-            Fd src(fd);
-            made = copy_object(pool_, id, 0, fd, e.st, hashed[i].xattrs, hashed[i].hash.sha256,
-                               shown(e));
+            made = copy_object(pool_, id, 0, src->fd.get(), e.st, hashed[i].xattrs,
+                               hashed[i].hash.sha256, shown(e));
         }
         if (!made) return std::unexpected(made.error());
-        if (made->outcome == MadeObject::changed) {
-            skip_file(e, skip::kChanged);
-            continue;
-        }
-        if (made->outcome == MadeObject::refused) {
-            skip_file(e, skip::kFlagged);
+        if (made->outcome != MadeObject::made) {
+            skip_file(e, made->outcome == MadeObject::changed ? skip::kChanged : skip::kFlagged);
             continue;
         }
         if (auto r = object_made(txn, id, obj, *made, e); !r) return r;
@@ -360,27 +381,39 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
             pending.insert(pending.begin(), i);  // the copy still has to replace the path
         }
     }
-    // Unsettled paths (changed in the last minute or so) are leased and re-read before the
-    // window opens (importer/settle.h).
-    std::unordered_map<size_t, Fd> leases;
-    for (size_t k = 0; k < pending.size();) {
-        WalkEntry& e = batch[pending[k]];
-        if (e.st.ctime_ns < settle_cutoff_) {
-            ++k;
-            continue;
-        }
-        Fd lease;
-        auto r = lease_and_recheck(e, id, pool_.settings().ignore_mtime, lease, shown(e));
-        if (!r) return std::unexpected(r.error());
-        if (*r == Recheck::same) {
-            leases[pending[k]] = std::move(lease);
-            ++k;
-            continue;
-        }
-        skip_file(e, *r == Recheck::busy ? skip::kBusy : skip::kChanged);
-        pending.erase(pending.begin() + long(k));
+    return {};
+}
+
+// EMLINK: the object's inode is full; further links go to the next replica with the same id,
+// made now unless an earlier (interrupted) run made it already.
+Result<void> Importer::next_replica(Txn& txn, const ObjectId& id, ObjectState& obj) {
+    uint32_t replica = obj.replica + 1;
+    auto there = pool_.stat_object(id, replica);
+    if (!there) return std::unexpected(there.error());
+    ObjectRecord made_rec;
+    if (*there) {
+        obj.st = **there;
+    } else {
+        auto made = make_replica(pool_, id, replica);
+        if (!made) return std::unexpected(made.error());
+        obj.st = made->st;
+        made_rec = made->rec;
     }
-    // Link every other member over its path, in one protection window per object inode.
+    obj.replica = replica;
+    auto rec = txn.object(id);
+    if (!rec) return std::unexpected(rec.error());
+    ObjectRecord updated = rec->value_or(made_rec);
+    updated.replicas = replica + 1;
+    if (auto r = txn.put_object(id, updated); !r) return r;
+    log_ << "unify: object " << id.hex() << " reached the link limit; made replica " << replica
+         << "\n";
+    return {};
+}
+
+// Links every pending member over its path, in one protection window per object inode.
+Result<void> Importer::link_members(Txn& txn, const ObjectId& id, ObjectState& obj,
+                                    std::vector<size_t>& pending, std::vector<WalkEntry>& batch,
+                                    std::unordered_map<size_t, Fd>& leases) {
     while (!pending.empty()) {
         auto fd = pool_.open_object(id, obj.replica);
         if (!fd) return std::unexpected(fd.error());
@@ -418,61 +451,108 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
         };
         if (auto r = pool_.with_links_allowed(id, obj.replica, fd->get(), act); !r) return r;
         if (!full) break;
-        // EMLINK: this inode is full; further links go to the next replica with the same id,
-        // made now unless an earlier (interrupted) run made it already.
-        auto next = pool_.stat_object(id, obj.replica + 1);
-        if (!next) return std::unexpected(next.error());
-        Result<MadeObject> made = MadeObject{};
-        if (*next) {
-            made->st = **next;
-        } else {
-            made = make_replica(pool_, id, obj.replica + 1);
-            if (!made) return std::unexpected(made.error());
-        }
-        obj.replica += 1;
-        obj.st = made->st;
-        auto rec = txn.object(id);
-        if (!rec) return std::unexpected(rec.error());
-        ObjectRecord updated = rec->value_or(made->rec);
-        updated.replicas = obj.replica + 1;
-        if (auto r = txn.put_object(id, updated); !r) return r;
-        log_ << "unify: object " << id.hex() << " reached the link limit; made replica "
-             << obj.replica << "\n";
+        if (auto r = next_replica(txn, id, obj); !r) return r;
+    }
+    return {};
+}
+
+// Pass 5 for one object: its members are the paths of this batch that hashed to `id`.
+Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vector<size_t>& members,
+                                   std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed) {
+    auto state = object_state(txn, id);
+    if (!state) return std::unexpected(state.error());
+    ObjectState& obj = **state;
+    // 1. An object on disk without a record: a run was killed before its index commit. The
+    //    members were hashed just now against this id, so their hash is the object's.
+    if (obj.st && !obj.recorded) {
+        const ContentHash& h = hashed[members.front()].hash;
+        ObjectRecord rec{h.size, h.xxh3, h.sha256, time(nullptr), obj.replica + 1};
+        if (auto r = txn.put_object(id, rec); !r) return r;
+        obj.recorded = true;
+    }
+    // 2. Members that already are the object only lack their record.
+    std::vector<size_t> linked;
+    std::vector<size_t> pending = split_linked(obj, members, batch, linked);
+    for (size_t i : linked)
+        if (auto r = record_link(txn, batch[i], id, obj.replica, *obj.st); !r) return r;
+    // 3. No object yet: make it from the first member that yields it.
+    if (auto r = make_object(txn, id, obj, pending, batch, hashed); !r) return r;
+    // 4. Unsettled members are leased and re-read before the window opens; the lease is
+    //    asked once more just before each rename.
+    std::unordered_map<size_t, Fd> leases;
+    std::vector<size_t> rechecked;
+    for (size_t i : pending) {
+        Fd lease;
+        auto ok = recheck_unsettled(batch[i], id, lease);
+        if (!ok) return std::unexpected(ok.error());
+        if (!*ok) continue;
+        if (lease.valid()) leases[i] = std::move(lease);
+        rechecked.push_back(i);
+    }
+    pending = std::move(rechecked);
+    // 5. Every other member is linked over its path.
+    return link_members(txn, id, obj, pending, batch, leases);
+}
+
+// import --dry-run: what apply_group would count, with nothing touched.
+Result<void> Importer::predict_group(Txn& txn, const ObjectId& id,
+                                     const std::vector<size_t>& members,
+                                     const std::vector<WalkEntry>& batch) {
+    auto state = object_state(txn, id);
+    if (!state) return std::unexpected(state.error());
+    ObjectState& obj = **state;
+    // Every member would be linked and its record written: not stale (stale_records).
+    for (size_t i : members) seen_.push_back(path_key(batch[i].path));
+    std::vector<size_t> linked;
+    std::vector<size_t> pending = split_linked(obj, members, batch, linked);
+    // The first path of a new object becomes the object (adopted): linked, nothing saved.
+    size_t start = 0;
+    if (!obj.st && dry_new_.insert(id).second && !pending.empty()) {
+        ++sum_.new_objects;
+        sum_.bytes_new_objects += batch[pending[0]].st.size;
+        ++sum_.newly_linked;
+        start = 1;
+    }
+    for (size_t k = start; k < pending.size(); ++k) {
+        ++sum_.newly_linked;
+        count_saved(batch[pending[k]]);
     }
     return {};
 }
 
 // After a complete walk: the records of this guest's paths that this run did not find linked
 // (removed, replaced by a directory or symlink, changed and skipped, newly excluded) are
-// checked against the filesystem once more and dropped unless the path still is the object.
-// The other guests' records are not read: this costs what this guest has.
-Result<void> Importer::drop_stale_records() {
+// checked against the filesystem once more; those that no longer hold are stale. The other
+// guests' records are not read: this costs what this guest has.
+Result<std::vector<std::string>> Importer::stale_records() {
     std::sort(seen_.begin(), seen_.end());
-    std::vector<LinkRecord> unseen;
-    {
-        auto txn = pool_.index().read();
-        if (!txn) return std::unexpected(txn.error());
-        auto r = (*txn)->for_each_link_of_guest(guest_.id, [&](const LinkRecord& l) {
-            if (!std::binary_search(seen_.begin(), seen_.end(), path_key(l.path)))
-                unseen.push_back(l);
-            return true;
-        });
-        if (!r) return r;
-    }
-    if (unseen.empty()) return {};
-    auto txn = opt_.dry_run ? pool_.index().read() : pool_.index().write();
+    auto txn = pool_.index().read();
     if (!txn) return std::unexpected(txn.error());
+    std::vector<LinkRecord> unseen;
+    auto r = (*txn)->for_each_link_of_guest(guest_.id, [&](const LinkRecord& l) {
+        if (!std::binary_search(seen_.begin(), seen_.end(), path_key(l.path))) unseen.push_back(l);
+        return true;
+    });
+    if (!r) return std::unexpected(r.error());
+    LinkChecker links(pool_);
+    std::vector<std::string> stale;
     for (const LinkRecord& l : unseen) {
-        auto obj = pool_.stat_object(l.id, l.replica);
-        if (!obj) return std::unexpected(obj.error());
-        auto st = stat_guest_path(root_.fd.get(), l.path, join_path(root_.path, l.path));
-        if (!st) return std::unexpected(st.error());
-        if (*obj && *st && (*st)->same_inode(**obj)) continue;
-        ++sum_.records_dropped;
+        auto state = links.check(**txn, l);
+        if (!state) return std::unexpected(state.error());
+        if (*state == LinkChecker::State::holds) continue;
         if (opt_.verbose) log_ << "drop record " << join_path(root_.path, l.path) << "\n";
-        if (opt_.dry_run) continue;
-        if (auto r = (*txn)->delete_link(guest_.id, l.path); !r) return r;
+        stale.push_back(l.path);
     }
+    sum_.records_dropped = stale.size();
+    return stale;
+}
+
+Result<void> Importer::drop_records(const std::vector<std::string>& paths) {
+    if (paths.empty()) return {};
+    auto txn = pool_.index().write();
+    if (!txn) return std::unexpected(txn.error());
+    for (const auto& p : paths)
+        if (auto r = (*txn)->delete_link(guest_.id, p); !r) return r;
     return (*txn)->commit();
 }
 
@@ -493,25 +573,12 @@ Result<std::vector<bool>> Importer::prepare_batch(const std::vector<WalkEntry>& 
     return wanted;
 }
 
-Result<void> Importer::apply_batch(std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed) {
-    auto txn_r = opt_.dry_run ? pool_.index().read() : pool_.index().write();
-    if (!txn_r) return std::unexpected(txn_r.error());
-    Txn& txn = **txn_r;
-    objects_.clear();
-    // Whatever happens below, what was done to the filesystem gets recorded.
-    auto finish = [&](Result<void> r) -> Result<void> {
-        auto c = txn.commit();
-        if (!r) return r;
-        return c;
-    };
-
-    std::vector<ObjectId> order;
-    std::unordered_map<ObjectId, std::vector<size_t>> groups;
+// The hashed batch, grouped by object id in walk order; files that could not be hashed are
+// skipped and counted here.
+Result<void> Importer::group_batch(const std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed,
+                                   Groups& g) {
     for (size_t i = 0; i < batch.size(); ++i) {
-        if (batch[i].temp) {
-            if (auto r = sweep_temp(txn, batch[i]); !r) return finish(r);
-            continue;
-        }
+        if (batch[i].temp) continue;
         Hashed& h = hashed[i];
         switch (h.state) {
             case Hashed::pending:
@@ -523,24 +590,57 @@ Result<void> Importer::apply_batch(std::vector<WalkEntry>& batch, std::vector<Ha
                 skip_file(batch[i], skip::kUnreadable, h.error.message);
                 break;
             case Hashed::failed:
-                return finish(std::unexpected(h.error));
+                return std::unexpected(h.error);
             case Hashed::ok: {
                 bytes_hashed_ += h.hash.size;
-                auto& g = groups[h.id];
-                if (g.empty()) order.push_back(h.id);
-                g.push_back(i);
+                auto& members = g.members[h.id];
+                if (members.empty()) g.order.push_back(h.id);
+                members.push_back(i);
                 break;
             }
         }
     }
-    if (!opt_.dry_run) {
-        if (auto r = adopt_new_objects(txn, order, groups, batch); !r) return finish(r);
-    }
-    for (const ObjectId& id : order) {
+    return {};
+}
+
+// Pass 5 for a batch, in one write transaction: sweep, adopt, link, record.
+Result<void> Importer::apply_batch(std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed) {
+    auto txn_r = pool_.index().write();
+    if (!txn_r) return std::unexpected(txn_r.error());
+    Txn& txn = **txn_r;
+    objects_.clear();
+    // Whatever happens below, what was done to the filesystem gets recorded.
+    auto finish = [&](Result<void> r) -> Result<void> {
+        auto c = txn.commit();
+        if (!r) return r;
+        return c;
+    };
+    for (const WalkEntry& e : batch)
+        if (e.temp)
+            if (auto r = sweep_temp(txn, e); !r) return finish(r);
+    Groups g;
+    if (auto r = group_batch(batch, hashed, g); !r) return finish(r);
+    if (auto r = adopt_new_objects(txn, g.order, g.members, batch); !r) return finish(r);
+    for (const ObjectId& id : g.order) {
         if (interrupted()) return finish(std::unexpected(interrupted_error()));
-        if (auto r = apply_group(txn, id, groups[id], batch, hashed); !r) return finish(r);
+        if (auto r = apply_group(txn, id, g.members[id], batch, hashed); !r) return finish(r);
     }
     return finish({});
+}
+
+// import --dry-run's pass 5: the same grouping, counted by predict_group; a read transaction.
+Result<void> Importer::predict_batch(std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed) {
+    auto txn = pool_.index().read();
+    if (!txn) return std::unexpected(txn.error());
+    objects_.clear();
+    for (const WalkEntry& e : batch)
+        if (e.temp)
+            if (auto t = classify_temp(**txn, e); !t) return std::unexpected(t.error());
+    Groups g;
+    if (auto r = group_batch(batch, hashed, g); !r) return r;
+    for (const ObjectId& id : g.order)
+        if (auto r = predict_group(**txn, id, g.members[id], batch); !r) return r;
+    return (*txn)->commit();
 }
 
 // A batch walked, checked against the index, and hashed in the background.
@@ -582,7 +682,8 @@ Result<ImportSummary> Importer::run() {
     guest_.config_files = sum_.config_files;
 
     Rules rules(guest_.excludes, guest_.min_size, &*packages);
-    auto walk_fd = open_dir_path(root_.path);
+    // The walk gets its own fd on the root already checked, not the path opened again.
+    auto walk_fd = open_beneath(root_.fd.get(), "", O_RDONLY | O_DIRECTORY, root_.path);
     if (!walk_fd) return std::unexpected(walk_fd.error());
     Walker walker(std::move(*walk_fd), root_.path, rules, pool_.stat(), pool_.temp_prefix());
     // A writer opening a leased file makes the kernel send SIGIO, whose default kills us; we
@@ -604,7 +705,7 @@ Result<ImportSummary> Importer::run() {
         std::vector<Hashed> hashed = cur.hashed.get();
         bool last = !*more;
         if (!last) more = start_batch(walker, max_batch, stages[(k + 1) % 2]);
-        outcome = apply_batch(cur.batch, hashed);
+        outcome = opt_.dry_run ? predict_batch(cur.batch, hashed) : apply_batch(cur.batch, hashed);
         if (opt_.progress)
             opt_.progress({.phase = "import",
                            .unit = "files",
@@ -617,10 +718,19 @@ Result<ImportSummary> Importer::run() {
         if (st.hashed.valid()) st.hashed.wait();
     sum_.files_seen = walker.files_seen();
     for (const auto& [reason, n] : walker.skipped()) sum_.skipped[reason] += n;
-    if (outcome) outcome = drop_stale_records();
+    std::vector<std::string> stale;
+    if (outcome) {
+        auto s = stale_records();
+        if (s) stale = std::move(*s);
+        if (!s) outcome = std::unexpected(s.error());
+    }
     if (!outcome) return std::unexpected(context(outcome.error(), "import " + opt_.name));
+    if (opt_.dry_run) return sum_;
 
-    if (!opt_.dry_run) {
+    // Last: the stale records go, and the guest's record notes the completed import.
+    if (auto r = drop_records(stale); !r)
+        return std::unexpected(context(r.error(), "import " + opt_.name));
+    {
         auto txn = pool_.index().write();
         if (!txn) return std::unexpected(txn.error());
         guest_.last_import = time(nullptr);
@@ -635,7 +745,7 @@ Result<ImportSummary> Importer::run() {
 
 Result<ImportSummary> import_guest(Pool& pool, const ImportOptions& opt, std::ostream& log) {
     ImportOptions o = opt;
-    if (o.jobs == 0) o.jobs = std::max(1u, std::thread::hardware_concurrency());
+    o.jobs = jobs_or_cores(o.jobs);
     Importer imp(pool, o, log);
     return imp.run();
 }

@@ -20,7 +20,7 @@ struct ImportOptions {
     bool dry_run = false;
     // The user's rules in order, "+GLOB" (include) or "-GLOB" (exclude); unset: the
     // guest's stored ones (importer/rules.h).
-    std::optional<std::vector<std::string>> excludes;
+    std::optional<std::vector<std::string>> rules;
     std::optional<uint64_t> min_size;  // unset: stored, else 1
     unsigned jobs = 0;                 // 0: one per core
     bool verbose = false;

@@ -5,7 +5,8 @@
 
 #include <fstream>
 
-#include "store/hasher.h"
+#include "importer/guest_file.h"
+#include "store/identify.h"
 
 namespace unify {
 
@@ -29,25 +30,19 @@ int64_t settle_cutoff_ns() {
 
 Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected, bool ignore_mtime,
                                   Fd& lease, const std::string& shown) {
-    int fd = openat(e.dir->get(), e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT || errno == ELOOP) return Recheck::changed;
-        return sys_fail("open", shown);
-    }
-    lease = Fd(fd);
-    if (fcntl(fd, F_SETLEASE, F_RDLCK) != 0) {
+    auto f = open_guest_file(e, shown);
+    if (!f) return std::unexpected(f.error());
+    if (f->state == GuestFile::unreadable) return std::unexpected(f->error);
+    if (f->state != GuestFile::ok) return Recheck::changed;
+    lease = std::move(f->fd);
+    if (fcntl(lease.get(), F_SETLEASE, F_RDLCK) != 0) {
         if (errno == EAGAIN || errno == EBUSY) return Recheck::busy;  // open for writing now
         // EINVAL/ENOLCK: no leases on this filesystem; the re-read below is all there is.
     }
-    auto h = hash_fd(fd, shown);
-    if (!h) return std::unexpected(h.error());
-    auto x = read_xattrs(fd, shown);
-    if (!x) return std::unexpected(x.error());
-    auto st = stat_fd(fd, shown);
-    if (!st) return std::unexpected(st.error());
-    if (!st->unchanged(e.st)) return Recheck::changed;
-    ObjectId now = make_object_id(h->sha256, Identity::of(*st, std::move(*x)), ignore_mtime);
-    return now == expected ? Recheck::same : Recheck::changed;
+    auto now = identify_fd(lease.get(), shown, ignore_mtime);
+    if (!now) return std::unexpected(now.error());
+    if (!now->st.unchanged(e.st)) return Recheck::changed;
+    return now->id == expected ? Recheck::same : Recheck::changed;
 }
 
 bool lease_intact(int fd) {

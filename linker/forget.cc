@@ -4,8 +4,8 @@
 
 #include <ostream>
 
-#include "importer/guest_root.h"
 #include "store/guest_registry.h"
+#include "store/guest_root.h"
 
 namespace unify {
 
@@ -44,7 +44,7 @@ Result<ForgetSummary> forget_guest(Pool& pool, const ForgetOptions& opt, std::os
 
     // 1. Give the guest its files back as private copies.
     if (!opt.keep_links) {
-        if (auto root = open_guest_root(pool, g->root); !root) {
+        if (auto root = open_guest_root(pool, *g); !root) {
             if (root.error().err == ENOENT)
                 return fail(what + ": the guest root " + g->root +
                                 " is gone; use --keep-links to only unregister the guest",

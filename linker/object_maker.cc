@@ -8,6 +8,7 @@
 
 #include "linker/copy.h"
 #include "store/fault.h"
+#include "store/identify.h"
 #include "store/parallel.h"
 
 namespace unify {
@@ -21,18 +22,8 @@ void withdraw(const Pool& pool, const ObjectId& id, uint32_t replica, int fd) {
 }
 
 // Hashes the protected object again and derives its id from what is there now.
-Result<std::pair<ObjectId, ContentHash>> rehash(const Pool& pool, int fd, const std::string& shown,
-                                                FileStat& st) {
-    auto h = hash_fd(fd, shown);
-    if (!h) return std::unexpected(h.error());
-    auto x = read_xattrs(fd, shown);
-    if (!x) return std::unexpected(x.error());
-    auto s = stat_fd(fd, shown);
-    if (!s) return std::unexpected(s.error());
-    st = *s;
-    return std::make_pair(
-        make_object_id(h->sha256, Identity::of(st, std::move(*x)), pool.settings().ignore_mtime),
-        *h);
+Result<Identified> rehash(const Pool& pool, int fd, const std::string& shown) {
+    return identify_fd(fd, shown, pool.settings().ignore_mtime);
 }
 
 ObjectRecord record_of(const ContentHash& h) {
@@ -69,13 +60,13 @@ static Result<MadeObject> adopt_link_protect(const Pool& pool, const ObjectId& i
         withdraw(pool, id, 0, -1);
         return out;
     }
-    int f = openat(pool.objects_fd(), obj_name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (f < 0) {
-        int err = errno;
+    auto opened = pool.open_object(id);
+    if (!opened) {
         withdraw(pool, id, 0, -1);
-        return sys_fail("open", obj_shown, err);
+        return std::unexpected(opened.error());
     }
-    fd = Fd(f);
+    fd = std::move(*opened);
+    int f = fd.get();
     fault_point("adopt.protect");
     if (auto p = pool.protection().protect(f, obj_shown); !p) {
         withdraw(pool, id, 0, f);
@@ -87,20 +78,19 @@ static Result<MadeObject> adopt_link_protect(const Pool& pool, const ObjectId& i
 
 // The protected object hashed again: made if it is still what `id` says, else withdrawn.
 static Result<MadeObject> adopt_verify(const Pool& pool, const ObjectId& id, int fd,
-                                       Result<std::pair<ObjectId, ContentHash>> again,
-                                       FileStat st) {
+                                       const Result<Identified>& again) {
     MadeObject out;
     if (!again) {
         withdraw(pool, id, 0, fd);
         return std::unexpected(again.error());
     }
-    if (again->first != id) {  // written between the first hash and the flag
+    if (again->id != id) {  // written between the first hash and the flag
         withdraw(pool, id, 0, fd);
         return out;
     }
     out.outcome = MadeObject::made;
-    out.st = st;
-    out.rec = record_of(again->second);
+    out.st = again->st;
+    out.rec = record_of(again->hash);
     return out;
 }
 
@@ -110,9 +100,7 @@ static Result<MadeObject> adopt_unlogged(const Pool& pool, const ObjectId& id, i
     Fd fd;
     auto linked = adopt_link_protect(pool, id, dirfd, name, hashed, shown, fd);
     if (!linked || linked->outcome != MadeObject::made) return linked;
-    FileStat st;
-    auto again = rehash(pool, fd.get(), pool.object_shown(id), st);
-    return adopt_verify(pool, id, fd.get(), std::move(again), st);
+    return adopt_verify(pool, id, fd.get(), rehash(pool, fd.get(), pool.object_shown(id)));
 }
 
 static Result<MadeObject> copy_unlogged(const Pool& pool, const ObjectId& id, uint32_t replica,
@@ -130,9 +118,10 @@ static Result<MadeObject> copy_unlogged(const Pool& pool, const ObjectId& id, ui
     auto src_now = stat_fd(src_fd, shown);
     if (!src_now) return std::unexpected(src_now.error());
     if (h->sha256 != content || !src_now->unchanged(st)) return out;
-    auto again = rehash(pool, tfd, tmp_shown, out.st);
+    auto again = rehash(pool, tfd, tmp_shown);
     if (!again) return std::unexpected(again.error());
-    if (again->first != id)
+    out.st = again->st;
+    if (again->id != id)
         return fail("copying " + shown + " into the pool did not reproduce its metadata " +
                     "(an xattr or owner the pool's filesystem cannot store?)");
     std::string fdpath = "/proc/self/fd/" + std::to_string(tfd);
@@ -183,17 +172,16 @@ std::vector<Result<MadeObject>> adopt_objects(const Pool& pool,
                 pool.intent().end(1 + k);  // nothing left in the pool, or a failure to report
         }
         // Parallel: read every frozen object again.
-        std::vector<Result<std::pair<ObjectId, ContentHash>>> again(n, std::unexpected(Error{}));
-        std::vector<FileStat> st(n);
+        std::vector<Result<Identified>> again(n, std::unexpected(Error{}));
         parallel_for(n, jobs, [&](size_t k) {
             if (!fds[k].valid()) return;
-            again[k] = rehash(pool, fds[k].get(), pool.object_shown(requests[base + k].id), st[k]);
+            again[k] = rehash(pool, fds[k].get(), pool.object_shown(requests[base + k].id));
         });
         // Serial: keep or withdraw.
         for (size_t k = 0; k < n; ++k) {
             if (!fds[k].valid()) continue;
             const AdoptRequest& r = requests[base + k];
-            out[base + k] = adopt_verify(pool, r.id, fds[k].get(), std::move(again[k]), st[k]);
+            out[base + k] = adopt_verify(pool, r.id, fds[k].get(), again[k]);
             if (out[base + k]) pool.intent().end(1 + k);
         }
     }
@@ -213,13 +201,10 @@ Result<MadeObject> make_replica(const Pool& pool, const ObjectId& id, uint32_t r
     auto src = pool.open_object(id, 0);
     if (!src) return std::unexpected(src.error());
     std::string shown = pool.object_shown(id, 0);
-    auto st = stat_fd(src->get(), shown);
-    if (!st) return std::unexpected(st.error());
-    auto x = read_xattrs(src->get(), shown);
-    if (!x) return std::unexpected(x.error());
-    auto h = hash_fd(src->get(), shown);
-    if (!h) return std::unexpected(h.error());
-    auto made = copy_object(pool, id, replica, src->get(), *st, *x, h->sha256, shown);
+    auto now = rehash(pool, src->get(), shown);
+    if (!now) return std::unexpected(now.error());
+    auto made =
+        copy_object(pool, id, replica, src->get(), now->st, now->xattrs, now->hash.sha256, shown);
     if (made && made->outcome != MadeObject::made)
         return fail("object " + shown + " changed while a replica was made: run unify verify");
     return made;

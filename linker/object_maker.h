@@ -1,4 +1,4 @@
-// Making a new object, always "hash what you publish" (DESIGN.md invariant 2):
+// Making a new object, always "hash what you publish" (docs/DESIGN.md invariant 2):
 //   adopt  the guest's own inode becomes the object (no data written): link it into the
 //          pool, protect it, then hash it again now that nobody can write it. Only for an
 //          inode with one link, so no path outside the import gains protection.

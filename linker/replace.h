@@ -1,4 +1,4 @@
-// Atomic replacement of a guest path (DESIGN.md invariant 1): the new inode is first given
+// Atomic replacement of a guest path (docs/DESIGN.md invariant 1): the new inode is first given
 // a unique temporary name in the same directory, the path is checked to still be exactly
 // what was hashed, and renameat() swaps it in. The path is never missing, not even for a
 // microsecond, and a path that changed since it was hashed is left alone.

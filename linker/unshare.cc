@@ -6,11 +6,11 @@
 
 #include <ostream>
 
-#include "importer/guest_root.h"
 #include "linker/copy.h"
 #include "linker/replace.h"
 #include "store/fault.h"
 #include "store/guest_path.h"
+#include "store/guest_root.h"
 #include "store/interrupt.h"
 
 namespace unify {
@@ -118,7 +118,7 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
         }
     }
     (*rtxn)->commit();
-    auto root = open_guest_root(pool, (*g)->root);
+    auto root = open_guest_root(pool, **g);
     if (!root) return std::unexpected(context(root.error(), "unshare " + opt.name));
 
     auto progress = [&](size_t done) {

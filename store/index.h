@@ -1,5 +1,5 @@
 // The index: an LMDB environment in POOL/index, the fast mirror of what the filesystem
-// says (DESIGN.md invariant 5). Four tables:
+// says (docs/DESIGN.md invariant 5). Four tables:
 //   guests   name -> GuestRecord          (plus "#id" -> name, for id lookups)
 //   objects  id(32) -> ObjectRecord
 //   links    link key -> LinkRecord        link key = guest id (4, big endian) + path

@@ -1,4 +1,4 @@
-// The pool lock (DESIGN.md invariant 6): one writer at a time. The holder writes its pid and
+// The pool lock (docs/DESIGN.md invariant 6): one writer at a time. The holder writes its pid and
 // command into the lock file, so a second writer can say who it is waiting for. Readers
 // (who, status, list) never take it: LMDB gives them a consistent snapshot.
 #pragma once

@@ -1,5 +1,6 @@
 #include "store/parallel.h"
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 #include <vector>
@@ -19,6 +20,10 @@ void parallel_for(size_t n, unsigned jobs, const std::function<void(size_t)>& bo
     for (unsigned t = 1; t < jobs && t < n; ++t) threads.emplace_back(worker);
     worker();
     for (auto& t : threads) t.join();
+}
+
+unsigned jobs_or_cores(unsigned jobs) {
+    return jobs ? jobs : std::max(1u, std::thread::hardware_concurrency());
 }
 
 }  // namespace unify

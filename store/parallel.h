@@ -9,4 +9,7 @@ namespace unify {
 
 void parallel_for(size_t n, unsigned jobs, const std::function<void(size_t)>& body);
 
+// --jobs: 0 means one thread per core.
+unsigned jobs_or_cores(unsigned jobs);
+
 }  // namespace unify

@@ -1,10 +1,12 @@
 #include "store/pool.h"
 
 #include <fcntl.h>
+#include <stdlib.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdio>
 #include <sstream>
 
@@ -88,9 +90,8 @@ Result<void> Pool::create(const std::string& path, const PoolSettings& in) {
     }
     auto objects = open_beneath(dir->get(), "objects", O_RDONLY | O_DIRECTORY, path);
     if (!objects) return std::unexpected(objects.error());
-    for (int i = 0; i < 256; ++i) {
-        uint8_t b = uint8_t(i);
-        std::string shard = to_hex(&b, 1);
+    for (size_t i = 0; i < kShards; ++i) {
+        std::string shard = shard_name(i);
         if (mkdirat(objects->get(), shard.c_str(), 0700) != 0)
             return sys_fail("mkdir", join_path(path, "objects/" + shard));
     }
@@ -127,6 +128,9 @@ Result<std::unique_ptr<Pool>> Pool::open(const std::string& path, bool with_inde
         return std::unexpected(dir.error());
     }
     p->dir_ = std::move(*dir);
+    char* real = realpath(path.c_str(), nullptr);
+    p->real_path_ = real ? real : path;
+    free(real);
     auto conf = read_small_file(p->fd(), kConf, join_path(path, kConf));
     if (!conf) {
         if (conf.error().err == ENOENT)
@@ -171,18 +175,68 @@ std::string Pool::object_name(const ObjectId& id, uint32_t replica) {
 }
 
 std::string Pool::object_shown(const ObjectId& id, uint32_t replica) const {
-    return join_path(path_, "objects/" + object_name(id, replica));
+    return object_shown(object_name(id, replica));
 }
 
 Result<std::optional<FileStat>> Pool::stat_object(const ObjectId& id, uint32_t replica) const {
     return stat_if_exists(objects_fd(), object_name(id, replica), object_shown(id, replica));
 }
 
+std::string Pool::object_shown(const std::string& name) const {
+    return join_path(path_, "objects/" + name);
+}
+
+std::optional<std::pair<ObjectId, uint32_t>> Pool::parse_object_file(const std::string& file) {
+    if (file.size() < 64) return std::nullopt;
+    // from_hex also takes upper case, which import never writes: such a name is a stray.
+    if (file.find_first_not_of("0123456789abcdef") < 64) return std::nullopt;
+    auto id = ObjectId::from_hex(std::string_view(file).substr(0, 64));
+    if (!id) return std::nullopt;
+    if (file.size() == 64) return std::make_pair(*id, uint32_t(0));
+    if (file[64] != '.' || file.size() == 65 || file[65] == '0') return std::nullopt;
+    uint32_t n = 0;
+    auto [end, ec] = std::from_chars(file.data() + 65, file.data() + file.size(), n);
+    if (ec != std::errc() || end != file.data() + file.size()) return std::nullopt;
+    return std::make_pair(*id, n);
+}
+
+std::string Pool::shard_name(size_t shard) {
+    uint8_t b = uint8_t(shard);
+    return to_hex(&b, 1);
+}
+
 Result<Fd> Pool::open_object(const ObjectId& id, uint32_t replica) const {
-    int fd =
-        openat(objects_fd(), object_name(id, replica).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return sys_fail("open", object_shown(id, replica));
-    return Fd(fd);
+    return open_object(object_name(id, replica));
+}
+
+Result<Fd> Pool::open_object(const std::string& name) const {
+    return open_read(objects_fd(), name, object_shown(name));
+}
+
+std::vector<Pool::Shard::Object> Pool::Shard::objects(std::vector<std::string>& strays) const {
+    std::vector<Object> out;
+    out.reserve(entries.size());
+    for (const auto& e : entries) {
+        auto parsed = parse_object_file(e.name);
+        if (parsed && shard_name(parsed->first.bytes[0]) == name)
+            out.push_back({e.name, parsed->first, parsed->second});
+        else
+            strays.push_back(e.name);
+    }
+    return out;
+}
+
+Result<Pool::Shard> Pool::list_shard(size_t shard) const {
+    Shard s;
+    s.name = shard_name(shard);
+    s.shown = object_shown(s.name);
+    auto dir = open_beneath(objects_fd(), s.name, O_RDONLY | O_DIRECTORY, s.shown);
+    if (!dir) return std::unexpected(dir.error());
+    s.dir = std::move(*dir);
+    auto entries = read_dir(s.dir.get(), s.shown);
+    if (!entries) return std::unexpected(entries.error());
+    s.entries = std::move(*entries);
+    return s;
 }
 
 }  // namespace unify
@@ -193,7 +247,7 @@ Result<void> Pool::with_links_allowed(const ObjectId& id, uint32_t replica, int 
                                       const std::function<Result<void>()>& act) const {
     if (protection_.mode() != ProtectMode::immutable) return act();
     intent_.begin(IntentOp::window, object_name(id, replica));
-    auto r = protection_.with_links_allowed(object_fd, object_shown(id, replica), act);
+    auto r = protection_.run_lifted(object_fd, object_shown(id, replica), act);
     // On failure the record stays: the next writer makes sure the flag is back.
     if (r) intent_.end();
     return r;

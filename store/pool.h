@@ -22,6 +22,8 @@
 
 namespace unify {
 
+inline constexpr size_t kShards = 256;  // objects/00 .. objects/ff
+
 struct PoolSettings {
     ProtectMode protect = ProtectMode::immutable;
     bool ignore_mtime = false;
@@ -38,6 +40,7 @@ class Pool {
     static Result<std::unique_ptr<Pool>> open(const std::string& path, bool with_index = true);
 
     const std::string& path() const { return path_; }
+    const std::string& real_path() const { return real_path_; }  // canonical (realpath)
     const PoolSettings& settings() const { return settings_; }
     const Protection& protection() const { return protection_; }
     const FileStat& stat() const { return stat_; }
@@ -46,17 +49,46 @@ class Pool {
     int tmp_fd() const { return tmp_.get(); }
     Index& index() { return *index_; }
 
+    // Object files, all in one place: names, shards, opening.
     // "ab/<hex>" or "ab/<hex>.N", relative to objects_fd().
     static std::string object_name(const ObjectId& id, uint32_t replica = 0);
+    // The inverse for a file in a shard: "<64 lower-case hex>" is replica 0 of that id,
+    // "<64 hex>.N" (N > 0, no leading zero) replica N; anything else is no object.
+    static std::optional<std::pair<ObjectId, uint32_t>> parse_object_file(const std::string& file);
+    static std::string shard_name(size_t shard);  // "00" .. "ff"
     std::string object_shown(const ObjectId& id, uint32_t replica = 0) const;
+    std::string object_shown(const std::string& name) const;
     Result<std::optional<FileStat>> stat_object(const ObjectId& id, uint32_t replica = 0) const;
+    // Read-only, never through a symlink, O_NOATIME where allowed (store/sys.h open_read).
     Result<Fd> open_object(const ObjectId& id, uint32_t replica = 0) const;
+    Result<Fd> open_object(const std::string& name) const;  // "ab/<file>"
+    // One shard directory and its entries; the loop over all kShards is the caller's (gc
+    // runs it in parallel, verify and reindex in order).
+    struct Shard {
+        std::string name;   // "ab"
+        std::string shown;  // POOL/objects/ab
+        Fd dir;
+        std::vector<DirEntry> entries;
+
+        struct Object {
+            std::string file;  // the entry's name
+            ObjectId id;
+            uint32_t replica = 0;
+        };
+        // The entries that name an object of this shard; the names of the others (strays)
+        // are appended to `strays`.
+        std::vector<Object> objects(std::vector<std::string>& strays) const;
+    };
+    Result<Shard> list_shard(size_t shard) const;
     // Writers only: opens POOL/intent and finishes what a killed writer left in it (see
     // store/intent.h). Returns a line for the log, empty if nothing was pending.
     Result<std::string> prepare_writer();
     const IntentLog& intent() const { return intent_; }
-    // Protection::with_links_allowed, with the window recorded in the intent log so that an
-    // object left unprotected by a kill is protected again by the next writer.
+    // The protection window, the one way to add or drop a name of a protected object: runs
+    // `act` with the object's protection lifted where the kernel requires that for link,
+    // unlink and rename (stock immutable), recorded in the intent log so that an object left
+    // unprotected by a kill is protected again by the next writer (store/protect.h says what
+    // is checked after the window). The record is ended only when protection is back.
     Result<void> with_links_allowed(const ObjectId& id, uint32_t replica, int object_fd,
                                     const std::function<Result<void>()>& act) const;
 
@@ -64,7 +96,7 @@ class Pool {
     std::string temp_prefix() const { return ".unify-" + settings_.token + "."; }
 
   private:
-    std::string path_;
+    std::string path_, real_path_;
     PoolSettings settings_;
     Protection protection_{ProtectMode::none};
     FileStat stat_;

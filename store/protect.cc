@@ -143,8 +143,8 @@ Result<bool> Protection::is_protected(int fd, const std::string& shown) const {
     return (*flags & bits) == bits;
 }
 
-Result<void> Protection::with_links_allowed(int object_fd, const std::string& shown,
-                                            const std::function<Result<void>()>& act) const {
+Result<void> Protection::run_lifted(int object_fd, const std::string& shown,
+                                    const std::function<Result<void>()>& act) const {
     if (mode_ != ProtectMode::immutable) return act();
     auto before = stat_fd(object_fd, shown);
     if (!before) return std::unexpected(before.error());

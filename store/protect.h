@@ -42,12 +42,13 @@ class Protection {
     Result<void> unprotect(int fd, const std::string& shown) const;
     Result<bool> is_protected(int fd, const std::string& shown) const;
 
-    // Runs `act` with the object's protection lifted if the kernel requires that for link,
-    // unlink and rename (stock immutable), and restores it whatever `act` returned. After
-    // the window, the object must still have the size and mtime it had before: a write that
-    // slipped in is reported as an error naming the object.
-    Result<void> with_links_allowed(int object_fd, const std::string& shown,
-                                    const std::function<Result<void>()>& act) const;
+    // The body of Pool::with_links_allowed, which is the only caller (it adds the intent
+    // record): runs `act` with the object's protection lifted if the kernel requires that
+    // for link, unlink and rename (stock immutable), and restores it whatever `act`
+    // returned. After the window, the object must still have the size and mtime it had
+    // before: a write that slipped in is reported as an error naming the object.
+    Result<void> run_lifted(int object_fd, const std::string& shown,
+                            const std::function<Result<void>()>& act) const;
 
   private:
     ProtectMode mode_;

@@ -74,6 +74,14 @@ Result<Fd> open_beneath(int dirfd, const std::string& rel, int flags, const std:
     }
 }
 
+Result<Fd> open_read(int dirfd, const std::string& name, const std::string& shown) {
+    constexpr int kFlags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
+    int fd = openat(dirfd, name.c_str(), kFlags | O_NOATIME);
+    if (fd < 0 && errno == EPERM) fd = openat(dirfd, name.c_str(), kFlags);
+    if (fd < 0) return sys_fail("open", shown);
+    return Fd(fd);
+}
+
 Result<Fd> open_dir_path(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return sys_fail("open", path);

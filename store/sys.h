@@ -59,6 +59,10 @@ Result<std::optional<FileStat>> stat_if_exists(int dirfd, const std::string& nam
 // openat2(dirfd, rel, RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_XDEV); rel may hold
 // several components. flags get O_CLOEXEC|O_NOFOLLOW added.
 Result<Fd> open_beneath(int dirfd, const std::string& rel, int flags, const std::string& shown);
+// Opens dirfd/name (one component) read-only for reading its bytes: never through a
+// symlink (ELOOP), never blocking on a FIFO (O_NONBLOCK), with O_NOATIME where the kernel
+// allows it (it refuses EPERM for a file we neither own nor have CAP_FOWNER for).
+Result<Fd> open_read(int dirfd, const std::string& name, const std::string& shown);
 // An administrator-given path (a guest root, the pool); O_DIRECTORY|O_CLOEXEC.
 Result<Fd> open_dir_path(const std::string& path);
 

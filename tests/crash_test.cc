@@ -1,5 +1,5 @@
-// Crash consistency (DESIGN.md invariants 1, 2 and 5): the fault-armed binary kills itself
-// at every point where a writer changes the filesystem or commits the index, and SIGKILL
+// Crash consistency (docs/docs/DESIGN.md invariants 1, 2 and 5): the fault-armed binary kills
+// itself at every point where a writer changes the filesystem or commits the index, and SIGKILL
 // also lands at random moments. After each death: every guest path still has its content
 // and metadata, every object equals its id, and running the same command again converges to
 // the state an uninterrupted run reaches.

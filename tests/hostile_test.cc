@@ -1,4 +1,4 @@
-// Guest roots are untrusted input (DESIGN.md invariant 4). Each test builds a guest that
+// Guest roots are untrusted input (docs/DESIGN.md invariant 4). Each test builds a guest that
 // tries to lead import somewhere else, then checks that nothing outside the guest roots and
 // the pool was linked, renamed or had its flags changed (its inode, link count, ctime and
 // flags are as before), and that the guest itself lost nothing.

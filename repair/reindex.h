@@ -1,5 +1,5 @@
 // unify reindex: rebuild the index from the pool and the guest roots, after it was lost or
-// damaged (DESIGN.md invariant 5: the filesystem is the truth, the index its mirror). Passes:
+// damaged (docs/DESIGN.md invariant 5: the filesystem is the truth, the index its mirror). Passes:
 //   1. guests: from POOL/guests.conf (store/guest_registry.h); a pool without one falls back
 //      to the guests of the old index if that can still be read, else gets none;
 //   2. a fresh index is built in POOL/index.new (one left by a killed reindex is removed

@@ -2,7 +2,7 @@
 // reads every object once with XXH3 only; any doubt it raises (content or id mismatch) is
 // settled with a full SHA-256 of that object, so a wrong index record is told apart from a
 // damaged object: an object whose bytes and metadata give its id is never called damaged.
-#include "gc/verify.h"
+#include "repair/verify.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,13 +18,14 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "gc/stamp.h"
-#include "importer/guest_root.h"
-#include "importer/hash_batch.h"
 #include "linker/unshare.h"
-#include "store/guest_path.h"
+#include "repair/stamp.h"
+#include "store/guest_root.h"
 #include "store/hasher.h"
+#include "store/identify.h"
 #include "store/interrupt.h"
+#include "store/link_check.h"
+#include "store/parallel.h"
 
 namespace unify {
 
@@ -53,14 +54,6 @@ Result<std::pair<uint64_t, uint64_t>> xxh3_fd(int fd, const std::string& shown) 
     return std::make_pair(uint64_t(XXH3_64bits_digest(state.get())), uint64_t(off));
 }
 
-Result<Fd> open_object_file(int dirfd, const std::string& name, const std::string& shown) {
-    int fd = openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-    if (fd < 0 && errno == EPERM)  // O_NOATIME without owning the file or CAP_FOWNER
-        fd = openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return sys_fail("open", shown);
-    return Fd(fd);
-}
-
 // One object file of a shard: what pass 1 knows, and what pass 2 found.
 struct Item {
     std::string file;  // the name inside the shard directory
@@ -78,13 +71,13 @@ struct Item {
 };
 
 // Pass 2 for one object: see the comment at the top of this file.
-void check_item(const Pool& pool, int shard_fd, const std::string& shown, bool full_mode,
+void check_item(const Pool& pool, const std::string& name, const std::string& shown, bool full_mode,
                 Item& it) {
     auto fail_with = [&](Error e) {
         it.state = Item::failed;
         it.error = std::move(e);
     };
-    auto f = open_object_file(shard_fd, it.file, shown);
+    auto f = pool.open_object(name);
     if (!f) {
         if (f.error().err == ELOOP) {
             it.state = Item::stray;
@@ -141,51 +134,41 @@ void check_item(const Pool& pool, int shard_fd, const std::string& shown, bool f
         it.state = Item::damaged;
 }
 
-// The guests and their roots, opened once, for checking recorded links on the filesystem.
+// The recorded links of damaged and missing objects, by guest name.
 class LinkFinder {
   public:
-    LinkFinder(Txn& txn, std::ostream& log) : txn_(txn), log_(log) {}
+    LinkFinder(const Pool& pool, Txn& txn, std::ostream& log) : checker_(pool, &log), txn_(txn) {}
 
     // The recorded links of (id, replica) whose path is `obj`'s inode now.
     Result<std::vector<VerifyLink>> linking(const ObjectId& id, uint32_t replica,
                                             const FileStat& obj) {
-        std::vector<VerifyLink> out;
-        Result<void> err;
-        auto r = txn_.for_each_link_of_object(id, [&](const LinkRecord& l) {
-            if (l.replica != replica) return true;
-            auto g = guest(l.guest);
-            if (!g) {
-                err = std::unexpected(g.error());
-                return false;
-            }
-            const std::optional<Guest>& guest = **g;
-            if (!guest || !guest->root.valid()) return true;
-            auto st =
-                stat_guest_path(guest->root.get(), l.path, join_path(guest->rec.root, l.path));
-            if (!st) {
-                err = std::unexpected(st.error());
-                return false;
-            }
-            if (*st && (*st)->same_inode(obj)) out.push_back({guest->rec.name, l.path});
-            return true;
+        return collect(id, [&](const LinkRecord& l) -> Result<bool> {
+            if (l.replica != replica) return false;
+            auto state = checker_.check(txn_, l, obj);
+            if (!state) return std::unexpected(state.error());
+            return *state == LinkChecker::State::holds;
         });
-        if (!r) return std::unexpected(r.error());
-        if (!err) return std::unexpected(err.error());
-        return out;
     }
 
     // Every recorded link of id, unchecked.
     Result<std::vector<VerifyLink>> recorded(const ObjectId& id) {
+        return collect(id, [](const LinkRecord&) -> Result<bool> { return true; });
+    }
+
+  private:
+    Result<std::vector<VerifyLink>> collect(
+        const ObjectId& id, const std::function<Result<bool>(const LinkRecord&)>& keep) {
         std::vector<VerifyLink> out;
         Result<void> err;
         auto r = txn_.for_each_link_of_object(id, [&](const LinkRecord& l) {
-            auto g = guest(l.guest);
+            auto k = keep(l);
+            auto g = k ? checker_.guest(txn_, l.guest)
+                       : Result<const GuestRecord*>(std::unexpected(k.error()));
             if (!g) {
                 err = std::unexpected(g.error());
                 return false;
             }
-            const std::optional<Guest>& guest = **g;
-            out.push_back({guest ? guest->rec.name : "#" + std::to_string(l.guest), l.path});
+            if (*k) out.push_back({*g ? (*g)->name : "#" + std::to_string(l.guest), l.path});
             return true;
         });
         if (!r) return std::unexpected(r.error());
@@ -193,33 +176,8 @@ class LinkFinder {
         return out;
     }
 
-  private:
-    struct Guest {
-        GuestRecord rec;
-        Fd root;  // invalid when the root cannot be opened
-    };
-
-    Result<const std::optional<Guest>*> guest(uint32_t id) {
-        auto it = guests_.find(id);
-        if (it != guests_.end()) return &it->second;
-        auto g = txn_.guest(id);
-        if (!g) return std::unexpected(g.error());
-        std::optional<Guest> entry;
-        if (*g) {
-            entry = Guest{**g, Fd()};
-            auto fd = open_dir_path((*g)->root);
-            if (fd)
-                entry->root = std::move(*fd);
-            else
-                log_ << "unify: warning: guest '" << (*g)->name << "': " << fd.error().message
-                     << "; its links are not checked\n";
-        }
-        return &guests_.emplace(id, std::move(entry)).first->second;
-    }
-
+    LinkChecker checker_;
     Txn& txn_;
-    std::ostream& log_;
-    std::unordered_map<uint32_t, std::optional<Guest>> guests_;
 };
 
 // Passes 1 to 3 over one shard. Records of damaged objects and bad records are kept aside
@@ -233,39 +191,34 @@ struct Found {
 Result<void> verify_shard(Pool& pool, Txn& txn, LinkFinder& links, size_t s,
                           const VerifyOptions& opt, std::ostream& log, VerifySummary& sum,
                           Found& found) {
-    uint8_t b = uint8_t(s);
-    std::string shard = to_hex(&b, 1), shard_shown = pool.path() + "/objects/" + shard;
-    auto dir = open_beneath(pool.objects_fd(), shard, O_RDONLY | O_DIRECTORY, shard_shown);
-    if (!dir) {
-        if (dir.error().err != ENOENT) return std::unexpected(dir.error());
-        sum.strays.push_back(shard_shown + " (missing shard directory)");
+    auto listed = pool.list_shard(s);
+    if (!listed) {
+        if (listed.error().err != ENOENT) return std::unexpected(listed.error());
+        sum.strays.push_back(pool.object_shown(Pool::shard_name(s)) + " (missing shard directory)");
         return {};
     }
-    auto entries = read_dir(dir->get(), shard_shown);
-    if (!entries) return std::unexpected(entries.error());
+    const std::string &shard = listed->name, &shard_shown = listed->shown;
 
     // Pass 1: names and records (the transaction stays on this thread).
+    std::vector<std::string> strays;
     std::vector<Item> items;
-    items.reserve(entries->size());
-    for (const auto& e : *entries) {
-        auto parsed = parse_object_name(e.name);
-        if (!parsed || parsed->first.bytes[0] != b) {
-            sum.strays.push_back(join_path(shard_shown, e.name) + " (not an object name)");
-            continue;
-        }
+    for (auto& o : listed->objects(strays)) {
         Item it;
-        it.file = e.name;
-        it.id = parsed->first;
-        it.replica = parsed->second;
+        it.file = std::move(o.file);
+        it.id = o.id;
+        it.replica = o.replica;
         auto rec = txn.object(it.id);
         if (!rec) return std::unexpected(rec.error());
         it.rec = *rec;
         items.push_back(std::move(it));
     }
+    for (const auto& name : strays)
+        sum.strays.push_back(join_path(shard_shown, name) + " (not an object name)");
 
     // Pass 2, on all cores.
     parallel_for(items.size(), opt.jobs, [&](size_t i) {
-        check_item(pool, dir->get(), join_path(shard_shown, items[i].file), opt.full, items[i]);
+        check_item(pool, shard + "/" + items[i].file, join_path(shard_shown, items[i].file),
+                   opt.full, items[i]);
     });
 
     std::unordered_set<ObjectId> present;
@@ -334,52 +287,39 @@ Result<Fd> quarantine_dir(const Pool& pool) {
 // Protects a damaged object that was only unprotected, then hashes it again now that nobody
 // can write it. True if it is what its id says.
 Result<bool> reprotect(const Pool& pool, DamagedObject& d) {
-    std::string shown = join_path(pool.path(), "objects/" + d.name);
-    auto f = open_object_file(pool.objects_fd(), d.name, shown);
+    std::string shown = pool.object_shown(d.name);
+    auto f = pool.open_object(d.name);
     if (!f) return std::unexpected(f.error());
     if (auto r = pool.protection().protect(f->get(), shown); !r) return std::unexpected(r.error());
-    auto h = hash_fd(f->get(), shown);
-    if (!h) return std::unexpected(h.error());
-    auto x = read_xattrs(f->get(), shown);
-    if (!x) return std::unexpected(x.error());
-    auto st = stat_fd(f->get(), shown);
-    if (!st) return std::unexpected(st.error());
-    if (make_object_id(h->sha256, Identity::of(*st, std::move(*x)), pool.settings().ignore_mtime) ==
-        d.id)
-        return true;
+    auto now = identify_fd(f->get(), shown, pool.settings().ignore_mtime);
+    if (!now) return std::unexpected(now.error());
+    if (now->id == d.id) return true;
     d.content = d.metadata = true;  // it changed while it was unprotected
     return false;
 }
 
-// Renames objects/<name> to quarantine/<file>.<stamp>[-k], with the flag lifted for the
-// rename and set again on the inode after it. Returns the new host path.
+// Renames objects/<name> to quarantine/<file>.<stamp>[-k] inside the object's protection
+// window: the guests that still link the inode must not be able to change it for each other,
+// so its flag is set again after the rename. Returns the new host path.
 Result<std::string> move_aside(const Pool& pool, const DamagedObject& d, int qfd,
                                const std::string& stamp) {
-    std::string shown = join_path(pool.path(), "objects/" + d.name);
-    auto f = open_object_file(pool.objects_fd(), d.name, shown);
+    std::string shown = pool.object_shown(d.name);
+    auto f = pool.open_object(d.name);
     if (!f) return std::unexpected(f.error());
-    std::string base = d.name.substr(3) + "." + stamp;
-    pool.intent().begin(IntentOp::window, d.name);
-    if (auto r = pool.protection().unprotect(f->get(), shown); !r) {
-        pool.intent().end();
+    std::string base = d.name.substr(3) + "." + stamp, target;
+    auto rename = [&]() -> Result<void> {
+        for (int k = 0;; ++k) {
+            target = k ? base + "-" + std::to_string(k) : base;
+            if (renameat2(pool.objects_fd(), d.name.c_str(), qfd, target.c_str(),
+                          RENAME_NOREPLACE) == 0)
+                return {};
+            if (errno == EEXIST && k < 1000) continue;
+            return sys_fail("rename",
+                            shown + " -> " + join_path(pool.path(), "quarantine/" + target));
+        }
+    };
+    if (auto r = pool.with_links_allowed(d.id, d.replica, f->get(), rename); !r)
         return std::unexpected(r.error());
-    }
-    std::string target;
-    Result<void> moved;
-    for (int k = 0;; ++k) {
-        target = k ? base + "-" + std::to_string(k) : base;
-        if (renameat2(pool.objects_fd(), d.name.c_str(), qfd, target.c_str(), RENAME_NOREPLACE) ==
-            0)
-            break;
-        if (errno == EEXIST && k < 1000) continue;
-        moved = sys_fail("rename", shown + " -> " + join_path(pool.path(), "quarantine/" + target));
-        break;
-    }
-    // The guests that still link the inode must not be able to change it for each other.
-    auto restored = pool.protection().protect(f->get(), shown);
-    pool.intent().end();
-    if (!moved) return std::unexpected(moved.error());
-    if (!restored) return std::unexpected(restored.error());
     return join_path(pool.path(), "quarantine/" + target);
 }
 
@@ -492,20 +432,6 @@ Result<void> quarantine_one(Pool& pool, DamagedObject& d, const VerifyOptions& o
 
 }  // namespace
 
-std::optional<std::pair<ObjectId, uint32_t>> parse_object_name(const std::string& name) {
-    if (name.size() < 64) return std::nullopt;
-    // from_hex also takes upper case, which import never writes: such a name is a stray.
-    if (name.find_first_not_of("0123456789abcdef") < 64) return std::nullopt;
-    auto id = ObjectId::from_hex(std::string_view(name).substr(0, 64));
-    if (!id) return std::nullopt;
-    if (name.size() == 64) return std::make_pair(*id, uint32_t(0));
-    if (name[64] != '.' || name.size() == 65 || name[65] == '0') return std::nullopt;
-    uint32_t n = 0;
-    auto [end, ec] = std::from_chars(name.data() + 65, name.data() + name.size(), n);
-    if (ec != std::errc() || end != name.data() + name.size()) return std::nullopt;
-    return std::make_pair(*id, n);
-}
-
 std::string describe(const DamagedObject& d, bool full) {
     std::vector<std::string> p;
     if (!d.recorded) {
@@ -525,14 +451,14 @@ std::string describe(const DamagedObject& d, bool full) {
 
 Result<VerifySummary> verify_pool(Pool& pool, const VerifyOptions& opt_in, std::ostream& log) {
     VerifyOptions opt = opt_in;
-    if (opt.jobs == 0) opt.jobs = std::max(1u, std::thread::hardware_concurrency());
+    opt.jobs = jobs_or_cores(opt.jobs);
     VerifySummary sum;
     Found found;
     {
         auto txn = pool.index().read();
         if (!txn) return std::unexpected(txn.error());
-        LinkFinder links(**txn, log);
-        for (size_t s = 0; s < 256; ++s) {
+        LinkFinder links(pool, **txn, log);
+        for (size_t s = 0; s < kShards; ++s) {
             if (interrupted()) return std::unexpected(interrupted_error());
             if (auto r = verify_shard(pool, **txn, links, s, opt, log, sum, found); !r)
                 return std::unexpected(context(r.error(), "verify"));
@@ -542,7 +468,7 @@ Result<VerifySummary> verify_pool(Pool& pool, const VerifyOptions& opt_in, std::
                               .done = sum.objects_checked,
                               .bytes = sum.bytes_checked,
                               .part = s + 1,
-                              .parts = 256});
+                              .parts = kShards});
         }
         (void)(*txn)->commit();
     }

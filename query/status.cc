@@ -1,4 +1,4 @@
-#include "cli/status.h"
+#include "query/status.h"
 
 #include <unordered_map>
 

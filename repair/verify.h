@@ -101,8 +101,4 @@ Result<VerifySummary> verify_pool(Pool& pool, const VerifyOptions& opt, std::ost
 // The problems of `d` as one line: "content does not match ...; not protected".
 std::string describe(const DamagedObject& d, bool full);
 
-// A shard entry's name: "<64 lower-case hex>" is replica 0 of that id, "<64 hex>.N" (N > 0,
-// no leading zero) replica N; anything else is no object.
-std::optional<std::pair<ObjectId, uint32_t>> parse_object_name(const std::string& name);
-
 }  // namespace unify

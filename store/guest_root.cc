@@ -1,4 +1,4 @@
-#include "importer/guest_root.h"
+#include "store/guest_root.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -25,21 +25,18 @@ Result<void> check_guest_name(const std::string& name) {
     return {};
 }
 
-Result<GuestRoot> open_guest_root(const Pool& pool, const std::string& path) {
-    char* real = realpath(path.c_str(), nullptr);
-    if (!real) return sys_fail("guest root: realpath", path);
+namespace {
+
+Result<GuestRoot> open_canonical(const Pool& pool, std::string path) {
     GuestRoot g;
-    g.path = real;
-    free(real);
+    g.path = std::move(path);
     auto fd = open_dir_path(g.path);
     if (!fd) return std::unexpected(context(fd.error(), "guest root"));
     g.fd = std::move(*fd);
     auto st = stat_fd(g.fd.get(), g.path);
     if (!st) return std::unexpected(st.error());
     g.st = *st;
-    char* pool_real = realpath(pool.path().c_str(), nullptr);
-    std::string pool_path = pool_real ? pool_real : pool.path();
-    free(pool_real);
+    const std::string& pool_path = pool.real_path();
     if (g.st.dev != pool.stat().dev) {
         auto dev = [](uint64_t d) {
             return std::to_string(major(d)) + ":" + std::to_string(minor(d));
@@ -58,6 +55,20 @@ Result<GuestRoot> open_guest_root(const Pool& pool, const std::string& path) {
     if (path_within(g.path, pool_path))
         return fail("guest root " + g.path + " lies inside the pool " + pool_path);
     return g;
+}
+
+}  // namespace
+
+Result<GuestRoot> open_guest_root(const Pool& pool, const std::string& path) {
+    char* real = realpath(path.c_str(), nullptr);
+    if (!real) return sys_fail("guest root: realpath", path);
+    std::string canonical = real;
+    free(real);
+    return open_canonical(pool, std::move(canonical));
+}
+
+Result<GuestRoot> open_guest_root(const Pool& pool, const GuestRecord& guest) {
+    return open_canonical(pool, guest.root);
 }
 
 }  // namespace unify

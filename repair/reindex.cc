@@ -1,5 +1,5 @@
 // The passes of unify reindex (algorithm in reindex.h).
-#include "gc/reindex.h"
+#include "repair/reindex.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,13 +11,13 @@
 #include <ostream>
 #include <thread>
 
-#include "gc/stamp.h"
-#include "gc/verify.h"
-#include "importer/guest_root.h"
-#include "importer/hash_batch.h"
 #include "importer/walker.h"
+#include "repair/stamp.h"
 #include "store/guest_registry.h"
+#include "store/guest_root.h"
+#include "store/identify.h"
 #include "store/interrupt.h"
+#include "store/parallel.h"
 
 namespace unify {
 
@@ -51,65 +51,48 @@ struct File {
     Error error;
 };
 
-void hash_file(const Pool& pool, int shard_fd, const std::string& shown, File& f) {
-    int fd = openat(shard_fd, f.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-    if (fd < 0 && errno == EPERM)
-        fd = openat(shard_fd, f.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ELOOP) {
-            f.state = File::stray;
-            return;
-        }
-        f.state = File::failed;
-        f.error = sys_fail("open", shown).error();
+void hash_file(const Pool& pool, const std::string& name, const std::string& shown, File& f) {
+    auto fd = pool.open_object(name);
+    if (!fd) {
+        f.state = fd.error().err == ELOOP ? File::stray : File::failed;
+        f.error = fd.error();
         return;
     }
-    Fd owned(fd);
-    auto st = stat_fd(fd, shown);
+    auto st = stat_fd(fd->get(), shown);
     if (!st || !st->is_reg() || st->dev != pool.stat().dev) {
         f.state = st ? File::stray : File::failed;
         if (!st) f.error = st.error();
         return;
     }
-    f.st = *st;
-    auto x = read_xattrs(fd, shown);
-    auto h = x ? hash_fd(fd, shown) : Result<ContentHash>(std::unexpected(x.error()));
-    if (!h) {
+    auto now = identify_fd(fd->get(), shown, pool.settings().ignore_mtime);
+    if (!now) {
         f.state = File::failed;
-        f.error = h.error();
+        f.error = now.error();
         return;
     }
-    f.hash = *h;
-    ObjectId id =
-        make_object_id(h->sha256, Identity::of(*st, std::move(*x)), pool.settings().ignore_mtime);
-    if (id != f.id) f.state = File::mismatch;
+    f.st = now->st;
+    f.hash = now->hash;
+    if (now->id != f.id) f.state = File::mismatch;
 }
 
 // Pass 3: record every object of every shard in `index`, and collect the inode table.
 Result<void> scan_objects(Pool& pool, Index& index, const ReindexOptions& opt, std::ostream& log,
                           ReindexSummary& sum, Scan& scan) {
-    for (size_t s = 0; s < 256; ++s) {
+    for (size_t s = 0; s < kShards; ++s) {
         if (interrupted()) return std::unexpected(interrupted_error());
-        uint8_t b = uint8_t(s);
-        std::string shard = to_hex(&b, 1), shown = pool.path() + "/objects/" + shard;
-        auto dir = open_beneath(pool.objects_fd(), shard, O_RDONLY | O_DIRECTORY, shown);
-        if (!dir) return std::unexpected(dir.error());
-        auto entries = read_dir(dir->get(), shown);
-        if (!entries) return std::unexpected(entries.error());
+        auto listed = pool.list_shard(s);
+        if (!listed) return std::unexpected(listed.error());
+        const std::string &shard = listed->name, &shown = listed->shown;
+        std::vector<std::string> strays;
         std::vector<File> files;
-        files.reserve(entries->size());
-        for (const auto& e : *entries) {
-            auto parsed = parse_object_name(e.name);
-            if (!parsed || parsed->first.bytes[0] != b) {
-                ++sum.strays;
-                log << "unify: warning: " << join_path(shown, e.name)
-                    << " is not an object name; not recorded\n";
-                continue;
-            }
-            files.push_back(File{e.name, parsed->first, parsed->second});
+        for (auto& o : listed->objects(strays)) files.push_back(File{o.file, o.id, o.replica});
+        for (const auto& name : strays) {
+            ++sum.strays;
+            log << "unify: warning: " << join_path(shown, name)
+                << " is not an object name; not recorded\n";
         }
         parallel_for(files.size(), opt.jobs, [&](size_t i) {
-            hash_file(pool, dir->get(), join_path(shown, files[i].name), files[i]);
+            hash_file(pool, shard + "/" + files[i].name, join_path(shown, files[i].name), files[i]);
         });
         // Replicas of one id are adjacent once sorted; the lowest good one gives the record.
         std::sort(files.begin(), files.end(), [](const File& a, const File& b) {
@@ -163,7 +146,7 @@ Result<void> scan_objects(Pool& pool, Index& index, const ReindexOptions& opt, s
                           .done = sum.object_files,
                           .bytes = sum.bytes,
                           .part = s + 1,
-                          .parts = 256});
+                          .parts = kShards});
     }
     std::sort(scan.inodes.begin(), scan.inodes.end());
     return {};
@@ -184,7 +167,7 @@ Result<void> walk_guest(Pool& pool, Index& index, const GuestRecord& g, const Sc
         sum.guests_incomplete.push_back(msg);
         return Result<void>();
     };
-    auto root = open_guest_root(pool, g.root);
+    auto root = open_guest_root(pool, g);
     if (!root) return incomplete(root.error());
     // The default rules and the guest's include rules only: see reindex.h.
     std::vector<std::string> includes;
@@ -298,7 +281,7 @@ Result<void> swap_in(const Pool& pool, ReindexSummary& sum) {
 
 Result<ReindexSummary> reindex_pool(Pool& pool, const ReindexOptions& opt_in, std::ostream& log) {
     ReindexOptions opt = opt_in;
-    if (opt.jobs == 0) opt.jobs = std::max(1u, std::thread::hardware_concurrency());
+    opt.jobs = jobs_or_cores(opt.jobs);
     ReindexSummary sum;
     auto guests = find_guests(pool, log, sum);
     if (!guests) return std::unexpected(context(guests.error(), "reindex"));

@@ -1,4 +1,4 @@
-#include "gc/stamp.h"
+#include "repair/stamp.h"
 
 #include <ctime>
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "store/fd.h"
+#include "store/index.h"
 #include "store/pool.h"
 
 namespace unify {
@@ -16,7 +17,11 @@ struct GuestRoot {
     FileStat st;
 };
 
+// An administrator-given path: made canonical (realpath), then opened and checked.
 Result<GuestRoot> open_guest_root(const Pool& pool, const std::string& path);
+// A root as the index records it (canonical when it was registered): opened and checked the
+// same way, without resolving it again.
+Result<GuestRoot> open_guest_root(const Pool& pool, const GuestRecord& guest);
 
 // Guest names go into messages, `NAME:/path` targets and the index: [A-Za-z0-9._-]+,
 // not starting with '-' or '.'.

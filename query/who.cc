@@ -1,12 +1,11 @@
-#include "cli/who.h"
+#include "query/who.h"
 
 #include <stdlib.h>
 #include <unistd.h>
 
-#include <unordered_map>
-
-#include "importer/guest_root.h"
 #include "store/guest_path.h"
+#include "store/guest_root.h"
+#include "store/link_check.h"
 
 namespace unify {
 
@@ -45,41 +44,21 @@ std::optional<GuestRecord> guest_containing(const std::vector<GuestRecord>& gues
 
 // Reports every recorded link of `id` whose path still is the object's inode.
 Result<void> verified_links(Pool& pool, Txn& txn, const ObjectId& id, WhoAnswer& ans) {
-    std::unordered_map<uint32_t, std::optional<GuestRecord>> guests;
-    std::unordered_map<uint32_t, std::optional<FileStat>> replicas;
-    std::unordered_map<uint32_t, Fd> roots;
+    LinkChecker links(pool);
     Result<void> err;
     auto r = txn.for_each_link_of_object(id, [&](const LinkRecord& l) {
-        if (!guests.count(l.guest)) {
-            auto g = txn.guest(l.guest);
-            if (!g) {
-                err = std::unexpected(g.error());
-                return false;
-            }
-            guests[l.guest] = *g;
-            if (*g) {
-                auto fd = open_dir_path((*g)->root);
-                if (fd) roots[l.guest] = std::move(*fd);
-            }
-        }
-        if (!replicas.count(l.replica)) {
-            auto st = pool.stat_object(id, l.replica);
-            if (!st) {
-                err = std::unexpected(st.error());
-                return false;
-            }
-            replicas[l.replica] = *st;
-        }
-        const auto& g = guests[l.guest];
-        const auto& obj = replicas[l.replica];
-        auto root = roots.find(l.guest);
-        if (!g || !obj || root == roots.end()) return true;
-        auto st = stat_guest_path(root->second.get(), l.path, join_path(g->root, l.path));
-        if (!st) {
-            err = std::unexpected(st.error());
+        auto state = links.check(txn, l);
+        if (!state) {
+            err = std::unexpected(state.error());
             return false;
         }
-        if (*st && (*st)->same_inode(*obj)) ans.links.push_back({g->name, l.path});
+        if (*state != LinkChecker::State::holds) return true;
+        auto g = links.guest(txn, l.guest);
+        if (!g) {
+            err = std::unexpected(g.error());
+            return false;
+        }
+        ans.links.push_back({(*g)->name, l.path});
         return true;
     });
     if (!r) return r;
@@ -145,9 +124,9 @@ Result<WhoAnswer> who(Pool& pool, const std::string& target) {
 
     if (guest) {
         ans.target = guest->name + ":" + path;
-        auto root = open_dir_path(guest->root);
+        auto root = open_guest_root(pool, *guest);
         if (!root) return std::unexpected(context(root.error(), "who"));
-        auto st = stat_guest_path(root->get(), path, join_path(guest->root, path));
+        auto st = stat_guest_path(root->fd.get(), path, join_path(guest->root, path));
         if (!st) return std::unexpected(st.error());
         if (!*st)
             return fail("who: " + join_path(guest->root, path) +

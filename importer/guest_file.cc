@@ -1,0 +1,29 @@
+#include "importer/guest_file.h"
+
+namespace unify {
+
+bool is_unreadable(const Error& e) {
+    return e.err == EACCES || e.err == EPERM || e.err == EIO;
+}
+
+Result<GuestFile> open_guest_file(const WalkEntry& e, const std::string& shown) {
+    GuestFile out;
+    auto fd = open_read(e.dir->get(), e.name, shown);
+    if (!fd) {
+        int err = fd.error().err;
+        if (err == ENOENT || err == ELOOP || err == ENXIO) return out;  // changed
+        if (!is_unreadable(fd.error())) return std::unexpected(fd.error());
+        out.state = GuestFile::unreadable;
+        out.error = fd.error();
+        return out;
+    }
+    // A FIFO or device swapped in for the file opens without blocking; it is not read.
+    auto st = stat_fd(fd->get(), shown);
+    if (!st) return std::unexpected(st.error());
+    if (!st->is_reg() || !st->same_inode(e.st)) return out;  // changed
+    out.state = GuestFile::ok;
+    out.fd = std::move(*fd);
+    return out;
+}
+
+}  // namespace unify

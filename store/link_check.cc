@@ -1,0 +1,66 @@
+#include "store/link_check.h"
+
+#include <ostream>
+
+#include "store/guest_path.h"
+
+namespace unify {
+
+Result<LinkChecker::Guest*> LinkChecker::open_guest(Txn& txn, uint32_t id) {
+    auto it = guests_.find(id);
+    if (it == guests_.end()) {
+        auto g = txn.guest(id);
+        if (!g) return std::unexpected(g.error());
+        std::optional<Guest> entry;
+        if (*g) {
+            entry = Guest{**g, Fd(), std::nullopt};
+            auto root = open_guest_root(pool_, **g);
+            if (root) {
+                entry->root = std::move(root->fd);
+            } else {
+                entry->error = root.error();
+                if (warn_)
+                    *warn_ << "unify: warning: guest '" << (*g)->name
+                           << "': " << root.error().message << "; its links are not checked\n";
+            }
+        }
+        it = guests_.emplace(id, std::move(entry)).first;
+    }
+    return it->second ? &*it->second : nullptr;
+}
+
+Result<const GuestRecord*> LinkChecker::guest(Txn& txn, uint32_t id) {
+    auto g = open_guest(txn, id);
+    if (!g) return std::unexpected(g.error());
+    return *g ? &(*g)->rec : nullptr;
+}
+
+const Error* LinkChecker::root_error(uint32_t id) const {
+    auto it = guests_.find(id);
+    if (it == guests_.end() || !it->second || !it->second->error) return nullptr;
+    return &*it->second->error;
+}
+
+Result<LinkChecker::State> LinkChecker::check(Txn& txn, const LinkRecord& l) {
+    auto key = std::make_pair(l.id, l.replica);
+    auto it = objects_.find(key);
+    if (it == objects_.end()) {
+        auto st = pool_.stat_object(l.id, l.replica);
+        if (!st) return std::unexpected(st.error());
+        it = objects_.emplace(key, *st).first;
+    }
+    if (!it->second) return State::stale;
+    return check(txn, l, *it->second);
+}
+
+Result<LinkChecker::State> LinkChecker::check(Txn& txn, const LinkRecord& l,
+                                              const FileStat& object) {
+    auto g = open_guest(txn, l.guest);
+    if (!g) return std::unexpected(g.error());
+    if (!*g || !(*g)->root.valid()) return State::unchecked;
+    auto st = stat_guest_path((*g)->root.get(), l.path, join_path((*g)->rec.root, l.path));
+    if (!st) return std::unexpected(st.error());
+    return *st && (*st)->same_inode(object) ? State::holds : State::stale;
+}
+
+}  // namespace unify

@@ -1,0 +1,54 @@
+// "Does this link record still hold?": the recorded guest path is, now, the inode of its
+// object. `who`, verify, `gc --reconcile` and import's stale-record pass all ask it here.
+// The path is reached from the guest's root without trusting the guest (store/guest_path.h);
+// each guest root is opened once, and checked as every root is (store/guest_root.h), and
+// each object file is looked at once.
+#pragma once
+
+#include <iosfwd>
+#include <map>
+#include <optional>
+#include <unordered_map>
+
+#include "store/guest_root.h"
+#include "store/index.h"
+#include "store/pool.h"
+
+namespace unify {
+
+class LinkChecker {
+  public:
+    // warn: where to say, once per guest, that a root cannot be opened (may be null).
+    explicit LinkChecker(const Pool& pool, std::ostream* warn = nullptr)
+        : pool_(pool), warn_(warn) {}
+
+    enum class State {
+        holds,
+        stale,      // the path is gone or another inode, or the object file is gone
+        unchecked,  // the guest is not in the index, or its root cannot be opened
+    };
+    // Against the object file the record names.
+    Result<State> check(Txn& txn, const LinkRecord& l);
+    // Against a given inode (verify: the object file it is looking at).
+    Result<State> check(Txn& txn, const LinkRecord& l, const FileStat& object);
+
+    // The guest of a record, looked up once; nullptr if the index has none.
+    Result<const GuestRecord*> guest(Txn& txn, uint32_t id);
+    // Why the root of guest `id` could not be opened, after check() said unchecked.
+    const Error* root_error(uint32_t id) const;
+
+  private:
+    struct Guest {
+        GuestRecord rec;
+        Fd root;                     // valid once opened
+        std::optional<Error> error;  // why it could not be opened
+    };
+    Result<Guest*> open_guest(Txn& txn, uint32_t id);
+
+    const Pool& pool_;
+    std::ostream* warn_;
+    std::unordered_map<uint32_t, std::optional<Guest>> guests_;  // nullopt: not in the index
+    std::map<std::pair<ObjectId, uint32_t>, std::optional<FileStat>> objects_;
+};
+
+}  // namespace unify
