@@ -30,7 +30,8 @@ using test::TmpfsMount;
 //   file_link          -> dir/file                  a final-component symlink
 //   abs                -> DIR/outside               an absolute symlink
 //   up                 -> ../outside                a ".." escape through a symlink
-//   mnt/               a tmpfs mounted inside the guest, holding mnt/file
+//   usr/mnt/           a tmpfs mounted inside the guest, holding usr/mnt/file
+// (not /mnt: the default rules do not walk it at all)
 struct Guest {
     TempDir dir;
     std::string root = dir / "root", outside = dir / "outside";
@@ -43,9 +44,9 @@ struct Guest {
         EXPECT_EQ(symlink("dir/file", (root + "/file_link").c_str()), 0);
         EXPECT_EQ(symlink(outside.c_str(), (root + "/abs").c_str()), 0);
         EXPECT_EQ(symlink("../outside", (root + "/up").c_str()), 0);
-        mnt = std::make_unique<TmpfsMount>(root + "/mnt");
+        mnt = std::make_unique<TmpfsMount>(root + "/usr/mnt");
         EXPECT_EQ(mnt->error(), "");
-        test::write_file(root + "/mnt/file", "on another filesystem\n");
+        test::write_file(root + "/usr/mnt/file", "on another filesystem\n");
         root_fd = Fd(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         EXPECT_TRUE(root_fd.valid());
     }
@@ -70,16 +71,18 @@ TEST(GuestOpeners, OpenBeneathRefusesEveryWayOut) {
     EXPECT_EQ(open_errno(g, "dir", O_RDONLY | O_DIRECTORY), 0);
     EXPECT_EQ(open_errno(g, "file_link"), ELOOP);  // final component
     EXPECT_EQ(open_errno(g, "abs/file"), ELOOP);   // absolute symlink on the way
-    EXPECT_EQ(open_errno(g, "abs", O_RDONLY | O_DIRECTORY), ELOOP);
+    // A final-component symlink opened as a directory: O_NOFOLLOW | O_DIRECTORY gives ENOTDIR.
+    EXPECT_EQ(open_errno(g, "abs", O_RDONLY | O_DIRECTORY), ENOTDIR);
     EXPECT_EQ(open_errno(g, "up/file"), ELOOP);          // ".." through a symlink
     EXPECT_EQ(open_errno(g, "../outside/file"), EXDEV);  // ".." in the path itself
     EXPECT_EQ(open_errno(g, "dir/../../outside/file"), EXDEV);
     EXPECT_EQ(open_errno(g, "/dir/file"), EXDEV);  // an absolute path is an escape too
-    EXPECT_EQ(open_errno(g, "mnt", O_RDONLY | O_DIRECTORY), EXDEV);  // a mount point
-    EXPECT_EQ(open_errno(g, "mnt/file"), EXDEV);
+    EXPECT_EQ(open_errno(g, "usr/mnt", O_RDONLY | O_DIRECTORY), EXDEV);  // a mount point
+    EXPECT_EQ(open_errno(g, "usr/mnt/file"), EXDEV);
     // O_PATH opens (the package resolver's) are held to the same rules.
-    EXPECT_EQ(open_errno(g, "abs", O_PATH | O_DIRECTORY), ELOOP);
-    EXPECT_EQ(open_errno(g, "mnt", O_PATH | O_DIRECTORY), EXDEV);
+    EXPECT_EQ(open_errno(g, "abs", O_PATH | O_DIRECTORY), ENOTDIR);
+    EXPECT_EQ(open_errno(g, "abs/file", O_PATH), ELOOP);
+    EXPECT_EQ(open_errno(g, "usr/mnt", O_PATH | O_DIRECTORY), EXDEV);
 }
 
 // Walks `root_fd` to the end: guest path -> file, plus the skip counts.
@@ -113,7 +116,7 @@ Walked walk(Fd root_fd, const std::string& shown, size_t first_batch = 1000,
 TEST(GuestOpeners, WalkerNeitherFollowsSymlinksNorCrossesMounts) {
     UNIFY_REQUIRE(test::need_root());
     Guest g;
-    test::write_file(g.root + "/mnt/second", "also on the tmpfs\n");
+    test::write_file(g.root + "/usr/mnt/second", "also on the tmpfs\n");
     Walked w = walk(Fd(dup(g.root_fd.get())), g.root);
     EXPECT_EQ(w.files, std::set<std::string>{"/dir/file"});
     EXPECT_EQ(w.skipped[skip::kSymlink], 3u);  // file_link, abs, up
@@ -169,8 +172,8 @@ TEST(GuestOpeners, GuestPathLookupsStayInTheGuest) {
     ASSERT_TRUE(link && *link);
     EXPECT_TRUE((*link)->is_lnk());
     // Through a symlink, out of the root or across a mount: not reachable, not an error.
-    for (const char* path :
-         {"/abs/file", "/up/file", "/../outside/file", "/dir/../../outside/file", "/mnt/file"}) {
+    for (const char* path : {"/abs/file", "/up/file", "/../outside/file", "/dir/../../outside/file",
+                             "/usr/mnt/file"}) {
         auto r = at(path);
         ASSERT_TRUE(r) << path << ": " << r.error().message;
         EXPECT_FALSE(*r) << path << " was reached";
@@ -207,7 +210,8 @@ TEST(GuestOpeners, DpkgDatabaseIsNotReadThroughSymlinksOrMounts) {
          {Case{"status as a symlink", "var/lib/dpkg/status", "status.real", ELOOP},
           Case{"dpkg dir, absolute", "var/lib/dpkg", "OUTSIDE/dpkg", ELOOP},
           Case{"dpkg dir, ..", "var/lib/dpkg", "../../../outside/dpkg", ELOOP},
-          Case{"info dir, absolute", "var/lib/dpkg/info", "OUTSIDE/dpkg/info", ELOOP},
+          // (a final-component symlink opened as a directory: O_NOFOLLOW gives ENOTDIR)
+          Case{"info dir, absolute", "var/lib/dpkg/info", "OUTSIDE/dpkg/info", ENOTDIR},
           Case{"a .conffiles list", "var/lib/dpkg/info/p.conffiles",
                "../../../../../outside/dpkg/info/p.conffiles", ELOOP}}) {
         Guest g;
