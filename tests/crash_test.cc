@@ -225,7 +225,9 @@ TEST_P(Crash, RandomKillsConverge) {
     std::string expected = uninterrupted_state(kBig);
     std::mt19937 rng(20261124);
     int killed_mid_run = 0;
-    for (int run = 0; run < 50; ++run) {
+    // 25 on each path: the 50 kills this test made before it ran on both.
+    constexpr int kRuns = 25;
+    for (int run = 0; run < kRuns; ++run) {
         TempDir dir;
         build_guests(dir.path(), kBig);
         ASSERT_EQ(run_binary(test::unify_binary(), {"--pool", dir / "pool", "init"}), 0);
@@ -254,9 +256,10 @@ TEST_P(Crash, RandomKillsConverge) {
         check_and_finish(dir, before, c, expected, "random kill run " + std::to_string(run));
         if (HasFailure()) return;
     }
-    std::cout << "[ crash ] 50 random SIGKILLs, " << killed_mid_run << " of them mid-run\n";
+    std::cout << "[ crash ] " << kRuns << " random SIGKILLs, " << killed_mid_run
+              << " of them mid-run\n";
     RecordProperty("random_kills_mid_run", killed_mid_run);
-    EXPECT_GT(killed_mid_run, 10);
+    EXPECT_GT(killed_mid_run, kRuns / 5);
 }
 
 }  // namespace
