@@ -47,7 +47,18 @@ Result<bool> read_pacman_config(int root_fd, const std::string& root_shown, Gues
     auto local = open_beneath(root_fd, local_rel, O_RDONLY | O_DIRECTORY, local_shown);
     if (!local) {
         int err = local.error().err;
-        if (err == ENOENT || err == ENOTDIR) return false;
+        if (err == ENOENT) return false;
+        // ENOTDIR is also what a symlink at "local" gives: refused, it is a database that
+        // cannot be read, not a missing one.
+        if (err == ENOTDIR) {
+            auto parent =
+                open_beneath(root_fd, "var/lib/pacman", O_PATH | O_DIRECTORY, local_shown);
+            auto st = parent ? stat_if_exists(parent->get(), "local", local_shown)
+                             : Result<std::optional<FileStat>>(std::optional<FileStat>());
+            if (st && *st && (*st)->is_lnk())
+                return fail(local_shown + " is a symlink in the guest; not followed", ELOOP);
+            return false;
+        }
         return std::unexpected(local.error());
     }
     auto entries = read_dir(local->get(), local_shown);

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "importer/guest_file.h"
+#include "store/fault.h"
 #include "store/identify.h"
 
 namespace unify {
@@ -25,7 +26,7 @@ int64_t settle_cutoff_ns() {
                  read_centisecs("/proc/sys/vm/dirty_writeback_centisecs", 500) + 1000;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    return int64_t(now.tv_sec) * 1000000000 + now.tv_nsec - cs * 10000000;
+    return fault_settle_cutoff(int64_t(now.tv_sec) * 1000000000 + now.tv_nsec - cs * 10000000);
 }
 
 Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected, bool ignore_mtime,

@@ -15,6 +15,7 @@ using Check = std::function<bool(const FileStat& now, const FileStat& expected)>
 Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::string& name,
                          const FileStat& expected, Check check, const std::string& shown) {
     auto drop_temp = [&] { unlinkat(dirfd, temp_name.c_str(), 0); };
+    fault_point("replace.check");  // a guest writing here is what the check below catches
     auto now = stat_if_exists(dirfd, name, shown);
     if (!now) {
         drop_temp();

@@ -3,23 +3,56 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <string>
 
 namespace unify {
 
+namespace {
+
+// "step:N" (the tail of a spec) names the n-th hit of `step`.
+bool names_hit(const std::string& spec, const char* step, long n) {
+    size_t colon = spec.rfind(':');
+    return colon != std::string::npos && spec.compare(0, colon, step) == 0 &&
+           atol(spec.c_str() + colon + 1) == n;
+}
+
+// UNIFY_FAULT_WRITE="step:N:PATH": append a byte to PATH and restore its mtime.
+void hostile_write(const char* spec, const char* step, long n) {
+    std::string s = spec;
+    size_t c1 = s.find(':');
+    size_t c2 = c1 == std::string::npos ? c1 : s.find(':', c1 + 1);
+    if (c2 == std::string::npos || !names_hit(s.substr(0, c2), step, n)) return;
+    std::string path = s.substr(c2 + 1);
+    // O_NONBLOCK: where this process holds a read lease on PATH, the open breaks it (what the
+    // import must notice) and fails with EWOULDBLOCK instead of waiting for ourselves.
+    int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && write(fd, "!", 1) == 1) {
+        struct timespec t[2] = {st.st_atim, st.st_mtim};
+        futimens(fd, t);
+    }
+    close(fd);
+}
+
+}  // namespace
+
 void fault_point(const char* step) {
     static std::mutex mu;
     static std::map<std::string, long> hits;
     static const char* spec = getenv("UNIFY_FAULT");
     static const char* trace = getenv("UNIFY_FAULT_TRACE");
-    if (!spec && !trace) return;
+    static const char* write_spec = getenv("UNIFY_FAULT_WRITE");
+    if (!spec && !trace && !write_spec) return;
     std::lock_guard<std::mutex> lock(mu);
     long n = ++hits[step];
     if (trace) {
@@ -30,11 +63,17 @@ void fault_point(const char* step) {
             close(fd);
         }
     }
-    if (spec) {
-        const char* colon = strrchr(spec, ':');
-        if (colon && std::string(spec, colon) == step && atol(colon + 1) == n)
-            kill(getpid(), SIGKILL);
-    }
+    if (write_spec) hostile_write(write_spec, step, n);
+    if (spec && names_hit(spec, step, n)) kill(getpid(), SIGKILL);
+}
+
+int64_t fault_settle_cutoff(int64_t cutoff) {
+    static const char* spec = getenv("UNIFY_FAULT_SETTLE");
+    if (!spec) return cutoff;
+    // A file is settled when its ctime is before the cutoff.
+    if (strcmp(spec, "settled") == 0) return std::numeric_limits<int64_t>::max();
+    if (strcmp(spec, "unsettled") == 0) return std::numeric_limits<int64_t>::min();
+    return cutoff;
 }
 
 int fault_errno(const char* step, const std::string& path) {

@@ -6,8 +6,18 @@
 // at the N-th time it reaches that step, and with UNIFY_FAULT_TRACE=FILE it appends every
 // step it reaches to FILE, so a test can list the points and walk each of them. Every
 // source is compiled once; only the seam differs.
+//
+// Two switches for tests of what real guests and hostile guests do, also in the test
+// binaries only:
+//   UNIFY_FAULT_SETTLE=settled|unsettled  every file counts as settled (old, as in a real
+//       guest: the batch adoption path) or as unsettled (just made: the leased path),
+//       whatever its ctime; see importer/settle.h.
+//   UNIFY_FAULT_WRITE="step:N:PATH"  at the N-th time fault_point("step") is reached, a
+//       byte is appended to PATH and its mtime put back, as a hostile guest would do, then
+//       the run goes on: a write landing exactly in the window a check must catch.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace unify {
@@ -16,5 +26,7 @@ void fault_point(const char* step);
 // fault_errno("read", path): with UNIFY_FAULT_ERRNO="read:EIO:SUBSTRING" it returns EIO
 // when `path` contains SUBSTRING, for errnos no real setup here can produce on demand.
 int fault_errno(const char* step, const std::string& path);
+// fault_settle_cutoff(cutoff): the settle cutoff to use instead of `cutoff`.
+int64_t fault_settle_cutoff(int64_t cutoff);
 
 }  // namespace unify

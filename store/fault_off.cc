@@ -9,4 +9,8 @@ int fault_errno(const char*, const std::string&) {
     return 0;
 }
 
+int64_t fault_settle_cutoff(int64_t cutoff) {
+    return cutoff;
+}
+
 }  // namespace unify

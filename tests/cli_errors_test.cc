@@ -3,7 +3,6 @@
 // guests' manifests and the pool's objects are the same afterwards.
 #include <fcntl.h>
 #include <sys/file.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,27 +52,6 @@ RunResult unify_at(const std::string& pool, std::vector<std::string> args) {
     args.insert(args.begin(), {"--pool", pool});
     return run_unify(args);
 }
-
-// A tmpfs mounted for the life of the object; declare it after the TempDir it lives in so
-// it is unmounted first, also when an assertion ends the test early.
-class TmpfsMount {
-  public:
-    explicit TmpfsMount(const std::string& dir) : dir_(dir) {
-        sh("mkdir -p '" + dir + "'");
-        if (mount("none", dir.c_str(), "tmpfs", 0, "size=16m") != 0)
-            error_ = "mount -t tmpfs " + dir + ": " + strerror(errno);
-    }
-    ~TmpfsMount() {
-        if (!error_.empty()) return;
-        sh("chattr -R -i '" + dir_ + "' >/dev/null 2>&1");
-        if (umount2(dir_.c_str(), 0) != 0) umount2(dir_.c_str(), MNT_DETACH);
-    }
-    TmpfsMount(const TmpfsMount&) = delete;
-    const std::string& error() const { return error_; }
-
-  private:
-    std::string dir_, error_;
-};
 
 // Runs unify without CAP_LINUX_IMMUTABLE (dropped from the bounding and inheritable sets, so
 // a root exec does not get it back). Output is captured through files in `scratch`.

@@ -109,8 +109,9 @@ bool has_temp_names(const std::string& top) {
 std::string uninterrupted_state(size_t big_files) {
     TempDir dir;
     build_guests(dir.path(), big_files);
-    EXPECT_EQ(run_binary(UNIFY_BINARY, {"--pool", dir / "pool", "init"}), 0);
-    for (const auto& cmd : scenario(dir.path())) EXPECT_EQ(run_binary(UNIFY_BINARY, cmd), 0);
+    EXPECT_EQ(run_binary(test::unify_binary(), {"--pool", dir / "pool", "init"}), 0);
+    for (const auto& cmd : scenario(dir.path()))
+        EXPECT_EQ(run_binary(test::unify_binary(), cmd), 0);
     return state(dir.path());
 }
 
@@ -127,7 +128,7 @@ void check_and_finish(const TempDir& dir, const std::string& manifest_before, si
     EXPECT_TRUE(bad.empty()) << what << ": object differs from its id: " << bad.front();
     auto cmds = scenario(dir.path());
     for (size_t k = from; k < cmds.size(); ++k)
-        EXPECT_EQ(run_binary(UNIFY_BINARY, cmds[k]), 0) << what << ": re-run of step " << k;
+        EXPECT_EQ(run_binary(test::unify_binary(), cmds[k]), 0) << what << ": re-run of step " << k;
     EXPECT_FALSE(has_temp_names(dir.path())) << what << ": temporary names left";
     EXPECT_EQ(state(dir.path()), expected) << what << ": did not converge";
     EXPECT_TRUE(test::objects_not_matching_their_id(dir / "pool").empty()) << what;
@@ -139,7 +140,12 @@ void check_and_finish(const TempDir& dir, const std::string& manifest_before, si
     }
 }
 
-TEST(Crash, KillAtEveryFaultPointConverges) {
+// On the settled path (tests/test_support.h) new objects are adopted in batches, with intent
+// slots 1..256 and the re-hash on all cores: the path a real guest's old files take.
+using Crash = test::BothSettlePaths;
+UNIFY_ON_BOTH_SETTLE_PATHS(Crash);
+
+TEST_P(Crash, KillAtEveryFaultPointConverges) {
     TempDir probe;
     UNIFY_REQUIRE(test::need_immutable(probe.path()));
     UNIFY_REQUIRE(test::need_tool("setfattr"));
@@ -150,7 +156,7 @@ TEST(Crash, KillAtEveryFaultPointConverges) {
     {
         TempDir dir;
         build_guests(dir.path());
-        ASSERT_EQ(run_binary(UNIFY_BINARY, {"--pool", dir / "pool", "init"}), 0);
+        ASSERT_EQ(run_binary(test::unify_binary(), {"--pool", dir / "pool", "init"}), 0);
         for (const auto& cmd : scenario(dir.path())) {
             std::string trace = dir / "trace";
             ASSERT_EQ(run_binary(UNIFY_FAULTS_BINARY, cmd, {"UNIFY_FAULT_TRACE=" + trace}), 0);
@@ -169,22 +175,33 @@ TEST(Crash, KillAtEveryFaultPointConverges) {
                              "unshare.create", "gc.unprotect", "gc.unlink"})
         EXPECT_TRUE(kinds.count(must)) << "the scenario never reaches fault point " << must;
 
-    int walked = 0;
+    int walked = 0, batch_slots_killed = 0;
     for (size_t c = 0; c < hits.size(); ++c) {
         for (const auto& [step, n] : hits[c]) {
             std::set<long> counts = {1, n};
             for (long k : counts) {
                 TempDir dir;
                 build_guests(dir.path());
-                ASSERT_EQ(run_binary(UNIFY_BINARY, {"--pool", dir / "pool", "init"}), 0);
+                ASSERT_EQ(run_binary(test::unify_binary(), {"--pool", dir / "pool", "init"}), 0);
                 auto cmds = scenario(dir.path());
-                for (size_t p = 0; p < c; ++p) ASSERT_EQ(run_binary(UNIFY_BINARY, cmds[p]), 0);
+                for (size_t p = 0; p < c; ++p)
+                    ASSERT_EQ(run_binary(test::unify_binary(), cmds[p]), 0);
                 std::string before = test::manifest(dir / "g1") + test::manifest(dir / "g2");
                 std::string what =
                     "command " + std::to_string(c) + " killed at " + step + ":" + std::to_string(k);
                 int rc = run_binary(UNIFY_FAULTS_BINARY, cmds[c],
                                     {"UNIFY_FAULT=" + step + ":" + std::to_string(k)});
                 EXPECT_EQ(rc, 128 + SIGKILL) << what << " did not die there";
+                if (step == "adopt.link" || step == "adopt.protect") {
+                    // Killed with an adoption in flight: its slot is what recovery reads.
+                    auto slots = test::intent_adopt_slots(dir / "pool");
+                    EXPECT_FALSE(slots.empty()) << what << ": no adoption in the intent log";
+                    bool batch = !slots.empty() && *slots.begin() >= 1;
+                    if (GetParam() == test::SettlePath::settled) {
+                        EXPECT_TRUE(batch) << what << ": expected a batch slot (>= 1)";
+                    }
+                    batch_slots_killed += batch;
+                }
                 check_and_finish(dir, before, c, expected, what);
                 ++walked;
                 if (HasFailure()) return;
@@ -195,9 +212,12 @@ TEST(Crash, KillAtEveryFaultPointConverges) {
     std::cout << "[ crash ] " << walked << " kills at " << kinds.size()
               << " kinds of fault point\n";
     EXPECT_GT(walked, 20);
+    if (GetParam() == test::SettlePath::settled) {
+        EXPECT_GE(batch_slots_killed, 4);
+    }
 }
 
-TEST(Crash, RandomKillsConverge) {
+TEST_P(Crash, RandomKillsConverge) {
     TempDir probe;
     UNIFY_REQUIRE(test::need_immutable(probe.path()));
     UNIFY_REQUIRE(test::need_tool("setfattr"));
@@ -205,16 +225,18 @@ TEST(Crash, RandomKillsConverge) {
     std::string expected = uninterrupted_state(kBig);
     std::mt19937 rng(20261124);
     int killed_mid_run = 0;
-    for (int run = 0; run < 50; ++run) {
+    // 25 on each path: the 50 kills this test made before it ran on both.
+    constexpr int kRuns = 25;
+    for (int run = 0; run < kRuns; ++run) {
         TempDir dir;
         build_guests(dir.path(), kBig);
-        ASSERT_EQ(run_binary(UNIFY_BINARY, {"--pool", dir / "pool", "init"}), 0);
+        ASSERT_EQ(run_binary(test::unify_binary(), {"--pool", dir / "pool", "init"}), 0);
         auto cmds = scenario(dir.path());
         size_t c = rng() % cmds.size();
-        for (size_t p = 0; p < c; ++p) ASSERT_EQ(run_binary(UNIFY_BINARY, cmds[p]), 0);
+        for (size_t p = 0; p < c; ++p) ASSERT_EQ(run_binary(test::unify_binary(), cmds[p]), 0);
         std::string before = test::manifest(dir / "g1") + test::manifest(dir / "g2");
 
-        std::vector<std::string> argv_s = {UNIFY_BINARY};
+        std::vector<std::string> argv_s = {test::unify_binary()};
         argv_s.insert(argv_s.end(), cmds[c].begin(), cmds[c].end());
         std::vector<char*> argv;
         for (auto& a : argv_s) argv.push_back(a.data());
@@ -234,9 +256,10 @@ TEST(Crash, RandomKillsConverge) {
         check_and_finish(dir, before, c, expected, "random kill run " + std::to_string(run));
         if (HasFailure()) return;
     }
-    std::cout << "[ crash ] 50 random SIGKILLs, " << killed_mid_run << " of them mid-run\n";
+    std::cout << "[ crash ] " << kRuns << " random SIGKILLs, " << killed_mid_run
+              << " of them mid-run\n";
     RecordProperty("random_kills_mid_run", killed_mid_run);
-    EXPECT_GT(killed_mid_run, 10);
+    EXPECT_GT(killed_mid_run, kRuns / 5);
 }
 
 }  // namespace

@@ -89,10 +89,18 @@ bool contains(const std::string& haystack, const std::string& needle) {
     return haystack.find(needle) != std::string::npos;
 }
 
+// Every test runs on both of import's paths (tests/test_support.h).
+using Gc = BothSettlePaths;
+using Who = BothSettlePaths;
+using Unshare = BothSettlePaths;
+UNIFY_ON_BOTH_SETTLE_PATHS(Gc);
+UNIFY_ON_BOTH_SETTLE_PATHS(Who);
+UNIFY_ON_BOTH_SETTLE_PATHS(Unshare);
+
 // ---------------------------------------------------------------------------------------
 // Gc
 
-TEST(Gc, AfterImportRemovesNothing) {
+TEST_P(Gc, AfterImportRemovesNothing) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     Sample s(dir);
@@ -112,7 +120,7 @@ TEST(Gc, AfterImportRemovesNothing) {
     EXPECT_EQ(objects(s.pool), before);
 }
 
-TEST(Gc, RemovesExactlyTheObjectsOnlyThePoolLinks) {
+TEST_P(Gc, RemovesExactlyTheObjectsOnlyThePoolLinks) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     Sample s(dir);
@@ -172,7 +180,7 @@ TEST(Gc, RemovesExactlyTheObjectsOnlyThePoolLinks) {
     EXPECT_EQ(objects(s.pool), after);
 }
 
-TEST(Gc, DropsStaleLinkRecordOfAPathReplacedOnTheHost) {
+TEST_P(Gc, DropsStaleLinkRecordOfAPathReplacedOnTheHost) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     Sample s(dir);
@@ -237,7 +245,7 @@ TEST(Gc, DropsStaleLinkRecordOfAPathReplacedOnTheHost) {
 }
 
 // Re-import drops the records of its guest's paths that are gone; the other guests' stay.
-TEST(Gc, ReimportDropsRecordsOfRemovedPathsAndOfObjectsGcRemoved) {
+TEST_P(Gc, ReimportDropsRecordsOfRemovedPathsAndOfObjectsGcRemoved) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     Sample s(dir);
@@ -308,7 +316,7 @@ TEST(Gc, ReimportDropsRecordsOfRemovedPathsAndOfObjectsGcRemoved) {
 // ---------------------------------------------------------------------------------------
 // Who
 
-TEST(Who, HostPathGuestPathAndIdPrefixesListExactlyTheSharers) {
+TEST_P(Who, HostPathGuestPathAndIdPrefixesListExactlyTheSharers) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     Sample s(dir);
@@ -346,7 +354,7 @@ TEST(Who, HostPathGuestPathAndIdPrefixesListExactlyTheSharers) {
         << r.out;
 }
 
-TEST(Who, FileThatIsNotUnifiedIsReportedAsSuch) {
+TEST_P(Who, FileThatIsNotUnifiedIsReportedAsSuch) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     Sample s(dir);
@@ -363,7 +371,7 @@ TEST(Who, FileThatIsNotUnifiedIsReportedAsSuch) {
     }
 }
 
-TEST(Who, BadTargetsFailWithAClearMessage) {
+TEST_P(Who, BadTargetsFailWithAClearMessage) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     Sample s(dir);
@@ -411,7 +419,7 @@ TEST(Who, BadTargetsFailWithAClearMessage) {
     EXPECT_EQ(objects(s.pool), objs);
 }
 
-TEST(Who, PathReplacedOnTheHostIsNoLongerListedEvenBeforeGc) {
+TEST_P(Who, PathReplacedOnTheHostIsNoLongerListedEvenBeforeGc) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     Sample s(dir);
@@ -453,7 +461,7 @@ TEST(Who, PathReplacedOnTheHostIsNoLongerListedEvenBeforeGc) {
 // ---------------------------------------------------------------------------------------
 // Unshare
 
-TEST(Unshare, WholeGuestGetsPrivateFilesIdenticalToBeforeImport) {
+TEST_P(Unshare, WholeGuestGetsPrivateFilesIdenticalToBeforeImport) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     Sample s(dir);
@@ -502,7 +510,7 @@ TEST(Unshare, WholeGuestGetsPrivateFilesIdenticalToBeforeImport) {
     EXPECT_TRUE(contains(r.out, "files made private 0\n")) << r.out;
 }
 
-TEST(Unshare, OnePathByGuestPathOrHostPathLeavesTheRestLinked) {
+TEST_P(Unshare, OnePathByGuestPathOrHostPathLeavesTheRestLinked) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     Sample s(dir);
@@ -538,7 +546,7 @@ TEST(Unshare, OnePathByGuestPathOrHostPathLeavesTheRestLinked) {
     EXPECT_EQ(manifest(s.g1), m1);
 }
 
-TEST(Unshare, GcThenReclaimsOnlyObjectsNoGuestLinks) {
+TEST_P(Unshare, GcThenReclaimsOnlyObjectsNoGuestLinks) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     Sample s(dir);
@@ -572,7 +580,7 @@ TEST(Unshare, GcThenReclaimsOnlyObjectsNoGuestLinks) {
     EXPECT_TRUE(after.count(object_of(s.pool, s.g3 + "/usr/bin/tool")));
 }
 
-TEST(Unshare, UnknownGuestFailsClearly) {
+TEST_P(Unshare, UnknownGuestFailsClearly) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     Sample s(dir);
@@ -591,7 +599,7 @@ TEST(Unshare, UnknownGuestFailsClearly) {
     EXPECT_EQ(objects(s.pool), objs);
 }
 
-TEST(Unshare, DryRunChangesNothing) {
+TEST_P(Unshare, DryRunChangesNothing) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     Sample s(dir);

@@ -280,6 +280,42 @@ TEST(PackageRules, DpkgConffilesStayPrivate) {
                "private: configuration file of dpkg package unifydemo");
 }
 
+// dpkg has two lists of conffiles, and a guest can have a conffile in only one of them: a
+// package dpkg was killed while unpacking (half-installed) has its info/P.conffiles but no
+// Conffiles: in status yet; one whose info files are gone has only status. Each must be
+// read on its own.
+TEST(PackageRules, DpkgConffileListedInOnlyOneSourceStaysPrivate) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    std::string pool = dir / "pool", g1 = dir / "g1", g2 = dir / "g2";
+    ASSERT_TRUE(succeeded(run_unify({"--pool", pool, "init"})));
+    for (const std::string& g : {g1, g2}) {
+        write_file(g + "/var/lib/dpkg/status",
+                   "Package: listed-in-status\n"
+                   "Status: install ok installed\n"
+                   "Conffiles:\n"
+                   " /usr/lib/app/status-only.conf 0123456789abcdef0123456789abcdef\n"
+                   "\n"
+                   "Package: half\n"
+                   "Status: install reinstreq half-installed\n");
+        write_file(g + "/var/lib/dpkg/info/half.conffiles", "/usr/lib/app/info-only.conf\n");
+        write_file(g + "/var/lib/dpkg/info/listed-in-status.list", "/usr/lib/app\n");
+        for (const char* f : {"status-only.conf", "info-only.conf", "plain"}) {
+            write_file(g + "/usr/lib/app/" + f, std::string("same in both guests: ") + f + "\n");
+            set_mtime(g + "/usr/lib/app/" + f, 1700000000, 11);
+        }
+    }
+    for (const auto& [name, root] : {std::pair{"g1", g1}, {"g2", g2}})
+        ASSERT_TRUE(succeeded(run_unify({"--pool", pool, "import", name, root})));
+    for (const char* f : {"status-only.conf", "info-only.conf"}) {
+        std::string rel = std::string("/usr/lib/app/") + f;
+        EXPECT_NE(ino(g1 + rel), ino(g2 + rel)) << rel << " was shared";
+        EXPECT_EQ(stat_path(g2 + rel).st_nlink, 1u) << rel;
+        EXPECT_FALSE(is_immutable(g2 + rel)) << rel;
+    }
+    EXPECT_EQ(ino(g1 + "/usr/lib/app/plain"), ino(g2 + "/usr/lib/app/plain"));
+}
+
 TEST(PackageRules, RpmConfigFilesStayPrivate) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));

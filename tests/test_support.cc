@@ -4,6 +4,7 @@
 #include <linux/fs.h>
 #include <spawn.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -133,13 +134,61 @@ std::string slurp_fd(int fd) {
 
 }  // namespace
 
+namespace {
+SettlePath current_settle_path = SettlePath::fresh;
+}  // namespace
+
+void use_settle_path(SettlePath path) {
+    current_settle_path = path;
+    // In the environment, so that every unify-faults a test starts in its own way sees it too.
+    if (path == SettlePath::settled)
+        setenv("UNIFY_FAULT_SETTLE", "settled", 1);
+    else
+        unsetenv("UNIFY_FAULT_SETTLE");
+}
+
+SettlePath settle_path() {
+    return current_settle_path;
+}
+
+const char* unify_binary() {
+    return current_settle_path == SettlePath::settled ? UNIFY_FAULTS_BINARY : UNIFY_BINARY;
+}
+
+std::string settle_path_name(const testing::TestParamInfo<SettlePath>& info) {
+    return info.param == SettlePath::settled ? "settled" : "fresh";
+}
+
+bool sanitized() {
+    const char* v = getenv("UNIFY_SANITIZED");
+    return v && std::string(v) == "1";
+}
+
 RunResult run_unify(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+    return run_program(unify_binary(), args, env);
+}
+
+RunResult run_unify_faults(const std::vector<std::string>& args,
+                           const std::vector<std::string>& env) {
+    return run_program(UNIFY_FAULTS_BINARY, args, env);
+}
+
+std::set<size_t> intent_adopt_slots(const std::string& pool) {
+    std::string page = read_file(pool + "/intent");
+    std::set<size_t> out;
+    for (size_t s = 0; s * 128 < page.size(); ++s)
+        if (page[s * 128] == 'A') out.insert(s);
+    return out;
+}
+
+RunResult run_program(const char* binary, const std::vector<std::string>& args,
+                      const std::vector<std::string>& env) {
     RunResult r;
     std::string out_path = "/tmp/unify-run.XXXXXX", err_path = "/tmp/unify-run.XXXXXX";
     int out_fd = mkstemp(out_path.data()), err_fd = mkstemp(err_path.data());
     unlink(out_path.c_str());
     unlink(err_path.c_str());
-    std::vector<std::string> argv_s = {UNIFY_BINARY};
+    std::vector<std::string> argv_s = {binary};
     argv_s.insert(argv_s.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (auto& a : argv_s) argv.push_back(a.data());
@@ -281,6 +330,18 @@ LoopFs::~LoopFs() {
     sh("chattr -R -i '" + mount_ + "' >/dev/null 2>&1");
     // A process of the test may still be leaving; retry briefly rather than leak a mount.
     for (int i = 0; i < 20 && sh("umount '" + mount_ + "' 2>/dev/null") != 0; ++i) usleep(100000);
+}
+
+TmpfsMount::TmpfsMount(const std::string& dir) : dir_(dir) {
+    sh("mkdir -p '" + dir + "'");
+    if (mount("unify-test", dir.c_str(), "tmpfs", 0, "size=16m,mode=0755") != 0)
+        error_ = "mount -t tmpfs " + dir + ": " + strerror(errno);
+}
+
+TmpfsMount::~TmpfsMount() {
+    if (!error_.empty()) return;
+    sh("chattr -R -i '" + dir_ + "' >/dev/null 2>&1");
+    if (umount2(dir_.c_str(), 0) != 0) umount2(dir_.c_str(), MNT_DETACH);
 }
 
 bool write_many(const std::string& dir, const std::string& prefix, size_t count,

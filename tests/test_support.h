@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -62,8 +63,47 @@ struct RunResult {
     std::string out;
     std::string err;
 };
-// Runs the built unify binary with args (no shell); env entries "K=V" are added.
+// Runs the built unify binary (unify_binary(), below) with args (no shell); env entries "K=V"
+// are added. run_unify_faults runs unify-faults (store/fault.h), run_program any binary.
 RunResult run_unify(const std::vector<std::string>& args, const std::vector<std::string>& env = {});
+RunResult run_unify_faults(const std::vector<std::string>& args,
+                           const std::vector<std::string>& env = {});
+RunResult run_program(const char* binary, const std::vector<std::string>& args,
+                      const std::vector<std::string>& env = {});
+
+// Slots of POOL/intent (store/intent.cc: 128 bytes each, the tag first) that name an
+// adoption in flight: slot 0 for one object at a time, 1..256 for a batch.
+std::set<size_t> intent_adopt_slots(const std::string& pool);
+
+// Which of import's two paths a file takes (importer/settle.h). Every file a test writes is
+// just made, so `fresh` (the production binary, the clock deciding) takes the leased path a
+// file changed in the last minute takes. `settled` runs the fault-armed binary with
+// UNIFY_FAULT_SETTLE=settled, where every file counts as old, as in a real guest: batch
+// adoption (adopt_objects, intent slots 1..256) and no leases.
+enum class SettlePath { fresh, settled };
+// For the rest of the test: sets UNIFY_FAULT_SETTLE in this process's environment, which
+// every unify-faults it starts inherits, and chooses what unify_binary() (and run_unify) runs.
+void use_settle_path(SettlePath path);
+SettlePath settle_path();
+const char* unify_binary();
+
+// A test suite that runs each test on both paths: `using Import = BothSettlePaths;`, then
+// TEST_P(Import, Name) and UNIFY_ON_BOTH_SETTLE_PATHS(Import). Tests are named
+// Import.Name/fresh and Import.Name/settled.
+class BothSettlePaths : public testing::TestWithParam<SettlePath> {
+  protected:
+    void SetUp() override { use_settle_path(GetParam()); }
+    void TearDown() override { use_settle_path(SettlePath::fresh); }
+};
+std::string settle_path_name(const testing::TestParamInfo<SettlePath>& info);
+#define UNIFY_ON_BOTH_SETTLE_PATHS(suite)                                                      \
+    INSTANTIATE_TEST_SUITE_P(                                                                  \
+        , suite,                                                                               \
+        testing::Values(::unify::test::SettlePath::fresh, ::unify::test::SettlePath::settled), \
+        ::unify::test::settle_path_name)
+
+// True in the sanitizer build (scripts/test --sanitize).
+bool sanitized();
 
 // A manifest line per file below root: path, type, mode, uid, gid, size, mtime ns,
 // sha256 of content (regular files), symlink target, xattrs. Equal manifests mean nothing a
@@ -87,6 +127,20 @@ class LoopFs {
     TempDir dir_;
     std::string image_, mount_, reason_;
     bool mounted_ = false;
+};
+
+// A tmpfs (16 MB) mounted on `dir` (made if missing) for the life of the object; error() is
+// empty when the mount worked. Declare it after the TempDir it lives in, so it is unmounted
+// first, also when an assertion ends the test early.
+class TmpfsMount {
+  public:
+    explicit TmpfsMount(const std::string& dir);
+    ~TmpfsMount();
+    TmpfsMount(const TmpfsMount&) = delete;
+    const std::string& error() const { return error_; }
+
+  private:
+    std::string dir_, error_;
 };
 
 // Writes `count` files named prefix0, prefix1, ... with the same content and mtime, fast

@@ -1,0 +1,114 @@
+// The two checks that keep a running guest's write out of the pool, each hit by a write that
+// lands exactly in its window (UNIFY_FAULT_WRITE, store/fault.h: a byte appended and the
+// mtime put back, as a hostile guest would) instead of by a race that may or may not land:
+//   - between hashing and the rename: replace.cc's recheck (and, on the leased path, the
+//     lease) must see it; the guest keeps its bytes and its own inode;
+//   - between the link into the pool and the protection of an adopted inode: the re-hash
+//     after protection (object_maker.cc adopt_verify) must withdraw the object, one at a
+//     time (adopt_object) or in a batch (adopt_objects); killed right there, the next
+//     writer's intent recovery must do the same.
+// Each runs on both of import's paths (tests/test_support.h).
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <string>
+
+#include "tests/sample_guests.h"
+#include "tests/test_support.h"
+
+namespace unify::test {
+namespace {
+
+using RaceHooks = BothSettlePaths;
+UNIFY_ON_BOTH_SETTLE_PATHS(RaceHooks);
+
+const std::string kContent = "a file both guests have\n";
+
+struct TwoGuests {
+    TempDir dir;
+    std::string pool = dir / "pool", g1 = dir / "g1", g2 = dir / "g2";
+    // `rel` with kContent in the given guests, and a second file so the import has company.
+    void add(const std::string& rel, std::initializer_list<std::string> roots) {
+        for (const auto& g : roots) ThreeGuests::file(g + rel, kContent, 0644, 21);
+    }
+    RunResult import(const std::string& name, const std::vector<std::string>& env = {}) {
+        return run_unify_faults({"--pool", pool, "import", name, dir / name}, env);
+    }
+};
+
+std::string show(const RunResult& r) {
+    return "exit " + std::to_string(r.status) + "\n" + r.out + r.err;
+}
+
+// Nothing of the guest's write was lost, and the guest's inode was not published.
+void expect_guest_kept_its_write(const TwoGuests& s, const std::string& path, bool written) {
+    EXPECT_EQ(read_file(path), written ? kContent + "!" : kContent) << path;
+    EXPECT_EQ(stat_path(path).st_mtim.tv_sec, kSampleMtime) << path;
+    EXPECT_EQ(stat_path(path).st_nlink, 1u) << path << " is linked from the pool";
+    EXPECT_FALSE(is_immutable(path)) << path;
+    EXPECT_EQ(object_of(s.pool, path), "") << path;
+    EXPECT_EQ(objects_not_matching_their_id(s.pool), std::vector<std::string>{});
+}
+
+// g1 makes the object; g2's identical file is written to right before the rename over it.
+TEST_P(RaceHooks, WriteBetweenHashAndRenameIsCaughtByTheRecheck) {
+    TwoGuests s;
+    UNIFY_REQUIRE(need_immutable(s.dir.path()));
+    s.add("/usr/lib/f", {s.g1, s.g2});
+    ASSERT_EQ(run_unify({"--pool", s.pool, "init"}).status, 0);
+    auto r = s.import("g1");
+    ASSERT_EQ(r.status, 0) << show(r);
+    std::string victim = s.g2 + "/usr/lib/f";
+    r = s.import("g2", {"UNIFY_FAULT_WRITE=replace.check:1:" + victim});
+    ASSERT_EQ(r.status, 0) << show(r);
+    // Fresh: the file is leased, so the write only breaks the lease (the writer waits for
+    // it), and that is what the import must notice. Settled: the write lands.
+    bool written = settle_path() == SettlePath::settled;
+    expect_guest_kept_its_write(s, victim, written);
+    EXPECT_NE(stat_path(victim).st_ino, stat_path(s.g1 + "/usr/lib/f").st_ino);
+    // Left alone, not lost: the next run links it (as its own object if it changed).
+    r = s.import("g2");
+    ASSERT_EQ(r.status, 0) << show(r);
+    EXPECT_TRUE(is_immutable(victim));
+    EXPECT_EQ(read_file(victim), written ? kContent + "!" : kContent);
+}
+
+// g2's own file becomes an object by adoption; it is written after the link, before the flag.
+TEST_P(RaceHooks, WriteBetweenLinkAndProtectWithdrawsTheObject) {
+    TwoGuests s;
+    UNIFY_REQUIRE(need_immutable(s.dir.path()));
+    s.add("/usr/lib/own", {s.g2});
+    ASSERT_EQ(run_unify({"--pool", s.pool, "init"}).status, 0);
+    std::string victim = s.g2 + "/usr/lib/own";
+    auto r = s.import("g2", {"UNIFY_FAULT_WRITE=adopt.protect:1:" + victim});
+    ASSERT_EQ(r.status, 0) << show(r);
+    expect_guest_kept_its_write(s, victim, true);
+    EXPECT_TRUE(objects(s.pool).empty());
+}
+
+// The same write, and the writer killed right after it, before its re-hash: the next
+// writer finds the adoption in the intent log (slot 0 on the fresh path, a batch slot on
+// the settled one), re-hashes, and withdraws the object.
+TEST_P(RaceHooks, WriteBetweenLinkAndProtectThenKilledIsWithdrawnByRecovery) {
+    TwoGuests s;
+    UNIFY_REQUIRE(need_immutable(s.dir.path()));
+    s.add("/usr/lib/own", {s.g2});
+    ASSERT_EQ(run_unify({"--pool", s.pool, "init"}).status, 0);
+    std::string victim = s.g2 + "/usr/lib/own";
+    auto r = s.import(
+        "g2", {"UNIFY_FAULT_WRITE=adopt.protect:1:" + victim, "UNIFY_FAULT=adopt.protect:1"});
+    ASSERT_EQ(r.status, 128 + SIGKILL) << show(r);
+    auto slots = intent_adopt_slots(s.pool);
+    ASSERT_EQ(slots.size(), 1u);
+    EXPECT_EQ(*slots.begin() >= 1, settle_path() == SettlePath::settled) << *slots.begin();
+    ASSERT_EQ(objects(s.pool).size(), 1u) << "the object was linked before the kill";
+    // Any writer recovers; gc touches no guest file, so what it leaves is recovery's work.
+    r = run_unify({"--pool", s.pool, "gc"});
+    ASSERT_EQ(r.status, 0) << show(r);
+    expect_guest_kept_its_write(s, victim, true);
+    EXPECT_TRUE(objects(s.pool).empty());
+    EXPECT_TRUE(intent_adopt_slots(s.pool).empty());
+}
+
+}  // namespace
+}  // namespace unify::test
