@@ -27,11 +27,12 @@ int run_gc(const Globals& g, bool dry_run, bool reconcile) {
     if (g.quiet) return kExitOk;
     std::string would = dry_run ? "would be " : "";
     std::cout << "gc" << (dry_run ? " (dry run, nothing changed)" : "") << "\n"
-              << "  objects seen      " << format_count(sum->objects_seen) << "\n"
-              << "  objects " << would << "removed " << format_count(sum->objects_removed) << "\n"
-              << "  bytes " << would << "reclaimed " << format_bytes(sum->bytes_reclaimed) << "\n"
-              << "  stale link records " << would << "dropped " << format_count(sum->links_dropped)
-              << "\n";
+              << aligned_fields({
+                     {"objects seen", format_count(sum->objects_seen)},
+                     {"objects " + would + "removed", format_count(sum->objects_removed)},
+                     {"bytes " + would + "reclaimed", format_bytes(sum->bytes_reclaimed)},
+                     {"stale link records " + would + "dropped", format_count(sum->links_dropped)},
+                 });
     return kExitOk;
 }
 

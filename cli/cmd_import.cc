@@ -134,8 +134,19 @@ int run_import(const Globals& g, ImportArgs& a) {
                   << " (left by an interrupted run)\n";
     if (!sum->skipped.empty()) {
         std::cout << "  skipped:\n";
-        for (const auto& [reason, n] : sum->skipped)
+        uint64_t config_met = 0;
+        for (const auto& [reason, n] : sum->skipped) {
             std::cout << "    " << format_count(n) << "  " << reason << "\n";
+            if (reason.starts_with("configuration file of a package")) config_met += n;
+        }
+        // Why two numbers: the package database line counts every configuration file the
+        // database names, the skip list only those the walk met one by one.
+        if (config_met)
+            std::cout << "  (of the " << format_count(sum->config_files)
+                      << " configuration files the package database names, the walk met "
+                      << format_count(config_met)
+                      << "; the others are in directories not walked, such as /etc, or not in "
+                         "the guest)\n";
     }
     return kExitOk;
 }

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/format.h"
 #include "cli/json.h"
 
 namespace unify {
@@ -19,10 +20,14 @@ int run_list(const Globals& g) {
         print_json(list_json(*guests));
         return kExitOk;
     }
-    if (guests->empty()) std::cout << "no guests yet (add one with unify import NAME ROOT)\n";
+    if (guests->empty()) {
+        std::cout << "no guests yet (add one with unify import NAME ROOT)\n";
+        return kExitOk;
+    }
+    std::vector<std::vector<std::string>> rows = {{"NAME", "ROOT", "LAST IMPORT"}};
     for (const auto& gr : *guests)
-        std::cout << gr.name << "  " << gr.root << "  last import: " << format_time(gr.last_import)
-                  << "\n";
+        rows.push_back({gr.name, printable(gr.root), format_time(gr.last_import)});
+    std::cout << aligned_columns(rows);
     return kExitOk;
 }
 

@@ -26,13 +26,18 @@ int run_unshare(const Globals& g, UnshareOptions opt) {
     }
     if (g.quiet) return kExitOk;
     std::string would = opt.dry_run ? " (dry run: would be)" : "";
-    std::cout << "unshare " << opt.name << "\n"
-              << "  files made private " << format_count(sum->unshared) << would << "\n"
-              << "  bytes copied       " << format_bytes(sum->bytes_copied) << would << "\n";
+    std::vector<std::pair<std::string, std::string>> fields = {
+        {"files made private", format_count(sum->unshared) + would},
+        {"bytes copied", format_bytes(sum->bytes_copied) + would},
+    };
     if (sum->not_linked)
-        std::cout << "  records dropped    " << format_count(sum->not_linked)
-                  << " (paths no longer linked)\n";
-    std::cout << "run `unify gc` to reclaim objects no guest links any more\n";
+        fields.push_back(
+            {"records dropped", format_count(sum->not_linked) + " (paths no longer linked)"});
+    std::cout << "unshare " << opt.name << (opt.dry_run ? " (dry run, nothing changed)" : "")
+              << "\n"
+              << aligned_fields(fields);
+    // A dry run made nothing garbage.
+    if (!opt.dry_run) std::cout << "run `unify gc` to reclaim objects no guest links any more\n";
     return kExitOk;
 }
 

@@ -28,8 +28,9 @@ int run_who(const Globals& g, const std::string& target) {
               << "size   " << format_bytes(ans->size) << "\n"
               << "shared by " << ans->links.size() << " path" << (ans->links.size() == 1 ? "" : "s")
               << " (checked on the filesystem):\n";
-    for (const auto& l : ans->links)
-        std::cout << "  " << l.guest << "  " << printable(l.path) << "\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& l : ans->links) rows.push_back({l.guest, printable(l.path)});
+    std::cout << aligned_columns(rows, 2);
     return kExitOk;
 }
 

@@ -3,8 +3,13 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <iterator>
+#include <sstream>
 
 #include "cli/command.h"
+#include "cli/config_keys.h"
+#include "cli/json.h"
+#include "cli/version.h"
 #include "store/interrupt.h"
 
 namespace unify {
@@ -17,8 +22,13 @@ constexpr const char* kConfigFile = "/etc/unify/unify.conf";
 // then environment, then configuration file, then the built-in default.
 class ConfigReader : public CLI::ConfigTOML {
   public:
+    explicit ConfigReader(const CLI::App& app) : app_(app) {}
     std::vector<CLI::ConfigItem> from_config(std::istream& in) const override {
-        auto items = CLI::ConfigTOML::from_config(in);
+        // Kept as text too: an unknown key is reported with its line (cli/config_keys.h).
+        std::string text(std::istreambuf_iterator<char>(in), {});
+        std::istringstream copy(text);
+        auto items = CLI::ConfigTOML::from_config(copy);
+        check_config_keys(app_, items, app_.get_config_ptr()->as<std::string>(), text);
         const char* env = getenv("UNIFY_POOL");
         if (env && *env)
             std::erase_if(items, [](const CLI::ConfigItem& i) {
@@ -26,6 +36,9 @@ class ConfigReader : public CLI::ConfigTOML {
             });
         return items;
     }
+
+  private:
+    const CLI::App& app_;
 };
 
 }  // namespace
@@ -48,10 +61,12 @@ int run_cli(int argc, char** argv) {
     app.add_flag("-q,--quiet", g.quiet, "print no summary");
     app.add_option("-j,--jobs", g.jobs, "threads for hashing and gc (default: one per core)");
     app.add_flag("--json", g.json, "print one JSON document on stdout instead of the summary");
+    // After --json, whose value is set first: `unify --version --json` prints a document.
+    app.set_version_flag("--version", "", "print the version (and git revision) and exit");
     // Global options at the top, subcommand options in [import] etc.; the command line wins.
     // A missing default file is fine; a missing --config FILE is not.
     app.set_config("--config", kConfigFile, "read options from this file");
-    app.config_formatter(std::make_shared<ConfigReader>());
+    app.config_formatter(std::make_shared<ConfigReader>(app));
     app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error
 
     std::vector<Command> commands = {
@@ -62,6 +77,12 @@ int run_cli(int argc, char** argv) {
     };
     try {
         app.parse(argc, argv);
+    } catch (const CLI::CallForVersion&) {
+        if (g.json)
+            print_json(version_json());
+        else
+            std::cout << version_line() << "\n";
+        return kExitOk;
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? kExitOk : kExitUsage;
     }

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace unify {
 
@@ -13,5 +15,12 @@ std::string printable(const std::string& s);
 std::string format_bytes(uint64_t n);
 // "28,343"
 std::string format_count(uint64_t n);
+
+// Rows of cells as lines, each column padded to its widest cell (in characters), columns two
+// spaces apart, the last one not padded; every line starts with `indent` spaces.
+std::string aligned_columns(const std::vector<std::vector<std::string>>& rows, size_t indent = 0);
+// "  label    value" lines, the values in one column.
+std::string aligned_fields(const std::vector<std::pair<std::string, std::string>>& fields,
+                           size_t indent = 2);
 
 }  // namespace unify

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "cli/format.h"
+#include "cli/version.h"
 
 namespace unify {
 
@@ -197,6 +198,14 @@ Json status_json(const Pool& pool, const PoolStatus& st) {
         g["bytes_linked"] = gs.bytes_linked;
         g["bytes_saved"] = gs.bytes_saved;
         g["last_import"] = unix_time(gs.guest.last_import);
+        // What the text shows too: the package databases the last import read ("dpkg",
+        // "none", "" if not recorded) and the guest's stored rules, "- GLOB" / "+ GLOB".
+        g["package_dbs"] = text(gs.guest.package_dbs);
+        g["config_files"] = gs.guest.config_files;
+        Json rules = Json::array();
+        for (const auto& r : gs.guest.excludes)
+            if (!r.empty()) rules.push_back(text(r.substr(0, 1) + " " + r.substr(1)));
+        g["rules"] = std::move(rules);
         guests.push_back(std::move(g));
     }
     Json j;
@@ -252,9 +261,22 @@ Json error_json(const Error& e) {
     return j;
 }
 
+Json version_json() {
+    Json j;
+    j["command"] = "version";
+    j["version"] = version();
+    j["revision"] = revision().empty() ? Json(nullptr) : Json(revision());
+    return j;
+}
+
 void print_json(const Json& j) {
+    // Every command's document ends with the version that wrote it (not an error document:
+    // that one is {"error", "errno"} only).
+    Json out = j;
+    if (out.is_object() && out.contains("command") && !out.contains("version"))
+        out["version"] = version();
     // Every string was made valid UTF-8 above; `replace` only guards against a slip.
-    std::cout << j.dump(2, ' ', false, Json::error_handler_t::replace) << "\n" << std::flush;
+    std::cout << out.dump(2, ' ', false, Json::error_handler_t::replace) << "\n" << std::flush;
 }
 
 }  // namespace unify

@@ -40,10 +40,13 @@ Json status_json(const Pool& pool, const PoolStatus& st);
 Json unshare_json(const UnshareOptions& opt, const UnshareSummary& sum);
 Json list_json(const std::vector<GuestRecord>& guests);
 Json forget_json(const ForgetSummary& sum);
+// {"command": "version", "version": "0.1.0", "revision": "b2b9bfee590a" or null}
+Json version_json();
 // {"error": "...", "errno": N}; errno is 0 when the error is not a system call's.
 Json error_json(const Error& e);
 
-// Prints the document and a newline on stdout; never throws.
+// Prints the document and a newline on stdout; never throws. A command's document (one with
+// "command") gets a last field "version".
 void print_json(const Json& j);
 
 }  // namespace unify

@@ -25,6 +25,7 @@
 #include "importer/hash_batch.h"
 #include "importer/package_db.h"
 #include "importer/settle.h"
+#include "linker/dir_times.h"
 #include "linker/object_maker.h"
 #include "linker/replace.h"
 #include "store/fault.h"
@@ -136,6 +137,7 @@ class Importer {
     std::vector<uint64_t> seen_;
     int64_t settle_cutoff_ = settle_cutoff_ns();  // see importer/settle.h
     uint64_t bytes_hashed_ = 0;                   // for opt_.progress
+    DirTimes dir_times_;  // guest directories get their times back after each batch
 };
 
 Result<void> Importer::register_guest() {
@@ -259,8 +261,10 @@ Result<void> Importer::sweep_temp(Txn& txn, const WalkEntry& e) {
     if (!t->removable) return {};
     auto act = [&]() -> Result<void> {
         fault_point("sweep.unlink");
+        dir_times_.before(e.dir->get());
         if (unlinkat(e.dir->get(), e.name.c_str(), 0) != 0 && errno != ENOENT)
             return sys_fail("unlinkat", shown(e));
+        dir_times_.after(e.dir->get());
         ++sum_.temps_swept;
         return {};
     };
@@ -423,6 +427,7 @@ Result<void> Importer::link_members(Txn& txn, const ObjectId& id, ObjectState& o
             while (!pending.empty()) {
                 WalkEntry& e = batch[pending.front()];
                 std::string tmp = unique_temp_name(pool_.temp_prefix(), id.hex());
+                dir_times_.before(e.dir->get());
                 auto r = link_over(
                     pool_.objects_fd(), name, e.dir->get(), e.name, e.st,
                     [&] {
@@ -430,6 +435,7 @@ Result<void> Importer::link_members(Txn& txn, const ObjectId& id, ObjectState& o
                         return l == leases.end() || lease_intact(l->second.get());
                     },
                     tmp, shown(e));
+                dir_times_.after(e.dir->get());
                 if (!r) return std::unexpected(r.error());
                 if (*r == Replaced::emlink) {
                     full = true;
@@ -611,6 +617,7 @@ Result<void> Importer::apply_batch(std::vector<WalkEntry>& batch, std::vector<Ha
     objects_.clear();
     // Whatever happens below, what was done to the filesystem gets recorded.
     auto finish = [&](Result<void> r) -> Result<void> {
+        dir_times_.restore();
         auto c = txn.commit();
         if (!r) return r;
         return c;

@@ -7,6 +7,7 @@
 #include <ostream>
 
 #include "linker/copy.h"
+#include "linker/dir_times.h"
 #include "linker/replace.h"
 #include "store/fault.h"
 #include "store/guest_path.h"
@@ -33,7 +34,7 @@ std::string copy_suffix(const std::string& name) {
 }
 
 Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root, const LinkRecord& l,
-                            const std::optional<ObjectRecord>& rec) {
+                            const std::optional<ObjectRecord>& rec, DirTimes& dir_times) {
     std::string shown = join_path(root, l.path);
     auto gp = open_guest_parent(root_fd, l.path, shown);
     if (!gp) return std::unexpected(gp.error());
@@ -57,6 +58,7 @@ Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root, co
     // this name, and running unshare again reuses (truncates) it instead of leaving it.
     std::string tmp = pool.temp_prefix() + "copy." + copy_suffix((*gp)->name);
     fault_point("unshare.create");
+    dir_times.before(dirfd);
     int tfd =
         openat(dirfd, tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (tfd < 0) return sys_fail("create", shown + " (temporary " + tmp + ")");
@@ -80,6 +82,7 @@ Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root, co
         unlinkat(dirfd, tmp.c_str(), 0);
         return std::unexpected(r.error());
     }
+    dir_times.after(dirfd);
     if (*replaced == Replaced::done) return Outcome::unshared;
     if (*replaced == Replaced::refused)
         return fail("renameat(" + shown +
@@ -129,6 +132,7 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
                           .part = done,
                           .parts = links.size()});
     };
+    DirTimes dir_times;  // guest directories get their times back after each batch
     for (size_t start = 0; start < links.size(); start += kBatch) {
         auto txn = opt.dry_run ? pool.index().read() : pool.index().write();
         if (!txn) return std::unexpected(txn.error());
@@ -151,7 +155,7 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
                 sum.bytes_copied += *rec ? (*rec)->size : 0;
                 continue;
             }
-            auto r = unshare_one(pool, root->fd.get(), root->path, l, *rec);
+            auto r = unshare_one(pool, root->fd.get(), root->path, l, *rec, dir_times);
             if (!r) {
                 outcome = std::unexpected(r.error());
                 break;
@@ -168,6 +172,7 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
                 break;
             }
         }
+        dir_times.restore();
         auto c = (*txn)->commit();
         if (!outcome) return std::unexpected(context(outcome.error(), "unshare " + opt.name));
         if (!c) return std::unexpected(c.error());

@@ -2,21 +2,54 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <ctime>
+#include <fstream>
+#include <sstream>
 
 namespace unify {
 
 namespace {
 
+// Whether process `pid` holds a flock on the inode `st` names, by /proc/locks (each line:
+// "N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INO START END", device numbers in hex; waiters are
+// marked "->" and do not hold it).
+bool holds_flock(pid_t pid, const struct stat& st) {
+    std::ifstream locks("/proc/locks");
+    char want[64];
+    snprintf(want, sizeof want, "%02x:%02x:%llu", major(st.st_dev), minor(st.st_dev),
+             static_cast<unsigned long long>(st.st_ino));
+    for (std::string line; std::getline(locks, line);) {
+        std::istringstream in(line);
+        std::string n, type, mode, access, holder, where;
+        in >> n >> type;
+        if (type == "->") continue;
+        in >> mode >> access >> holder >> where;
+        if (type == "FLOCK" && where == want && holder == std::to_string(pid)) return true;
+    }
+    return false;
+}
+
+// The holder the lock file names ("pid 8026: unify verify --full, since ..."), but only if
+// that process holds the lock now: the file keeps the last writer's words after it exited, and
+// the lock may since be held by something that wrote none (another tool, a flock(1)).
 std::string holder_of(int fd) {
+    const std::string unknown = "another process holds its lock";
     char buf[512];
     ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-    if (n <= 0) return "an unknown process";
+    if (n <= 0) return unknown;
     std::string s(buf, size_t(n));
     while (!s.empty() && (s.back() == '\n' || s.back() == '\0')) s.pop_back();
-    return s.empty() ? "an unknown process" : s;
+    struct stat st;
+    long pid = 0;
+    if (sscanf(s.c_str(), "pid %ld:", &pid) != 1 || pid <= 0 || fstat(fd, &st) != 0 ||
+        !holds_flock(pid_t(pid), st))
+        return unknown;
+    return "another writer holds its lock (" + s + ")";
 }
 
 }  // namespace
@@ -32,8 +65,8 @@ Result<PoolLock> PoolLock::acquire(int pool_fd, const std::string& pool_path,
         if (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) == 0) break;
         if (errno == EINTR) continue;
         if (errno == EWOULDBLOCK)
-            return fail("pool " + pool_path + " is busy: another writer holds its lock (" +
-                            holder_of(fd) + "); try again later, or pass --wait to wait for it",
+            return fail("pool " + pool_path + " is busy: " + holder_of(fd) +
+                            "; try again later, or pass --wait to wait for it",
                         EWOULDBLOCK);
         return sys_fail("flock", shown);
     }

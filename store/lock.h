@@ -1,5 +1,6 @@
 // The pool lock (docs/DESIGN.md invariant 6): one writer at a time. The holder writes its pid and
-// command into the lock file, so a second writer can say who it is waiting for. Readers
+// command into the lock file, so a second writer can say who it is waiting for (only while
+// /proc/locks shows that process holding it: the words outlive their writer). Readers
 // (who, status, list) never take it: LMDB gives them a consistent snapshot.
 #pragma once
 

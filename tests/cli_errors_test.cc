@@ -367,7 +367,8 @@ TEST(Cli, SecondWriterFailsFastOrWaitsWithWait) {
     int fd = open((pool + "/lock").c_str(), O_RDWR | O_CLOEXEC);
     ASSERT_GE(fd, 0) << strerror(errno);
     ASSERT_EQ(0, flock(fd, LOCK_EX | LOCK_NB)) << strerror(errno);
-    const std::string holder = "pid 4242: the test holding the lock";
+    // The test holds the lock itself, so the message may name it (store/lock.cc).
+    const std::string holder = "pid " + std::to_string(getpid()) + ": the test holding the lock";
     ASSERT_EQ(0, ftruncate(fd, 0));
     ASSERT_EQ(ssize_t(holder.size()), pwrite(fd, holder.data(), holder.size(), 0));
 

@@ -9,7 +9,7 @@ namespace unify::test {
 namespace {
 
 bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
+    return contains_squeezed(haystack, needle);  // columns are aligned
 }
 
 TEST(Config, PoolJobsAndImportExcludesComeFromTheFileAndTheCommandLineWins) {
@@ -77,6 +77,35 @@ TEST(Config, MissingOrWrongFileIsAUsageError) {
     r = run_unify({"--config", dir / "typo.conf", "--pool", dir / "pool", "list"});
     EXPECT_EQ(r.status, 2);
     EXPECT_TRUE(contains(r.err, "jbos")) << r.err;
+}
+
+// A key unify does not know is reported with the file, its line, the key and the keys that
+// are valid where it stands (CLI11 alone said "INI was not able to parse import.exclud").
+TEST(Config, UnknownKeyNamesFileLineKeyAndTheValidKeys) {
+    TempDir dir;
+    std::string conf = dir / "unify.conf";
+    write_file(conf, "# pool and threads\npool = \"/srv/.pool\"\njbos = 4\n");
+    auto r = run_unify({"--config", conf, "--pool", dir / "pool", "list"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_TRUE(contains(r.err, conf + ":3: unknown key 'jbos' outside any section")) << r.err;
+    EXPECT_TRUE(contains(r.err, "valid keys there: pool, wait, verbose, quiet, jobs, json"))
+        << r.err;
+    EXPECT_TRUE(contains(r.err, "[import]")) << r.err;
+
+    write_file(conf, "jobs = 2\n\n[import]\nexclude = [\"*.pyc\"]\nexclud = [\"*.pyo\"]\n");
+    r = run_unify({"--config", conf, "--pool", dir / "pool", "list"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_TRUE(contains(r.err, conf + ":5: unknown key 'exclud' in [import]; valid keys there: "))
+        << r.err;
+    for (const auto& k : {"dry-run", "exclude", "include", "exclude-from", "explain", "min-size"})
+        EXPECT_TRUE(contains(r.err, k)) << k << ": " << r.err;
+
+    write_file(conf, "[imprt]\nexclude = [\"*.pyc\"]\n");
+    r = run_unify({"--config", conf, "--pool", dir / "pool", "list"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_TRUE(
+        contains(r.err, conf + ":2: unknown section [imprt]; valid sections: [init], [import]"))
+        << r.err;
 }
 
 }  // namespace

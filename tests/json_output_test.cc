@@ -224,6 +224,35 @@ TEST(JsonOutput, PathThatIsNotUtf8RoundTripsThroughPathB64) {
     EXPECT_EQ(parse(r)["links"].size(), 2u);
 }
 
+// status --json carries what the text shows per guest: the package database the last
+// import read and the guest's stored user rules.
+TEST(JsonOutput, StatusHasThePackageDatabaseAndTheUserRules) {
+    TempDir dir;
+    std::string pool = dir / "pool";
+    write_file(dir / "deb/usr/bin/tool", "tool\n");
+    write_file(dir / "deb/var/lib/dpkg/status",
+               "Package: foo\nStatus: install ok installed\nVersion: 1\nConffiles:\n"
+               " /etc/foo.conf 0123456789abcdef0123456789abcdef\n /etc/foo.d/a "
+               "0123456789abcdef0123456789abcdef\n\n");
+    write_file(dir / "plain/usr/bin/tool", "tool\n");
+    ASSERT_EQ(run_unify({"--pool", pool, "init", "--protect", "none"}).status, 0);
+    ASSERT_EQ(run_unify({"--pool", pool, "import", "deb", dir / "deb"}).status, 0);
+    auto r = run_unify({"--pool", pool, "import", "plain", dir / "plain", "--exclude",
+                        "/usr/share/doc", "--include", "*.so"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = run_unify({"--pool", pool, "status", "--json"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    json j = parse(r);
+    ASSERT_EQ(j["guests"].size(), 2u);
+    EXPECT_EQ(j["guests"][0]["name"], "deb");
+    EXPECT_EQ(j["guests"][0]["package_dbs"], "dpkg");
+    EXPECT_EQ(j["guests"][0]["config_files"], 2);
+    EXPECT_EQ(j["guests"][0]["rules"], json::array());
+    EXPECT_EQ(j["guests"][1]["package_dbs"], "none");
+    EXPECT_EQ(j["guests"][1]["config_files"], 0);
+    EXPECT_EQ(j["guests"][1]["rules"], json({"- /usr/share/doc", "+ *.so"}));
+}
+
 TEST(JsonOutput, ErrorIsADocumentOnStdoutAndAMessageOnStderr) {
     TempDir dir;
     auto r = run_unify({"--pool", dir / "nopool", "status", "--json"});

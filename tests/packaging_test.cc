@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <iostream>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -127,26 +128,28 @@ bool documents_option(const std::string& section, const std::string& o) {
     return false;
 }
 
+// `cmake --install` into a scratch prefix writes units that run PREFIX/bin/unify, so
+// systemd-analyze verifies them where they are installed (it wants ExecStart's binary to
+// exist). The template is verified as the instance unify-refresh@web1, a link beside it.
 TEST(Packaging, SystemdUnitsVerify) {
     UNIFY_REQUIRE(need_tool("systemd-analyze"));
+    UNIFY_REQUIRE(need_tool("cmake"));
     TempDir tmp;
-    // systemd-analyze wants the ExecStart binary to exist: point the units at the built one.
-    // The template is verified as the instance unify-refresh@web1.
-    const std::vector<std::pair<std::string, std::string>> units = {
-        {"unify-gc.service", "unify-gc.service"},
-        {"unify-gc.timer", "unify-gc.timer"},
-        {"unify-refresh@.service", "unify-refresh@web1.service"},
-        {"unify-refresh@.timer", "unify-refresh@web1.timer"},
-    };
+    std::string prefix = tmp / "prefix";
+    auto inst = capture("cmake --install " + quote(kBuild) + " --prefix " + quote(prefix));
+    ASSERT_EQ(inst.status, 0) << inst.out;
+    std::string units = prefix + "/lib/systemd/system";
+    auto gc_unit = read_file(units + "/unify-gc.service");
+    EXPECT_NE(gc_unit.find("\nExecStart=" + prefix + "/bin/unify gc --wait"), std::string::npos)
+        << gc_unit;
+    for (const auto& t : {"service", "timer"})
+        ASSERT_EQ(symlink((std::string("unify-refresh@.") + t).c_str(),
+                          (units + "/unify-refresh@web1." + t).c_str()),
+                  0);
     std::string args;
-    for (const auto& [src, dst] : units) {
-        std::string in = kSource + "/packaging/systemd/" + src;
-        ASSERT_TRUE(exists(in)) << in;
-        ASSERT_EQ(
-            sh("sed 's|/usr/bin/unify|" + kBinary + "|g' " + quote(in) + " > " + quote(tmp / dst)),
-            0);
-        args += " " + quote(tmp / dst);
-    }
+    for (const auto& u : {"unify-gc.service", "unify-gc.timer", "unify-refresh@web1.service",
+                          "unify-refresh@web1.timer"})
+        args += " " + quote(units + "/" + u);
     auto r = capture("cd " + quote(tmp.path()) + " && systemd-analyze verify --man=no" + args);
     EXPECT_EQ(r.status, 0) << r.out;
     // Unknown keys and bad values are only warnings (exit 0): any word about our units fails.
@@ -217,10 +220,129 @@ TEST(Packaging, ManPageCoversEveryCommandAndOption) {
     }
 }
 
+// The long options ("--dry-run") a piece of documentation names, in any markup.
+std::set<std::string> long_options_in(const std::string& text) {
+    std::set<std::string> out;
+    static const std::regex opt(R"(--[a-z][a-z-]*[a-z])");
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), opt);
+         it != std::sregex_iterator(); ++it)
+        out.insert(it->str());
+    return out;
+}
+
+std::set<std::string> long_only(const std::vector<std::string>& options) {
+    std::set<std::string> out;
+    for (const auto& o : options)
+        if (o.rfind("--", 0) == 0) out.insert(o);
+    return out;
+}
+
+// README's command table ("| `gc [--dry-run] [--reconcile]` | ... |") and the man page's
+// SYNOPSIS ("*unify gc* [*--dry-run*] [*--reconcile*]") name exactly the options each command
+// has (`unify CMD --help`), and every command; README's global options paragraph names every
+// global option.
+TEST(Packaging, ReadmeAndManSynopsisMatchTheCli) {
+    std::string readme = read_file(kSource + "/README.md");
+    std::string synopsis;
+    {
+        std::string scd = read_file(kSource + "/packaging/unify.1.scd");
+        size_t from = scd.find("\n# SYNOPSIS\n"), to = scd.find("\n# ", from + 1);
+        ASSERT_NE(from, std::string::npos);
+        synopsis = scd.substr(from, to - from);
+    }
+    auto commands = subcommands_from_help();
+    ASSERT_GE(commands.size(), 7u);
+    auto global = long_only(options_from_help(run_unify({"--help"}).out));
+    // The command table: from its header to the first blank line.
+    size_t table_at = readme.find("| command | what it does |");
+    ASSERT_NE(table_at, std::string::npos);
+    std::vector<std::string> table;
+    for (const auto& l : lines_of(readme.substr(table_at))) {
+        if (l.empty()) break;
+        table.push_back(l);
+    }
+    for (const auto& c : commands) {
+        std::set<std::string> want;
+        for (const auto& o : long_only(options_from_help(run_unify({c, "--help"}).out)))
+            if (!global.count(o)) want.insert(o);
+        std::string row, line;
+        for (const auto& l : table)
+            if (l.rfind("| `" + c + " ", 0) == 0 || l.rfind("| `" + c + "`", 0) == 0)
+                row = l.substr(3, l.find("` |") - 3);
+        for (const auto& l : lines_of(synopsis))
+            if (l.rfind("*unify " + c + "*", 0) == 0) line = l;
+        EXPECT_FALSE(row.empty()) << "README's command table has no row for " << c;
+        EXPECT_FALSE(line.empty()) << "the man page's SYNOPSIS has no line for " << c;
+        EXPECT_EQ(long_options_in(row), want) << "README's command table, " << c << ": " << row;
+        EXPECT_EQ(long_options_in(line), want) << "man page SYNOPSIS, " << c << ": " << line;
+    }
+    EXPECT_EQ(table.size(), commands.size() + 2)  // the header and its rule
+        << "README's command table lists another set of commands";
+    // Global options: in README's Commands section, outside the table.
+    size_t from = readme.find("## Commands"), to = readme.find("### What the commands print");
+    ASSERT_NE(from, std::string::npos);
+    auto named = long_options_in(readme.substr(from, to - from));
+    for (const auto& o : global) EXPECT_TRUE(named.count(o)) << "README does not name " << o;
+}
+
+// `unify --version`: CMake's project version and the git revision of the sources (built from
+// this git checkout), exit 0; --json makes it a document, and every command's document
+// carries the version; the man page's footer names it.
+TEST(Packaging, VersionFromCmakeAndGit) {
+    UNIFY_REQUIRE(need_tool("git"));
+    std::smatch m;
+    std::string cmake = read_file(kSource + "/CMakeLists.txt");
+    ASSERT_TRUE(std::regex_search(cmake, m, std::regex(R"(project\(unify VERSION ([0-9.]+))")));
+    const std::string version = m[1];
+    auto rev = capture("git -C " + quote(kSource) + " rev-parse --short=12 HEAD");
+    ASSERT_EQ(rev.status, 0) << rev.out;
+    const std::string revision = lines_of(rev.out).at(0);
+
+    auto r = run_unify({"--version"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    EXPECT_TRUE(std::regex_match(
+        r.out, std::regex("unify " + version + " \\(git " + revision + "(-dirty)?\\)\n")))
+        << r.out;
+    r = run_unify({"--version", "--json"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(std::regex_search(
+        r.out, std::regex("\"command\": \"version\",\n  \"version\": \"" + version +
+                          "\",\n  \"revision\": \"" + revision + "(-dirty)?\"")))
+        << r.out;
+    TempDir tmp;
+    r = run_unify({"--pool", tmp / "pool", "--json", "init", "--protect", "none"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("\n  \"version\": \"" + version + "\"\n}"), std::string::npos) << r.out;
+
+    std::string th;
+    for (const auto& l : lines_of(read_file(kBuild + "/unify.1")))
+        if (l.rfind(".TH ", 0) == 0) th = l;
+    EXPECT_NE(th.find("\"unify " + version + "\""), std::string::npos) << th;
+}
+
+// A source tarball has no .git: the version header then has an empty revision (and a .git
+// further up is not asked).
+TEST(Packaging, VersionWithoutGitHasNoRevision) {
+    UNIFY_REQUIRE(need_tool("cmake"));
+    TempDir tmp;
+    ASSERT_EQ(sh("mkdir -p " + quote(tmp / "src") + " && git -C " + quote(tmp.path()) + " init -q"),
+              0);
+    auto r = capture("cmake -DSOURCE_DIR=" + quote(tmp / "src") +
+                     " -DVERSION=9.8.7 -DOUTPUT=" + quote(tmp / "v.h") + " -P " +
+                     quote(kSource + "/packaging/cmake/version.cmake"));
+    ASSERT_EQ(r.status, 0) << r.out;
+    auto h = read_file(tmp / "v.h");
+    EXPECT_NE(h.find("#define UNIFY_VERSION \"9.8.7\"\n"), std::string::npos) << h;
+    EXPECT_NE(h.find("#define UNIFY_REVISION \"\"\n"), std::string::npos) << h;
+}
+
 // The files every install must have, relative to the prefix.
 const std::vector<std::string> kInstalled = {
     "bin/unify",
-    "share/man/man1/unify.1",
+    "share/man/man1/unify.1.gz",
+    "share/doc/unify/copyright",
+    "share/doc/unify/changelog.Debian.gz",
     "lib/systemd/system/unify-gc.service",
     "lib/systemd/system/unify-gc.timer",
     "lib/systemd/system/unify-refresh@.service",
@@ -238,7 +360,8 @@ TEST(Packaging, CmakeInstallPutsEveryFileInPlace) {
     for (const auto& f : kInstalled) EXPECT_TRUE(exists(prefix + "/" + f)) << f;
     auto help = capture(quote(prefix + "/bin/unify") + " --help");
     EXPECT_EQ(help.status, 0) << help.out;
-    EXPECT_EQ(read_file(prefix + "/share/man/man1/unify.1"), read_file(kBuild + "/unify.1"));
+    auto man = capture("gzip -dc " + quote(prefix + "/share/man/man1/unify.1.gz"));
+    EXPECT_EQ(man.out, read_file(kBuild + "/unify.1"));
 }
 
 TEST(Packaging, CpackBuildsADebThatInstalls) {
@@ -270,7 +393,9 @@ TEST(Packaging, CpackBuildsADebThatInstalls) {
     };
     EXPECT_EQ(field("Package"), "unify\n");
     EXPECT_EQ(field("Section"), "admin\n");
-    EXPECT_EQ(field("Maintainer"), "unify developers <unify@localhost>\n");
+    EXPECT_EQ(field("Maintainer"), "unify developers <unify-devel@lists.example.org>\n");
+    // A synopsis and a long description of several lines.
+    EXPECT_GE(lines_of(field("Description")).size(), 5u) << field("Description");
     std::string depends = field("Depends");
     for (const auto& lib : {"liblmdb0", "libssl3", "libxxhash0", "libc6"})
         EXPECT_NE(depends.find(lib), std::string::npos) << lib << " not in Depends: " << depends;
@@ -288,6 +413,24 @@ TEST(Packaging, CpackBuildsADebThatInstalls) {
     auto help = capture(quote(root + "/usr/bin/unify") + " --help");
     EXPECT_EQ(help.status, 0) << help.out;
     EXPECT_NE(help.out.find("Subcommands:"), std::string::npos) << help.out;
+}
+
+// lintian (Debian's package checker) finds no error in the .deb; its whole output goes to the
+// test log.
+TEST(Packaging, DebIsLintianClean) {
+    UNIFY_REQUIRE(need_tool("cpack"));
+    UNIFY_REQUIRE(need_tool("dpkg-shlibdeps"));
+    UNIFY_REQUIRE(need_tool("lintian"));
+    TempDir tmp;
+    auto r = capture("cpack -G DEB --config " + quote(kBuild + "/CPackConfig.cmake") + " -B " +
+                     quote(tmp / "out"));
+    ASSERT_EQ(r.status, 0) << r.out;
+    auto deb = capture("ls " + quote(tmp / "out") + "/*.deb");
+    ASSERT_EQ(deb.status, 0) << deb.out;
+    auto l = capture("lintian --fail-on error --display-info " + quote(lines_of(deb.out).at(0)));
+    std::cout << "lintian:\n" << l.out;
+    EXPECT_EQ(l.status, 0) << l.out;
+    for (const auto& line : lines_of(l.out)) EXPECT_NE(line.rfind("E: ", 0), 0u) << line;
 }
 
 // Calls the completion function for `words` (the last one is completed) and returns the
@@ -357,9 +500,21 @@ TEST(Packaging, BashCompletion) {
     EXPECT_EQ(complete({"unify", "import", "web3", tmp / "we"}),
               tmp / "web1" + "\n" + tmp / "web2" + "\n");
     EXPECT_EQ(complete({"unify", "import", "web3", tmp / "web1/usr/bin/t"}), "");
-    // unshare PATH: files.
-    EXPECT_EQ(complete({"unify", "unshare", "web1", tmp / "web1/usr/bin/t"}),
-              tmp / "web1/usr/bin/tool" + "\n");
+    // unshare PATH: host paths inside the root stay host paths.
+    EXPECT_EQ(
+        complete({"unify", "unshare", "web1", tmp / "web1/usr/bin/t"}, "UNIFY_POOL=" + quote(pool)),
+        tmp / "web1/usr/bin/tool" + "\n");
+    // Guest paths, relative to the guest's root (which `unify list --json` gives).
+    write_file(tmp / "web2/usr/bin/other", "other\n");
+    EXPECT_EQ(complete({"unify", "--pool", pool, "unshare", "web1", "/usr/bin/t"}),
+              "/usr/bin/tool\n");
+    EXPECT_EQ(complete({"unify", "unshare", "web2", "/usr/b"}, "UNIFY_POOL=" + quote(pool)),
+              "/usr/bin/\n");
+    auto offered = lines_of(
+        complete({"unify", "unshare", "-n", "web2", "/usr/bin/"}, "UNIFY_POOL=" + quote(pool)));
+    EXPECT_EQ(std::set<std::string>(offered.begin(), offered.end()),
+              (std::set<std::string>{"/usr/bin/other", "/usr/bin/tool"}));
+    EXPECT_EQ(complete({"unify", "unshare", "web2", ""}, "UNIFY_POOL=" + quote(pool)), "/usr/\n");
     // No pool: no guest names, and no error.
     EXPECT_EQ(complete({"unify", "status", ""}, "UNIFY_POOL=" + quote(tmp / "nopool")), "");
 }

@@ -225,7 +225,17 @@ RunResult run_program(const char* binary, const std::vector<std::string>& args,
     return r;
 }
 
-std::string manifest(const std::string& root) {
+bool contains_squeezed(const std::string& text, const std::string& needle) {
+    auto squeeze = [](const std::string& s) {
+        std::string out;
+        for (char c : s)
+            if (c != ' ' || out.empty() || out.back() != ' ') out += c;
+        return out;
+    };
+    return squeeze(text).find(squeeze(needle)) != std::string::npos;
+}
+
+std::string manifest(const std::string& root, bool dir_mtimes) {
     // find gives the walk; everything else is read here, without following symlinks.
     std::string list = "/tmp/unify-manifest.XXXXXX";
     int fd = mkstemp(list.data());
@@ -234,10 +244,11 @@ std::string manifest(const std::string& root) {
     std::string names = read_file(list);
     unlink(list.c_str());
     std::ostringstream out;
+    if (dir_mtimes) names = std::string("./", 3) + names;  // the root itself: "."
     for (size_t pos = 0; pos < names.size();) {
         std::string rel = names.c_str() + pos;
         pos += rel.size() + 1;
-        std::string full = root + "/" + rel.substr(2);
+        std::string full = rel == "./" ? root : root + "/" + rel.substr(2);
         auto st = stat_at(AT_FDCWD, full, full);
         if (!st) {
             out << rel << " MISSING\n";
@@ -258,6 +269,8 @@ std::string manifest(const std::string& root) {
                             << to_hex(reinterpret_cast<const uint8_t*>(v.data()), v.size());
                 close(f);
             }
+        } else if (st->is_dir() && dir_mtimes) {
+            out << " mtime=" << st->mtime_ns;
         } else if (st->is_lnk()) {
             std::array<char, 4096> buf{};
             ssize_t n = readlink(full.c_str(), buf.data(), buf.size() - 1);

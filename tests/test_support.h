@@ -55,6 +55,10 @@ struct stat stat_path(const std::string& path);  // lstat; zeroed struct if miss
 void set_mtime(const std::string& path, int64_t sec, int64_t nsec);
 bool is_immutable(const std::string& path);
 
+// Whether `needle` occurs in `text` once runs of spaces in both are squeezed to one: text
+// output aligns its columns, and a test need not know the padding.
+bool contains_squeezed(const std::string& text, const std::string& needle);
+
 // Runs a shell command, returns its exit status; output goes to the test log.
 int sh(const std::string& command);
 
@@ -107,8 +111,9 @@ bool sanitized();
 
 // A manifest line per file below root: path, type, mode, uid, gid, size, mtime ns,
 // sha256 of content (regular files), symlink target, xattrs. Equal manifests mean nothing a
-// guest can see changed.
-std::string manifest(const std::string& root);
+// guest can see changed. dir_mtimes: also each directory's mtime, the root's included
+// (import and unshare must put them back, linker/dir_times.h).
+std::string manifest(const std::string& root, bool dir_mtimes = false);
 
 // A filesystem image made by the test, loop-mounted at path(); unmounted and removed (with
 // any immutable flags lifted) on destruction. ok() is false, with reason(), where mkfs or
