@@ -159,11 +159,6 @@ std::string settle_path_name(const testing::TestParamInfo<SettlePath>& info) {
     return info.param == SettlePath::settled ? "settled" : "fresh";
 }
 
-bool sanitized() {
-    const char* v = getenv("UNIFY_SANITIZED");
-    return v && std::string(v) == "1";
-}
-
 RunResult run_unify(const std::vector<std::string>& args, const std::vector<std::string>& env) {
     return run_program(unify_binary(), args, env);
 }

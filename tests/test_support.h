@@ -106,9 +106,6 @@ std::string settle_path_name(const testing::TestParamInfo<SettlePath>& info);
         testing::Values(::unify::test::SettlePath::fresh, ::unify::test::SettlePath::settled), \
         ::unify::test::settle_path_name)
 
-// True in the sanitizer build (scripts/test --sanitize).
-bool sanitized();
-
 // A manifest line per file below root: path, type, mode, uid, gid, size, mtime ns,
 // sha256 of content (regular files), symlink target, xattrs. Equal manifests mean nothing a
 // guest can see changed. dir_mtimes: also each directory's mtime, the root's included
