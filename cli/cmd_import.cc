@@ -141,7 +141,7 @@ int run_import(const Globals& g, ImportArgs& a) {
         }
         // Why two numbers: the package database line counts every configuration file the
         // database names, the skip list only those the walk met one by one.
-        if (config_met)
+        if (config_met && config_met < sum->config_files)
             std::cout << "  (of the " << format_count(sum->config_files)
                       << " configuration files the package database names, the walk met "
                       << format_count(config_met)

@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
+    return contains_squeezed(haystack, needle);  // columns are aligned
 }
 
 bool exists(const std::string& path) {

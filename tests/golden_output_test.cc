@@ -91,5 +91,30 @@ TEST(GoldenOutput, UnshareAndGc) {
               "  stale link records dropped  0\n");
 }
 
+// import names two counts of configuration files: all the package database names, and those
+// the walk met one by one; a note says why they differ.
+TEST(GoldenOutput, ImportExplainsTheTwoConfigurationFileCounts) {
+    TempDir dir;
+    write_file(dir / "g/var/lib/dpkg/status",
+               "Package: foo\nStatus: install ok installed\nVersion: 1\nConffiles:\n"
+               " /usr/share/foo/defaults 0123456789abcdef0123456789abcdef\n"
+               " /etc/foo/gone.conf 0123456789abcdef0123456789abcdef\n\n");
+    write_file(dir / "g/usr/share/foo/defaults", "defaults\n");
+    ASSERT_EQ(run_unify({"--pool", dir / "pool", "init", "--protect", "none"}).status, 0);
+    auto r = run_unify({"--pool", dir / "pool", "import", "g", dir / "g"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    std::string out = mask(r.out, dir.path());
+    EXPECT_NE(out.find("  package database  dpkg (2 configuration files kept private)\n"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("    1  configuration file of a package (dpkg)\n"), std::string::npos)
+        << out;
+    EXPECT_NE(out.find("  (of the 2 configuration files the package database names, the walk met "
+                       "1; the others are in directories not walked, such as /etc, or not in "
+                       "the guest)\n"),
+              std::string::npos)
+        << out;
+}
+
 }  // namespace
 }  // namespace unify::test
