@@ -1,4 +1,4 @@
-// unify unshare NAME [PATH...]: lock, copy back, print.
+// unify unshare NAME [PATH...] [--package PKG...]: lock, copy back, print.
 #include <iostream>
 
 #include "cli/command.h"
@@ -26,8 +26,12 @@ int run_unshare(const Globals& g, UnshareOptions opt) {
     }
     if (g.quiet) return kExitOk;
     std::string would = opt.dry_run ? " (dry run: would be)" : "";
-    std::cout << "unshare " << opt.name << "\n"
-              << "  files made private " << format_count(sum->unshared) << would << "\n"
+    std::cout << "unshare " << opt.name << "\n";
+    for (const auto& p : sum->packages)
+        std::cout << "  package " << p.package << " (" << p.db << "): " << format_count(p.unshared)
+                  << " files made private, " << format_bytes(p.bytes_copied) << " copied" << would
+                  << "\n";
+    std::cout << "  files made private " << format_count(sum->unshared) << would << "\n"
               << "  bytes copied       " << format_bytes(sum->bytes_copied) << would << "\n";
     if (sum->not_linked)
         std::cout << "  records dropped    " << format_count(sum->not_linked)
@@ -41,9 +45,17 @@ int run_unshare(const Globals& g, UnshareOptions opt) {
 Command add_unshare_command(CLI::App& app, const Globals& g) {
     auto o = std::make_shared<UnshareOptions>();
     auto sub = app.add_subcommand(
-        "unshare", "give guest NAME private copies of the listed paths, or of all its links");
+        "unshare",
+        "give guest NAME private copies of the listed paths, of the files of the listed "
+        "packages, or of all its links");
     sub->add_option("NAME", o->name, "guest name")->required();
-    sub->add_option("PATH", o->paths, "guest paths (/usr/bin/ls) or host paths");
+    sub->add_option("PATH", o->paths,
+                    "guest paths (/usr/bin/ls; resolved through the guest's own symlinks, so "
+                    "dpkg -L output works) or host paths");
+    sub->add_option("-p,--package", o->packages,
+                    "the linked files of these installed packages (dpkg, rpm or pacman "
+                    "database of the guest), with the __pycache__ files beside their .py files")
+        ->take_all();
     sub->add_flag("-n,--dry-run", o->dry_run, "change nothing; report what would be done");
     return {sub, [&g, o] { return run_unshare(g, *o); }};
 }

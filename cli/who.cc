@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "importer/guest_root.h"
+#include "importer/guest_target.h"
 #include "store/guest_path.h"
 
 namespace unify {
@@ -144,14 +145,16 @@ Result<WhoAnswer> who(Pool& pool, const std::string& target) {
     }
 
     if (guest) {
-        ans.target = guest->name + ":" + path;
         auto root = open_dir_path(guest->root);
         if (!root) return std::unexpected(context(root.error(), "who"));
+        auto canon = resolve_guest_target(root->get(), guest->root, path);
+        if (!canon) return std::unexpected(context(canon.error(), "who"));
+        path = *canon;
+        ans.target = guest->name + ":" + path;
         auto st = stat_guest_path(root->get(), path, join_path(guest->root, path));
         if (!st) return std::unexpected(st.error());
         if (!*st)
-            return fail("who: " + join_path(guest->root, path) +
-                            " does not exist (or is reached through a symlink)",
+            return fail("who: " + join_path(guest->root, path) + " does not exist in the guest",
                         ENOENT);
         auto link = txn.link(guest->id, path);
         if (!link) return std::unexpected(link.error());

@@ -1,7 +1,13 @@
-// unify unshare: give a guest private copies of its linked files again (all of them, or the
-// paths named), e.g. before a package upgrade on a stock kernel, where the guest cannot
-// replace a protected file itself. Each copy is made beside the path under a temporary
-// name, with the object's content and metadata, and renamed over the link atomically.
+// unify unshare: give a guest private copies of its linked files again (all of them, the
+// paths named, or the files of the packages named), e.g. before a package upgrade on a stock
+// kernel, where the guest cannot replace a protected file itself. Each copy is made beside
+// the path under a temporary name, with the object's content and metadata, and renamed over
+// the link atomically.
+// Durability comes per batch, not per file: a batch's copies are all written, then made
+// durable together by one syncfs of the guest's filesystem, and only then renamed over
+// their links, then the index commits. A crash (or power loss) at any point leaves each path
+// either the object or a complete copy (invariant 1); what it leaves is at most the batch's
+// temporary copies, which the next run reuses.
 #pragma once
 
 #include <cstdint>
@@ -20,12 +26,23 @@ struct UnshareOptions {
     bool dry_run = false;
     bool verbose = false;
     ProgressFn progress;  // optional: called per file
+    // Installed packages whose linked files (and generated __pycache__ files) are unshared,
+    // read from the guest's own database (linker/package_links.h); with paths, the union.
+    std::vector<std::string> packages;
+};
+
+struct PackageUnshared {
+    std::string package;
+    std::string db;  // "dpkg", "rpm", "pacman"
+    uint64_t unshared = 0;
+    uint64_t bytes_copied = 0;
 };
 
 struct UnshareSummary {
     uint64_t unshared = 0;
     uint64_t bytes_copied = 0;
     uint64_t not_linked = 0;  // recorded, but the path was no longer the object: record dropped
+    std::vector<PackageUnshared> packages;  // per package named, in the order given
 };
 
 Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std::ostream& log);
