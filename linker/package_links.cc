@@ -1,5 +1,7 @@
 #include "linker/package_links.h"
 
+#include "store/sys.h"
+
 namespace unify {
 
 namespace {

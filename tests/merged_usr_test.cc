@@ -35,8 +35,8 @@ TEST(MergedUsr, WhoAndUnshareReachUsrLibThroughLib) {
     const std::string m2 = manifest(s.g2);
 
     // who, by NAME:/path and by host path, through the guest's /lib symlink.
-    for (const std::string target :
-         {"g1:/lib/systemd/system/app.service", s.g1 + "/lib/systemd/system/app.service"}) {
+    for (const auto& target : {std::string("g1:/lib/systemd/system/app.service"),
+                               s.g1 + "/lib/systemd/system/app.service"}) {
         auto r = s.unify({"who", target});
         EXPECT_EQ(r.status, 0) << target << ": " << r.err;
         EXPECT_TRUE(contains(r.out, "g1  /usr/lib/systemd/system/app.service")) << r.out;
@@ -87,7 +87,7 @@ TEST(MergedUsr, LibPointingOutOfTheRootIsRefused) {
     // An absolute target is the guest's own /: g3:/lib -> /elsewhere is g3's /elsewhere,
     // which does not exist in g3 (the host's would be irrelevant).
     ASSERT_EQ(unlink((s.g3 + "/lib").c_str()), 0);
-    ASSERT_EQ(symlink(s.g1 + "/usr/lib", (s.g3 + "/lib").c_str()), 0);
+    ASSERT_EQ(symlink((s.g1 + "/usr/lib").c_str(), (s.g3 + "/lib").c_str()), 0);
     r = s.unify({"who", "g3:/lib/systemd/system/app.service"});
     EXPECT_EQ(r.status, 1) << r.out;
     EXPECT_TRUE(contains(r.err, "does not exist in the guest")) << r.err;
