@@ -308,7 +308,8 @@ void build_pacman_packages(const std::string& out) {
         "chown -R nobody: . && chmod 755 . .. && top=$PWD\n"
         "for v in 1 2; do\n"
         "  (cd b$v && setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=$PWD "
-        "PKGDEST=$top SRCDEST=$top/b$v PKGEXT=.pkg.tar.gz SOURCE_DATE_EPOCH=1700000000 makepkg --nodeps >/dev/null 2>&1)\n"
+        "PKGDEST=$top SRCDEST=$top/b$v PKGEXT=.pkg.tar.gz SOURCE_DATE_EPOCH=1700000000 makepkg "
+        "--nodeps >/dev/null 2>&1)\n"
         "  mv fixture-$v.0-1-any.pkg.tar.gz fixture_$v.pkg.tar.gz\n"
         "done\n";
     ASSERT_EQ(sh(script), 0);
