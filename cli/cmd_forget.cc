@@ -1,4 +1,5 @@
-// unify forget NAME: lock, unshare every link of the guest, delete its record, print.
+// unify forget NAME: lock, unshare every link of the guest (or delete its root), delete its
+// record, print.
 #include <iostream>
 
 #include "cli/command.h"
@@ -14,6 +15,7 @@ namespace {
 int run_forget(const Globals& g, ForgetOptions opt) {
     auto s = open_session(g,
                           "forget " + opt.name + (opt.keep_links ? " --keep-links" : "") +
+                              (opt.delete_root ? " --delete-root" : "") +
                               (opt.dry_run ? " --dry-run" : ""),
                           !opt.dry_run);
     if (!s) return report(s.error());
@@ -27,7 +29,7 @@ int run_forget(const Globals& g, ForgetOptions opt) {
         std::string how =
             s->pool->settings().protect == ProtectMode::immutable
                 ? " They keep the immutable flag of their objects, so they cannot be deleted "
-                  "either; to delete the root, forget the guest without --keep-links."
+                  "either; to delete the root, use forget --delete-root instead."
                 : "";
         std::cerr << "unify: warning: the files of guest '" << opt.name << "' under "
                   << printable(sum->root)
@@ -43,7 +45,16 @@ int run_forget(const Globals& g, ForgetOptions opt) {
     std::string would = opt.dry_run ? " (dry run: would be)" : "";
     std::cout << "forget " << opt.name << " (" << printable(sum->root) << ")"
               << (opt.dry_run ? " (dry run, nothing changed)" : "") << "\n";
-    if (opt.keep_links) {
+    if (opt.delete_root) {
+        const DeleteRootSummary& d = sum->deleted;
+        if (d.root_was_gone)
+            std::cout << "  root already gone\n";
+        else
+            std::cout << "  root deleted" << would << ": " << format_count(d.linked)
+                      << " linked files (nothing copied), " << format_count(d.files)
+                      << " other files, " << format_count(d.dirs) << " directories, "
+                      << format_count(d.other) << " symlinks and special files\n";
+    } else if (opt.keep_links) {
         std::cout << "  link records dropped " << format_count(sum->records_dropped) << would
                   << " (the files stay linked)\n";
     } else {
@@ -71,7 +82,13 @@ Command add_forget_command(CLI::App& app, const Globals& g) {
     sub->add_option("NAME", o->name, "guest name")->required();
     sub->add_flag("--keep-links", o->keep_links,
                   "only unregister; the files stay linked (for a root about to be deleted)");
-    sub->add_flag("-n,--dry-run", o->dry_run, "change nothing; report what would be done");
+    auto del = sub->add_flag(
+        "--delete-root", o->delete_root,
+        "delete the guest's whole root (its object links inside their protection windows, "
+        "nothing copied), then its record");
+    del->excludes(sub->get_option("--keep-links"));
+    sub->add_flag("-n,--dry-run", o->dry_run,
+                  "change nothing; report what would be done (with -v, every path)");
     return {sub, [&g, o] { return run_forget(g, *o); }};
 }
 

@@ -223,6 +223,15 @@ Json unshare_json(const UnshareOptions& opt, const UnshareSummary& sum) {
     j["unshared"] = sum.unshared;
     j["bytes_copied"] = sum.bytes_copied;
     j["records_dropped"] = sum.not_linked;
+    if (!opt.packages.empty()) {
+        Json packages = Json::array();
+        for (const auto& p : sum.packages)
+            packages.push_back({{"package", p.package},
+                                {"db", p.db},
+                                {"unshared", p.unshared},
+                                {"bytes_copied", p.bytes_copied}});
+        j["packages"] = packages;
+    }
     return j;
 }
 
@@ -250,7 +259,15 @@ Json forget_json(const ForgetSummary& sum) {
     j["dry_run"] = sum.dry_run;
     j["unshared"] = sum.unshared.unshared;
     j["bytes_copied"] = sum.unshared.bytes_copied;
-    j["records_dropped"] = sum.unshared.not_linked + sum.records_dropped;
+    j["records_dropped"] =
+        sum.unshared.not_linked + sum.records_dropped + sum.deleted.records_dropped;
+    j["delete_root"] = sum.delete_root;
+    if (sum.delete_root)
+        j["deleted"] = {{"root_was_gone", sum.deleted.root_was_gone},
+                        {"linked", sum.deleted.linked},
+                        {"files", sum.deleted.files},
+                        {"dirs", sum.deleted.dirs},
+                        {"other", sum.deleted.other}};
     return j;
 }
 

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 
 #include "importer/package_db.h"
+#include "importer/package_files.h"
 #include "store/sys.h"
 
 namespace unify {
@@ -146,6 +147,50 @@ Result<bool> read_dpkg_config(int root_fd, const std::string& root_shown, GuestR
         }
     }
     return true;
+}
+
+}  // namespace unify
+
+namespace unify {
+
+// info/PKG.list, else info/PKG:ARCH.list (a Multi-Arch: same package has one per arch).
+Result<std::optional<std::vector<std::string>>> read_dpkg_files(int root_fd,
+                                                                const std::string& root_shown,
+                                                                const std::string& package) {
+    using Files = std::optional<std::vector<std::string>>;
+    if (package.empty() || package.find('/') != std::string::npos || package[0] == '.')
+        return Files();
+    const std::string info_rel = "var/lib/dpkg/info";
+    std::string info_shown = join_path(root_shown, info_rel);
+    auto info = open_beneath(root_fd, info_rel, O_RDONLY | O_DIRECTORY, info_shown);
+    if (!info) {
+        if (info.error().err == ENOENT || info.error().err == ENOTDIR) return Files();
+        return std::unexpected(info.error());
+    }
+    auto entries = read_dir(info->get(), info_shown);
+    if (!entries) return std::unexpected(entries.error());
+    Files out;
+    for (const auto& e : *entries) {
+        bool plain = e.name == package + ".list";
+        bool with_arch = e.name.size() > package.size() + 6 &&
+                         e.name.compare(0, package.size() + 1, package + ":") == 0 &&
+                         e.name.ends_with(".list");
+        if (!plain && !with_arch) continue;
+        auto text =
+            read_guest_file(info->get(), e.name, join_path(info_shown, e.name), kMaxListBytes);
+        if (!text) return std::unexpected(text.error());
+        if (!*text) continue;
+        if (!out) out.emplace();
+        size_t i = 0;
+        while (i < (*text)->size()) {
+            size_t j = (*text)->find('\n', i);
+            if (j == std::string::npos) j = (*text)->size();
+            std::string line = (*text)->substr(i, j - i);
+            i = j + 1;
+            if (!line.empty() && line[0] == '/' && line != "/.") out->push_back(line);
+        }
+    }
+    return out;
 }
 
 }  // namespace unify

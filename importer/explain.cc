@@ -5,6 +5,7 @@
 
 #include <ostream>
 
+#include "importer/guest_target.h"
 #include "importer/package_db.h"
 #include "importer/rules.h"
 #include "store/guest_path.h"
@@ -83,14 +84,9 @@ Result<std::string> explain_path(Pool& pool, const ImportOptions& opt, const std
     for (const auto& w : packages->warnings) log << "unify: warning: " << w << "\n";
     Rules r(rules, min_size, &*packages);
 
-    // A host path inside the root is taken as the guest path it is.
-    std::string guest_path = path;
-    if (guest_path.compare(0, root->path.size() + 1, root->path + "/") == 0)
-        guest_path = guest_path.substr(root->path.size());
-    if (guest_path.empty() || guest_path[0] != '/') guest_path = "/" + guest_path;
-    GuestResolver resolver(root->fd.get(), root->path);
-    auto canon = resolver.resolve(guest_path);
+    auto canon = resolve_guest_target(root->fd.get(), root->path, path);
     if (!canon) return std::unexpected(canon.error());
+    std::string guest_path = guest_path_as_written(root->path, path);
     std::string head = *canon;
     while (guest_path.size() > 1 && guest_path.back() == '/') guest_path.pop_back();
     if (*canon != guest_path) head = guest_path + " (in the guest: " + *canon + ")";

@@ -50,6 +50,20 @@ std::string join_components(const std::vector<std::string>& parts) {
     return s.empty() ? "/" : s;
 }
 
+// Whether a relative symlink target, read at `depth` components below the root, climbs
+// above it with "..".
+bool climbs_above_root(size_t depth, const std::vector<std::string>& target) {
+    long d = long(depth);
+    for (const auto& p : target) {
+        if (p == "..") {
+            if (--d < 0) return true;
+        } else if (p != "." && !p.empty()) {
+            ++d;
+        }
+    }
+    return false;
+}
+
 }  // namespace
 
 Result<std::string> GuestResolver::resolve_components(std::vector<std::string> input) {
@@ -104,6 +118,11 @@ Result<std::string> GuestResolver::resolve_components(std::vector<std::string> i
         std::string target(buf, size_t(n));
         if (!target.empty() && target[0] == '/') done.clear();
         std::vector<std::string> parts = split_path(target);
+        if (refuse_escape_ && climbs_above_root(done.size(), parts))
+            return fail(join_path(root_shown_, (rel == "." ? "" : rel + "/") + c) +
+                            " is a symlink to '" + target +
+                            "', which leads out of the guest root; not followed",
+                        EXDEV);
         pending.insert(pending.begin(), parts.begin(), parts.end());
     }
     return join_components(done);

@@ -57,10 +57,13 @@ Result<PackageConfig> read_package_config(int root_fd, const std::string& root_s
 // it. The last component is kept as it is. Components that do not exist, or that cannot be
 // looked at (a mount point, more than 40 symlinks), end the resolution: the rest is joined
 // as written. Returns a normalised absolute guest path ("/usr/lib/x").
+// With refuse_escape, a symlink whose relative target climbs above the root ("../../x" at
+// the root) is an error (EXDEV) instead of stopping at the root: for paths an admin names,
+// where such a link is an escape attempt, not a guest quirk (importer/guest_target.h).
 class GuestResolver {
   public:
-    GuestResolver(int root_fd, std::string root_shown)
-        : root_fd_(root_fd), root_shown_(std::move(root_shown)) {}
+    GuestResolver(int root_fd, std::string root_shown, bool refuse_escape = false)
+        : root_fd_(root_fd), root_shown_(std::move(root_shown)), refuse_escape_(refuse_escape) {}
     Result<std::string> resolve(const std::string& path);
     // The directory `path` names, resolved (the last component too).
     Result<std::string> resolve_dir(const std::string& path);
@@ -69,6 +72,7 @@ class GuestResolver {
     Result<std::string> resolve_components(std::vector<std::string> pending);
     int root_fd_;
     std::string root_shown_;
+    bool refuse_escape_;
     std::map<std::string, std::string> dirs_;  // cache: directory as written -> resolved
 };
 
@@ -90,6 +94,7 @@ Result<bool> read_pacman_config(int root_fd, const std::string& root_shown, Gues
 struct RpmHeaderConfig {
     std::string name;
     std::vector<std::string> config_files;
+    std::vector<std::string> files;  // every path of the package (unshare --package)
 };
 Result<RpmHeaderConfig> parse_rpm_header(const uint8_t* blob, size_t size);
 

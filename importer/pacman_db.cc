@@ -6,6 +6,7 @@
 #include <fcntl.h>
 
 #include "importer/package_db.h"
+#include "importer/package_files.h"
 #include "store/sys.h"
 
 namespace unify {
@@ -91,6 +92,52 @@ Result<bool> read_pacman_config(int root_fd, const std::string& root_shown, Gues
         }
     }
     return true;
+}
+
+}  // namespace unify
+
+namespace unify {
+
+// The local entry whose desc names `package` (%NAME%); its %FILES%, relative to the root
+// ("usr/bin/x"; directories end in '/').
+Result<std::optional<std::vector<std::string>>> read_pacman_files(int root_fd,
+                                                                  const std::string& root_shown,
+                                                                  const std::string& package) {
+    using Files = std::optional<std::vector<std::string>>;
+    const std::string local_rel = "var/lib/pacman/local";
+    std::string local_shown = join_path(root_shown, local_rel);
+    auto local = open_beneath(root_fd, local_rel, O_RDONLY | O_DIRECTORY, local_shown);
+    if (!local) {
+        int err = local.error().err;
+        if (err == ENOENT || err == ENOTDIR) return Files();
+        return std::unexpected(local.error());
+    }
+    auto entries = read_dir(local->get(), local_shown);
+    if (!entries) return std::unexpected(entries.error());
+    for (const auto& e : *entries) {
+        // Entries are NAME-VERSION-REL: only those starting with "NAME-" can be it.
+        if (e.name.compare(0, package.size() + 1, package + "-") != 0) continue;
+        std::string desc_rel = e.name + "/desc";
+        auto desc = read_guest_file(local->get(), desc_rel, join_path(local_shown, desc_rel),
+                                    kMaxFilesBytes);
+        if (!desc) {
+            if (desc.error().err == ENOTDIR) continue;
+            return std::unexpected(desc.error());
+        }
+        if (!*desc) continue;
+        auto name = section(**desc, "%NAME%");
+        if (name.empty() || name.front() != package) continue;
+        std::string files_rel = e.name + "/files";
+        auto files = read_guest_file(local->get(), files_rel, join_path(local_shown, files_rel),
+                                     kMaxFilesBytes);
+        if (!files) return std::unexpected(files.error());
+        Files out(std::in_place);
+        if (!*files) return out;
+        for (const std::string& line : section(**files, "%FILES%"))
+            if (!line.empty() && line.back() != '/') out->push_back("/" + line);
+        return out;
+    }
+    return Files();
 }
 
 }  // namespace unify

@@ -20,10 +20,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <functional>
 #include <map>
 #include <set>
 
 #include "importer/package_db.h"
+#include "importer/package_files.h"
 #include "store/sys.h"
 
 namespace unify {
@@ -164,9 +166,10 @@ struct Sqlite {
     }
 };
 
-// Reads rpmdb.sqlite in the guest directory dir_fd; adds every %config file.
-Result<void> read_sqlite(int dir_fd, const std::string& dir_shown, GuestResolver& resolver,
-                         PackageConfig& out) {
+// Calls visit with every package header of rpmdb.sqlite in the guest directory dir_fd, until
+// it returns false.
+using HeaderVisitor = std::function<Result<bool>(const RpmHeaderConfig&)>;
+Result<void> read_sqlite(int dir_fd, const std::string& dir_shown, const HeaderVisitor& visit) {
     std::string shown = join_path(dir_shown, "rpmdb.sqlite");
     ScratchDir scratch;
     if (auto r = scratch.make(); !r) return r;
@@ -204,14 +207,63 @@ Result<void> read_sqlite(int dir_fd, const std::string& dir_shown, GuestResolver
         if (!h)
             return std::unexpected(
                 context(h.error(), shown + ": package record " + std::to_string(hnum)));
-        for (const auto& path : h->config_files) {
-            if (path.empty() || path[0] != '/') continue;
-            auto canon = resolver.resolve(path);
-            if (!canon) return std::unexpected(canon.error());
-            out.add(*canon, PackageDb::rpm, h->name);
-        }
+        auto more = visit(*h);
+        if (!more) return std::unexpected(more.error());
+        if (!*more) break;
     }
     return {};
+}
+
+// Reads every rpmdb.sqlite of the guest (usr/lib/sysimage/rpm, var/lib/rpm: often one
+// through a symlink) with visit; false when there is none. Databases found but not read go
+// to `warnings`.
+Result<bool> for_each_rpm_header(int root_fd, const std::string& root_shown,
+                                 GuestResolver& resolver, std::vector<std::string>& warnings,
+                                 const HeaderVisitor& visit) {
+    bool found = false;
+    std::set<std::string> seen;
+    for (const char* where : {"/usr/lib/sysimage/rpm", "/var/lib/rpm"}) {
+        auto dir = resolver.resolve_dir(where);
+        if (!dir) return std::unexpected(dir.error());
+        if (*dir == "/" || !seen.insert(*dir).second) continue;
+        std::string rel = dir->substr(1), shown = join_path(root_shown, rel);
+        auto fd = open_beneath(root_fd, rel, O_RDONLY | O_DIRECTORY, shown);
+        if (!fd) {
+            int err = fd.error().err;
+            if (err == ENOENT || err == ENOTDIR) continue;
+            if (err == ELOOP) {
+                warnings.push_back("rpm database directory " + shown +
+                                   " is reached through too many symlinks; not read");
+                continue;
+            }
+            return std::unexpected(fd.error());
+        }
+        auto has = [&](const char* name) -> Result<bool> {
+            auto st = stat_if_exists(fd->get(), name, join_path(shown, name));
+            if (!st) return std::unexpected(st.error());
+            return st->has_value();
+        };
+        auto sqlite = has("rpmdb.sqlite");
+        if (!sqlite) return std::unexpected(sqlite.error());
+        if (*sqlite) {
+            if (auto r = read_sqlite(fd->get(), shown, visit); !r)
+                return std::unexpected(r.error());
+            found = true;
+            continue;
+        }
+        auto ndb = has("Packages.db");
+        if (!ndb) return std::unexpected(ndb.error());
+        auto bdb = has("Packages");
+        if (!bdb) return std::unexpected(bdb.error());
+        if (*ndb || *bdb)
+            warnings.push_back(
+                std::string(*ndb ? "rpm ndb database" : "rpm Berkeley DB") + " not supported (" +
+                join_path(shown, *ndb ? "Packages.db" : "Packages") +
+                "): this guest's %config files are not known, so only the default and user "
+                "rules keep them private; rebuilding the database as SQLite (rpm 4.16 or "
+                "later) lets unify read it");
+    }
+    return found;
 }
 
 }  // namespace
@@ -261,56 +313,41 @@ Result<RpmHeaderConfig> parse_rpm_header(const uint8_t* blob, size_t size) {
     if (flags->size() != paths.size())
         return Header::bad(kTagFileFlags, "does not have one entry per file");
     for (size_t k = 0; k < paths.size(); ++k)
-        if ((*flags)[k] & kFileConfig) out.config_files.push_back(std::move(paths[k]));
+        if ((*flags)[k] & kFileConfig) out.config_files.push_back(paths[k]);
+    out.files = std::move(paths);
     return out;
 }
 
 Result<bool> read_rpm_config(int root_fd, const std::string& root_shown, GuestResolver& resolver,
                              PackageConfig& out) {
-    bool found = false;
-    std::set<std::string> seen;
-    for (const char* where : {"/usr/lib/sysimage/rpm", "/var/lib/rpm"}) {
-        auto dir = resolver.resolve_dir(where);
-        if (!dir) return std::unexpected(dir.error());
-        if (*dir == "/" || !seen.insert(*dir).second) continue;
-        std::string rel = dir->substr(1), shown = join_path(root_shown, rel);
-        auto fd = open_beneath(root_fd, rel, O_RDONLY | O_DIRECTORY, shown);
-        if (!fd) {
-            int err = fd.error().err;
-            if (err == ENOENT || err == ENOTDIR) continue;
-            if (err == ELOOP) {
-                out.warnings.push_back("rpm database directory " + shown +
-                                       " is reached through too many symlinks; not read");
-                continue;
-            }
-            return std::unexpected(fd.error());
-        }
-        auto has = [&](const char* name) -> Result<bool> {
-            auto st = stat_if_exists(fd->get(), name, join_path(shown, name));
-            if (!st) return std::unexpected(st.error());
-            return st->has_value();
-        };
-        auto sqlite = has("rpmdb.sqlite");
-        if (!sqlite) return std::unexpected(sqlite.error());
-        if (*sqlite) {
-            if (auto r = read_sqlite(fd->get(), shown, resolver, out); !r)
-                return std::unexpected(r.error());
-            found = true;
-            continue;
-        }
-        auto ndb = has("Packages.db");
-        if (!ndb) return std::unexpected(ndb.error());
-        auto bdb = has("Packages");
-        if (!bdb) return std::unexpected(bdb.error());
-        if (*ndb || *bdb)
-            out.warnings.push_back(
-                std::string(*ndb ? "rpm ndb database" : "rpm Berkeley DB") + " not supported (" +
-                join_path(shown, *ndb ? "Packages.db" : "Packages") +
-                "): this guest's %config files are not known, so only the default and user "
-                "rules keep them private; rebuilding the database as SQLite (rpm 4.16 or "
-                "later) lets unify read it");
-    }
-    return found;
+    return for_each_rpm_header(root_fd, root_shown, resolver, out.warnings,
+                               [&](const RpmHeaderConfig& h) -> Result<bool> {
+                                   for (const auto& path : h.config_files) {
+                                       if (path.empty() || path[0] != '/') continue;
+                                       auto canon = resolver.resolve(path);
+                                       if (!canon) return std::unexpected(canon.error());
+                                       out.add(*canon, PackageDb::rpm, h.name);
+                                   }
+                                   return true;
+                               });
+}
+
+Result<std::optional<std::vector<std::string>>> read_rpm_files(int root_fd,
+                                                               const std::string& root_shown,
+                                                               GuestResolver& resolver,
+                                                               const std::string& package) {
+    std::optional<std::vector<std::string>> out;
+    std::vector<std::string> warnings;
+    auto r = for_each_rpm_header(root_fd, root_shown, resolver, warnings,
+                                 [&](const RpmHeaderConfig& h) -> Result<bool> {
+                                     if (h.name != package) return true;
+                                     if (!out) out.emplace();
+                                     out->insert(out->end(), h.files.begin(), h.files.end());
+                                     return true;
+                                 });
+    if (!r) return std::unexpected(r.error());
+    if (!out && !warnings.empty()) return fail(warnings.front());
+    return out;
 }
 
 }  // namespace unify

@@ -42,8 +42,24 @@ Result<ForgetSummary> forget_guest(Pool& pool, const ForgetOptions& opt, std::os
     ForgetSummary sum{opt.name, g->root, opt.keep_links, opt.dry_run};
     std::string what = "forget " + opt.name;
 
-    // 1. Give the guest its files back as private copies.
-    if (!opt.keep_links) {
+    sum.delete_root = opt.delete_root;
+    // 1. Delete the root (nothing copied), or give the guest its files back as private copies.
+    if (opt.delete_root) {
+        auto d = delete_guest_root(pool, *g, opt.dry_run, opt.verbose, opt.progress, log);
+        if (!d) return std::unexpected(context(d.error(), what));
+        sum.deleted = std::move(*d);
+        if (!sum.deleted.left.empty()) {
+            std::string list;
+            for (size_t k = 0; k < sum.deleted.left.size() && k < 10; ++k)
+                list += "\n  " + sum.deleted.left[k];
+            if (sum.deleted.left.size() > 10)
+                list += "\n  ... and " + std::to_string(sum.deleted.left.size() - 10) + " more";
+            return fail(what + ": " + std::to_string(sum.deleted.left.size()) +
+                        " paths could not be deleted; the guest stays registered (run forget "
+                        "--delete-root again once they are dealt with):" +
+                        list);
+        }
+    } else if (!opt.keep_links) {
         if (auto root = open_guest_root(pool, *g); !root) {
             if (root.error().err == ENOENT)
                 return fail(what + ": the guest root " + g->root +

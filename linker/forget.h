@@ -3,7 +3,8 @@
 // the guest's files stay exactly what they were), then its record and any link records left
 // are deleted in one index transaction. With keep_links only the records go: the guest's
 // files stay hard links to their objects (for a root that is about to be deleted), and gc
-// reclaims those objects once the files are gone.
+// reclaims those objects once the files are gone. With delete_root the guest's whole root
+// is deleted instead, nothing copied (linker/delete_root.h), and then its record.
 // The caller holds the pool lock for the whole run.
 #pragma once
 
@@ -11,6 +12,7 @@
 #include <iosfwd>
 #include <string>
 
+#include "linker/delete_root.h"
 #include "linker/unshare.h"
 #include "store/pool.h"
 #include "store/progress.h"
@@ -23,6 +25,7 @@ struct ForgetOptions {
     bool dry_run = false;
     bool verbose = false;
     ProgressFn progress;  // optional: passed on to unshare (per file)
+    bool delete_root = false;
 };
 
 struct ForgetSummary {
@@ -32,6 +35,8 @@ struct ForgetSummary {
     bool dry_run = false;
     UnshareSummary unshared;       // the links made private again; zero with keep_links
     uint64_t records_dropped = 0;  // link records deleted with the guest (keep_links)
+    bool delete_root = false;
+    DeleteRootSummary deleted;  // with delete_root
 };
 
 Result<ForgetSummary> forget_guest(Pool& pool, const ForgetOptions& opt, std::ostream& log);

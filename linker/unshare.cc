@@ -18,13 +18,9 @@ namespace unify {
 
 namespace {
 
-constexpr size_t kBatch = 1024;
-
-// "/vservers/web1/usr/bin/ls" or "/usr/bin/ls" -> "/usr/bin/ls".
-std::string guest_path_of(const std::string& p, const std::string& root) {
-    if (path_within(p, root) && p.size() > root.size()) return p.substr(root.size());
-    return p;
-}
+// Files per batch: one syncfs and one index commit each. Each prepared copy holds its
+// directory's fd until its rename, so this also bounds the fds open at once.
+constexpr size_t kBatch = 256;
 
 enum class Outcome { unshared, not_linked };
 
@@ -33,15 +29,32 @@ std::string copy_suffix(const std::string& name) {
     return to_hex(reinterpret_cast<const uint8_t*>(&h), sizeof h);
 }
 
-Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root, const LinkRecord& l,
-                            const std::optional<ObjectRecord>& rec, DirTimes& dir_times) {
+// A private copy written beside its link, not yet durable and not yet renamed over it.
+struct Prepared {
+    size_t index;  // into the list of links
+    GuestPath gp;
+    FileStat now;  // the link as it was when copied: the rename checks it still is
+    std::string tmp;
+    std::string shown;
+};
+
+void discard(const Prepared& p) {
+    unlinkat(p.gp.dir.get(), p.tmp.c_str(), 0);
+}
+
+// Writes the copy of one link; nothing when the path is no longer the object.
+Result<std::optional<Prepared>> prepare_copy(Pool& pool, int root_fd, const std::string& root,
+                                             const LinkRecord& l,
+                                             const std::optional<ObjectRecord>& rec, size_t index,
+                                             DirTimes& dir_times) {
+    using None = std::optional<Prepared>;
     std::string shown = join_path(root, l.path);
     auto gp = open_guest_parent(root_fd, l.path, shown);
     if (!gp) return std::unexpected(gp.error());
-    if (!*gp) return Outcome::not_linked;
+    if (!*gp) return None();
     auto obj = pool.open_object(l.id, l.replica);
     if (!obj) {
-        if (obj.error().err == ENOENT) return Outcome::not_linked;
+        if (obj.error().err == ENOENT) return None();
         return std::unexpected(obj.error());
     }
     std::string obj_shown = pool.object_shown(l.id, l.replica);
@@ -49,7 +62,7 @@ Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root, co
     if (!obj_st) return std::unexpected(obj_st.error());
     auto now = stat_if_exists((*gp)->dir.get(), (*gp)->name, shown);
     if (!now) return std::unexpected(now.error());
-    if (!*now || !(*now)->same_inode(*obj_st)) return Outcome::not_linked;
+    if (!*now || !(*now)->same_inode(*obj_st)) return None();
 
     auto xattrs = read_xattrs(obj->get(), obj_shown);
     if (!xattrs) return std::unexpected(xattrs.error());
@@ -66,63 +79,85 @@ Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root, co
     auto h = copy_with_metadata(obj->get(), *obj_st, *xattrs, tfd, obj_shown, shown);
     if (h && rec && h->sha256 != rec->content)
         h = fail("object " + obj_shown + " does not match its recorded content; run unify verify");
-    if (h && fsync(tfd) != 0) h = sys_fail("fsync", shown);
     if (!h) {
         unlinkat(dirfd, tmp.c_str(), 0);
         return std::unexpected(h.error());
     }
+    return Prepared{index, std::move(**gp), **now, tmp, shown};
+}
+
+// Renames a durable copy over its link, inside the object's protection window.
+Result<Outcome> install_copy(Pool& pool, const LinkRecord& l, const Prepared& p,
+                             DirTimes& dir_times) {
+    int dirfd = p.gp.dir.get();
+    auto obj = pool.open_object(l.id, l.replica);
+    if (!obj) {
+        discard(p);
+        if (obj.error().err == ENOENT) return Outcome::not_linked;
+        return std::unexpected(obj.error());
+    }
     Result<Replaced> replaced = Replaced::changed;
     auto act = [&]() -> Result<void> {
-        replaced = rename_over(dirfd, tmp, (*gp)->name, **now, shown);
+        replaced = rename_over(dirfd, p.tmp, p.gp.name, p.now, p.shown);
         return replaced ? Result<void>() : std::unexpected(replaced.error());
     };
     if (auto r = pool.with_links_allowed(l.id, l.replica, obj->get(), act); !r) {
         // The window may fail before act() ran (the flag could not be lifted): the copy must
         // not stay behind in the guest. After a rename the name is gone and this is a no-op.
-        unlinkat(dirfd, tmp.c_str(), 0);
+        discard(p);
         return std::unexpected(r.error());
     }
     dir_times.after(dirfd);
     if (*replaced == Replaced::done) return Outcome::unshared;
     if (*replaced == Replaced::refused)
-        return fail("renameat(" + shown +
+        return fail("renameat(" + p.shown +
                         "): refused (EPERM) although the object's protection "
                         "was lifted; is the path flagged immutable by the guest?",
                     EPERM);
     return Outcome::not_linked;
 }
 
+// The default selection: every link of the guest, or exactly the recorded paths named.
+Result<std::vector<UnshareTarget>> recorded_links(Txn& txn, const GuestRecord& g,
+                                                  const GuestRoot& root, const UnshareOptions& opt,
+                                                  std::ostream& log) {
+    std::vector<UnshareTarget> out;
+    if (opt.paths.empty()) {
+        auto r = txn.for_each_link_of_guest(g.id, [&](const LinkRecord& l) {
+            out.push_back({l, std::nullopt});
+            return true;
+        });
+        if (!r) return std::unexpected(r.error());
+        return out;
+    }
+    for (const auto& p : opt.paths) {
+        std::string gp = guest_path_as_written(root.path, p);
+        auto l = txn.link(g.id, gp);
+        if (!l) return std::unexpected(l.error());
+        if (*l)
+            out.push_back({**l, std::nullopt});
+        else
+            log << "unify: " << opt.name << ":" << gp << " is not unified; nothing to do\n";
+    }
+    return out;
+}
+
 }  // namespace
 
-Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std::ostream& log) {
+Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std::ostream& log,
+                                     const LinkSelector& select) {
     UnshareSummary sum;
     auto rtxn = pool.index().read();
     if (!rtxn) return std::unexpected(rtxn.error());
     auto g = (*rtxn)->guest(opt.name);
     if (!g) return std::unexpected(g.error());
     if (!*g) return fail("unshare: no guest named '" + opt.name + "' (see unify list)");
-    std::vector<LinkRecord> links;
-    if (opt.paths.empty()) {
-        auto r = (*rtxn)->for_each_link_of_guest((*g)->id, [&](const LinkRecord& l) {
-            links.push_back(l);
-            return true;
-        });
-        if (!r) return std::unexpected(r.error());
-    } else {
-        for (const auto& p : opt.paths) {
-            std::string gp = guest_path_of(p, (*g)->root);
-            auto l = (*rtxn)->link((*g)->id, gp);
-            if (!l) return std::unexpected(l.error());
-            if (!*l) {
-                log << "unify: " << opt.name << ":" << gp << " is not unified; nothing to do\n";
-                continue;
-            }
-            links.push_back(**l);
-        }
-    }
-    (*rtxn)->commit();
     auto root = open_guest_root(pool, **g);
     if (!root) return std::unexpected(context(root.error(), "unshare " + opt.name));
+    auto links = select ? select(**rtxn, **g, *root, sum)
+                        : recorded_links(**rtxn, **g, *root, opt, log);
+    if (!links) return std::unexpected(context(links.error(), "unshare " + opt.name));
+    (*rtxn)->commit();
 
     auto progress = [&](size_t done) {
         if (opt.progress)
@@ -130,48 +165,88 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
                           .unit = "files",
                           .done = done,
                           .part = done,
-                          .parts = links.size()});
+                          .parts = links->size()});
+    };
+    auto count = [&](const UnshareTarget& s, uint64_t bytes) {
+        ++sum.unshared;
+        sum.bytes_copied += bytes;
+        if (s.package) {
+            ++sum.packages[*s.package].unshared;
+            sum.packages[*s.package].bytes_copied += bytes;
+        }
     };
     DirTimes dir_times;  // guest directories get their times back after each batch
-    for (size_t start = 0; start < links.size(); start += kBatch) {
+    for (size_t start = 0; start < links->size(); start += kBatch) {
         auto txn = opt.dry_run ? pool.index().read() : pool.index().write();
         if (!txn) return std::unexpected(txn.error());
         Result<void> outcome;
-        size_t end = std::min(links.size(), start + kBatch);
+        size_t end = std::min(links->size(), start + kBatch);
+        std::vector<Prepared> ready;
+        std::vector<uint64_t> sizes;
+        // 1. Write the batch's copies beside their links.
         for (size_t i = start; i < end; ++i) {
             progress(i);
             if (interrupted()) {
                 outcome = std::unexpected(interrupted_error());
                 break;
             }
-            const LinkRecord& l = links[i];
+            const LinkRecord& l = (*links)[i].link;
             auto rec = (*txn)->object(l.id);
             if (!rec) {
                 outcome = std::unexpected(rec.error());
                 break;
             }
+            uint64_t size = *rec ? (*rec)->size : 0;
             if (opt.dry_run) {
-                ++sum.unshared;
-                sum.bytes_copied += *rec ? (*rec)->size : 0;
+                count((*links)[i], size);
                 continue;
             }
-            auto r = unshare_one(pool, root->fd.get(), root->path, l, *rec, dir_times);
-            if (!r) {
-                outcome = std::unexpected(r.error());
+            auto p = prepare_copy(pool, root->fd.get(), root->path, l, *rec, i, dir_times);
+            if (!p) {
+                outcome = std::unexpected(p.error());
                 break;
             }
-            if (*r == Outcome::unshared) {
-                ++sum.unshared;
-                sum.bytes_copied += *rec ? (*rec)->size : 0;
-                if (opt.verbose) log << "unshare " << join_path(root->path, l.path) << "\n";
-            } else {
-                ++sum.not_linked;
+            if (*p) {
+                ready.push_back(std::move(**p));
+                sizes.push_back(size);
+                continue;
             }
+            ++sum.not_linked;
             if (auto d = (*txn)->delete_link(l.guest, l.path); !d) {
                 outcome = d;
                 break;
             }
         }
+        // 2. Make them durable together, before any of them replaces its link: after a
+        // crash a renamed path always has its copy's bytes (no fsync per file).
+        if (outcome && !ready.empty()) {
+            fault_point("unshare.sync");
+            if (syncfs(root->fd.get()) != 0) outcome = sys_fail("syncfs", root->path);
+        }
+        // 3. Rename each over its link, inside its object's protection window.
+        size_t installed = 0;
+        for (; outcome && installed < ready.size(); ++installed) {
+            const Prepared& p = ready[installed];
+            const UnshareTarget& s = (*links)[p.index];
+            auto r = install_copy(pool, s.link, p, dir_times);
+            if (!r) {
+                outcome = std::unexpected(r.error());
+                ++installed;  // install_copy removed its copy
+                break;
+            }
+            if (*r == Outcome::unshared) {
+                count(s, sizes[installed]);
+                if (opt.verbose) log << "unshare " << p.shown << "\n";
+            } else {
+                ++sum.not_linked;
+            }
+            if (auto d = (*txn)->delete_link(s.link.guest, s.link.path); !d) {
+                outcome = d;
+                ++installed;
+                break;
+            }
+        }
+        for (size_t k = installed; k < ready.size(); ++k) discard(ready[k]);
         dir_times.restore();
         auto c = (*txn)->commit();
         if (!outcome) return std::unexpected(context(outcome.error(), "unshare " + opt.name));

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "importer/guest_target.h"
 #include "store/guest_path.h"
 #include "store/guest_root.h"
 #include "store/link_check.h"
@@ -123,14 +124,16 @@ Result<WhoAnswer> who(Pool& pool, const std::string& target) {
     }
 
     if (guest) {
-        ans.target = guest->name + ":" + path;
         auto root = open_guest_root(pool, *guest);
         if (!root) return std::unexpected(context(root.error(), "who"));
+        auto canon = resolve_guest_target(root->fd.get(), guest->root, path);
+        if (!canon) return std::unexpected(context(canon.error(), "who"));
+        path = *canon;
+        ans.target = guest->name + ":" + path;
         auto st = stat_guest_path(root->fd.get(), path, join_path(guest->root, path));
         if (!st) return std::unexpected(st.error());
         if (!*st)
-            return fail("who: " + join_path(guest->root, path) +
-                            " does not exist (or is reached through a symlink)",
+            return fail("who: " + join_path(guest->root, path) + " does not exist in the guest",
                         ENOENT);
         auto link = txn.link(guest->id, path);
         if (!link) return std::unexpected(link.error());

@@ -28,4 +28,13 @@ Result<std::optional<FileStat>> stat_guest_path(int root_fd, const std::string& 
     return stat_if_exists((*gp)->dir.get(), (*gp)->name, shown);
 }
 
+std::string guest_path_as_written(const std::string& root, const std::string& path) {
+    // A host path inside the root is taken as the guest path it is.
+    std::string guest_path = path;
+    if (guest_path.compare(0, root.size() + 1, root + "/") == 0)
+        guest_path = guest_path.substr(root.size());
+    if (guest_path.empty() || guest_path[0] != '/') guest_path = "/" + guest_path;
+    return guest_path;
+}
+
 }  // namespace unify

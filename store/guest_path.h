@@ -21,6 +21,10 @@ struct GuestPath {
 Result<std::optional<GuestPath>> open_guest_parent(int root_fd, const std::string& path,
                                                    const std::string& shown);
 
+// "/vservers/web1/lib/x" or "lib/x" -> "/lib/x": the guest path as written, not resolved (a
+// host path inside `root` is taken as the guest path it is).
+std::string guest_path_as_written(const std::string& root, const std::string& path);
+
 // stat of the guest path, or empty if it is gone or not reachable without a symlink.
 Result<std::optional<FileStat>> stat_guest_path(int root_fd, const std::string& path,
                                                 const std::string& shown);

@@ -219,7 +219,7 @@ std::vector<Pool::Shard::Object> Pool::Shard::objects(std::vector<std::string>& 
     for (const auto& e : entries) {
         auto parsed = parse_object_file(e.name);
         if (parsed && shard_name(parsed->first.bytes[0]) == name)
-            out.push_back({e.name, parsed->first, parsed->second});
+            out.push_back({e.name, parsed->first, parsed->second, e.ino});
         else
             strays.push_back(e.name);
     }

@@ -74,6 +74,7 @@ class Pool {
             std::string file;  // the entry's name
             ObjectId id;
             uint32_t replica = 0;
+            uint64_t ino = 0;  // the entry's d_ino
         };
         // The entries that name an object of this shard; the names of the others (strays)
         // are appended to `strays`.

@@ -172,7 +172,7 @@ TEST_P(Crash, KillAtEveryFaultPointConverges) {
         for (const auto& [step, n] : h) kinds.insert(step);
     for (const char* must : {"adopt.link", "adopt.protect", "copy.link", "replace.link",
                              "replace.rename", "window.unprotect", "window.protect", "index.commit",
-                             "unshare.create", "gc.unprotect", "gc.unlink"})
+                             "unshare.create", "unshare.sync", "gc.unprotect", "gc.unlink"})
         EXPECT_TRUE(kinds.count(must)) << "the scenario never reaches fault point " << must;
 
     int walked = 0, batch_slots_killed = 0;
@@ -215,6 +215,66 @@ TEST_P(Crash, KillAtEveryFaultPointConverges) {
     if (GetParam() == test::SettlePath::settled) {
         EXPECT_GE(batch_slots_killed, 4);
     }
+}
+
+// forget --delete-root killed at each of its fault points (unlinks inside an object's window,
+// the rest of the tree, the index commits): g1 never changes, every object stays what its
+// id says, and running forget --delete-root again removes the root and the record, leaving
+// every object protected and verify --full clean.
+TEST(CrashDeleteRoot, KilledAnywhereConverges) {
+    TempDir probe;
+    UNIFY_REQUIRE(test::need_immutable(probe.path()));
+    UNIFY_REQUIRE(test::need_tool("setfattr"));
+    auto prepared = [](const TempDir& dir) {
+        build_guests(dir.path());
+        EXPECT_EQ(run_binary(UNIFY_BINARY, {"--pool", dir / "pool", "init"}), 0);
+        auto cmds = scenario(dir.path());
+        EXPECT_EQ(run_binary(UNIFY_BINARY, cmds[0]), 0);
+        EXPECT_EQ(run_binary(UNIFY_BINARY, cmds[1]), 0);
+    };
+    auto forget = [](const TempDir& dir) -> std::vector<std::string> {
+        return {"--pool", dir / "pool", "forget", "g2", "--delete-root"};
+    };
+    std::map<std::string, long> hits;
+    {
+        TempDir dir;
+        prepared(dir);
+        std::string trace = dir / "trace";
+        ASSERT_EQ(run_binary(UNIFY_FAULTS_BINARY, forget(dir), {"UNIFY_FAULT_TRACE=" + trace}), 0);
+        std::ifstream in(trace);
+        for (std::string step; std::getline(in, step);) ++hits[step];
+    }
+    for (const char* must : {"delete.unlink", "delete.remove", "delete.rmdir", "window.unprotect",
+                             "window.protect", "index.commit"})
+        EXPECT_TRUE(hits.count(must)) << "forget --delete-root never reaches " << must;
+    int walked = 0;
+    for (const auto& [step, n] : hits) {
+        for (long k : std::set<long>{1, n}) {
+            TempDir dir;
+            prepared(dir);
+            std::string g1_before = test::manifest(dir / "g1");
+            std::string what = "forget --delete-root killed at " + step + ":" + std::to_string(k);
+            EXPECT_EQ(run_binary(UNIFY_FAULTS_BINARY, forget(dir),
+                                 {"UNIFY_FAULT=" + step + ":" + std::to_string(k)}),
+                      128 + SIGKILL)
+                << what;
+            EXPECT_EQ(test::manifest(dir / "g1"), g1_before) << what;
+            EXPECT_TRUE(test::objects_not_matching_their_id(dir / "pool").empty()) << what;
+            EXPECT_EQ(run_binary(UNIFY_BINARY, forget(dir)), 0) << what << ": re-run";
+            EXPECT_FALSE(fs::exists(fs::symlink_status(dir / "g2"))) << what;
+            EXPECT_EQ(test::manifest(dir / "g1"), g1_before) << what;
+            for (const auto& [ino, name] : test::objects_by_inode(dir / "pool"))
+                EXPECT_TRUE(
+                    test::is_immutable(dir / ("pool/objects/" + name.substr(0, 2) + "/" + name)))
+                    << what << ": " << name << " left unprotected";
+            EXPECT_EQ(run_binary(UNIFY_BINARY, {"--pool", dir / "pool", "verify", "--full"}), 0)
+                << what;
+            ++walked;
+            if (HasFailure()) return;
+        }
+    }
+    std::cout << "[ crash ] forget --delete-root: " << walked << " kills at " << hits.size()
+              << " kinds of fault point\n";
 }
 
 TEST_P(Crash, RandomKillsConverge) {

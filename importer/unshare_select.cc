@@ -1,0 +1,50 @@
+#include "importer/unshare_select.h"
+
+#include <ostream>
+#include <set>
+
+#include "importer/guest_target.h"
+#include "importer/package_links.h"
+
+namespace unify {
+
+// Which links: every link of the guest, or the paths named (resolved inside the guest, so
+// `dpkg -L` output works as it is) and the links of the packages named. An unknown package
+// or a path that leads out of the guest is an error before anything changes.
+LinkSelector unshare_selector(const UnshareOptions& opt, std::ostream& log) {
+    return [&opt, &log](Txn& txn, const GuestRecord& g, const GuestRoot& root,
+                        UnshareSummary& sum) -> Result<std::vector<UnshareTarget>> {
+        std::vector<UnshareTarget> out;
+        std::optional<PackageLinks> packages;
+        if (!opt.packages.empty()) {
+            auto p = PackageLinks::read(root.fd.get(), root.path, opt.packages);
+            if (!p) return std::unexpected(p.error());
+            packages = std::move(*p);
+            for (const auto& f : packages->packages())
+                sum.packages.push_back({f.package, to_string(f.db)});
+        }
+        bool all = opt.paths.empty() && opt.packages.empty();
+        std::set<std::string> named;
+        for (const auto& p : opt.paths) {
+            auto gp = resolve_guest_target(root.fd.get(), root.path, p);
+            if (!gp) return std::unexpected(gp.error());
+            auto l = txn.link(g.id, *gp);
+            if (!l) return std::unexpected(l.error());
+            if (!*l) {
+                log << "unify: " << opt.name << ":" << *gp << " is not unified; nothing to do\n";
+                continue;
+            }
+            if (named.insert(*gp).second) out.push_back({**l, std::nullopt});
+        }
+        if (!all && !packages) return out;
+        auto r = txn.for_each_link_of_guest(g.id, [&](const LinkRecord& l) {
+            std::optional<size_t> owner = packages ? packages->owner(l.path) : std::nullopt;
+            if (all || (owner && !named.count(l.path))) out.push_back({l, owner});
+            return true;
+        });
+        if (!r) return std::unexpected(r.error());
+        return out;
+    };
+}
+
+}  // namespace unify

@@ -1,0 +1,128 @@
+// unify forget NAME --delete-root through the real binary: the guest's whole root goes,
+// nothing is copied (its object links are unlinked inside their protection windows), the
+// other guests and the pool stay intact (verify --full), gc then reclaims exactly what only
+// it used; --dry-run changes nothing; the guest's own immutable flag stops it, naming the
+// file, with the record kept.
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "tests/sample_guests.h"
+#include "tests/test_support.h"
+
+namespace unify::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+// g1: 1,000 files (600 shared with g2; 397 its own with 100 distinct contents; a hard-link
+// pair; /etc/conf, never linked), directories, a symlink and a fifo.
+// g2: the 600 shared ones and one of its own.
+struct Thousand : ThreeGuests {
+    explicit Thousand(const TempDir& dir) : ThreeGuests(dir) {
+        for (int i = 0; i < 600; ++i) {
+            std::string rel = "/usr/lib/d" + std::to_string(i % 20) + "/f" + std::to_string(i);
+            for (const auto& g : {g1, g2})
+                file(g + rel, "shared " + std::to_string(i) + "\n", 0644, 1);
+        }
+        for (int i = 0; i < 397; ++i)
+            file(g1 + "/usr/share/mine/m" + std::to_string(i),
+                 "mine " + std::to_string(i % 100) + "\n", 0644, 2);
+        file(g1 + "/etc/conf", "conf\n", 0644, 3);
+        file(g1 + "/usr/bin/pair", "pair\n", 0755, 4);
+        EXPECT_EQ(link((g1 + "/usr/bin/pair").c_str(), (g1 + "/usr/bin/pair2").c_str()), 0);
+        EXPECT_EQ(symlink("usr/lib", (g1 + "/lib").c_str()), 0);
+        EXPECT_EQ(mkfifo((g1 + "/usr/share/fifo").c_str(), 0600), 0);
+        file(g2 + "/usr/bin/theirs", "theirs\n", 0755, 5);
+        file(g3 + "/usr/bin/other", "other\n", 0755, 6);
+    }
+};
+
+size_t count_files(const std::string& root) {
+    size_t n = 0;
+    for (const auto& e : fs::recursive_directory_iterator(root))
+        if (e.is_regular_file() && !e.is_symlink()) ++n;
+    return n;
+}
+
+TEST(DeleteRoot, ThousandFileGuestGoesNothingCopiedOthersAndPoolClean) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Thousand t(dir);
+    ASSERT_EQ(count_files(t.g1), 1000u);
+    ASSERT_TRUE(t.init_and_import());
+    const std::string m2 = manifest(t.g2), m3 = manifest(t.g3);
+    const auto objects_before = objects(t.pool);
+
+    auto r = t.unify({"forget", "g1", "--delete-root", "--dry-run"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out,
+                         "root deleted (dry run: would be): 999 linked files (nothing "
+                         "copied), 1 other files, 27 directories, 2 symlinks"))
+        << r.out;
+    EXPECT_EQ(count_files(t.g1), 1000u);
+    EXPECT_EQ(t.unify({"list"}).out.find("g1") != std::string::npos, true);
+
+    r = t.unify({"forget", "g1", "--delete-root"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out,
+                         "root deleted: 999 linked files (nothing copied), 1 other "
+                         "files"))
+        << r.out;
+    EXPECT_FALSE(fs::exists(fs::symlink_status(t.g1))) << "the root is still there";
+    EXPECT_FALSE(contains(t.unify({"list"}).out, "g1")) << "the guest is still registered";
+    // Nothing copied: the pool holds exactly the objects it held; no object lost its flag.
+    EXPECT_EQ(objects(t.pool), objects_before);
+    EXPECT_EQ(manifest(t.g2), m2);
+    EXPECT_EQ(manifest(t.g3), m3);
+    r = t.unify({"verify", "--full"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+
+    // gc reclaims the objects only g1 used (its 100 distinct "mine" contents and the pair),
+    // nothing of g2's.
+    r = t.unify({"gc"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "objects removed 101\n")) << r.out;
+    EXPECT_EQ(manifest(t.g2), m2);
+    r = t.unify({"verify", "--full"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+TEST(DeleteRoot, GuestsOwnImmutableFlagStopsItNamingTheFileAndKeepsTheRecord) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Thousand t(dir);
+    ASSERT_TRUE(t.init_and_import());
+    ASSERT_EQ(sh("chattr +i '" + t.g1 + "/etc/conf'"), 0);
+
+    auto r = t.unify({"forget", "g1", "--delete-root"});
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_TRUE(contains(r.err, t.g1 + "/etc/conf: flagged immutable or append-only by the "
+                                       "guest"))
+        << r.err;
+    EXPECT_TRUE(contains(t.unify({"list"}).out, "g1")) << "the record went";
+    EXPECT_TRUE(fs::exists(t.g1 + "/etc/conf"));
+    EXPECT_FALSE(fs::exists(t.g1 + "/usr/lib")) << "the rest was not deleted";
+
+    ASSERT_EQ(sh("chattr -i '" + t.g1 + "/etc/conf'"), 0);
+    r = t.unify({"forget", "g1", "--delete-root"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_FALSE(fs::exists(fs::symlink_status(t.g1)));
+    EXPECT_FALSE(contains(t.unify({"list"}).out, "g1"));
+    r = t.unify({"verify", "--full"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+TEST(DeleteRoot, KeepLinksAndDeleteRootExcludeEachOther) {
+    TempDir dir;
+    ThreeGuests t(dir);
+    auto r = t.unify({"forget", "g1", "--delete-root", "--keep-links"});
+    EXPECT_EQ(r.status, 2) << r.out << r.err;
+}
+
+}  // namespace
+}  // namespace unify::test

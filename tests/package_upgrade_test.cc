@@ -1,0 +1,354 @@
+// Acceptance of issue 13 with the real package tools: a fixture package in two versions,
+// built with dpkg-deb / rpmbuild / makepkg, installed (v1) into three guests with the
+// guest's own database (dpkg --root, rpm --root, pacman -r), then unified. In one guest the
+// upgrade to v2 fails as it does in real life (the package manager replaces files by
+// rename, refused on a protected object); `unify unshare g1 --package fixture` then lets the
+// same upgrade (or removal) succeed with no error line, while g2, which shares the files, is
+// byte-for-byte unchanged, and a re-import of g1 shares what is still equal again.
+// dpkg runs its maintainer scripts with --force-script-chrootless (with DPKG_ROOT set): the
+// fixture guests have no /bin/sh to chroot into. makepkg refuses to run as root, so it runs
+// as nobody (setpriv).
+#include <stdio.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "tests/sample_guests.h"
+#include "tests/test_support.h"
+
+namespace unify::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+// Runs a shell command; exit status and its stdout + stderr.
+std::pair<int, std::string> shell(const std::string& cmd) {
+    std::string out;
+    FILE* p = popen(("(" + cmd + ") 2>&1").c_str(), "r");
+    if (!p) return {-1, "popen failed"};
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    int st = pclose(p);
+    return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), out};
+}
+
+// Lines that report a problem: what an admin would see scroll by as failure.
+std::string problem_lines(const std::string& out) {
+    std::string bad, line;
+    std::istringstream in(out);
+    while (std::getline(in, line)) {
+        if (contains(line, "RPM should not be used directly") ||
+            contains(line, "assuming you know what you are doing"))
+            continue;  // Debian's rpm says this on every call
+        if (contains(line, "rror") || contains(line, "arning") || contains(line, "not permitted") ||
+            contains(line, "rm: ") || contains(line, "annot"))
+            bad += line + "\n";
+    }
+    return bad;
+}
+
+// The fixture's files, as each version's package ships them. /lib/fixture is reached
+// through the guest's /lib -> usr/lib (merged /usr), so the package database lists /lib/...
+// and the index /usr/lib/...
+const char* kFixtureScript = R"SH(set -e
+mk() {  # mk DIR VERSION: the package tree
+  mkdir -p "$1/usr/lib/python3/dist-packages/fixture" "$1/usr/share/fixture" "$1/lib/fixture"
+  echo "print('v$2')" > "$1/usr/lib/python3/dist-packages/fixture/mod.py"
+  echo "data v$2" > "$1/usr/share/fixture/data"
+  head -c 5000 /dev/zero | tr '\0' c > "$1/usr/share/fixture/common"
+  echo "[Unit] v1" > "$1/lib/fixture/unit.service"
+  find "$1" -exec touch -h -d @1700000000 {} +
+}
+)SH";
+
+struct Guests : ThreeGuests {
+    explicit Guests(const TempDir& dir) : ThreeGuests(dir), debs(dir / "pkgs") {}
+    // init, then import g1, g2, g3.
+    bool import_all() const {
+        auto r = unify({"init", "--protect", "immutable"});
+        EXPECT_EQ(r.status, 0) << r.err;
+        for (const auto& [name, root] : {std::pair{"g1", g1}, {"g2", g2}, {"g3", g3}}) {
+            r = unify({"import", name, root});
+            EXPECT_EQ(r.status, 0) << name << ": " << r.err;
+            if (r.status != 0) return false;
+        }
+        return true;
+    }
+    std::string debs;
+};
+
+// --- dpkg ---
+
+void build_debs(const std::string& out) {
+    std::string script = std::string(kFixtureScript) + "mkdir -p '" + out + "'; cd '" + out +
+                         "'\n"
+                         "for v in 1 2; do\n"
+                         "  mk pkg$v $v; mkdir -p pkg$v/DEBIAN\n"
+                         "  printf 'Package: fixture\\nVersion: %s.0\\nArchitecture: all\\n"
+                         "Maintainer: t <t@example.org>\\nDescription: fixture\\n' $v "
+                         "> pkg$v/DEBIAN/control\n"
+                         // postinst: what py3compile does; prerm: what py3clean does.
+                         "  printf '#!/bin/sh\\nset -e\\nd=\"$DPKG_ROOT/usr/lib/python3/"
+                         "dist-packages/fixture\"\\nmkdir -p \"$d/__pycache__\"\\ncp \"$d/mod.py\" "
+                         "\"$d/__pycache__/mod.cpython-311.pyc\"\\n' > pkg$v/DEBIAN/postinst\n"
+                         "  printf '#!/bin/sh\\nset -e\\nd=\"$DPKG_ROOT/usr/lib/python3/"
+                         "dist-packages/fixture/__pycache__\"\\nrm -f \"$d\"/*.pyc\\nrmdir \"$d\" "
+                         "|| true\\n' > pkg$v/DEBIAN/prerm\n"
+                         "  chmod 755 pkg$v/DEBIAN/postinst pkg$v/DEBIAN/prerm\n"
+                         "  dpkg-deb --root-owner-group -b pkg$v fixture_$v.deb >/dev/null\n"
+                         "done\n";
+    ASSERT_EQ(sh(script), 0);
+}
+
+// What dpkg --root needs of a root: status, available, info/, updates/ (and the guest's
+// merged-/usr symlink).
+void dpkg_guest(const std::string& root) {
+    fs::create_directories(root + "/var/lib/dpkg/info");
+    fs::create_directories(root + "/var/lib/dpkg/updates");
+    fs::create_directories(root + "/usr/lib");
+    write_file(root + "/var/lib/dpkg/status", "");
+    write_file(root + "/var/lib/dpkg/available", "");
+    ASSERT_EQ(symlink("usr/lib", (root + "/lib").c_str()), 0);
+}
+
+std::pair<int, std::string> dpkg(const std::string& root, const std::string& args) {
+    return shell("dpkg --root='" + root + "' --force-script-chrootless " + args);
+}
+
+std::string need_tools(std::initializer_list<const char*> tools) {
+    for (const char* t : tools)
+        if (auto r = need_tool(t); !r.empty()) return r;
+    return "";
+}
+
+// Builds the fixture packages and installs v1 with dpkg into g1, g2 and g3; "" or the
+// failing dpkg's output.
+std::string install_fixture_v1(const Guests& s) {
+    build_debs(s.debs);
+    for (const auto& g : {s.g1, s.g2, s.g3}) {
+        dpkg_guest(g);
+        auto [rc, out] = dpkg(g, "-i '" + s.debs + "/fixture_1.deb'");
+        if (rc != 0) return out.empty() ? "dpkg -i failed" : out;
+    }
+    return "";
+}
+
+TEST(PackageUpgrade, DpkgUpgradeAfterUnshareByPackage) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    UNIFY_REQUIRE(need_tools({"dpkg", "dpkg-deb"}));
+    Guests s(dir);
+    ASSERT_EQ(install_fixture_v1(s), "");
+    const std::string pyc =
+        "/usr/lib/python3/dist-packages/fixture/__pycache__/mod.cpython-311.pyc";
+    ASSERT_TRUE(fs::exists(s.g1 + pyc));
+    ASSERT_TRUE(s.import_all());
+    const std::string m2 = manifest(s.g2);
+    ASSERT_TRUE(is_immutable(s.g1 + "/usr/share/fixture/data"));
+    ASSERT_TRUE(is_immutable(s.g1 + pyc));
+
+    // As reported: on a unified guest the upgrade fails and dpkg rolls back.
+    auto [rc3, out3] = dpkg(s.g3, "-i '" + s.debs + "/fixture_2.deb'");
+    EXPECT_NE(rc3, 0) << out3;
+    EXPECT_TRUE(contains(out3, "Operation not permitted")) << out3;
+
+    auto dry = s.unify({"unshare", "g1", "--package", "fixture", "--dry-run"});
+    EXPECT_EQ(dry.status, 0) << dry.err;
+    EXPECT_TRUE(is_immutable(s.g1 + "/usr/share/fixture/data"));
+    auto r = s.unify({"unshare", "g1", "--package", "fixture"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    // mod.py, data, common, unit.service (through /lib) and the generated .pyc.
+    EXPECT_TRUE(contains(r.out, "package fixture (dpkg): 5 files made private")) << r.out;
+    EXPECT_TRUE(contains(dry.out, "package fixture (dpkg): 5 files made private")) << dry.out;
+    EXPECT_FALSE(is_immutable(s.g1 + pyc));
+    EXPECT_FALSE(is_immutable(s.g1 + "/usr/lib/fixture/unit.service"));
+
+    auto [rc1, out1] = dpkg(s.g1, "-i '" + s.debs + "/fixture_2.deb'");
+    EXPECT_EQ(rc1, 0) << out1;
+    EXPECT_EQ(problem_lines(out1), "") << out1;
+    EXPECT_EQ(read_file(s.g1 + "/usr/share/fixture/data"), "data v2\n");
+    EXPECT_EQ(read_file(s.g1 + pyc), "print('v2')\n");
+    EXPECT_EQ(manifest(s.g2), m2) << "g2 changed";
+
+    // Re-import: what v2 did not change (common, unit.service) is shared with g2 again.
+    r = s.unify({"import", "g1", s.g1});
+    EXPECT_EQ(r.status, 0) << r.err;
+    r = s.unify({"who", "g1:/lib/fixture/unit.service"});
+    EXPECT_TRUE(contains(r.out, "g2  /usr/lib/fixture/unit.service")) << r.out;
+    r = s.unify({"who", "g1:/usr/share/fixture/common"});
+    EXPECT_TRUE(contains(r.out, "g2  /usr/share/fixture/common")) << r.out;
+    r = s.unify({"verify", "--full"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+TEST(PackageUpgrade, DpkgRemoveAfterUnshareByPackageRemovesEveryFile) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    UNIFY_REQUIRE(need_tools({"dpkg", "dpkg-deb"}));
+    Guests s(dir);
+    ASSERT_EQ(install_fixture_v1(s), "");
+    ASSERT_TRUE(s.import_all());
+    const std::string m2 = manifest(s.g2);
+    const std::vector<std::string> files = {
+        "/usr/lib/python3/dist-packages/fixture/mod.py",
+        "/usr/lib/python3/dist-packages/fixture/__pycache__/mod.cpython-311.pyc",
+        "/usr/share/fixture/data", "/usr/share/fixture/common", "/usr/lib/fixture/unit.service"};
+
+    // As reported: dpkg -r "succeeds" on a unified guest and leaves the files behind.
+    auto [rc3, out3] = dpkg(s.g3, "-r fixture");
+    size_t left = 0;
+    for (const auto& f : files) left += fs::exists(s.g3 + f);
+    EXPECT_GT(left, 0u) << out3;
+
+    auto r = s.unify({"unshare", "g1", "--package", "fixture"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    auto [rc1, out1] = dpkg(s.g1, "-r fixture");
+    EXPECT_EQ(rc1, 0) << out1;
+    EXPECT_EQ(problem_lines(out1), "") << out1;
+    for (const auto& f : files) EXPECT_FALSE(fs::exists(s.g1 + f)) << f << " left behind";
+    EXPECT_EQ(manifest(s.g2), m2) << "g2 changed";
+}
+
+TEST(PackageUpgrade, UnknownPackageIsAnErrorNamingItAndChangesNothing) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    UNIFY_REQUIRE(need_tools({"dpkg", "dpkg-deb"}));
+    Guests s(dir);
+    ASSERT_EQ(install_fixture_v1(s), "");
+    ASSERT_TRUE(s.import_all());
+    const std::string m1 = manifest(s.g1);
+    auto r = s.unify({"unshare", "g1", "--package", "fixture", "no-such-pkg"});
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_TRUE(contains(r.err, "package 'no-such-pkg' is not installed")) << r.err;
+    EXPECT_EQ(manifest(s.g1), m1);
+    EXPECT_TRUE(is_immutable(s.g1 + "/usr/share/fixture/data"));
+}
+
+// --- rpm ---
+
+void build_rpms(const std::string& out) {
+    std::string script = std::string(kFixtureScript) + "mkdir -p '" + out + "'; cd '" + out +
+                         "'\n"
+                         "for v in 1 2; do\n"
+                         "  mk tree$v $v; mkdir -p top$v/SPECS\n"
+                         "  cat > top$v/SPECS/fixture.spec <<EOF\n"
+                         "Name: fixture\nVersion: $v.0\nRelease: 1\nSummary: fixture\n"
+                         "License: MIT\nBuildArch: noarch\n%description\nfixture\n%install\n"
+                         "cp -a $PWD/tree$v/. %{buildroot}/\n"
+                         "%files\n/usr/share/fixture\n/usr/lib/python3/dist-packages/fixture\n"
+                         "/lib/fixture\nEOF\n"
+                         "  rpmbuild --define \"_topdir $PWD/top$v\" --define '_build_id_links "
+                         "none' --define '__os_install_post %{nil}' -bb top$v/SPECS/fixture.spec "
+                         ">/dev/null 2>&1\n"
+                         "  cp top$v/RPMS/noarch/fixture-$v.0-1.noarch.rpm fixture_$v.rpm\n"
+                         "done\n";
+    ASSERT_EQ(sh(script), 0);
+}
+
+std::pair<int, std::string> rpm(const std::string& root, const std::string& args) {
+    return shell("rpm --root='" + root + "' --dbpath /var/lib/rpm " + args);
+}
+
+TEST(PackageUpgrade, RpmUpgradeAfterUnshareByPackage) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    UNIFY_REQUIRE(need_tools({"rpm", "rpmbuild"}));
+    Guests s(dir);
+    build_rpms(s.debs);
+    for (const auto& g : {s.g1, s.g2, s.g3}) {
+        fs::create_directories(g + "/var/lib/rpm");
+        auto [rc0, out0] = rpm(g, "--initdb");
+        ASSERT_EQ(rc0, 0) << out0;
+        auto [rc, out] = rpm(g, "-U --nodeps '" + s.debs + "/fixture_1.rpm'");
+        ASSERT_EQ(rc, 0) << out;
+    }
+    ASSERT_TRUE(s.import_all());
+    const std::string m2 = manifest(s.g2);
+    ASSERT_TRUE(is_immutable(s.g1 + "/usr/share/fixture/data"));
+
+    auto [rc3, out3] = rpm(s.g3, "-U --nodeps '" + s.debs + "/fixture_2.rpm'");
+    EXPECT_NE(rc3, 0) << out3;
+    EXPECT_TRUE(contains(out3, "cpio: rename failed")) << out3;
+
+    auto r = s.unify({"unshare", "g1", "--package", "fixture"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "package fixture (rpm): 4 files made private")) << r.out;
+    auto [rc1, out1] = rpm(s.g1, "-U --nodeps '" + s.debs + "/fixture_2.rpm'");
+    EXPECT_EQ(rc1, 0) << out1;
+    EXPECT_EQ(problem_lines(out1), "") << out1;
+    EXPECT_EQ(read_file(s.g1 + "/usr/share/fixture/data"), "data v2\n");
+    EXPECT_EQ(manifest(s.g2), m2) << "g2 changed";
+
+    r = s.unify({"import", "g1", s.g1});
+    EXPECT_EQ(r.status, 0) << r.err;
+    r = s.unify({"who", "g1:/usr/share/fixture/common"});
+    EXPECT_TRUE(contains(r.out, "g2  /usr/share/fixture/common")) << r.out;
+}
+
+// --- pacman ---
+
+void build_pacman_packages(const std::string& out) {
+    std::string script =
+        std::string(kFixtureScript) + "mkdir -p '" + out + "'; cd '" + out +
+        "'\n"
+        "for v in 1 2; do\n"
+        "  mk tree$v $v; mkdir -p b$v\n"
+        "  cat > b$v/PKGBUILD <<EOF\n"
+        "pkgname=fixture\npkgver=$v.0\npkgrel=1\npkgdesc=fixture\narch=(any)\nlicense=(MIT)\n"
+        "options=(!strip !debug)\npackage() { cp -a $PWD/tree$v/. \"\\$pkgdir\"/; }\nEOF\n"
+        "done\n"
+        "chown -R nobody: . && chmod 755 . .. && top=$PWD\n"
+        "for v in 1 2; do\n"
+        "  (cd b$v && setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=$PWD "
+        "PKGDEST=$top SRCDEST=$top/b$v PKGEXT=.pkg.tar.gz SOURCE_DATE_EPOCH=1700000000 makepkg "
+        "--nodeps >/dev/null 2>&1)\n"
+        "  mv fixture-$v.0-1-any.pkg.tar.gz fixture_$v.pkg.tar.gz\n"
+        "done\n";
+    ASSERT_EQ(sh(script), 0);
+}
+
+std::pair<int, std::string> pacman(const std::string& root, const std::string& args) {
+    return shell("pacman -r '" + root + "' --dbpath '" + root + "/var/lib/pacman' --noconfirm " +
+                 args);
+}
+
+TEST(PackageUpgrade, PacmanUpgradeAfterUnshareByPackage) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    UNIFY_REQUIRE(need_tools({"pacman", "makepkg", "setpriv", "fakeroot", "bsdtar"}));
+    Guests s(dir);
+    build_pacman_packages(s.debs);
+    for (const auto& g : {s.g1, s.g2, s.g3}) {
+        fs::create_directories(g + "/var/lib/pacman");
+        auto [rc, out] = pacman(g, "-U '" + s.debs + "/fixture_1.pkg.tar.gz'");
+        ASSERT_EQ(rc, 0) << out;
+    }
+    ASSERT_TRUE(s.import_all());
+    const std::string m2 = manifest(s.g2);
+    ASSERT_TRUE(is_immutable(s.g1 + "/usr/share/fixture/data"));
+
+    auto [rc3, out3] = pacman(s.g3, "-U '" + s.debs + "/fixture_2.pkg.tar.gz'");
+    EXPECT_TRUE(rc3 != 0 || !problem_lines(out3).empty()) << out3;
+
+    auto r = s.unify({"unshare", "g1", "--package", "fixture"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "package fixture (pacman): 4 files made private")) << r.out;
+    auto [rc1, out1] = pacman(s.g1, "-U '" + s.debs + "/fixture_2.pkg.tar.gz'");
+    EXPECT_EQ(rc1, 0) << out1;
+    EXPECT_EQ(problem_lines(out1), "") << out1;
+    EXPECT_EQ(read_file(s.g1 + "/usr/share/fixture/data"), "data v2\n");
+    EXPECT_EQ(manifest(s.g2), m2) << "g2 changed";
+
+    r = s.unify({"import", "g1", s.g1});
+    EXPECT_EQ(r.status, 0) << r.err;
+    r = s.unify({"who", "g1:/usr/share/fixture/common"});
+    EXPECT_TRUE(contains(r.out, "g2  /usr/share/fixture/common")) << r.out;
+}
+
+}  // namespace
+}  // namespace unify::test
