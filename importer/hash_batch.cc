@@ -1,6 +1,6 @@
 #include "importer/hash_batch.h"
 
-#include <fcntl.h>
+#include "store/guest_file.h"
 
 namespace unify {
 
@@ -8,19 +8,18 @@ namespace {
 
 Hashed hash_one(const WalkEntry& e, const std::string& shown, bool ignore_mtime) {
     Hashed h;
-    int fd = openat(e.dir->get(), e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-    if (fd < 0 && errno == EPERM)  // O_NOATIME on a file we do not own without CAP_FOWNER
-        fd = openat(e.dir->get(), e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT || errno == ELOOP) {
+    auto f = open_guest_file(e.dir->get(), e.name, shown);
+    if (!f) {
+        int err = f.error().err;
+        if (guest_file_changed(err)) {
             h.state = Hashed::changed;
             return h;
         }
-        h.state = (errno == EACCES || errno == EIO) ? Hashed::unreadable : Hashed::failed;
-        h.error = sys_fail("open", shown).error();
+        h.state = (err == EACCES || err == EIO) ? Hashed::unreadable : Hashed::failed;
+        h.error = f.error();
         return h;
     }
-    Fd f(fd);
+    int fd = f->fd.get();
     // One look after reading is enough: it also tells a name swapped for another inode
     // between the walk and the open (same_inode in unchanged()).
     auto x = read_xattrs(fd, shown);

@@ -15,7 +15,9 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <functional>
 #include <future>
+#include <memory>
 #include <ostream>
 #include <thread>
 #include <unordered_map>
@@ -28,6 +30,7 @@
 #include "linker/object_maker.h"
 #include "linker/replace.h"
 #include "store/fault.h"
+#include "store/guest_file.h"
 #include "store/guest_path.h"
 #include "store/guest_registry.h"
 #include "store/interrupt.h"
@@ -105,7 +108,9 @@ class Importer {
     // XXH3 of every path that is linked at the end of this run, for drop_stale_records.
     std::vector<uint64_t> seen_;
     int64_t settle_cutoff_ = settle_cutoff_ns();  // see importer/settle.h
-    uint64_t bytes_hashed_ = 0;                   // for opt_.progress
+    // Settled files are leased too (importer/settle.h): the flag does not stop earlier fds.
+    bool guard_writers_ = false;
+    uint64_t bytes_hashed_ = 0;  // for opt_.progress
 };
 
 Result<void> Importer::register_guest() {
@@ -184,12 +189,14 @@ void Importer::count_saved(const WalkEntry& e) {
     // A path hard-linked elsewhere frees its blocks only when its last link is replaced; an
     // inode an object was copied from frees no more than the copy took. Only such inodes
     // are remembered, so memory does not grow with the guest.
+    // What is freed is the blocks the inode held (a sparse file's holes hold none).
+    uint64_t freed = e.st.blocks * 512;
     if (e.st.nlink == 1) {
-        sum_.bytes_saved += e.st.size;
+        sum_.bytes_saved += freed;
         return;
     }
     if (++replaced_links_[e.st.ino] >= e.st.nlink && !copied_from_.count(e.st.ino))
-        sum_.bytes_saved += e.st.size;
+        sum_.bytes_saved += freed;
 }
 
 void Importer::skip_file(const WalkEntry& e, const char* reason, const std::string& detail) {
@@ -252,12 +259,22 @@ Result<void> Importer::adopt_new_objects(Txn& txn, const std::vector<ObjectId>& 
                                          std::unordered_map<ObjectId, std::vector<size_t>>& groups,
                                          std::vector<WalkEntry>& batch) {
     std::vector<AdoptRequest> requests;
+    std::vector<std::unique_ptr<Fd>> leases;  // held until every object is protected
     for (const ObjectId& id : order) {
         auto state = object_state(txn, id);
         if (!state) return std::unexpected(state.error());
         const WalkEntry& e = batch[groups[id].front()];
         if ((*state)->st || e.st.nlink != 1 || e.st.ctime_ns >= settle_cutoff_) continue;
-        requests.push_back({id, e.dir->get(), e.name, e.st, shown(e)});
+        std::function<bool()> unwritten;
+        if (guard_writers_) {
+            auto lease = std::make_unique<Fd>();
+            auto r = lease_unwritten(e, *lease, shown(e));
+            if (!r) return std::unexpected(r.error());
+            if (*r != Recheck::same) continue;  // apply_group leases it again and skips it
+            unwritten = [fd = lease->get()] { return lease_intact(fd); };
+            leases.push_back(std::move(lease));
+        }
+        requests.push_back({id, e.dir->get(), e.name, e.st, shown(e), std::move(unwritten)});
     }
     auto made = adopt_objects(pool_, requests, opt_.jobs);
     for (size_t k = 0; k < requests.size(); ++k) {
@@ -322,10 +339,13 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
         size_t i = pending.front();
         pending.erase(pending.begin());
         WalkEntry& e = batch[i];
-        // An unsettled file open for writing is left to its writer, as below for links.
-        if (e.st.ctime_ns >= settle_cutoff_) {
-            Fd lease;
-            auto r = lease_and_recheck(e, id, pool_.settings().ignore_mtime, lease, shown(e));
+        // A file open for writing is left to its writer, as below for links: unsettled ones
+        // everywhere, settled ones where the flag does not stop earlier fds.
+        Fd lease;
+        if (e.st.ctime_ns >= settle_cutoff_ || guard_writers_) {
+            auto r = e.st.ctime_ns >= settle_cutoff_
+                         ? lease_and_recheck(e, id, pool_.settings().ignore_mtime, lease, shown(e))
+                         : lease_unwritten(e, lease, shown(e));
             if (!r) return std::unexpected(r.error());
             if (*r != Recheck::same) {
                 skip_file(e, *r == Recheck::busy ? skip::kBusy : skip::kChanged);
@@ -334,16 +354,16 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
         }
         Result<MadeObject> made = MadeObject{};
         if (e.st.nlink == 1) {
-            made = adopt_object(pool_, id, e.dir->get(), e.name, e.st, shown(e));
+            made = adopt_object(pool_, id, e.dir->get(), e.name, e.st, shown(e),
+                                [&] { return !lease.valid() || lease_intact(lease.get()); });
         } else {
-            int fd = openat(e.dir->get(), e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-            if (fd < 0) {
+            auto src = open_guest_file(e.dir->get(), e.name, shown(e));
+            if (!src) {
                 skip_file(e, skip::kChanged);
                 continue;
             }
-            Fd src(fd);
-            made = copy_object(pool_, id, 0, fd, e.st, hashed[i].xattrs, hashed[i].hash.sha256,
-                               shown(e));
+            made = copy_object(pool_, id, 0, src->fd.get(), e.st, hashed[i].xattrs,
+                               hashed[i].hash.sha256, shown(e));
         }
         if (!made) return std::unexpected(made.error());
         if (made->outcome == MadeObject::changed) {
@@ -361,16 +381,20 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
         }
     }
     // Unsettled paths (changed in the last minute or so) are leased and re-read before the
-    // window opens (importer/settle.h).
+    // window opens (importer/settle.h); settled ones only leased, where earlier fds survive
+    // the flag.
     std::unordered_map<size_t, Fd> leases;
     for (size_t k = 0; k < pending.size();) {
         WalkEntry& e = batch[pending[k]];
-        if (e.st.ctime_ns < settle_cutoff_) {
+        bool unsettled = e.st.ctime_ns >= settle_cutoff_;
+        if (!unsettled && !guard_writers_) {
             ++k;
             continue;
         }
         Fd lease;
-        auto r = lease_and_recheck(e, id, pool_.settings().ignore_mtime, lease, shown(e));
+        auto r = unsettled
+                     ? lease_and_recheck(e, id, pool_.settings().ignore_mtime, lease, shown(e))
+                     : lease_unwritten(e, lease, shown(e));
         if (!r) return std::unexpected(r.error());
         if (*r == Recheck::same) {
             leases[pending[k]] = std::move(lease);
@@ -389,7 +413,7 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
         auto act = [&]() -> Result<void> {
             while (!pending.empty()) {
                 WalkEntry& e = batch[pending.front()];
-                std::string tmp = unique_temp_name(pool_.temp_prefix(), id.hex());
+                std::string tmp = pool_.temp_prefix() + id.hex() + ".";
                 auto r = link_over(
                     pool_.objects_fd(), name, e.dir->get(), e.name, e.st,
                     [&] {
@@ -567,6 +591,7 @@ Result<ImportSummary> Importer::run() {
     auto root = open_guest_root(pool_, opt_.root);
     if (!root) return std::unexpected(root.error());
     root_ = std::move(*root);
+    guard_writers_ = flag_spares_earlier_writers(root_.fd.get());
     // Before anything is registered: an unreadable package database stops the import.
     auto packages = read_package_config(root_.fd.get(), root_.path);
     if (!packages) return std::unexpected(context(packages.error(), "import " + opt_.name));

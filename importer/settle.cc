@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "store/guest_file.h"
 #include "store/hasher.h"
 
 namespace unify {
@@ -27,18 +28,26 @@ int64_t settle_cutoff_ns() {
     return int64_t(now.tv_sec) * 1000000000 + now.tv_nsec - cs * 10000000;
 }
 
+Result<Recheck> lease_unwritten(const WalkEntry& e, Fd& lease, const std::string& shown) {
+    auto f = open_guest_file(e.dir->get(), e.name, shown);
+    if (!f) {
+        if (guest_file_changed(f.error().err)) return Recheck::changed;
+        return std::unexpected(f.error());
+    }
+    if (!f->st.same_inode(e.st)) return Recheck::changed;
+    lease = std::move(f->fd);
+    if (fcntl(lease.get(), F_SETLEASE, F_RDLCK) != 0) {
+        if (errno == EAGAIN || errno == EBUSY) return Recheck::busy;  // open for writing now
+        // EINVAL/ENOLCK: no leases on this filesystem; what the caller re-reads is all there is.
+    }
+    return Recheck::same;
+}
+
 Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected, bool ignore_mtime,
                                   Fd& lease, const std::string& shown) {
-    int fd = openat(e.dir->get(), e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT || errno == ELOOP) return Recheck::changed;
-        return sys_fail("open", shown);
-    }
-    lease = Fd(fd);
-    if (fcntl(fd, F_SETLEASE, F_RDLCK) != 0) {
-        if (errno == EAGAIN || errno == EBUSY) return Recheck::busy;  // open for writing now
-        // EINVAL/ENOLCK: no leases on this filesystem; the re-read below is all there is.
-    }
+    auto leased = lease_unwritten(e, lease, shown);
+    if (!leased || *leased != Recheck::same) return leased;
+    int fd = lease.get();
     auto h = hash_fd(fd, shown);
     if (!h) return std::unexpected(h.error());
     auto x = read_xattrs(fd, shown);

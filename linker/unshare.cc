@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <ostream>
 
@@ -10,6 +9,7 @@
 #include "linker/copy.h"
 #include "linker/replace.h"
 #include "store/fault.h"
+#include "store/fresh_file.h"
 #include "store/guest_path.h"
 #include "store/interrupt.h"
 
@@ -26,11 +26,6 @@ std::string guest_path_of(const std::string& p, const std::string& root) {
 }
 
 enum class Outcome { unshared, not_linked };
-
-std::string copy_suffix(const std::string& name) {
-    uint64_t h = XXH3_64bits(name.data(), name.size());
-    return to_hex(reinterpret_cast<const uint8_t*>(&h), sizeof h);
-}
 
 Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root, const LinkRecord& l,
                             const std::optional<ObjectRecord>& rec) {
@@ -53,22 +48,21 @@ Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root, co
     auto xattrs = read_xattrs(obj->get(), obj_shown);
     if (!xattrs) return std::unexpected(xattrs.error());
     int dirfd = (*gp)->dir.get();
-    // One fixed temporary name per path: a run killed before its rename left a copy under
-    // this name, and running unshare again reuses (truncates) it instead of leaving it.
-    std::string tmp = pool.temp_prefix() + "copy." + copy_suffix((*gp)->name);
+    // The copy is made unnamed in the guest's directory and named only when complete, at a
+    // random name (store/fresh_file.h): nothing the guest planted is ever opened or written.
+    // A run killed after the link leaves a "copy." temporary that import sweeps by name.
     fault_point("unshare.create");
-    int tfd =
-        openat(dirfd, tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (tfd < 0) return sys_fail("create", shown + " (temporary " + tmp + ")");
-    Fd t(tfd);
+    auto t = create_unnamed(dirfd, shown + " (copy)");
+    if (!t) return std::unexpected(t.error());
+    int tfd = t->get();
     auto h = copy_with_metadata(obj->get(), *obj_st, *xattrs, tfd, obj_shown, shown);
     if (h && rec && h->sha256 != rec->content)
         h = fail("object " + obj_shown + " does not match its recorded content; run unify verify");
     if (h && fsync(tfd) != 0) h = sys_fail("fsync", shown);
-    if (!h) {
-        unlinkat(dirfd, tmp.c_str(), 0);
-        return std::unexpected(h.error());
-    }
+    if (!h) return std::unexpected(h.error());
+    auto named = link_unnamed_fresh(tfd, dirfd, pool.temp_prefix() + "copy.", shown);
+    if (!named) return std::unexpected(named.error());
+    const std::string& tmp = *named;
     Result<Replaced> replaced = Replaced::changed;
     auto act = [&]() -> Result<void> {
         replaced = rename_over(dirfd, tmp, (*gp)->name, **now, shown);
