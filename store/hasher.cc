@@ -130,6 +130,7 @@ Result<ContentHash> stream(int src, int dst, const std::string& src_shown,
         if (data > off) hash_zeros(h, uint64_t(data - off));
         off = data;
         off_t hole = lseek(src, off, SEEK_HOLE);
+        if (hole < 0 && errno == ENXIO) break;  // src shrank below off meanwhile: EOF
         if (hole < 0) return sys_fail("lseek", src_shown);
         auto at = stream_range(h, src, dst, off, hole, src_shown, dst_shown);
         if (!at) return std::unexpected(at.error());

@@ -3,6 +3,7 @@
 // for writing, and a writer racing the protection window. Each test runs the real binary on a
 // real filesystem, every run bounded in time: a run that has to be killed is a failure.
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/file.h>
@@ -10,6 +11,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -448,11 +450,11 @@ TEST(Attacks, SparseFilesKeepTheirHoles) {
     ASSERT_EQ(test::run_unify({"--pool", pool, "init"}).status, 0);
     const size_t size = 50u << 20;
     for (const char* g : {"g1", "g2"})
-        make_sparse(dir / (std::string(g) + "/var/img"), size, "same");
+        make_sparse(dir / (std::string(g) + "/usr/lib/img"), size, "same");
     // With a second name, g3's image is copied into the pool (not adopted).
-    make_sparse(dir / "g3/var/img", size, "own");
-    ASSERT_EQ(link((dir / "g3/var/img").c_str(), (dir / "g3/var/img2").c_str()), 0);
-    blkcnt_t blocks = test::stat_path(dir / "g2/var/img").st_blocks;
+    make_sparse(dir / "g3/usr/lib/img", size, "own");
+    ASSERT_EQ(link((dir / "g3/usr/lib/img").c_str(), (dir / "g3/usr/lib/img2").c_str()), 0);
+    blkcnt_t blocks = test::stat_path(dir / "g2/usr/lib/img").st_blocks;
     ASSERT_LT(blocks, 200) << "the test file is not sparse here";
     std::string m2 = test::manifest(dir / "g2"), m3 = test::manifest(dir / "g3");
 
@@ -466,17 +468,19 @@ TEST(Attacks, SparseFilesKeepTheirHoles) {
     Bounded r3 = imp("g3");
     ASSERT_EQ(r3.status, 0) << describe(r3);
     EXPECT_EQ(json_number(r3.out, "bytes_saved"), 0u) << "a copy frees nothing: " << r3.out;
-    EXPECT_LE(test::stat_path(dir / "g3/var/img").st_blocks, blocks + 16)
+    EXPECT_LE(test::stat_path(dir / "g3/usr/lib/img").st_blocks, blocks + 16)
         << "the pool's copy of g3's image lost its holes";
     EXPECT_EQ(test::manifest(dir / "g3"), m3);
 
     Bounded u = run_bounded({"--pool", pool, "unshare", "g2"}, 30);
     ASSERT_EQ(u.status, 0) << describe(u);
-    EXPECT_LE(test::stat_path(dir / "g2/var/img").st_blocks, blocks + 16) << "unshare filled holes";
+    EXPECT_LE(test::stat_path(dir / "g2/usr/lib/img").st_blocks, blocks + 16)
+        << "unshare filled holes";
     EXPECT_EQ(test::manifest(dir / "g2"), m2);
     Bounded f = run_bounded({"--pool", pool, "forget", "g3"}, 30);
     ASSERT_EQ(f.status, 0) << describe(f);
-    EXPECT_LE(test::stat_path(dir / "g3/var/img").st_blocks, blocks + 16) << "forget filled holes";
+    EXPECT_LE(test::stat_path(dir / "g3/usr/lib/img").st_blocks, blocks + 16)
+        << "forget filled holes";
     EXPECT_EQ(test::manifest(dir / "g3"), m3);
 }
 
@@ -580,6 +584,12 @@ TEST(Attacks, OpenWriterOfSettledFileIsNeverAdoptedOnTmpfs) {
 // F. The window: a guest that links an object loops on open(O_WRONLY) / pwrite / futimens
 // for up to 30 s while another guest with 3,000 copies imports, unshares and imports again.
 
+// ext2/3/4 stop fds opened before the immutable flag; XFS, btrfs and tmpfs do not.
+bool flag_spares(const std::string& path) {
+    struct statfs sfs;
+    return statfs(path.c_str(), &sfs) == 0 && sfs.f_type != EXT4_SUPER_MAGIC;
+}
+
 void racer_against_the_window(const std::string& type) {
     Scratch fs(type);
     UNIFY_REQUIRE(fs.reason());
@@ -625,9 +635,8 @@ void racer_against_the_window(const std::string& type) {
         EXPECT_FALSE(r.killed) << what << ": " << describe(r);
         if (r.status != 0) {
             reported = true;
-            EXPECT_NE(r.err.find("was opened for writing while its immutable flag was lifted"),
-                      std::string::npos)
-                << what << ": " << describe(r);
+            EXPECT_NE(r.err.find("/pool/objects/"), std::string::npos)
+                << what << ": the error must name the object: " << describe(r);
         }
     }
     size_t changed = 0;
@@ -636,13 +645,18 @@ void racer_against_the_window(const std::string& type) {
         if (test::read_file(fs / ("g2/usr/share/doc/copy" + std::to_string(i))) != content)
             ++changed;
     Bounded v = run_bounded({"--pool", pool, "verify", "--full"}, 60);
-    if (reported) {
-        // Where the flag spares earlier fds, a writer that waited through a window is reported
-        // by name (docs/threat-model.md): what it wrote is found by verify.
-        std::cerr << type << ": the window's writer was reported; " << changed
-                  << " paths changed\n";
+    std::cerr << type << ": " << changed << " paths changed, verify --full status " << v.status
+              << (reported ? ", the window's writer was reported\n" : "\n");
+    if (flag_spares(fs / "")) {
+        // NOT YET SAFE here (docs/threat-model.md, "Limit"): a writer that waited through a
+        // window keeps its fd. What this checks is that it does not go unnoticed.
+        if (changed) {
+            EXPECT_TRUE(reported) << "paths changed and no run said so";
+            EXPECT_NE(v.status, 0) << "verify --full found nothing: " << describe(v);
+        }
         return;
     }
+    EXPECT_FALSE(reported);
     EXPECT_EQ(changed, 0u) << "paths hold bytes they never had";
     EXPECT_EQ(v.status, 0) << describe(v);
 }
