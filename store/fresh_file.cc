@@ -13,14 +13,25 @@
 namespace unify {
 
 std::string random_hex(size_t bytes) {
+    // One getrandom per 32 names per thread, not one per name: import draws a name for
+    // every path it links.
+    thread_local uint8_t pool[256];  // getrandom never cuts <= 256 bytes short
+    thread_local size_t used = sizeof pool;
     uint8_t b[32] = {};
     bytes = std::min(bytes, sizeof b);
-    if (getrandom(b, bytes, 0) != ssize_t(bytes)) {
-        // Never reached on Linux >= 3.17 for up to 256 bytes; stay unique within the process.
-        static std::atomic<uint64_t> n{0};
-        uint64_t v = (uint64_t(getpid()) << 40) ^ uint64_t(time(nullptr)) ^ (++n << 20);
-        std::memcpy(b, &v, std::min(bytes, sizeof v));
+    if (used + bytes > sizeof pool) {
+        if (getrandom(pool, sizeof pool, 0) != ssize_t(sizeof pool)) {
+            // Never reached on Linux >= 3.17; stay unique within the process anyway.
+            static std::atomic<uint64_t> n{0};
+            for (size_t i = 0; i + 8 <= sizeof pool; i += 8) {
+                uint64_t v = (uint64_t(getpid()) << 40) ^ uint64_t(time(nullptr)) ^ (++n << 20);
+                std::memcpy(pool + i, &v, 8);
+            }
+        }
+        used = 0;
     }
+    std::memcpy(b, pool + used, bytes);
+    used += bytes;
     return to_hex(b, bytes);
 }
 
