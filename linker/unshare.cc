@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <ostream>
+#include <unordered_set>
 
 #include "importer/guest_root.h"
 #include "linker/copy.h"
@@ -27,8 +28,21 @@ std::string guest_path_of(const std::string& p, const std::string& root) {
 
 enum class Outcome { unshared, not_linked };
 
+// Removes, by name, the copies a killed unshare named but never renamed into place
+// (".unify-<token>.copy.<random>"), once per directory per run.
+void sweep_copies(const Pool& pool, int dirfd, const std::string& dir,
+                  std::unordered_set<std::string>& swept) {
+    if (!swept.insert(dir).second) return;
+    auto entries = read_dir(dirfd, dir);
+    if (!entries) return;  // the unshare itself reports what is wrong with the directory
+    const std::string prefix = pool.temp_prefix() + "copy.";
+    for (const auto& e : *entries)
+        if (e.name.compare(0, prefix.size(), prefix) == 0) unlinkat(dirfd, e.name.c_str(), 0);
+}
+
 Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root, const LinkRecord& l,
-                            const std::optional<ObjectRecord>& rec) {
+                            const std::optional<ObjectRecord>& rec,
+                            std::unordered_set<std::string>& swept) {
     std::string shown = join_path(root, l.path);
     auto gp = open_guest_parent(root_fd, l.path, shown);
     if (!gp) return std::unexpected(gp.error());
@@ -48,6 +62,7 @@ Result<Outcome> unshare_one(Pool& pool, int root_fd, const std::string& root, co
     auto xattrs = read_xattrs(obj->get(), obj_shown);
     if (!xattrs) return std::unexpected(xattrs.error());
     int dirfd = (*gp)->dir.get();
+    sweep_copies(pool, dirfd, l.path.substr(0, l.path.rfind('/') + 1), swept);
     // The copy is made unnamed in the guest's directory and named only when complete, at a
     // random name (store/fresh_file.h): nothing the guest planted is ever opened or written.
     // A run killed after the link leaves a "copy." temporary that import sweeps by name.
@@ -123,6 +138,7 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
                           .part = done,
                           .parts = links.size()});
     };
+    std::unordered_set<std::string> swept;  // directories whose stale copies are gone
     for (size_t start = 0; start < links.size(); start += kBatch) {
         auto txn = opt.dry_run ? pool.index().read() : pool.index().write();
         if (!txn) return std::unexpected(txn.error());
@@ -145,7 +161,7 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
                 sum.bytes_copied += *rec ? (*rec)->size : 0;
                 continue;
             }
-            auto r = unshare_one(pool, root->fd.get(), root->path, l, *rec);
+            auto r = unshare_one(pool, root->fd.get(), root->path, l, *rec, swept);
             if (!r) {
                 outcome = std::unexpected(r.error());
                 break;

@@ -338,13 +338,13 @@ TEST(Attacks, FilesSwappedForFifosAndDevicesMidImport) {
         EXPECT_EQ(runs[k].status, 0) << "run " << k << ": " << describe(runs[k]);
     }
     // Once the racer stops, a last import links everything, and nothing odd reached the pool.
-    Bounded last = run_bounded({"--pool", pool, "import", "g2", dir / "g2"}, 20);
+    Bounded last = run_bounded({"--pool", pool, "--verbose", "import", "g2", dir / "g2"}, 20);
     EXPECT_EQ(last.status, 0) << describe(last);
     for (int i = 0; i < n; ++i) {
         std::string f = "/usr/lib/f" + std::to_string(i);
         EXPECT_EQ(test::stat_path(dir / ("g2" + f)).st_ino,
                   test::stat_path(dir / ("g1" + f)).st_ino)
-            << f;
+            << f << "\n" << describe(last);
     }
     EXPECT_EQ(test::objects_not_matching_their_id(pool), std::vector<std::string>{});
     Bounded v = run_bounded({"--pool", pool, "verify", "--full"}, 30);
