@@ -11,7 +11,10 @@ Result<GuestFile> open_guest_file(const WalkEntry& e, const std::string& shown) 
     auto fd = open_read(e.dir->get(), e.name, shown);
     if (!fd) {
         int err = fd.error().err;
-        if (err == ENOENT || err == ELOOP || err == ENXIO) return out;  // changed
+        // Gone, a symlink now, a directory in the way, or a FIFO; EWOULDBLOCK: someone holds a
+        // write lease on it (O_NONBLOCK does not wait for its break).
+        if (err == ENOENT || err == ELOOP || err == ENXIO || err == ENOTDIR || err == EWOULDBLOCK)
+            return out;  // changed
         if (!is_unreadable(fd.error())) return std::unexpected(fd.error());
         out.state = GuestFile::unreadable;
         out.error = fd.error();

@@ -15,7 +15,9 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <functional>
 #include <future>
+#include <memory>
 #include <ostream>
 #include <thread>
 #include <unordered_map>
@@ -102,7 +104,7 @@ class Importer {
     std::vector<size_t> split_linked(const ObjectState& obj, const std::vector<size_t>& members,
                                      const std::vector<WalkEntry>& batch,
                                      std::vector<size_t>& linked);
-    Result<bool> recheck_unsettled(const WalkEntry& e, const ObjectId& id, Fd& lease);
+    Result<bool> lease_before_acting(const WalkEntry& e, const ObjectId& id, Fd& lease);
     Result<void> make_object(Txn& txn, const ObjectId& id, ObjectState& obj,
                              std::vector<size_t>& pending, std::vector<WalkEntry>& batch,
                              std::vector<Hashed>& hashed);
@@ -136,8 +138,10 @@ class Importer {
     // XXH3 of every path that is linked at the end of this run, for stale_records.
     std::vector<uint64_t> seen_;
     int64_t settle_cutoff_ = settle_cutoff_ns();  // see importer/settle.h
-    uint64_t bytes_hashed_ = 0;                   // for opt_.progress
-    DirTimes dir_times_;  // guest directories get their times back after each batch
+    // Settled files are leased too (importer/settle.h): the flag does not stop earlier fds.
+    bool guard_writers_ = false;
+    uint64_t bytes_hashed_ = 0;  // for opt_.progress
+    DirTimes dir_times_;         // guest directories get their times back after each batch
 };
 
 Result<void> Importer::register_guest() {
@@ -216,12 +220,14 @@ void Importer::count_saved(const WalkEntry& e) {
     // A path hard-linked elsewhere frees its blocks only when its last link is replaced; an
     // inode an object was copied from frees no more than the copy took. Only such inodes
     // are remembered, so memory does not grow with the guest.
+    // What is freed is the blocks the inode held (a sparse file's holes hold none).
+    uint64_t freed = e.st.blocks * 512;
     if (e.st.nlink == 1) {
-        sum_.bytes_saved += e.st.size;
+        sum_.bytes_saved += freed;
         return;
     }
     if (++replaced_links_[e.st.ino] >= e.st.nlink && !copied_from_.count(e.st.ino))
-        sum_.bytes_saved += e.st.size;
+        sum_.bytes_saved += freed;
 }
 
 void Importer::skip_file(const WalkEntry& e, const char* reason, const std::string& detail) {
@@ -296,12 +302,22 @@ Result<void> Importer::adopt_new_objects(Txn& txn, const std::vector<ObjectId>& 
                                          std::unordered_map<ObjectId, std::vector<size_t>>& groups,
                                          std::vector<WalkEntry>& batch) {
     std::vector<AdoptRequest> requests;
+    std::vector<std::unique_ptr<Fd>> leases;  // held until every object is protected
     for (const ObjectId& id : order) {
         auto state = object_state(txn, id);
         if (!state) return std::unexpected(state.error());
         const WalkEntry& e = batch[groups[id].front()];
         if ((*state)->st || e.st.nlink != 1 || unsettled(e)) continue;
-        requests.push_back({id, e.dir->get(), e.name, e.st, shown(e)});
+        std::function<bool()> unwritten;
+        if (guard_writers_) {
+            auto lease = std::make_unique<Fd>();
+            auto r = lease_unwritten(e, *lease, shown(e));
+            if (!r) return std::unexpected(r.error());
+            if (*r != Recheck::same) continue;  // apply_group leases it again and skips it
+            unwritten = [fd = lease->get()] { return lease_intact(fd); };
+            leases.push_back(std::move(lease));
+        }
+        requests.push_back({id, e.dir->get(), e.name, e.st, shown(e), std::move(unwritten)});
     }
     auto made = adopt_objects(pool_, requests, opt_.jobs);
     for (size_t k = 0; k < requests.size(); ++k) {
@@ -336,11 +352,16 @@ std::vector<size_t> Importer::split_linked(const ObjectState& obj,
     return pending;
 }
 
-// An unsettled path (changed in the last minute or so) is leased and re-read before unify
-// acts on it (importer/settle.h); `lease` then holds the lease. False: skipped, counted.
-Result<bool> Importer::recheck_unsettled(const WalkEntry& e, const ObjectId& id, Fd& lease) {
-    if (!unsettled(e)) return true;
-    auto r = lease_and_recheck(e, id, pool_.settings().ignore_mtime, lease, shown(e));
+// Before unify adopts or links a path: an unsettled one (changed in the last minute or so) is
+// leased and re-read (importer/settle.h); where the immutable flag does not stop fds opened
+// earlier (guard_writers_: XFS, btrfs, tmpfs) a settled one is leased too, so a file that
+// any process holds open for writing is never adopted or linked. `lease` then holds the
+// lease. False: skipped, counted (busy or changed).
+Result<bool> Importer::lease_before_acting(const WalkEntry& e, const ObjectId& id, Fd& lease) {
+    bool fresh = unsettled(e);
+    if (!fresh && !guard_writers_) return true;
+    auto r = fresh ? lease_and_recheck(e, id, pool_.settings().ignore_mtime, lease, shown(e))
+                   : lease_unwritten(e, lease, shown(e));
     if (!r) return std::unexpected(r.error());
     if (*r == Recheck::same) return true;
     skip_file(e, *r == Recheck::busy ? skip::kBusy : skip::kChanged);
@@ -356,13 +377,15 @@ Result<void> Importer::make_object(Txn& txn, const ObjectId& id, ObjectState& ob
         pending.erase(pending.begin());
         WalkEntry& e = batch[i];
         Fd lease;
-        auto ok = recheck_unsettled(e, id, lease);
+        auto ok = lease_before_acting(e, id, lease);
         if (!ok) return std::unexpected(ok.error());
         if (!*ok) continue;
         Result<MadeObject> made = MadeObject{};
         if (e.st.nlink == 1) {
             // The inode itself becomes the object: no path outside this guest gains protection.
-            made = adopt_object(pool_, id, e.dir->get(), e.name, e.st, shown(e));
+            // Its lease, if any, is asked again once the object is protected.
+            made = adopt_object(pool_, id, e.dir->get(), e.name, e.st, shown(e),
+                                [&] { return !lease.valid() || lease_intact(lease.get()); });
         } else {
             auto src = open_guest_file(e, shown(e));
             if (!src) return std::unexpected(src.error());
@@ -426,7 +449,7 @@ Result<void> Importer::link_members(Txn& txn, const ObjectId& id, ObjectState& o
         auto act = [&]() -> Result<void> {
             while (!pending.empty()) {
                 WalkEntry& e = batch[pending.front()];
-                std::string tmp = unique_temp_name(pool_.temp_prefix(), id.hex());
+                std::string tmp = pool_.temp_prefix() + id.hex() + ".";
                 dir_times_.before(e.dir->get());
                 auto r = link_over(
                     pool_.objects_fd(), name, e.dir->get(), e.name, e.st,
@@ -483,13 +506,13 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
         if (auto r = record_link(txn, batch[i], id, obj.replica, *obj.st); !r) return r;
     // 3. No object yet: make it from the first member that yields it.
     if (auto r = make_object(txn, id, obj, pending, batch, hashed); !r) return r;
-    // 4. Unsettled members are leased and re-read before the window opens; the lease is
-    //    asked once more just before each rename.
+    // 4. Members are leased (and unsettled ones re-read) before the window opens; the lease
+    //    is asked once more just before each rename.
     std::unordered_map<size_t, Fd> leases;
     std::vector<size_t> rechecked;
     for (size_t i : pending) {
         Fd lease;
-        auto ok = recheck_unsettled(batch[i], id, lease);
+        auto ok = lease_before_acting(batch[i], id, lease);
         if (!ok) return std::unexpected(ok.error());
         if (!*ok) continue;
         if (lease.valid()) leases[i] = std::move(lease);
@@ -674,6 +697,7 @@ Result<ImportSummary> Importer::run() {
     auto root = open_guest_root(pool_, opt_.root);
     if (!root) return std::unexpected(root.error());
     root_ = std::move(*root);
+    guard_writers_ = flag_spares_earlier_writers(root_.fd.get());
     // Before anything is registered: an unreadable package database stops the import.
     auto packages = read_package_config(root_.fd.get(), root_.path);
     if (!packages) return std::unexpected(context(packages.error(), "import " + opt_.name));

@@ -151,7 +151,8 @@ Result<std::string> GuestResolver::resolve(const std::string& path) {
 
 Result<std::optional<std::string>> read_guest_file(int root_fd, const std::string& rel,
                                                    const std::string& shown, size_t max_bytes) {
-    auto fd = open_beneath(root_fd, rel, O_RDONLY, shown);
+    // O_NONBLOCK: a FIFO planted here must not block the open (importer/guest_file.h).
+    auto fd = open_beneath(root_fd, rel, O_RDONLY | O_NONBLOCK, shown);
     if (!fd) {
         int err = fd.error().err;
         if (err == ENOENT) return std::optional<std::string>();

@@ -127,7 +127,8 @@ class ScratchDir {
 // Copies guest file `name` (in dir_fd) to dest; false if it does not exist.
 Result<bool> copy_out(int dir_fd, const std::string& name, const std::string& shown,
                       const std::string& dest) {
-    auto in = open_beneath(dir_fd, name, O_RDONLY, shown);
+    // O_NONBLOCK: a FIFO planted here must not block the open (importer/guest_file.h).
+    auto in = open_beneath(dir_fd, name, O_RDONLY | O_NONBLOCK, shown);
     if (!in) {
         if (in.error().err == ENOENT) return false;
         return std::unexpected(in.error());

@@ -29,8 +29,7 @@ int64_t settle_cutoff_ns() {
     return fault_settle_cutoff(int64_t(now.tv_sec) * 1000000000 + now.tv_nsec - cs * 10000000);
 }
 
-Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected, bool ignore_mtime,
-                                  Fd& lease, const std::string& shown) {
+Result<Recheck> lease_unwritten(const WalkEntry& e, Fd& lease, const std::string& shown) {
     auto f = open_guest_file(e, shown);
     if (!f) return std::unexpected(f.error());
     if (f->state == GuestFile::unreadable) return std::unexpected(f->error);
@@ -38,8 +37,15 @@ Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected, 
     lease = std::move(f->fd);
     if (fcntl(lease.get(), F_SETLEASE, F_RDLCK) != 0) {
         if (errno == EAGAIN || errno == EBUSY) return Recheck::busy;  // open for writing now
-        // EINVAL/ENOLCK: no leases on this filesystem; the re-read below is all there is.
+        // EINVAL/ENOLCK: no leases on this filesystem; what the caller re-reads is all there is.
     }
+    return Recheck::same;
+}
+
+Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected, bool ignore_mtime,
+                                  Fd& lease, const std::string& shown) {
+    auto leased = lease_unwritten(e, lease, shown);
+    if (!leased || *leased != Recheck::same) return leased;
     auto now = identify_fd(lease.get(), shown, ignore_mtime);
     if (!now) return std::unexpected(now.error());
     if (!now->st.unchanged(e.st)) return Recheck::changed;

@@ -33,4 +33,8 @@ Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected, 
 // True while nobody has opened the leased file for writing since it was leased.
 bool lease_intact(int fd);
 
+// The read lease alone (no re-read): busy while any process holds the walked file open for
+// writing, changed if the name is no longer that file. The lease lives as long as `lease`.
+Result<Recheck> lease_unwritten(const WalkEntry& e, Fd& lease, const std::string& shown);
+
 }  // namespace unify

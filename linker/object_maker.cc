@@ -8,6 +8,7 @@
 
 #include "linker/copy.h"
 #include "store/fault.h"
+#include "store/fresh_file.h"
 #include "store/identify.h"
 #include "store/parallel.h"
 
@@ -78,13 +79,17 @@ static Result<MadeObject> adopt_link_protect(const Pool& pool, const ObjectId& i
 
 // The protected object hashed again: made if it is still what `id` says, else withdrawn.
 static Result<MadeObject> adopt_verify(const Pool& pool, const ObjectId& id, int fd,
-                                       const Result<Identified>& again) {
+                                       const Result<Identified>& again,
+                                       const std::function<bool()>& unwritten) {
     MadeObject out;
     if (!again) {
         withdraw(pool, id, 0, fd);
         return std::unexpected(again.error());
     }
-    if (again->id != id) {  // written between the first hash and the flag
+    // Written between the first hash and the flag; or, where the flag does not stop fds
+    // opened before it (XFS, btrfs, tmpfs), opened for writing since the guest's file was
+    // leased: that writer would write the object for ever once the lease is let go.
+    if (again->id != id || (unwritten && !unwritten())) {
         withdraw(pool, id, 0, fd);
         return out;
     }
@@ -96,11 +101,13 @@ static Result<MadeObject> adopt_verify(const Pool& pool, const ObjectId& id, int
 
 static Result<MadeObject> adopt_unlogged(const Pool& pool, const ObjectId& id, int dirfd,
                                          const std::string& name, const FileStat& hashed,
-                                         const std::string& shown) {
+                                         const std::string& shown,
+                                         const std::function<bool()>& unwritten) {
     Fd fd;
     auto linked = adopt_link_protect(pool, id, dirfd, name, hashed, shown, fd);
     if (!linked || linked->outcome != MadeObject::made) return linked;
-    return adopt_verify(pool, id, fd.get(), rehash(pool, fd.get(), pool.object_shown(id)));
+    return adopt_verify(pool, id, fd.get(), rehash(pool, fd.get(), pool.object_shown(id)),
+                        unwritten);
 }
 
 static Result<MadeObject> copy_unlogged(const Pool& pool, const ObjectId& id, uint32_t replica,
@@ -110,9 +117,9 @@ static Result<MadeObject> copy_unlogged(const Pool& pool, const ObjectId& id, ui
     std::string tmp_shown = pool.path() + "/tmp/(unnamed)";
     std::string obj_name = Pool::object_name(id, replica),
                 obj_shown = pool.object_shown(id, replica);
-    int tfd = openat(pool.tmp_fd(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (tfd < 0) return sys_fail("open(O_TMPFILE)", pool.path() + "/tmp");
-    Fd tmp(tfd);
+    auto tmp = create_unnamed(pool.tmp_fd(), pool.path() + "/tmp");
+    if (!tmp) return std::unexpected(tmp.error());
+    int tfd = tmp->get();
     auto h = copy_with_metadata(src_fd, st, xattrs, tfd, shown, tmp_shown);
     if (!h) return std::unexpected(h.error());
     auto src_now = stat_fd(src_fd, shown);
@@ -124,13 +131,9 @@ static Result<MadeObject> copy_unlogged(const Pool& pool, const ObjectId& id, ui
     if (again->id != id)
         return fail("copying " + shown + " into the pool did not reproduce its metadata " +
                     "(an xattr or owner the pool's filesystem cannot store?)");
-    std::string fdpath = "/proc/self/fd/" + std::to_string(tfd);
-    // AT_SYMLINK_FOLLOW on the magic link gives the O_TMPFILE inode a name without needing
-    // CAP_DAC_READ_SEARCH for AT_EMPTY_PATH.
     fault_point("copy.link");
-    if (linkat(AT_FDCWD, fdpath.c_str(), pool.objects_fd(), obj_name.c_str(), AT_SYMLINK_FOLLOW) !=
-        0)
-        return sys_fail("linkat", obj_shown);
+    if (auto l = link_unnamed(tfd, pool.objects_fd(), obj_name, obj_shown); !l)
+        return std::unexpected(l.error());
     if (auto p = pool.protection().protect(tfd, obj_shown); !p) {
         withdraw(pool, id, replica, tfd);
         return std::unexpected(p.error());
@@ -147,9 +150,9 @@ static Result<MadeObject> copy_unlogged(const Pool& pool, const ObjectId& id, ui
 // log names it; a failure leaves the record for the next writer to finish.
 Result<MadeObject> adopt_object(const Pool& pool, const ObjectId& id, int dirfd,
                                 const std::string& name, const FileStat& hashed,
-                                const std::string& shown) {
+                                const std::string& shown, const std::function<bool()>& unwritten) {
     pool.intent().begin(IntentOp::adopt, Pool::object_name(id));
-    auto r = adopt_unlogged(pool, id, dirfd, name, hashed, shown);
+    auto r = adopt_unlogged(pool, id, dirfd, name, hashed, shown, unwritten);
     if (r) pool.intent().end();
     return r;
 }
@@ -181,7 +184,7 @@ std::vector<Result<MadeObject>> adopt_objects(const Pool& pool,
         for (size_t k = 0; k < n; ++k) {
             if (!fds[k].valid()) continue;
             const AdoptRequest& r = requests[base + k];
-            out[base + k] = adopt_verify(pool, r.id, fds[k].get(), again[k]);
+            out[base + k] = adopt_verify(pool, r.id, fds[k].get(), again[k], r.unwritten);
             if (out[base + k]) pool.intent().end(1 + k);
         }
     }

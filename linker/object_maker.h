@@ -7,6 +7,7 @@
 // An inode that changed under us yields `changed` and leaves nothing behind in the pool.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,9 +23,12 @@ struct MadeObject {
     ObjectRecord rec;
 };
 
+// `unwritten`, if given, is asked once the object is protected: false (the guest's read
+// lease was broken: a writer waits to open it) withdraws the object, outcome `changed`.
 Result<MadeObject> adopt_object(const Pool& pool, const ObjectId& id, int dirfd,
                                 const std::string& name, const FileStat& hashed,
-                                const std::string& shown);
+                                const std::string& shown,
+                                const std::function<bool()>& unwritten = {});
 
 // adopt_object for many objects at once, as import makes a batch's new objects: links and
 // flags on this thread, then the verifying re-reads on `jobs` threads. One intent slot per
@@ -35,6 +39,7 @@ struct AdoptRequest {
     std::string name;
     FileStat hashed;
     std::string shown;
+    std::function<bool()> unwritten;  // as for adopt_object
 };
 std::vector<Result<MadeObject>> adopt_objects(const Pool& pool,
                                               const std::vector<AdoptRequest>& requests,

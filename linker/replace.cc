@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "store/fault.h"
+#include "store/fresh_file.h"
 
 namespace unify {
 
@@ -49,9 +50,13 @@ Result<Replaced> rename_over(int dirfd, const std::string& temp_name, const std:
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
                            const std::string& name, const FileStat& expected,
                            const std::function<bool()>& still_unwritten,
-                           const std::string& temp_name, const std::string& shown) {
+                           const std::string& temp_prefix, const std::string& shown) {
     fault_point("replace.link");
-    if (linkat(objects_fd, object_name.c_str(), dirfd, temp_name.c_str(), 0) != 0) {
+    std::string temp_name;
+    for (;;) {
+        temp_name = temp_prefix + random_hex(8);
+        if (linkat(objects_fd, object_name.c_str(), dirfd, temp_name.c_str(), 0) == 0) break;
+        if (errno == EEXIST) continue;
         if (errno == EMLINK) return Replaced::emlink;
         return sys_fail("linkat", shown + " (temporary " + temp_name + ")");
     }

@@ -21,11 +21,12 @@ enum class Replaced {
 // Links objects_fd/object_name over dirfd/name. With stock immutable protection this must
 // run inside Pool::with_links_allowed of the object (which also records the window in the
 // intent log). `still_unwritten` is asked just before the rename (import: the read lease of
-// an unsettled file is intact, importer/settle.h).
+// an unsettled file is intact, importer/settle.h). The temporary is named temp_prefix +
+// random hex; a name that exists already (planted by the guest) is never used.
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
                            const std::string& name, const FileStat& expected,
                            const std::function<bool()>& still_unwritten,
-                           const std::string& temp_name, const std::string& shown);
+                           const std::string& temp_prefix, const std::string& shown);
 
 // Renames the prepared private file dirfd/temp_name over dirfd/name, which must still be the
 // inode `expected` (unshare: the object link). On failure the temporary is removed.

@@ -2,14 +2,15 @@
 
 #include <fcntl.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <ostream>
+#include <unordered_set>
 
 #include "linker/copy.h"
 #include "linker/dir_times.h"
 #include "linker/replace.h"
 #include "store/fault.h"
+#include "store/fresh_file.h"
 #include "store/guest_path.h"
 #include "store/guest_root.h"
 #include "store/interrupt.h"
@@ -24,9 +25,16 @@ constexpr size_t kBatch = 256;
 
 enum class Outcome { unshared, not_linked };
 
-std::string copy_suffix(const std::string& name) {
-    uint64_t h = XXH3_64bits(name.data(), name.size());
-    return to_hex(reinterpret_cast<const uint8_t*>(&h), sizeof h);
+// Removes, by name, the copies a killed unshare named but never renamed into place
+// (".unify-<token>.copy.<random>"), once per directory per run.
+void sweep_copies(const Pool& pool, int dirfd, const std::string& dir,
+                  std::unordered_set<std::string>& swept) {
+    if (!swept.insert(dir).second) return;
+    auto entries = read_dir(dirfd, dir);
+    if (!entries) return;  // the unshare itself reports what is wrong with the directory
+    const std::string prefix = pool.temp_prefix() + "copy.";
+    for (const auto& e : *entries)
+        if (e.name.compare(0, prefix.size(), prefix) == 0) unlinkat(dirfd, e.name.c_str(), 0);
 }
 
 // A private copy written beside its link, not yet durable and not yet renamed over it.
@@ -46,7 +54,8 @@ void discard(const Prepared& p) {
 Result<std::optional<Prepared>> prepare_copy(Pool& pool, int root_fd, const std::string& root,
                                              const LinkRecord& l,
                                              const std::optional<ObjectRecord>& rec, size_t index,
-                                             DirTimes& dir_times) {
+                                             DirTimes& dir_times,
+                                             std::unordered_set<std::string>& swept) {
     using None = std::optional<Prepared>;
     std::string shown = join_path(root, l.path);
     auto gp = open_guest_parent(root_fd, l.path, shown);
@@ -67,23 +76,23 @@ Result<std::optional<Prepared>> prepare_copy(Pool& pool, int root_fd, const std:
     auto xattrs = read_xattrs(obj->get(), obj_shown);
     if (!xattrs) return std::unexpected(xattrs.error());
     int dirfd = (*gp)->dir.get();
-    // One fixed temporary name per path: a run killed before its rename left a copy under
-    // this name, and running unshare again reuses (truncates) it instead of leaving it.
-    std::string tmp = pool.temp_prefix() + "copy." + copy_suffix((*gp)->name);
+    sweep_copies(pool, dirfd, l.path.substr(0, l.path.rfind('/') + 1), swept);
+    // The copy is made unnamed in the guest's directory and named only when complete, at a
+    // random name (store/fresh_file.h): nothing the guest planted is ever opened or written.
+    // A run killed after the link leaves a "copy." temporary that import sweeps by name.
     fault_point("unshare.create");
     dir_times.before(dirfd);
-    int tfd =
-        openat(dirfd, tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (tfd < 0) return sys_fail("create", shown + " (temporary " + tmp + ")");
-    Fd t(tfd);
+    auto t = create_unnamed(dirfd, shown + " (copy)");
+    if (!t) return std::unexpected(t.error());
+    int tfd = t->get();
     auto h = copy_with_metadata(obj->get(), *obj_st, *xattrs, tfd, obj_shown, shown);
     if (h && rec && h->sha256 != rec->content)
         h = fail("object " + obj_shown + " does not match its recorded content; run unify verify");
-    if (!h) {
-        unlinkat(dirfd, tmp.c_str(), 0);
-        return std::unexpected(h.error());
-    }
-    return Prepared{index, std::move(**gp), **now, tmp, shown};
+    if (!h) return std::unexpected(h.error());
+    // Durable later, with the whole batch (one syncfs), before any copy replaces its link.
+    auto named = link_unnamed_fresh(tfd, dirfd, pool.temp_prefix() + "copy.", shown);
+    if (!named) return std::unexpected(named.error());
+    return Prepared{index, std::move(**gp), **now, *named, shown};
 }
 
 // Renames a durable copy over its link, inside the object's protection window.
@@ -176,6 +185,7 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
         }
     };
     DirTimes dir_times;  // guest directories get their times back after each batch
+    std::unordered_set<std::string> swept;  // directories whose stale copies are gone
     for (size_t start = 0; start < links->size(); start += kBatch) {
         auto txn = opt.dry_run ? pool.index().read() : pool.index().write();
         if (!txn) return std::unexpected(txn.error());
@@ -201,7 +211,7 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
                 count((*links)[i], size);
                 continue;
             }
-            auto p = prepare_copy(pool, root->fd.get(), root->path, l, *rec, i, dir_times);
+            auto p = prepare_copy(pool, root->fd.get(), root->path, l, *rec, i, dir_times, swept);
             if (!p) {
                 outcome = std::unexpected(p.error());
                 break;

@@ -5,12 +5,13 @@
 
 #include <charconv>
 
+#include "store/fresh_file.h"
+
 namespace unify {
 
 namespace {
 
 constexpr const char* kFile = "guests.conf";
-constexpr const char* kTemp = "guests.conf.tmp";
 constexpr size_t kMaxSize = size_t{64} << 20;  // far beyond any real guest list
 
 void put_field(std::string& out, const std::string& s) {
@@ -170,16 +171,8 @@ Result<void> write_guest_registry(const Pool& pool, const std::vector<GuestRecor
         for (const auto& r : g.excludes) field("rule", r);
         text += "\n";
     }
-    std::string tmp_shown = join_path(pool.path(), kTemp), shown = join_path(pool.path(), kFile);
-    int fd = openat(pool.fd(), kTemp, O_CREAT | O_TRUNC | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) return sys_fail("create", tmp_shown);
-    Fd f(fd);
-    if (auto w = write_all(fd, text.data(), text.size(), tmp_shown); !w) return w;
-    if (fsync(fd) != 0) return sys_fail("fsync", tmp_shown);
-    if (renameat(pool.fd(), kTemp, pool.fd(), kFile) != 0) return sys_fail("rename", shown);
-    // The rename is durable only once the directory is.
-    if (fsync(pool.fd()) != 0) return sys_fail("fsync", pool.path());
-    return {};
+    std::string shown = join_path(pool.path(), kFile);
+    return replace_small_file(pool.fd(), kFile, text, shown);
 }
 
 Result<std::vector<GuestRecord>> read_guest_registry(const Pool& pool) {

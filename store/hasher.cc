@@ -6,10 +6,13 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
 #include "store/fault.h"
+#include "store/interrupt.h"
+#include "store/sys.h"
 
 namespace unify {
 
@@ -48,26 +51,102 @@ Hashers& hashers() {
     return *t_hashers;
 }
 
+// pread, with the test-only injected errno (store/fault.h) and EINTR retried.
+ssize_t read_at(int fd, char* buf, size_t len, off_t off, const std::string& shown) {
+    for (;;) {
+        ssize_t n = pread(fd, buf, len, off);
+        if (int e = fault_errno("read", shown)) n = -1, errno = e;
+        if (n < 0 && errno == EINTR && !interrupted()) continue;
+        return n;
+    }
+}
+
+Result<void> write_at(int fd, const char* p, size_t len, off_t off, const std::string& shown) {
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, off);
+        if (n < 0 && errno == EINTR && !interrupted()) continue;
+        if (n < 0) return sys_fail("write", shown);
+        p += n, off += n, len -= size_t(n);
+    }
+    return {};
+}
+
+// Feeds `len` zero bytes (a hole) to the hashers.
+void hash_zeros(Hashers& h, uint64_t len) {
+    static const std::vector<char> zeros(1 << 16, 0);
+    for (; len > 0;) {
+        size_t n = size_t(std::min<uint64_t>(len, zeros.size()));
+        h.update(zeros.data(), n);
+        len -= n;
+    }
+}
+
+// Reads src [off, end) (end < 0: to EOF), feeding each chunk to the hashers and, if
+// dst >= 0, writing it at the same offset. Returns where EOF was met, or end.
+Result<off_t> stream_range(Hashers& h, int src, int dst, off_t off, off_t end,
+                           const std::string& src_shown, const std::string& dst_shown) {
+    while (end < 0 || off < end) {
+        size_t want = t_buffer.size();
+        if (end >= 0) want = size_t(std::min<off_t>(off_t(want), end - off));
+        ssize_t n = read_at(src, t_buffer.data(), want, off, src_shown);
+        if (n < 0) return sys_fail("read", src_shown);
+        if (n == 0) break;
+        h.update(t_buffer.data(), size_t(n));
+        if (dst >= 0) {
+            if (auto w = write_at(dst, t_buffer.data(), size_t(n), off, dst_shown); !w)
+                return std::unexpected(w.error());
+        }
+        off += n;
+    }
+    return off;
+}
+
 // Reads src to EOF, feeding each chunk to the hashers and, if dst >= 0, writing it there.
+// A copy skips src's holes (SEEK_DATA / SEEK_HOLE): they are hashed as the zeros they read
+// as, and left as holes in dst, so a sparse file costs its blocks, not its size. What is
+// hashed is always exactly what dst holds, even if src changes meanwhile.
 Result<ContentHash> stream(int src, int dst, const std::string& src_shown,
                            const std::string& dst_shown) {
     Hashers& h = hashers();
     h.start();
     ContentHash out;
     off_t off = 0;
-    for (;;) {
-        ssize_t n = pread(src, t_buffer.data(), t_buffer.size(), off);
-        if (int e = fault_errno("read", src_shown)) n = -1, errno = e;
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return sys_fail("read", src_shown);
-        if (n == 0) break;
-        h.update(t_buffer.data(), size_t(n));
-        if (dst >= 0) {
-            if (auto w = write_all(dst, t_buffer.data(), size_t(n), dst_shown); !w)
-                return std::unexpected(w.error());
+    bool sparse = dst >= 0;
+    while (sparse) {
+        off_t data = lseek(src, off, SEEK_DATA);
+        if (data < 0 && errno == ENXIO) {  // nothing but a hole up to EOF
+            off_t eof = lseek(src, 0, SEEK_END);
+            if (eof < 0) return sys_fail("lseek", src_shown);
+            if (eof > off) {
+                hash_zeros(h, uint64_t(eof - off));
+                off = eof;
+            }
+            break;
         }
-        off += n;
+        if (data < 0) {  // no SEEK_DATA here: copy every byte from off on
+            sparse = false;
+            break;
+        }
+        if (data > off) hash_zeros(h, uint64_t(data - off));
+        off = data;
+        off_t hole = lseek(src, off, SEEK_HOLE);
+        if (hole < 0 && errno == ENXIO) break;  // src shrank below off meanwhile: EOF
+        if (hole < 0) return sys_fail("lseek", src_shown);
+        auto at = stream_range(h, src, dst, off, hole, src_shown, dst_shown);
+        if (!at) return std::unexpected(at.error());
+        if (*at < hole) {  // EOF before the hole: src shrank meanwhile
+            off = *at;
+            break;
+        }
+        off = hole;
     }
+    if (!sparse) {
+        auto at = stream_range(h, src, dst, off, -1, src_shown, dst_shown);
+        if (!at) return std::unexpected(at.error());
+        off = *at;
+    }
+    // A trailing hole is written as the size; dst was empty.
+    if (dst >= 0 && ftruncate(dst, off) != 0) return sys_fail("ftruncate", dst_shown);
     out.size = uint64_t(off);
     h.finish(out);
     return out;

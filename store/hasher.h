@@ -19,8 +19,9 @@ struct ContentHash {
 // Reads fd from offset 0 to EOF with pread.
 Result<ContentHash> hash_fd(int fd, const std::string& shown);
 
-// Copies src (from offset 0) to dst (at its current offset) and hashes what it copied, so
-// the hash is of the bytes that were written, not of a source that may change under us.
+// Copies src (from offset 0) into the empty file dst (at the same offsets) and hashes what
+// it copied, so the hash is of the bytes that were written, not of a source that may change
+// under us. Holes stay holes.
 Result<ContentHash> copy_and_hash(int src, int dst, const std::string& src_shown,
                                   const std::string& dst_shown);
 

@@ -20,8 +20,13 @@ void install_interrupt_handlers() {
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
+    // No SA_RESTART: a system call that blocks (waiting for the lock, or anything a guest
+    // could make wait) returns EINTR, and its caller sees interrupted() and unwinds.
+    sa.sa_flags = 0;
     for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+    // A writer opening a file we hold a read lease on makes the kernel send SIGIO, whose
+    // default kills us; the leases are asked instead (importer/settle.h, store/protect.h).
+    signal(SIGIO, SIG_IGN);
 }
 
 bool interrupted() {

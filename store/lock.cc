@@ -11,6 +11,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "store/interrupt.h"
+
 namespace unify {
 
 namespace {
@@ -63,6 +65,7 @@ Result<PoolLock> PoolLock::acquire(int pool_fd, const std::string& pool_path,
     lock.fd_ = Fd(fd);
     for (;;) {
         if (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) == 0) break;
+        if (errno == EINTR && interrupted()) return std::unexpected(interrupted_error());
         if (errno == EINTR) continue;
         if (errno == EWOULDBLOCK)
             return fail("pool " + pool_path + " is busy: " + holder_of(fd) +

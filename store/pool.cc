@@ -10,21 +10,15 @@
 #include <cstdio>
 #include <sstream>
 
+#include "store/fresh_file.h"
+#include "store/hasher.h"
+#include "store/identify.h"
+
 namespace unify {
 
 namespace {
 
 constexpr const char* kConf = "pool.conf";
-
-std::string random_token() {
-    uint8_t b[8] = {};
-    if (getrandom(b, sizeof b, 0) != ssize_t(sizeof b)) {
-        // Never reached on Linux >= 3.17 with 8 bytes; fall back to something unique anyway.
-        uint64_t v = uint64_t(getpid()) << 32 ^ uint64_t(time(nullptr));
-        std::memcpy(b, &v, sizeof b);
-    }
-    return to_hex(b, sizeof b);
-}
 
 Result<std::string> read_small_file(int dirfd, const char* name, const std::string& shown) {
     int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -75,7 +69,7 @@ Result<PoolSettings> parse_conf(const std::string& text, const std::string& show
 
 Result<void> Pool::create(const std::string& path, const PoolSettings& in) {
     PoolSettings settings = in;
-    if (settings.token.empty()) settings.token = random_token();
+    if (settings.token.empty()) settings.token = random_hex(8);
     if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return sys_fail("mkdir", path);
     auto dir = open_dir_path(path);
     if (!dir) return std::unexpected(dir.error());
@@ -105,15 +99,7 @@ Result<void> Pool::create(const std::string& path, const PoolSettings& in) {
         "# unify pool settings, fixed at init\nversion=1\nprotect=" + to_string(settings.protect) +
         "\nignore_mtime=" + (settings.ignore_mtime ? "1" : "0") + "\ntoken=" + settings.token +
         "\n";
-    int fd = openat(dir->get(), "pool.conf.tmp", O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
-    if (fd < 0) return sys_fail("create", join_path(path, "pool.conf.tmp"));
-    Fd f(fd);
-    if (auto w = write_all(fd, conf.data(), conf.size(), join_path(path, "pool.conf.tmp")); !w)
-        return w;
-    if (fsync(fd) != 0) return sys_fail("fsync", join_path(path, "pool.conf.tmp"));
-    if (renameat(dir->get(), "pool.conf.tmp", dir->get(), kConf) != 0)
-        return sys_fail("rename", join_path(path, kConf));
-    return {};
+    return replace_small_file(dir->get(), kConf, conf, join_path(path, kConf));
 }
 
 Result<std::unique_ptr<Pool>> Pool::open(const std::string& path, bool with_index) {
@@ -247,7 +233,13 @@ Result<void> Pool::with_links_allowed(const ObjectId& id, uint32_t replica, int 
                                       const std::function<Result<void>()>& act) const {
     if (protection_.mode() != ProtectMode::immutable) return act();
     intent_.begin(IntentOp::window, object_name(id, replica));
-    auto r = protection_.run_lifted(object_fd, object_shown(id, replica), act);
+    // Where the lease cannot vouch for the window, the object is hashed again against its id.
+    auto intact = [&]() -> Result<bool> {
+        auto now = identify_fd(object_fd, object_shown(id, replica), settings_.ignore_mtime);
+        if (!now) return std::unexpected(now.error());
+        return now->id == id;
+    };
+    auto r = protection_.run_lifted(object_fd, object_shown(id, replica), act, intact);
     // On failure the record stays: the next writer makes sure the flag is back.
     if (r) intent_.end();
     return r;

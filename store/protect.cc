@@ -2,10 +2,13 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "store/fault.h"
+#include "store/interrupt.h"
 
 namespace unify {
 
@@ -144,24 +147,68 @@ Result<bool> Protection::is_protected(int fd, const std::string& shown) const {
 }
 
 Result<void> Protection::run_lifted(int object_fd, const std::string& shown,
-                                    const std::function<Result<void>()>& act) const {
+                                    const std::function<Result<void>()>& act,
+                                    const std::function<Result<bool>()>& intact) const {
     if (mode_ != ProtectMode::immutable) return act();
     auto before = stat_fd(object_fd, shown);
     if (!before) return std::unexpected(before.error());
+    // The lease is taken while the flag is still set, so no writable fd can appear before it.
+    // A writable fd that exists now (on ext4 a harmless one, left by a writer that waited
+    // through an earlier window) would write while the flag is off: wait up to ~2 s for it
+    // to close, then refuse.
+    bool leased = false;
+    for (int wait_us = 1000; !(leased = fcntl(object_fd, F_SETLEASE, F_RDLCK) == 0);) {
+        if ((errno != EAGAIN && errno != EBUSY) || wait_us > 512000 || interrupted()) break;
+        usleep(useconds_t(wait_us));
+        wait_us *= 2;
+    }
+    if (!leased && (errno == EAGAIN || errno == EBUSY))
+        return fail("object " + shown +
+                        " is open for writing by some process although it is protected; its "
+                        "protection is not lifted for linking. Find the process (fuser), then "
+                        "run unify verify --full",
+                    EBUSY);
     fault_point("window.unprotect");
-    if (auto r = unprotect(object_fd, shown); !r) return r;
+    if (auto r = unprotect(object_fd, shown); !r) {
+        if (leased) fcntl(object_fd, F_SETLEASE, F_UNLCK);
+        return r;
+    }
     Result<void> acted = act();
     fault_point("window.protect");
     Result<void> restored = protect(object_fd, shown);
+    // F_UNLCK here: someone opened the object for writing and waits for us to let go.
+    bool broken = leased && fcntl(object_fd, F_GETLEASE) != F_RDLCK;
+    if (leased) fcntl(object_fd, F_SETLEASE, F_UNLCK);
     auto after = stat_fd(object_fd, shown);
     if (!acted) return acted;
     if (!restored) return restored;
     if (!after) return std::unexpected(after.error());
-    if (after->size != before->size || after->mtime_ns != before->mtime_ns)
-        return fail("object " + shown +
-                    " was written while its immutable flag was lifted for linking (size or "
-                    "mtime changed); it no longer matches its id: run unify verify");
+    const std::string lifted = " while its immutable flag was lifted for linking";
+    if (after->size != before->size || after->mtime_ns != before->mtime_ns ||
+        after->mode != before->mode || after->uid != before->uid || after->gid != before->gid)
+        return fail("object " + shown + " was changed" + lifted +
+                    " (size, mtime, mode or owner); it no longer matches its id: run unify "
+                    "verify --full");
+    if (broken && flag_spares_earlier_writers(object_fd))
+        return fail("object " + shown + " was opened for writing" + lifted +
+                        ", on a filesystem where the flag does not stop an fd opened before it: "
+                        "that process can change it for every guest that links it. Run unify "
+                        "verify --full, and unify unshare for the guests that link it",
+                    EBUSY);
+    if ((broken || !leased) && intact) {
+        auto ok = intact();
+        if (!ok) return std::unexpected(ok.error());
+        if (!*ok)
+            return fail("object " + shown + " was written" + lifted +
+                        "; it no longer matches its id: run unify verify --full");
+    }
     return {};
+}
+
+bool flag_spares_earlier_writers(int fd) {
+    struct statfs sfs;
+    if (fstatfs(fd, &sfs) != 0) return true;
+    return sfs.f_type != EXT4_SUPER_MAGIC;  // ext2, ext3 and ext4 share the magic
 }
 
 }  // namespace unify

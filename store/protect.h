@@ -22,6 +22,14 @@ enum class ProtectMode { none, immutable, iunlink };
 std::string to_string(ProtectMode m);
 std::optional<ProtectMode> parse_protect_mode(const std::string& s);
 
+// Whether an fd opened for writing before the immutable flag was set still writes after it
+// (DESIGN.md, facts of the kernel, measured on 6.18): XFS, btrfs and tmpfs let it, only
+// ext2/3/4 refuse. There a file held open for writing must never become an object or be
+// linked over (import leases it first), and a writer that slipped into a protection window
+// keeps writing the object for ever. By fstatfs magic; anything not known to refuse counts
+// as sparing.
+bool flag_spares_earlier_writers(int fd);
+
 // /proc/virtual, or the vserver syscall answering anything but ENOSYS.
 bool is_vserver_kernel();
 
@@ -44,11 +52,19 @@ class Protection {
 
     // The body of Pool::with_links_allowed, which is the only caller (it adds the intent
     // record): runs `act` with the object's protection lifted if the kernel requires that
-    // for link, unlink and rename (stock immutable), and restores it whatever `act`
-    // returned. After the window, the object must still have the size and mtime it had
-    // before: a write that slipped in is reported as an error naming the object.
+    // for link, unlink and rename (stock immutable), and restores it whatever `act` returned.
+    // A read lease on object_fd, taken while the flag is still set, is held across the
+    // window: anyone opening the object for writing meanwhile waits in the kernel until the
+    // flag is back (on ext4 its writes then fail). A lease that cannot be had because the
+    // object is open for writing already refuses the window. After it, a lease broken (a
+    // writer waited) or unavailable means the bytes are confirmed by `intact` (a re-hash);
+    // and the object's size, mtime, mode and owner must be what they were before. Where the
+    // flag spares earlier fds (XFS, btrfs, tmpfs), a broken lease is reported as an error
+    // naming the object, since that writer now holds a writable fd on it
+    // (docs/threat-model.md).
     Result<void> run_lifted(int object_fd, const std::string& shown,
-                            const std::function<Result<void>()>& act) const;
+                            const std::function<Result<void>()>& act,
+                            const std::function<Result<bool>()>& intact = {}) const;
 
   private:
     ProtectMode mode_;

@@ -12,11 +12,20 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
+
+#include "store/fresh_file.h"
+#include "store/interrupt.h"
 
 namespace unify {
 
 namespace {
+
+// Nanoseconds since 1970, modulo 2^64: int64 holds 1677..2262 exactly, and filesystems
+// store 1901..2486 (ext4, XFS bigtime), whose span still fits 64 bits, so equal times give
+// equal values and different ones different values. No signed overflow: unsigned wraps.
+int64_t to_ns(const struct statx_timestamp& t) {
+    return int64_t(uint64_t(t.tv_sec) * 1000000000u + t.tv_nsec);
+}
 
 FileStat from_statx(const struct statx& sx) {
     FileStat st;
@@ -27,8 +36,11 @@ FileStat from_statx(const struct statx& sx) {
     st.gid = sx.stx_gid;
     st.nlink = sx.stx_nlink;
     st.size = sx.stx_size;
-    st.mtime_ns = int64_t(sx.stx_mtime.tv_sec) * 1000000000 + sx.stx_mtime.tv_nsec;
-    st.ctime_ns = int64_t(sx.stx_ctime.tv_sec) * 1000000000 + sx.stx_ctime.tv_nsec;
+    st.blocks = sx.stx_blocks;
+    st.mtime_ns = to_ns(sx.stx_mtime);
+    st.ctime_ns = to_ns(sx.stx_ctime);
+    st.mtime_sec = sx.stx_mtime.tv_sec;
+    st.mtime_nsec = sx.stx_mtime.tv_nsec;
     st.mnt_id = (sx.stx_mask & STATX_MNT_ID) ? sx.stx_mnt_id : 0;
     st.mount_root = (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
                     (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
@@ -69,7 +81,7 @@ Result<Fd> open_beneath(int dirfd, const std::string& rel, int flags, const std:
         long fd = syscall(SYS_openat2, dirfd, p, &how, sizeof how);
         if (fd >= 0) return Fd(int(fd));
         // The kernel asks for a retry when a rename raced with the lookup.
-        if (errno == EAGAIN || errno == EINTR) continue;
+        if (errno == EAGAIN || (errno == EINTR && !interrupted())) continue;
         return sys_fail("openat2", shown);
     }
 }
@@ -148,8 +160,7 @@ Result<void> set_inode_flags(int fd, unsigned flags, const std::string& shown) {
 }
 
 std::string unique_temp_name(const std::string& prefix, const std::string& token) {
-    static std::atomic<uint64_t> counter{0};
-    return prefix + token + "." + std::to_string(getpid()) + "." + std::to_string(++counter);
+    return prefix + token + "." + random_hex(8);
 }
 
 Result<std::vector<DirEntry>> read_dir(int dirfd, const std::string& shown) {
@@ -160,7 +171,7 @@ Result<std::vector<DirEntry>> read_dir(int dirfd, const std::string& shown) {
     alignas(struct dirent64) char buf[32768];
     for (;;) {
         ssize_t n = getdents64(dirfd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EINTR && !interrupted()) continue;
         if (n < 0) return sys_fail("getdents64", shown);
         if (n == 0) break;
         for (ssize_t at = 0; at < n;) {
@@ -178,7 +189,7 @@ Result<void> write_all(int fd, const void* data, size_t len, const std::string& 
     auto p = static_cast<const char*>(data);
     while (len > 0) {
         ssize_t n = ::write(fd, p, len);
-        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EINTR && !interrupted()) continue;
         if (n < 0) return sys_fail("write", shown);
         p += n;
         len -= size_t(n);

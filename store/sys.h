@@ -27,8 +27,11 @@ struct FileStat {
     uint32_t gid = 0;
     uint64_t nlink = 0;
     uint64_t size = 0;
-    int64_t mtime_ns = 0;
+    uint64_t blocks = 0;   // st_blocks, 512-byte units actually allocated (holes are free)
+    int64_t mtime_ns = 0;  // ns since 1970 (modulo 2^64 past 2262: for comparing, not dates)
     int64_t ctime_ns = 0;
+    int64_t mtime_sec = 0;  // the kernel's own mtime, what a faithful copy gives back
+    uint32_t mtime_nsec = 0;
     uint64_t mnt_id = 0;
     bool mount_root = false;  // STATX_ATTR_MOUNT_ROOT: a mount point, never crossed
     bool immutable = false;   // STATX_ATTR_IMMUTABLE (FS_IMMUTABLE_FL), where reported
@@ -73,7 +76,8 @@ Result<void> write_xattrs(int fd, const Xattrs& xattrs, const std::string& shown
 Result<unsigned> get_inode_flags(int fd, const std::string& shown);
 Result<void> set_inode_flags(int fd, unsigned flags, const std::string& shown);
 
-// A name no guest could have chosen for its own file: prefix, pool token, pid, counter.
+// A name nobody can predict: prefix, token, 16 random hex digits. A guest still sees it
+// once it exists, so it is only ever created with linkat (EEXIST: draw another).
 std::string unique_temp_name(const std::string& prefix, const std::string& token);
 
 // Reads the whole of dirfd's entries (name, d_type). Leaves dirfd's own offset alone.

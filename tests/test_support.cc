@@ -320,7 +320,7 @@ LoopFs::LoopFs(const std::string& type, size_t megabytes, const std::string& mkf
     }
     std::string q = "'" + image_ + "'";
     if (sh("truncate -s " + std::to_string(megabytes) + "M " + q) != 0 ||
-        sh("mkfs." + type + " -q " + (type == "xfs" ? "-f " : "-F ") + mkfs_options + " " + q +
+        sh("mkfs." + type + " -q " + (type == "ext4" ? "-F " : "-f ") + mkfs_options + " " + q +
            " >/dev/null 2>&1") != 0) {
         reason_ = "mkfs." + type + " failed";
         return;
