@@ -46,7 +46,7 @@ TEST(MergedUsr, WhoAndUnshareReachUsrLibThroughLib) {
     // unshare with the path as dpkg -L prints it.
     auto r = s.unify({"unshare", "g1", "/lib/systemd/system/app.service"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "files made private 1\n")) << r.out << r.err;
+    EXPECT_TRUE(contains_squeezed(r.out, "files made private 1\n")) << r.out << r.err;
     EXPECT_FALSE(contains(r.err, "not unified")) << r.err;
     EXPECT_EQ(stat_path(s.g1 + "/usr/lib/systemd/system/app.service").st_nlink, 1u);
     EXPECT_FALSE(is_immutable(s.g1 + "/usr/lib/systemd/system/app.service"));

@@ -126,6 +126,17 @@ std::string need_tools(std::initializer_list<const char*> tools) {
     return "";
 }
 
+// After the upgrade in g1: v2's data is there, g2 did not change, and a re-import of g1
+// shares the files v2 did not change with g2 again.
+void expect_upgraded_and_shared_again(const Guests& s, const std::string& m2) {
+    EXPECT_EQ(read_file(s.g1 + "/usr/share/fixture/data"), "data v2\n");
+    EXPECT_EQ(manifest(s.g2), m2) << "g2 changed";
+    auto r = s.unify({"import", "g1", s.g1});
+    EXPECT_EQ(r.status, 0) << r.err;
+    r = s.unify({"who", "g1:/usr/share/fixture/common"});
+    EXPECT_TRUE(contains(r.out, "g2  /usr/share/fixture/common")) << r.out;
+}
+
 // Builds the fixture packages and installs v1 with dpkg into g1, g2 and g3; "" or the
 // failing dpkg's output.
 std::string install_fixture_v1(const Guests& s) {
@@ -281,13 +292,7 @@ TEST(PackageUpgrade, RpmUpgradeAfterUnshareByPackage) {
     auto [rc1, out1] = rpm(s.g1, "-U --nodeps '" + s.debs + "/fixture_2.rpm'");
     EXPECT_EQ(rc1, 0) << out1;
     EXPECT_EQ(problem_lines(out1), "") << out1;
-    EXPECT_EQ(read_file(s.g1 + "/usr/share/fixture/data"), "data v2\n");
-    EXPECT_EQ(manifest(s.g2), m2) << "g2 changed";
-
-    r = s.unify({"import", "g1", s.g1});
-    EXPECT_EQ(r.status, 0) << r.err;
-    r = s.unify({"who", "g1:/usr/share/fixture/common"});
-    EXPECT_TRUE(contains(r.out, "g2  /usr/share/fixture/common")) << r.out;
+    expect_upgraded_and_shared_again(s, m2);
 }
 
 // --- pacman ---
@@ -341,13 +346,7 @@ TEST(PackageUpgrade, PacmanUpgradeAfterUnshareByPackage) {
     auto [rc1, out1] = pacman(s.g1, "-U '" + s.debs + "/fixture_2.pkg.tar.gz'");
     EXPECT_EQ(rc1, 0) << out1;
     EXPECT_EQ(problem_lines(out1), "") << out1;
-    EXPECT_EQ(read_file(s.g1 + "/usr/share/fixture/data"), "data v2\n");
-    EXPECT_EQ(manifest(s.g2), m2) << "g2 changed";
-
-    r = s.unify({"import", "g1", s.g1});
-    EXPECT_EQ(r.status, 0) << r.err;
-    r = s.unify({"who", "g1:/usr/share/fixture/common"});
-    EXPECT_TRUE(contains(r.out, "g2  /usr/share/fixture/common")) << r.out;
+    expect_upgraded_and_shared_again(s, m2);
 }
 
 }  // namespace
