@@ -30,6 +30,7 @@
 #include "linker/dir_times.h"
 #include "linker/object_maker.h"
 #include "linker/replace.h"
+#include "linker/scatter.h"
 #include "store/fault.h"
 #include "store/guest_registry.h"
 #include "store/guest_root.h"
@@ -277,7 +278,7 @@ Result<void> Importer::sweep_temp(Txn& txn, const WalkEntry& e) {
     if (!t->object) return act();
     auto fd = pool_.open_object(*t->object, t->replica);
     if (!fd) return std::unexpected(fd.error());
-    return pool_.with_links_allowed(*t->object, t->replica, fd->get(), act);
+    return with_links_guarded(pool_, &txn, *t->object, t->replica, fd->get(), act, log_);
 }
 
 // Records a new object and, when the guest's inode became it, the link of that path.
@@ -478,7 +479,12 @@ Result<void> Importer::link_members(Txn& txn, const ObjectId& id, ObjectState& o
             }
             return {};
         };
-        if (auto r = pool_.with_links_allowed(id, obj.replica, fd->get(), act); !r) return r;
+        if (auto r = with_links_guarded(pool_, &txn, id, obj.replica, fd->get(), act, log_); !r)
+            return r;
+        // A window a writer broke into gives the pool's name a fresh inode (linker/scatter.h).
+        auto now = pool_.stat_object(id, obj.replica);
+        if (!now) return std::unexpected(now.error());
+        if (*now) obj.st = **now;
         if (!full) break;
         if (auto r = next_replica(txn, id, obj); !r) return r;
     }

@@ -11,9 +11,10 @@
 #include <set>
 #include <unordered_map>
 
-#include "store/guest_root.h"
+#include "linker/scatter.h"
 #include "store/fault.h"
 #include "store/guest_path.h"
+#include "store/guest_root.h"
 #include "store/interrupt.h"
 
 namespace unify {
@@ -94,7 +95,7 @@ Result<bool> Deleter::unlink_in_window(const ObjectId& id, uint32_t replica,
         }
         return {};
     };
-    if (auto r = pool_.with_links_allowed(id, replica, obj->get(), act); !r)
+    if (auto r = with_links_guarded(pool_, nullptr, id, replica, obj->get(), act, log_); !r)
         return std::unexpected(r.error());
     return true;
 }

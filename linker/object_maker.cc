@@ -110,9 +110,12 @@ static Result<MadeObject> adopt_unlogged(const Pool& pool, const ObjectId& id, i
                         unwritten);
 }
 
+// `over`: the object's name exists and is replaced (renamed over from POOL/tmp) instead of
+// made.
 static Result<MadeObject> copy_unlogged(const Pool& pool, const ObjectId& id, uint32_t replica,
                                         int src_fd, const FileStat& st, const Xattrs& xattrs,
-                                        const Digest& content, const std::string& shown) {
+                                        const Digest& content, const std::string& shown,
+                                        bool over = false) {
     MadeObject out;
     std::string tmp_shown = pool.path() + "/tmp/(unnamed)";
     std::string obj_name = Pool::object_name(id, replica),
@@ -132,8 +135,18 @@ static Result<MadeObject> copy_unlogged(const Pool& pool, const ObjectId& id, ui
         return fail("copying " + shown + " into the pool did not reproduce its metadata " +
                     "(an xattr or owner the pool's filesystem cannot store?)");
     fault_point("copy.link");
-    if (auto l = link_unnamed(tfd, pool.objects_fd(), obj_name, obj_shown); !l)
+    if (over) {
+        auto named = link_unnamed_fresh(tfd, pool.tmp_fd(), "renew.", tmp_shown);
+        if (!named) return std::unexpected(named.error());
+        if (renameat(pool.tmp_fd(), named->c_str(), pool.objects_fd(), obj_name.c_str()) != 0) {
+            int e = errno;
+            unlinkat(pool.tmp_fd(), named->c_str(), 0);
+            errno = e;
+            return sys_fail("renameat", pool.path() + "/tmp/" + *named + " -> " + obj_shown);
+        }
+    } else if (auto l = link_unnamed(tfd, pool.objects_fd(), obj_name, obj_shown); !l) {
         return std::unexpected(l.error());
+    }
     if (auto p = pool.protection().protect(tfd, obj_shown); !p) {
         withdraw(pool, id, replica, tfd);
         return std::unexpected(p.error());
@@ -198,6 +211,20 @@ Result<MadeObject> copy_object(const Pool& pool, const ObjectId& id, uint32_t re
     auto r = copy_unlogged(pool, id, replica, src_fd, st, xattrs, content, shown);
     if (r) pool.intent().end();
     return r;
+}
+
+Result<MadeObject> renew_object(const Pool& pool, const ObjectId& id, uint32_t replica,
+                                int src_fd) {
+    std::string shown = pool.object_shown(id, replica);
+    auto now = rehash(pool, src_fd, shown);
+    if (!now) return std::unexpected(now.error());
+    if (now->id != id)
+        return fail("object " + shown + " no longer matches its id: run unify verify");
+    auto made = copy_unlogged(pool, id, replica, src_fd, now->st, now->xattrs, now->hash.sha256,
+                              shown, true);
+    if (made && made->outcome != MadeObject::made)
+        return fail("object " + shown + " changed while it was copied: run unify verify");
+    return made;
 }
 
 Result<MadeObject> make_replica(const Pool& pool, const ObjectId& id, uint32_t replica) {

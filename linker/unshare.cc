@@ -6,9 +6,10 @@
 #include <ostream>
 #include <unordered_set>
 
-#include "linker/copy.h"
 #include "linker/dir_times.h"
+#include "linker/private_copy.h"
 #include "linker/replace.h"
+#include "linker/scatter.h"
 #include "store/fault.h"
 #include "store/fresh_file.h"
 #include "store/guest_path.h"
@@ -25,79 +26,9 @@ constexpr size_t kBatch = 256;
 
 enum class Outcome { unshared, not_linked };
 
-// Removes, by name, the copies a killed unshare named but never renamed into place
-// (".unify-<token>.copy.<random>"), once per directory per run.
-void sweep_copies(const Pool& pool, int dirfd, const std::string& dir,
-                  std::unordered_set<std::string>& swept) {
-    if (!swept.insert(dir).second) return;
-    auto entries = read_dir(dirfd, dir);
-    if (!entries) return;  // the unshare itself reports what is wrong with the directory
-    const std::string prefix = pool.temp_prefix() + "copy.";
-    for (const auto& e : *entries)
-        if (e.name.compare(0, prefix.size(), prefix) == 0) unlinkat(dirfd, e.name.c_str(), 0);
-}
-
-// A private copy written beside its link, not yet durable and not yet renamed over it.
-struct Prepared {
-    size_t index;  // into the list of links
-    GuestPath gp;
-    FileStat now;  // the link as it was when copied: the rename checks it still is
-    std::string tmp;
-    std::string shown;
-};
-
-void discard(const Prepared& p) {
-    unlinkat(p.gp.dir.get(), p.tmp.c_str(), 0);
-}
-
-// Writes the copy of one link; nothing when the path is no longer the object.
-Result<std::optional<Prepared>> prepare_copy(Pool& pool, int root_fd, const std::string& root,
-                                             const LinkRecord& l,
-                                             const std::optional<ObjectRecord>& rec, size_t index,
-                                             DirTimes& dir_times,
-                                             std::unordered_set<std::string>& swept) {
-    using None = std::optional<Prepared>;
-    std::string shown = join_path(root, l.path);
-    auto gp = open_guest_parent(root_fd, l.path, shown);
-    if (!gp) return std::unexpected(gp.error());
-    if (!*gp) return None();
-    auto obj = pool.open_object(l.id, l.replica);
-    if (!obj) {
-        if (obj.error().err == ENOENT) return None();
-        return std::unexpected(obj.error());
-    }
-    std::string obj_shown = pool.object_shown(l.id, l.replica);
-    auto obj_st = stat_fd(obj->get(), obj_shown);
-    if (!obj_st) return std::unexpected(obj_st.error());
-    auto now = stat_if_exists((*gp)->dir.get(), (*gp)->name, shown);
-    if (!now) return std::unexpected(now.error());
-    if (!*now || !(*now)->same_inode(*obj_st)) return None();
-
-    auto xattrs = read_xattrs(obj->get(), obj_shown);
-    if (!xattrs) return std::unexpected(xattrs.error());
-    int dirfd = (*gp)->dir.get();
-    sweep_copies(pool, dirfd, l.path.substr(0, l.path.rfind('/') + 1), swept);
-    // The copy is made unnamed in the guest's directory and named only when complete, at a
-    // random name (store/fresh_file.h): nothing the guest planted is ever opened or written.
-    // A run killed after the link leaves a "copy." temporary that import sweeps by name.
-    fault_point("unshare.create");
-    dir_times.before(dirfd);
-    auto t = create_unnamed(dirfd, shown + " (copy)");
-    if (!t) return std::unexpected(t.error());
-    int tfd = t->get();
-    auto h = copy_with_metadata(obj->get(), *obj_st, *xattrs, tfd, obj_shown, shown);
-    if (h && rec && h->sha256 != rec->content)
-        h = fail("object " + obj_shown + " does not match its recorded content; run unify verify");
-    if (!h) return std::unexpected(h.error());
-    // Durable later, with the whole batch (one syncfs), before any copy replaces its link.
-    auto named = link_unnamed_fresh(tfd, dirfd, pool.temp_prefix() + "copy.", shown);
-    if (!named) return std::unexpected(named.error());
-    return Prepared{index, std::move(**gp), **now, *named, shown};
-}
-
 // Renames a durable copy over its link, inside the object's protection window.
-Result<Outcome> install_copy(Pool& pool, const LinkRecord& l, const Prepared& p,
-                             DirTimes& dir_times) {
+Result<Outcome> install_copy(Pool& pool, Txn& txn, const LinkRecord& l, const Prepared& p,
+                             DirTimes& dir_times, std::ostream& log) {
     int dirfd = p.gp.dir.get();
     auto obj = pool.open_object(l.id, l.replica);
     if (!obj) {
@@ -110,7 +41,7 @@ Result<Outcome> install_copy(Pool& pool, const LinkRecord& l, const Prepared& p,
         replaced = rename_over(dirfd, p.tmp, p.gp.name, p.now, p.shown);
         return replaced ? Result<void>() : std::unexpected(replaced.error());
     };
-    if (auto r = pool.with_links_allowed(l.id, l.replica, obj->get(), act); !r) {
+    if (auto r = with_links_guarded(pool, &txn, l.id, l.replica, obj->get(), act, log); !r) {
         // The window may fail before act() ran (the flag could not be lifted): the copy must
         // not stay behind in the guest. After a rename the name is gone and this is a no-op.
         discard(p);
@@ -163,8 +94,8 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
     if (!*g) return fail("unshare: no guest named '" + opt.name + "' (see unify list)");
     auto root = open_guest_root(pool, **g);
     if (!root) return std::unexpected(context(root.error(), "unshare " + opt.name));
-    auto links = select ? select(**rtxn, **g, *root, sum)
-                        : recorded_links(**rtxn, **g, *root, opt, log);
+    auto links =
+        select ? select(**rtxn, **g, *root, sum) : recorded_links(**rtxn, **g, *root, opt, log);
     if (!links) return std::unexpected(context(links.error(), "unshare " + opt.name));
     (*rtxn)->commit();
 
@@ -238,7 +169,7 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
         for (; outcome && installed < ready.size(); ++installed) {
             const Prepared& p = ready[installed];
             const UnshareTarget& s = (*links)[p.index];
-            auto r = install_copy(pool, s.link, p, dir_times);
+            auto r = install_copy(pool, **txn, s.link, p, dir_times, log);
             if (!r) {
                 outcome = std::unexpected(r.error());
                 ++installed;  // install_copy removed its copy

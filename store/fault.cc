@@ -25,13 +25,19 @@ bool names_hit(const std::string& spec, const char* step, long n) {
            atol(spec.c_str() + colon + 1) == n;
 }
 
-// UNIFY_FAULT_WRITE="step:N:PATH": append a byte to PATH and restore its mtime.
-void hostile_write(const char* spec, const char* step, long n) {
+// "step:N:PATH": PATH if this is the n-th hit of `step`, else empty.
+std::string path_at_hit(const char* spec, const char* step, long n) {
     std::string s = spec;
     size_t c1 = s.find(':');
     size_t c2 = c1 == std::string::npos ? c1 : s.find(':', c1 + 1);
-    if (c2 == std::string::npos || !names_hit(s.substr(0, c2), step, n)) return;
-    std::string path = s.substr(c2 + 1);
+    if (c2 == std::string::npos || !names_hit(s.substr(0, c2), step, n)) return {};
+    return s.substr(c2 + 1);
+}
+
+// UNIFY_FAULT_WRITE="step:N:PATH": append a byte to PATH and restore its mtime.
+void hostile_write(const char* spec, const char* step, long n) {
+    std::string path = path_at_hit(spec, step, n);
+    if (path.empty()) return;
     // O_NONBLOCK: where this process holds a read lease on PATH, the open breaks it (what the
     // import must notice) and fails with EWOULDBLOCK instead of waiting for ourselves.
     int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -44,6 +50,48 @@ void hostile_write(const char* spec, const char* step, long n) {
     close(fd);
 }
 
+// A lease of this process is being broken: "1: LEASE  BREAKING  READ  <pid> ..." in /proc/locks.
+bool own_lease_breaking() {
+    int fd = open("/proc/locks", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    std::string all;
+    char buf[8192];
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) all.append(buf, size_t(n));
+    close(fd);
+    const std::string pid = " " + std::to_string(getpid()) + " ";
+    for (size_t at = 0, end; at < all.size(); at = end + 1) {
+        end = all.find('\n', at);
+        if (end == std::string::npos) end = all.size();
+        std::string line = all.substr(at, end - at);
+        if (line.find("LEASE  BREAKING") != std::string::npos &&
+            line.find(pid) != std::string::npos)
+            return true;
+    }
+    return false;
+}
+
+// UNIFY_FAULT_WRITER="step:N:PATH": another process opens PATH for writing, as a guest's
+// process would, and once it has its fd writes "EVIL" at offset 0, puts the mtime back and
+// creates $UNIFY_FAULT_WRITER_DONE. Where this process holds a read lease on PATH, that open
+// waits in the kernel until the lease is let go; the run goes on once it waits there.
+void hostile_writer(const char* spec, const char* step, long n) {
+    std::string path = path_at_hit(spec, step, n);
+    if (path.empty()) return;
+    const char* done = getenv("UNIFY_FAULT_WRITER_DONE");
+    pid_t child = fork();
+    if (child == 0) {
+        int fd = open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && pwrite(fd, "EVIL", 4, 0) == 4) {
+            struct timespec t[2] = {st.st_atim, st.st_mtim};
+            futimens(fd, t);
+        }
+        if (done) close(open(done, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+        _exit(fd >= 0 ? 0 : 1);
+    }
+    for (int i = 0; child > 0 && i < 200 && !own_lease_breaking(); ++i) usleep(10000);
+}
+
 }  // namespace
 
 void fault_point(const char* step) {
@@ -52,7 +100,8 @@ void fault_point(const char* step) {
     static const char* spec = getenv("UNIFY_FAULT");
     static const char* trace = getenv("UNIFY_FAULT_TRACE");
     static const char* write_spec = getenv("UNIFY_FAULT_WRITE");
-    if (!spec && !trace && !write_spec) return;
+    static const char* writer_spec = getenv("UNIFY_FAULT_WRITER");
+    if (!spec && !trace && !write_spec && !writer_spec) return;
     std::lock_guard<std::mutex> lock(mu);
     long n = ++hits[step];
     if (trace) {
@@ -64,6 +113,7 @@ void fault_point(const char* step) {
         }
     }
     if (write_spec) hostile_write(write_spec, step, n);
+    if (writer_spec) hostile_writer(writer_spec, step, n);
     if (spec && names_hit(spec, step, n)) kill(getpid(), SIGKILL);
 }
 

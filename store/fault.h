@@ -15,6 +15,10 @@
 //   UNIFY_FAULT_WRITE="step:N:PATH"  at the N-th time fault_point("step") is reached, a
 //       byte is appended to PATH and its mtime put back, as a hostile guest would do, then
 //       the run goes on: a write landing exactly in the window a check must catch.
+//   UNIFY_FAULT_WRITER="step:N:PATH"  at that point another process opens PATH for writing
+//       (waiting in the kernel while a read lease holds it) and, once open, writes "EVIL" at
+//       offset 0; the run goes on when that process waits (or at once). It creates
+//       $UNIFY_FAULT_WRITER_DONE when it is done: a writer caught in a protection window.
 #pragma once
 
 #include <cstdint>

@@ -230,7 +230,8 @@ Result<Pool::Shard> Pool::list_shard(size_t shard) const {
 namespace unify {
 
 Result<void> Pool::with_links_allowed(const ObjectId& id, uint32_t replica, int object_fd,
-                                      const std::function<Result<void>()>& act) const {
+                                      const std::function<Result<void>()>& act,
+                                      const std::function<Result<void>()>& scatter) const {
     if (protection_.mode() != ProtectMode::immutable) return act();
     intent_.begin(IntentOp::window, object_name(id, replica));
     // Where the lease cannot vouch for the window, the object is hashed again against its id.
@@ -239,7 +240,7 @@ Result<void> Pool::with_links_allowed(const ObjectId& id, uint32_t replica, int 
         if (!now) return std::unexpected(now.error());
         return now->id == id;
     };
-    auto r = protection_.run_lifted(object_fd, object_shown(id, replica), act, intact);
+    auto r = protection_.run_lifted(object_fd, object_shown(id, replica), act, intact, scatter);
     // On failure the record stays: the next writer makes sure the flag is back.
     if (r) intent_.end();
     return r;

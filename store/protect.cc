@@ -148,7 +148,8 @@ Result<bool> Protection::is_protected(int fd, const std::string& shown) const {
 
 Result<void> Protection::run_lifted(int object_fd, const std::string& shown,
                                     const std::function<Result<void>()>& act,
-                                    const std::function<Result<bool>()>& intact) const {
+                                    const std::function<Result<bool>()>& intact,
+                                    const std::function<Result<void>()>& scatter) const {
     if (mode_ != ProtectMode::immutable) return act();
     auto before = stat_fd(object_fd, shown);
     if (!before) return std::unexpected(before.error());
@@ -178,9 +179,16 @@ Result<void> Protection::run_lifted(int object_fd, const std::string& shown,
     Result<void> restored = protect(object_fd, shown);
     // F_UNLCK here: someone opened the object for writing and waits for us to let go.
     bool broken = leased && fcntl(object_fd, F_GETLEASE) != F_RDLCK;
+    // Where the flag spares earlier fds, that writer will write the shared inode once we let
+    // go. It is still held in open(), so the bytes are intact: every name moves off the
+    // inode first, whatever act() did, and the writer is left with an inode nobody shares.
+    bool scattered = broken && scatter && flag_spares_earlier_writers(object_fd);
+    Result<void> moved = scattered ? scatter() : Result<void>();
     if (leased) fcntl(object_fd, F_SETLEASE, F_UNLCK);
-    auto after = stat_fd(object_fd, shown);
+    if (!moved) return moved;
     if (!acted) return acted;
+    if (scattered) return restored;
+    auto after = stat_fd(object_fd, shown);
     if (!restored) return restored;
     if (!after) return std::unexpected(after.error());
     const std::string lifted = " while its immutable flag was lifted for linking";

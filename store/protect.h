@@ -59,12 +59,15 @@ class Protection {
     // object is open for writing already refuses the window. After it, a lease broken (a
     // writer waited) or unavailable means the bytes are confirmed by `intact` (a re-hash);
     // and the object's size, mtime, mode and owner must be what they were before. Where the
-    // flag spares earlier fds (XFS, btrfs, tmpfs), a broken lease is reported as an error
-    // naming the object, since that writer now holds a writable fd on it
-    // (docs/threat-model.md).
+    // flag spares earlier fds (XFS, btrfs, tmpfs), that writer would hold a writable fd on
+    // the shared inode for ever: `scatter` is then run while the lease still holds it in
+    // open() and the bytes are intact, and must move every name of the inode onto other
+    // inodes (linker/scatter.h); without `scatter` the window is reported as an error
+    // naming the object (docs/threat-model.md).
     Result<void> run_lifted(int object_fd, const std::string& shown,
                             const std::function<Result<void>()>& act,
-                            const std::function<Result<bool>()>& intact = {}) const;
+                            const std::function<Result<bool>()>& intact = {},
+                            const std::function<Result<void>()>& scatter = {}) const;
 
   private:
     ProtectMode mode_;

@@ -1,0 +1,40 @@
+// A guest's private copy of an object, written beside one of its links under a fresh
+// temporary name, with the object's content and metadata, and checked against the object's
+// recorded content: what unshare gives a guest, and what linker/scatter.h gives every guest
+// of an object a writer broke into. Not yet durable and not yet renamed over the link: the
+// caller makes a batch durable with one syncfs, then renames each over its link
+// (rename_over, linker/replace.h), inside the object's window where it is protected.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <unordered_set>
+
+#include "linker/dir_times.h"
+#include "store/guest_path.h"
+#include "store/index.h"
+#include "store/pool.h"
+
+namespace unify {
+
+struct Prepared {
+    size_t index;  // the caller's, e.g. into its list of links
+    GuestPath gp;
+    FileStat now;  // the link as it was when copied: the rename checks it still is
+    std::string tmp;
+    std::string shown;
+};
+
+// Removes a prepared copy that will not be renamed into place.
+void discard(const Prepared& p);
+
+// Writes the copy of link `l` (under root_fd, shown as `root`); nothing when the path is no
+// longer the object. Stale copies of a killed run are removed by name, once per directory
+// (`swept`).
+Result<std::optional<Prepared>> prepare_copy(Pool& pool, int root_fd, const std::string& root,
+                                             const LinkRecord& l,
+                                             const std::optional<ObjectRecord>& rec, size_t index,
+                                             DirTimes& dir_times,
+                                             std::unordered_set<std::string>& swept);
+
+}  // namespace unify

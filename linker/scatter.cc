@@ -1,0 +1,145 @@
+#include "linker/scatter.h"
+
+#include <unistd.h>
+
+#include <map>
+#include <ostream>
+#include <unordered_set>
+
+#include "linker/object_maker.h"
+#include "linker/private_copy.h"
+#include "linker/replace.h"
+#include "store/fault.h"
+#include "store/guest_root.h"
+
+namespace unify {
+
+namespace {
+
+struct Scattered {
+    size_t copies = 0;
+    size_t not_linked = 0;
+};
+
+// Every recorded name of the object (id, replica) onto its own copy, then the pool's name
+// onto a fresh object. Runs with the lease held; the object's flag is lifted again for the
+// renames over its names and set once they are done.
+Result<Scattered> scatter_object(Pool& pool, Txn& txn, const ObjectId& id, uint32_t replica,
+                                 int object_fd) {
+    const std::string shown = pool.object_shown(id, replica);
+    Scattered out;
+    std::vector<LinkRecord> links;
+    auto listed = txn.for_each_link_of_object(id, [&](const LinkRecord& l) {
+        if (l.replica == replica) links.push_back(l);
+        return true;
+    });
+    if (!listed) return std::unexpected(listed.error());
+    auto rec = txn.object(id);
+    if (!rec) return std::unexpected(rec.error());
+    if (auto r = pool.protection().unprotect(object_fd, shown); !r)
+        return std::unexpected(r.error());
+
+    // 1. A copy beside every name, from the object's own bytes (each checked against them).
+    std::map<uint32_t, GuestRoot> roots;
+    DirTimes dir_times;
+    std::unordered_set<std::string> swept;
+    std::vector<Prepared> ready;
+    Result<void> outcome;
+    for (size_t i = 0; outcome && i < links.size(); ++i) {
+        const LinkRecord& l = links[i];
+        auto root = roots.find(l.guest);
+        if (root == roots.end()) {
+            auto g = txn.guest(l.guest);
+            if (!g || !*g) {
+                outcome = g ? fail("object " + shown + ": a link record names guest id " +
+                                   std::to_string(l.guest) + ", which is not registered")
+                            : std::unexpected(g.error());
+                break;
+            }
+            auto opened = open_guest_root(pool, **g);
+            if (!opened) {
+                outcome = std::unexpected(opened.error());
+                break;
+            }
+            root = roots.emplace(l.guest, std::move(*opened)).first;
+        }
+        auto p = prepare_copy(pool, root->second.fd.get(), root->second.path, l, *rec, i, dir_times,
+                              swept);
+        if (!p)
+            outcome = std::unexpected(p.error());
+        else if (*p)
+            ready.push_back(std::move(**p));
+        else if (auto d = txn.delete_link(l.guest, l.path); d)
+            ++out.not_linked;
+        else
+            outcome = d;
+    }
+    // 2. Durable together (guests and pool share one filesystem), before any replaces a name.
+    if (outcome && !ready.empty()) {
+        fault_point("scatter.sync");
+        if (syncfs(object_fd) != 0) outcome = sys_fail("syncfs", shown);
+    }
+    // 3. Renamed over the names.
+    size_t installed = 0;
+    for (; outcome && installed < ready.size(); ++installed) {
+        const Prepared& p = ready[installed];
+        const LinkRecord& l = links[p.index];
+        auto r = rename_over(p.gp.dir.get(), p.tmp, p.gp.name, p.now, p.shown);
+        if (!r) {
+            outcome = std::unexpected(r.error());
+        } else if (*r != Replaced::done) {
+            discard(p);
+            ++out.not_linked;
+        } else {
+            ++out.copies;
+        }
+        if (outcome) {
+            if (auto d = txn.delete_link(l.guest, l.path); !d) outcome = d;
+        }
+    }
+    for (size_t k = installed; k < ready.size(); ++k) discard(ready[k]);
+    dir_times.restore();
+    // 4. The pool's name: a fresh object, so that no later link reaches the writer's inode.
+    if (outcome) {
+        auto made = renew_object(pool, id, replica, object_fd);
+        if (!made) outcome = std::unexpected(made.error());
+    }
+    // Names nobody recorded (a link a guest made during the window) stay unwritable by path.
+    auto again = pool.protection().protect(object_fd, shown);
+    if (!outcome) return std::unexpected(outcome.error());
+    if (!again) return std::unexpected(again.error());
+    return out;
+}
+
+}  // namespace
+
+Result<void> with_links_guarded(Pool& pool, Txn* txn, const ObjectId& id, uint32_t replica,
+                                int object_fd, const std::function<Result<void>()>& act,
+                                std::ostream& log) {
+    auto scatter = [&]() -> Result<void> {
+        std::unique_ptr<Txn> own;
+        if (!txn) {
+            auto w = pool.index().write();
+            if (!w) return std::unexpected(w.error());
+            own = std::move(*w);
+        }
+        auto done = scatter_object(pool, txn ? *txn : *own, id, replica, object_fd);
+        if (own) {
+            if (auto c = own->commit(); !c && done) return std::unexpected(c.error());
+        }
+        if (!done)
+            return std::unexpected(context(
+                done.error(), "scattering the names of object " + pool.object_shown(id, replica)));
+        log << "unify: warning: object " << pool.object_shown(id, replica)
+            << " was opened for writing while its protection was lifted, on a filesystem "
+               "where the immutable flag does not stop that writer afterwards; its "
+            << done->copies
+            << " linked paths were given private copies of its bytes and the pool a fresh "
+               "object, so that writer changes no guest's file. The next import shares them "
+               "again\n";
+        return {};
+    };
+    return pool.with_links_allowed(id, replica, object_fd, act, scatter);
+}
+
+}  // namespace unify
