@@ -3,6 +3,8 @@
 // the guest wrote to it before the flag was set (its guest file stays as the guest left it).
 #include <unistd.h>
 
+#include <initializer_list>
+
 #include "store/identify.h"
 #include "store/pool.h"
 
@@ -36,6 +38,31 @@ Result<std::string> finish(const Pool& pool, const Intent& in) {
     return "withdrew " + shown + ": it changed before it was protected";
 }
 
+// Temporaries a killed writer named but never renamed into place, in the pool (which only
+// unify writes, under the lock): ".guests.conf.tmp.*" and ".pool.conf.tmp.*"
+// (replace_small_file) in POOL, "renew.*" (renew_object) in POOL/tmp. Removed by name.
+Result<size_t> sweep_pool_temporaries(const Pool& pool) {
+    size_t swept = 0;
+    auto sweep = [&](int dirfd, const std::string& shown,
+                     std::initializer_list<const char*> prefixes) -> Result<void> {
+        auto entries = read_dir(dirfd, shown);
+        if (!entries) return std::unexpected(entries.error());
+        for (const auto& e : *entries)
+            for (const char* p : prefixes)
+                if (e.name.starts_with(p)) {
+                    if (unlinkat(dirfd, e.name.c_str(), 0) != 0 && errno != ENOENT)
+                        return sys_fail("unlinkat", join_path(shown, e.name));
+                    ++swept;
+                }
+        return {};
+    };
+    if (auto r = sweep(pool.fd(), pool.path(), {".guests.conf.tmp.", ".pool.conf.tmp."}); !r)
+        return std::unexpected(r.error());
+    if (auto r = sweep(pool.tmp_fd(), pool.path() + "/tmp", {"renew."}); !r)
+        return std::unexpected(r.error());
+    return swept;
+}
+
 }  // namespace
 
 Result<std::string> Pool::prepare_writer() {
@@ -49,6 +76,11 @@ Result<std::string> Pool::prepare_writer() {
         if (!d->empty()) done += (done.empty() ? "" : "\n") + *d;
     }
     for (size_t slot = 0; slot < kIntentSlots; ++slot) intent_.end(slot);
+    auto swept = sweep_pool_temporaries(*this);
+    if (!swept) return std::unexpected(swept.error());
+    if (*swept)
+        done += (done.empty() ? "" : "\n") + std::string("removed ") + std::to_string(*swept) +
+                " temporary file(s) a killed writer left in " + path_;
     return done;
 }
 
