@@ -2,7 +2,9 @@
 #include "store/fault.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace unify {
@@ -25,13 +28,18 @@ bool names_hit(const std::string& spec, const char* step, long n) {
            atol(spec.c_str() + colon + 1) == n;
 }
 
-// UNIFY_FAULT_WRITE="step:N:PATH": append a byte to PATH and restore its mtime.
-void hostile_write(const char* spec, const char* step, long n) {
+// "step:N:REST" (UNIFY_FAULT_WRITE, UNIFY_FAULT_LINK): REST when this is the n-th hit of
+// `step`, else nothing.
+std::optional<std::string> armed(const char* spec, const char* step, long n) {
     std::string s = spec;
     size_t c1 = s.find(':');
     size_t c2 = c1 == std::string::npos ? c1 : s.find(':', c1 + 1);
-    if (c2 == std::string::npos || !names_hit(s.substr(0, c2), step, n)) return;
-    std::string path = s.substr(c2 + 1);
+    if (c2 == std::string::npos || !names_hit(s.substr(0, c2), step, n)) return std::nullopt;
+    return s.substr(c2 + 1);
+}
+
+// UNIFY_FAULT_WRITE's PATH: append a byte and restore its mtime.
+void hostile_write(const std::string& path) {
     // O_NONBLOCK: where this process holds a read lease on PATH, the open breaks it (what the
     // import must notice) and fails with EWOULDBLOCK instead of waiting for ourselves.
     int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -44,6 +52,23 @@ void hostile_write(const char* spec, const char* step, long n) {
     close(fd);
 }
 
+// UNIFY_FAULT_LINK's FROM:TO: TO becomes another name of FROM, as a root process outside
+// unify could make it (the immutable flag lifted for the link and put back).
+void outside_link(const std::string& from_to) {
+    size_t colon = from_to.find(':');
+    if (colon == std::string::npos) return;
+    std::string from = from_to.substr(0, colon), to = from_to.substr(colon + 1);
+    int fd = open(from.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;
+    int flags = 0;
+    bool lift = ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & FS_IMMUTABLE_FL);
+    int lifted = flags & ~FS_IMMUTABLE_FL;
+    if (lift) ioctl(fd, FS_IOC_SETFLAGS, &lifted);
+    (void)!linkat(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), 0);
+    if (lift) ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    close(fd);
+}
+
 }  // namespace
 
 void fault_point(const char* step) {
@@ -52,7 +77,8 @@ void fault_point(const char* step) {
     static const char* spec = getenv("UNIFY_FAULT");
     static const char* trace = getenv("UNIFY_FAULT_TRACE");
     static const char* write_spec = getenv("UNIFY_FAULT_WRITE");
-    if (!spec && !trace && !write_spec) return;
+    static const char* link_spec = getenv("UNIFY_FAULT_LINK");
+    if (!spec && !trace && !write_spec && !link_spec) return;
     std::lock_guard<std::mutex> lock(mu);
     long n = ++hits[step];
     if (trace) {
@@ -63,7 +89,8 @@ void fault_point(const char* step) {
             close(fd);
         }
     }
-    if (write_spec) hostile_write(write_spec, step, n);
+    if (auto path = write_spec ? armed(write_spec, step, n) : std::nullopt) hostile_write(*path);
+    if (auto from_to = link_spec ? armed(link_spec, step, n) : std::nullopt) outside_link(*from_to);
     if (spec && names_hit(spec, step, n)) kill(getpid(), SIGKILL);
 }
 

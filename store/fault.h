@@ -15,6 +15,10 @@
 //   UNIFY_FAULT_WRITE="step:N:PATH"  at the N-th time fault_point("step") is reached, a
 //       byte is appended to PATH and its mtime put back, as a hostile guest would do, then
 //       the run goes on: a write landing exactly in the window a check must catch.
+//   UNIFY_FAULT_LINK="step:N:FROM:TO"  at the N-th time fault_point("step") is reached, TO
+//       becomes another name of FROM (its immutable flag lifted for the link and put back),
+//       as a root process outside unify could do: a link appearing exactly where gc's last
+//       check before removing an object must see it.
 #pragma once
 
 #include <cstdint>
