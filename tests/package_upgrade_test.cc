@@ -151,6 +151,14 @@ std::string install_fixture_v1(const Guests& s) {
     return "";
 }
 
+// install_fixture_v1, then init and import of the three guests; false (with a test failure)
+// if any step failed.
+bool dpkg_fixture_imported(const Guests& s) {
+    std::string failed = install_fixture_v1(s);
+    EXPECT_EQ(failed, "");
+    return failed.empty() && s.import_all();
+}
+
 TEST(PackageUpgrade, DpkgUpgradeAfterUnshareByPackage) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
@@ -204,8 +212,7 @@ TEST(PackageUpgrade, DpkgRemoveAfterUnshareByPackageRemovesEveryFile) {
     UNIFY_REQUIRE(need_immutable(dir.path()));
     UNIFY_REQUIRE(need_tools({"dpkg", "dpkg-deb"}));
     Guests s(dir);
-    ASSERT_EQ(install_fixture_v1(s), "");
-    ASSERT_TRUE(s.import_all());
+    ASSERT_TRUE(dpkg_fixture_imported(s));
     const std::string m2 = manifest(s.g2);
     const std::vector<std::string> files = {
         "/usr/lib/python3/dist-packages/fixture/mod.py",
@@ -232,8 +239,7 @@ TEST(PackageUpgrade, UnknownPackageIsAnErrorNamingItAndChangesNothing) {
     UNIFY_REQUIRE(need_immutable(dir.path()));
     UNIFY_REQUIRE(need_tools({"dpkg", "dpkg-deb"}));
     Guests s(dir);
-    ASSERT_EQ(install_fixture_v1(s), "");
-    ASSERT_TRUE(s.import_all());
+    ASSERT_TRUE(dpkg_fixture_imported(s));
     const std::string m1 = manifest(s.g1);
     auto r = s.unify({"unshare", "g1", "--package", "fixture", "no-such-pkg"});
     EXPECT_EQ(r.status, 1) << r.out;
@@ -252,8 +258,7 @@ TEST(PackageUpgrade, UnshareWhatDpkgListPrints) {
     UNIFY_REQUIRE(need_immutable(dir.path()));
     UNIFY_REQUIRE(need_tools({"dpkg", "dpkg-deb"}));
     Guests s(dir);
-    ASSERT_EQ(install_fixture_v1(s), "");
-    ASSERT_TRUE(s.import_all());
+    ASSERT_TRUE(dpkg_fixture_imported(s));
     const std::string m2 = manifest(s.g2), m3 = manifest(s.g3);
     const std::vector<std::string> files = {"/usr/lib/python3/dist-packages/fixture/mod.py",
                                             "/usr/share/fixture/data", "/usr/share/fixture/common",
