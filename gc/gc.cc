@@ -151,6 +151,7 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                 break;
             }
             int fd = f->get();
+            fault_point("gc.check");  // a link added here is what the check below catches
             // Checked again under the lock, just before acting: only the pool holds it.
             auto st = stat_fd(fd, shown);
             if (!st) {

@@ -22,4 +22,9 @@ namespace unify {
 Result<std::string> resolve_guest_target(int root_fd, const std::string& root,
                                          const std::string& path);
 
+// Whether `path` (as above) is a directory of the guest, its last component resolved too
+// (dpkg -L lists /lib, on a merged-/usr guest a symlink to usr/lib): a path with nothing to
+// unshare, and nothing worth a word either. False also where it cannot be told.
+bool is_guest_directory(int root_fd, const std::string& root, const std::string& path);
+
 }  // namespace unify

@@ -9,8 +9,9 @@
 namespace unify {
 
 // Which links: every link of the guest, or the paths named (resolved inside the guest, so
-// `dpkg -L` output works as it is) and the links of the packages named. An unknown package
-// or a path that leads out of the guest is an error before anything changes.
+// `dpkg -L` output works as it is, its directories skipped) and the links of the packages
+// named. An unknown package or a path that leads out of the guest is an error before anything
+// changes.
 LinkSelector unshare_selector(const UnshareOptions& opt, std::ostream& log) {
     return [&opt, &log](Txn& txn, const GuestRecord& g, const GuestRoot& root,
                         UnshareSummary& sum) -> Result<std::vector<UnshareTarget>> {
@@ -31,6 +32,8 @@ LinkSelector unshare_selector(const UnshareOptions& opt, std::ostream& log) {
             auto l = txn.link(g.id, *gp);
             if (!l) return std::unexpected(l.error());
             if (!*l) {
+                // dpkg -L lists the package's directories too; they are not worth a line each.
+                if (is_guest_directory(root.fd.get(), root.path, p)) continue;
                 log << "unify: " << opt.name << ":" << *gp << " is not unified; nothing to do\n";
                 continue;
             }

@@ -2,7 +2,9 @@
 #include "store/fault.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace unify {
@@ -25,19 +28,18 @@ bool names_hit(const std::string& spec, const char* step, long n) {
            atol(spec.c_str() + colon + 1) == n;
 }
 
-// "step:N:PATH": PATH if this is the n-th hit of `step`, else empty.
-std::string path_at_hit(const char* spec, const char* step, long n) {
+// "step:N:REST" (UNIFY_FAULT_WRITE, UNIFY_FAULT_LINK, UNIFY_FAULT_WRITER): REST when this is the
+// n-th hit of `step`, else nothing.
+std::optional<std::string> armed(const char* spec, const char* step, long n) {
     std::string s = spec;
     size_t c1 = s.find(':');
     size_t c2 = c1 == std::string::npos ? c1 : s.find(':', c1 + 1);
-    if (c2 == std::string::npos || !names_hit(s.substr(0, c2), step, n)) return {};
+    if (c2 == std::string::npos || !names_hit(s.substr(0, c2), step, n)) return std::nullopt;
     return s.substr(c2 + 1);
 }
 
-// UNIFY_FAULT_WRITE="step:N:PATH": append a byte to PATH and restore its mtime.
-void hostile_write(const char* spec, const char* step, long n) {
-    std::string path = path_at_hit(spec, step, n);
-    if (path.empty()) return;
+// UNIFY_FAULT_WRITE's PATH: append a byte and restore its mtime.
+void hostile_write(const std::string& path) {
     // O_NONBLOCK: where this process holds a read lease on PATH, the open breaks it (what the
     // import must notice) and fails with EWOULDBLOCK instead of waiting for ourselves.
     int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -47,6 +49,23 @@ void hostile_write(const char* spec, const char* step, long n) {
         struct timespec t[2] = {st.st_atim, st.st_mtim};
         futimens(fd, t);
     }
+    close(fd);
+}
+
+// UNIFY_FAULT_LINK's FROM:TO: TO becomes another name of FROM, as a root process outside
+// unify could make it (the immutable flag lifted for the link and put back).
+void outside_link(const std::string& from_to) {
+    size_t colon = from_to.find(':');
+    if (colon == std::string::npos) return;
+    std::string from = from_to.substr(0, colon), to = from_to.substr(colon + 1);
+    int fd = open(from.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;
+    int flags = 0;
+    bool lift = ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & FS_IMMUTABLE_FL);
+    int lifted = flags & ~FS_IMMUTABLE_FL;
+    if (lift) ioctl(fd, FS_IOC_SETFLAGS, &lifted);
+    (void)!linkat(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), 0);
+    if (lift) ioctl(fd, FS_IOC_SETFLAGS, &flags);
     close(fd);
 }
 
@@ -70,13 +89,11 @@ bool own_lease_breaking() {
     return false;
 }
 
-// UNIFY_FAULT_WRITER="step:N:PATH": another process opens PATH for writing, as a guest's
-// process would, and once it has its fd writes "EVIL" at offset 0, puts the mtime back and
-// creates $UNIFY_FAULT_WRITER_DONE. Where this process holds a read lease on PATH, that open
-// waits in the kernel until the lease is let go; the run goes on once it waits there.
-void hostile_writer(const char* spec, const char* step, long n) {
-    std::string path = path_at_hit(spec, step, n);
-    if (path.empty()) return;
+// UNIFY_FAULT_WRITER's PATH: another process opens PATH for writing, as a guest's process
+// would, and once it has its fd writes "EVIL" at offset 0, puts the mtime back and creates
+// $UNIFY_FAULT_WRITER_DONE. Where this process holds a read lease on PATH, that open waits
+// in the kernel until the lease is let go; the run goes on once it waits there.
+void hostile_writer(const std::string& path) {
     const char* done = getenv("UNIFY_FAULT_WRITER_DONE");
     pid_t child = fork();
     if (child == 0) {
@@ -100,8 +117,9 @@ void fault_point(const char* step) {
     static const char* spec = getenv("UNIFY_FAULT");
     static const char* trace = getenv("UNIFY_FAULT_TRACE");
     static const char* write_spec = getenv("UNIFY_FAULT_WRITE");
+    static const char* link_spec = getenv("UNIFY_FAULT_LINK");
     static const char* writer_spec = getenv("UNIFY_FAULT_WRITER");
-    if (!spec && !trace && !write_spec && !writer_spec) return;
+    if (!spec && !trace && !write_spec && !link_spec && !writer_spec) return;
     std::lock_guard<std::mutex> lock(mu);
     long n = ++hits[step];
     if (trace) {
@@ -112,8 +130,9 @@ void fault_point(const char* step) {
             close(fd);
         }
     }
-    if (write_spec) hostile_write(write_spec, step, n);
-    if (writer_spec) hostile_writer(writer_spec, step, n);
+    if (auto path = write_spec ? armed(write_spec, step, n) : std::nullopt) hostile_write(*path);
+    if (auto from_to = link_spec ? armed(link_spec, step, n) : std::nullopt) outside_link(*from_to);
+    if (auto path = writer_spec ? armed(writer_spec, step, n) : std::nullopt) hostile_writer(*path);
     if (spec && names_hit(spec, step, n)) kill(getpid(), SIGKILL);
 }
 

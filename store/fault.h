@@ -19,6 +19,10 @@
 //       (waiting in the kernel while a read lease holds it) and, once open, writes "EVIL" at
 //       offset 0; the run goes on when that process waits (or at once). It creates
 //       $UNIFY_FAULT_WRITER_DONE when it is done: a writer caught in a protection window.
+//   UNIFY_FAULT_LINK="step:N:FROM:TO"  at the N-th time fault_point("step") is reached, TO
+//       becomes another name of FROM (its immutable flag lifted for the link and put back),
+//       as a root process outside unify could do: a link appearing exactly where gc's last
+//       check before removing an object must see it.
 #pragma once
 
 #include <cstdint>

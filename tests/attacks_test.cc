@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/mount.h>
@@ -29,78 +28,23 @@
 #include "store/object_id.h"
 #include "tests/test_support.h"
 
-extern char** environ;
-
 namespace unify {
 namespace {
 
 using test::TempDir;
 namespace fs = std::filesystem;
 
-struct Bounded {
-    int status = -1;      // exit code, or 128 + signal
-    bool killed = false;  // still running at the deadline
-    double seconds = 0;
-    std::string out, err;
-};
-
-std::string slurp(int fd) {
-    std::string s;
-    char buf[65536];
-    lseek(fd, 0, SEEK_SET);
-    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) s.append(buf, size_t(n));
-    return s;
-}
-
-// Runs unify with a deadline: SIGKILL once it has passed. `on_start` gets the pid (to signal).
-Bounded run_bounded(const std::vector<std::string>& args, double limit_s,
-                    const std::function<void(pid_t)>& on_start = {}) {
-    Bounded r;
-    char out_path[] = "/tmp/unify-att.XXXXXX", err_path[] = "/tmp/unify-att.XXXXXX";
-    int out_fd = mkstemp(out_path), err_fd = mkstemp(err_path);
-    unlink(out_path);
-    unlink(err_path);
-    // UNIFY_ATTACK_BINARY runs these attacks against another build (e.g. the one before the
-    // fixes, to see each test fail there).
+// Runs unify with a deadline: SIGKILL once it has passed (a run that had to be killed is a
+// failure). `on_start` gets the pid (to signal). UNIFY_ATTACK_BINARY runs these attacks
+// against another build (e.g. the one before the fixes, to see each test fail there).
+test::RunResult run_bounded(const std::vector<std::string>& args, double limit_s,
+                            const std::function<void(pid_t)>& on_start = {}) {
     const char* bin = getenv("UNIFY_ATTACK_BINARY");
-    std::vector<std::string> argv_s = {bin ? bin : UNIFY_BINARY};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-    posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
-    pid_t pid;
-    auto t0 = std::chrono::steady_clock::now();
-    if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ) != 0) {
-        ADD_FAILURE() << "posix_spawn: " << strerror(errno);
-        return r;
-    }
-    posix_spawn_file_actions_destroy(&fa);
-    if (on_start) on_start(pid);
-    int st = 0;
-    for (;;) {
-        pid_t w = waitpid(pid, &st, WNOHANG);
-        if (w == pid) break;
-        double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (el > limit_s && !r.killed) {
-            r.killed = true;
-            kill(pid, SIGKILL);
-        }
-        usleep(10000);
-    }
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    r.out = slurp(out_fd);
-    r.err = slurp(err_fd);
-    close(out_fd);
-    close(err_fd);
-    return r;
+    return test::run_program(bin ? bin : test::unify_binary(), args, {},
+                             {.deadline_s = limit_s, .on_start = on_start});
 }
 
-std::string describe(const Bounded& r) {
+std::string describe(const test::RunResult& r) {
     return "status " + std::to_string(r.status) + (r.killed ? " (KILLED at the deadline)" : "") +
            " after " + std::to_string(r.seconds) + " s\nstdout: " + r.out + "\nstderr: " + r.err;
 }
@@ -216,7 +160,7 @@ TEST(Attacks, PlantedTemporariesReachNothingOutside) {
     ASSERT_EQ(run_bounded({"--pool", pool, "import", "g1", dir / "g1"}, 20).status, 0);
 
     Planter planter(dir / "g2/usr/lib", secret, files);
-    std::vector<std::pair<std::string, Bounded>> runs;
+    std::vector<std::pair<std::string, test::RunResult>> runs;
     auto run = [&](const std::string& what, std::vector<std::string> args) {
         args.insert(args.begin(), {"--pool", pool});
         runs.emplace_back(what, run_bounded(args, 20));
@@ -282,7 +226,7 @@ TEST(Attacks, FifoPackageDatabasesDoNotHangImport) {
         for (const auto& args : std::vector<std::vector<std::string>>{
                  {"--pool", pool, "import", g, root},
                  {"--pool", pool, "import", g, root, "--explain", "/usr/bin/tool"}}) {
-            Bounded r = run_bounded(args, 10);
+            test::RunResult r = run_bounded(args, 10);
             EXPECT_FALSE(r.killed) << g << " " << rel << ": " << describe(r);
             EXPECT_NE(r.status, 0) << g << ": a FIFO is not a package database";
             EXPECT_NE(r.err.find("not a regular file"), std::string::npos) << describe(r);
@@ -327,7 +271,7 @@ TEST(Attacks, FilesSwappedForFifosAndDevicesMidImport) {
             }
         }
     });
-    std::vector<Bounded> runs;
+    std::vector<test::RunResult> runs;
     for (int k = 0; k < 10; ++k)
         runs.push_back(run_bounded({"--pool", pool, "import", "g2", dir / "g2"}, 20));
     stop = true;
@@ -338,7 +282,8 @@ TEST(Attacks, FilesSwappedForFifosAndDevicesMidImport) {
         EXPECT_EQ(runs[k].status, 0) << "run " << k << ": " << describe(runs[k]);
     }
     // Once the racer stops, a last import links everything, and nothing odd reached the pool.
-    Bounded last = run_bounded({"--pool", pool, "--verbose", "import", "g2", dir / "g2"}, 20);
+    test::RunResult last =
+        run_bounded({"--pool", pool, "--verbose", "import", "g2", dir / "g2"}, 20);
     EXPECT_EQ(last.status, 0) << describe(last);
     for (int i = 0; i < n; ++i) {
         std::string f = "/usr/lib/f" + std::to_string(i);
@@ -348,7 +293,7 @@ TEST(Attacks, FilesSwappedForFifosAndDevicesMidImport) {
             << describe(last);
     }
     EXPECT_EQ(test::objects_not_matching_their_id(pool), std::vector<std::string>{});
-    Bounded v = run_bounded({"--pool", pool, "verify", "--full"}, 30);
+    test::RunResult v = run_bounded({"--pool", pool, "verify", "--full"}, 30);
     EXPECT_EQ(v.status, 0) << describe(v);
 }
 
@@ -364,7 +309,7 @@ TEST(Attacks, SignalsEndAWriterBlockedInASystemCall) {
     ASSERT_GE(lock, 0);
     ASSERT_EQ(flock(lock, LOCK_EX), 0);
     for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
-        Bounded r =
+        test::RunResult r =
             run_bounded({"--pool", pool, "--wait", "import", "g1", dir / "g1"}, 10, [&](pid_t pid) {
                 // Signal it once it is blocked in flock (a "->" waiter line of /proc/locks),
                 // not after a guess: a slow start (a sanitizer build) would get the signal
@@ -426,7 +371,7 @@ TEST(Attacks, DatesBefore1970AndFarFutureSurvive) {
                                                                   {"forget", "g1"}}) {
         std::vector<std::string> a = {"--pool", pool};
         a.insert(a.end(), args.begin(), args.end());
-        Bounded r = run_bounded(a, 20);
+        test::RunResult r = run_bounded(a, 20);
         EXPECT_EQ(r.status, 0) << args[0] << ": " << describe(r);
         EXPECT_EQ(test::manifest(dir / "g1"), m1) << "after " << args[0];
         EXPECT_EQ(test::manifest(dir / "g2"), m2) << "after " << args[0];
@@ -477,22 +422,22 @@ TEST(Attacks, SparseFilesKeepTheirHoles) {
         return run_bounded({"--pool", pool, "--json", "import", g, dir / g}, 30);
     };
     ASSERT_EQ(imp("g1").status, 0);
-    Bounded r2 = imp("g2");
+    test::RunResult r2 = imp("g2");
     ASSERT_EQ(r2.status, 0) << describe(r2);
     EXPECT_EQ(json_number(r2.out, "bytes_saved"), uint64_t(blocks) * 512) << r2.out;
-    Bounded r3 = imp("g3");
+    test::RunResult r3 = imp("g3");
     ASSERT_EQ(r3.status, 0) << describe(r3);
     EXPECT_EQ(json_number(r3.out, "bytes_saved"), 0u) << "a copy frees nothing: " << r3.out;
     EXPECT_LE(test::stat_path(dir / "g3/usr/lib/img").st_blocks, blocks + 16)
         << "the pool's copy of g3's image lost its holes";
     EXPECT_EQ(test::manifest(dir / "g3"), m3);
 
-    Bounded u = run_bounded({"--pool", pool, "unshare", "g2"}, 30);
+    test::RunResult u = run_bounded({"--pool", pool, "unshare", "g2"}, 30);
     ASSERT_EQ(u.status, 0) << describe(u);
     EXPECT_LE(test::stat_path(dir / "g2/usr/lib/img").st_blocks, blocks + 16)
         << "unshare filled holes";
     EXPECT_EQ(test::manifest(dir / "g2"), m2);
-    Bounded f = run_bounded({"--pool", pool, "forget", "g3"}, 30);
+    test::RunResult f = run_bounded({"--pool", pool, "forget", "g3"}, 30);
     ASSERT_EQ(f.status, 0) << describe(f);
     EXPECT_LE(test::stat_path(dir / "g3/usr/lib/img").st_blocks, blocks + 16)
         << "forget filled holes";
@@ -556,7 +501,7 @@ void open_writer_across_import(const std::string& type, bool settled) {
     int w2 = open((fs / "g2/usr/lib/held").c_str(), O_WRONLY | O_CLOEXEC);
     ASSERT_GE(w1, 0);
     ASSERT_GE(w2, 0);
-    std::vector<Bounded> runs;
+    std::vector<test::RunResult> runs;
     for (const char* g : {"g1", "g3", "g2"})
         runs.push_back(run_bounded({"--pool", pool, "--json", "import", g, fs / g}, 30));
     unsetenv("UNIFY_FAULT_SETTLE");
@@ -634,7 +579,7 @@ void racer_against_the_window(const std::string& type) {
             close(fd);
         }
     });
-    std::vector<std::pair<std::string, Bounded>> runs;
+    std::vector<std::pair<std::string, test::RunResult>> runs;
     for (const auto& args : std::vector<std::vector<std::string>>{
              {"import", "g2", fs / "g2"}, {"unshare", "g2"}, {"import", "g2", fs / "g2"}}) {
         std::vector<std::string> a = {"--pool", pool};
@@ -657,7 +602,7 @@ void racer_against_the_window(const std::string& type) {
     for (int i = 0; i < 3000; ++i)
         if (test::read_file(fs / ("g2/usr/share/doc/copy" + std::to_string(i))) != content)
             ++changed;
-    Bounded v = run_bounded({"--pool", pool, "verify", "--full"}, 60);
+    test::RunResult v = run_bounded({"--pool", pool, "verify", "--full"}, 60);
     std::cerr << type << ": " << changed << " of g2's paths changed, verify --full status "
               << v.status << (scattered ? ", a window's writer was scattered\n" : "\n");
     EXPECT_EQ(changed, 0u) << "g1's writer changed g2's files";
@@ -685,7 +630,7 @@ void writer_caught_in_the_window(const std::string& type) {
     setenv("UNIFY_FAULT_WRITER", ("window.protect:1:" + victim).c_str(), 1);
     setenv("UNIFY_FAULT_WRITER_DONE", done.c_str(), 1);
     setenv("UNIFY_ATTACK_BINARY", UNIFY_FAULTS_BINARY, 1);
-    Bounded r = run_bounded({"--pool", pool, "import", "g2", fs / "g2"}, 60);
+    test::RunResult r = run_bounded({"--pool", pool, "import", "g2", fs / "g2"}, 60);
     unsetenv("UNIFY_FAULT_WRITER");
     unsetenv("UNIFY_FAULT_WRITER_DONE");
     unsetenv("UNIFY_ATTACK_BINARY");

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
+#include <sstream>
 
 #include "tests/sample_guests.h"
 #include "tests/test_support.h"
@@ -149,6 +151,14 @@ std::string install_fixture_v1(const Guests& s) {
     return "";
 }
 
+// install_fixture_v1, then init and import of the three guests; false (with a test failure)
+// if any step failed.
+bool dpkg_fixture_imported(const Guests& s) {
+    std::string failed = install_fixture_v1(s);
+    EXPECT_EQ(failed, "");
+    return failed.empty() && s.import_all();
+}
+
 TEST(PackageUpgrade, DpkgUpgradeAfterUnshareByPackage) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
@@ -202,8 +212,7 @@ TEST(PackageUpgrade, DpkgRemoveAfterUnshareByPackageRemovesEveryFile) {
     UNIFY_REQUIRE(need_immutable(dir.path()));
     UNIFY_REQUIRE(need_tools({"dpkg", "dpkg-deb"}));
     Guests s(dir);
-    ASSERT_EQ(install_fixture_v1(s), "");
-    ASSERT_TRUE(s.import_all());
+    ASSERT_TRUE(dpkg_fixture_imported(s));
     const std::string m2 = manifest(s.g2);
     const std::vector<std::string> files = {
         "/usr/lib/python3/dist-packages/fixture/mod.py",
@@ -230,14 +239,58 @@ TEST(PackageUpgrade, UnknownPackageIsAnErrorNamingItAndChangesNothing) {
     UNIFY_REQUIRE(need_immutable(dir.path()));
     UNIFY_REQUIRE(need_tools({"dpkg", "dpkg-deb"}));
     Guests s(dir);
-    ASSERT_EQ(install_fixture_v1(s), "");
-    ASSERT_TRUE(s.import_all());
+    ASSERT_TRUE(dpkg_fixture_imported(s));
     const std::string m1 = manifest(s.g1);
     auto r = s.unify({"unshare", "g1", "--package", "fixture", "no-such-pkg"});
     EXPECT_EQ(r.status, 1) << r.out;
     EXPECT_TRUE(contains(r.err, "package 'no-such-pkg' is not installed")) << r.err;
     EXPECT_EQ(manifest(s.g1), m1);
     EXPECT_TRUE(is_immutable(s.g1 + "/usr/share/fixture/data"));
+}
+
+// README: `unify unshare NAME $(dpkg --root ROOT -L PKG)` gives the guest private copies of
+// the package's linked files. dpkg -L prints "/.", every directory the package has, and
+// paths through the guest's merged-/usr symlink (/lib/fixture/unit.service is
+// /usr/lib/fixture/unit.service); the shell hands them over one word each. The directories
+// are not an error, nor worth a line each; the .pyc no package lists stays linked.
+TEST(PackageUpgrade, UnshareWhatDpkgListPrints) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    UNIFY_REQUIRE(need_tools({"dpkg", "dpkg-deb"}));
+    Guests s(dir);
+    ASSERT_TRUE(dpkg_fixture_imported(s));
+    const std::string m2 = manifest(s.g2), m3 = manifest(s.g3);
+    const std::vector<std::string> files = {"/usr/lib/python3/dist-packages/fixture/mod.py",
+                                            "/usr/share/fixture/data", "/usr/share/fixture/common",
+                                            "/usr/lib/fixture/unit.service"};
+    std::map<std::string, std::string> content;
+    for (const auto& f : files) {
+        ASSERT_TRUE(is_immutable(s.g1 + f)) << f;
+        content[f] = read_file(s.g1 + f);
+    }
+
+    auto [rc, listed] = shell("dpkg --root='" + s.g1 + "' -L fixture");
+    ASSERT_EQ(rc, 0) << listed;
+    ASSERT_TRUE(contains(listed, "/.\n")) << listed;
+    ASSERT_TRUE(contains(listed, "\n/lib/fixture/unit.service\n")) << listed;
+    ASSERT_TRUE(contains(listed, "\n/usr/share/fixture\n")) << listed;
+    std::vector<std::string> args = {"unshare", "g1"};
+    std::istringstream words(listed);
+    for (std::string w; words >> w;) args.push_back(w);
+
+    auto r = s.unify(args);
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_EQ(r.err, "");
+    EXPECT_TRUE(contains_squeezed(r.out, "files made private 4\n")) << r.out;
+    for (const auto& f : files) {
+        EXPECT_EQ(stat_path(s.g1 + f).st_nlink, 1u) << f;
+        EXPECT_FALSE(is_immutable(s.g1 + f)) << f;
+        EXPECT_EQ(read_file(s.g1 + f), content[f]) << f;
+    }
+    EXPECT_TRUE(is_immutable(
+        s.g1 + "/usr/lib/python3/dist-packages/fixture/__pycache__/mod.cpython-311.pyc"));
+    EXPECT_EQ(manifest(s.g2), m2) << "g2 changed";
+    EXPECT_EQ(manifest(s.g3), m3) << "g3 changed";
 }
 
 // --- rpm ---

@@ -8,6 +8,8 @@
 //     time (adopt_object) or in a batch (adopt_objects); killed right there, the next
 //     writer's intent recovery must do the same.
 // Each runs on both of import's paths (tests/test_support.h).
+// And gc's last check before it removes an object: a link added after gc listed the object
+// as garbage (UNIFY_FAULT_LINK at gc.check) must keep it.
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -121,6 +123,35 @@ TEST_P(RaceHooks, WriteBetweenLinkAndProtectThenKilledIsWithdrawnByRecovery) {
     expect_guest_kept_its_write(s, victim, true);
     EXPECT_TRUE(objects(s.pool).empty());
     EXPECT_TRUE(intent_adopt_slots(s.pool).empty());
+}
+
+// g1's only file is made private, so its object is linked by the pool alone: garbage at
+// gc's first look. Right before gc's last check a root process outside unify gives it
+// another name; gc must see that and keep the object (the link count on the filesystem is
+// the truth, invariant 5), or that name would hold an inode the pool no longer has.
+TEST(GcRace, LinkAddedBeforeTheLastCheckKeepsTheObject) {
+    TwoGuests s;
+    UNIFY_REQUIRE(need_immutable(s.dir.path()));
+    s.add("/usr/lib/f", {s.g1});
+    ASSERT_EQ(run_unify({"--pool", s.pool, "init"}).status, 0);
+    auto r = s.import("g1");
+    ASSERT_EQ(r.status, 0) << show(r);
+    std::string object = object_of(s.pool, s.g1 + "/usr/lib/f");
+    ASSERT_NE(object, "");
+    r = run_unify({"--pool", s.pool, "unshare", "g1"});
+    ASSERT_EQ(r.status, 0) << show(r);
+    std::string path = s.pool + "/objects/" + object, other = s.dir / "other-name";
+    ASSERT_EQ(stat_path(path).st_nlink, 1u);
+
+    r = run_unify_faults({"--pool", s.pool, "gc"},
+                         {"UNIFY_FAULT_LINK=gc.check:1:" + path + ":" + other});
+    ASSERT_EQ(r.status, 0) << show(r);
+    EXPECT_EQ(stat_path(other).st_ino, stat_path(path).st_ino) << "the hook did not link";
+    EXPECT_EQ(objects(s.pool), std::set<std::string>{object});
+    EXPECT_EQ(stat_path(path).st_nlink, 2u);
+    EXPECT_TRUE(is_immutable(path));
+    EXPECT_TRUE(contains_squeezed(r.out, "objects removed 0\n")) << r.out;
+    EXPECT_EQ(objects_not_matching_their_id(s.pool), std::vector<std::string>{});
 }
 
 }  // namespace

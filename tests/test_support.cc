@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -10,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -159,8 +161,9 @@ std::string settle_path_name(const testing::TestParamInfo<SettlePath>& info) {
     return info.param == SettlePath::settled ? "settled" : "fresh";
 }
 
-RunResult run_unify(const std::vector<std::string>& args, const std::vector<std::string>& env) {
-    return run_program(unify_binary(), args, env);
+RunResult run_unify(const std::vector<std::string>& args, const std::vector<std::string>& env,
+                    const RunLimits& limits) {
+    return run_program(unify_binary(), args, env, limits);
 }
 
 RunResult run_unify_faults(const std::vector<std::string>& args,
@@ -177,7 +180,7 @@ std::set<size_t> intent_adopt_slots(const std::string& pool) {
 }
 
 RunResult run_program(const char* binary, const std::vector<std::string>& args,
-                      const std::vector<std::string>& env) {
+                      const std::vector<std::string>& env, const RunLimits& limits) {
     RunResult r;
     std::string out_path = "/tmp/unify-run.XXXXXX", err_path = "/tmp/unify-run.XXXXXX";
     int out_fd = mkstemp(out_path.data()), err_fd = mkstemp(err_path.data());
@@ -203,13 +206,26 @@ RunResult run_program(const char* binary, const std::vector<std::string>& args,
     posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
     posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
     pid_t pid;
+    auto t0 = std::chrono::steady_clock::now();
+    auto elapsed = [&] {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
     if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data()) != 0) {
         ADD_FAILURE() << "posix_spawn(" << argv[0] << "): " << strerror(errno);
         return r;
     }
     posix_spawn_file_actions_destroy(&fa);
+    if (limits.on_start) limits.on_start(pid);
     int st = 0;
-    waitpid(pid, &st, 0);
+    if (limits.deadline_s <= 0) waitpid(pid, &st, 0);
+    while (limits.deadline_s > 0 && waitpid(pid, &st, WNOHANG) != pid) {
+        if (elapsed() > limits.deadline_s && !r.killed) {
+            r.killed = true;
+            kill(pid, SIGKILL);
+        }
+        usleep(10000);
+    }
+    r.seconds = elapsed();
     r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     lseek(out_fd, 0, SEEK_SET);
     lseek(err_fd, 0, SEEK_SET);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -66,14 +67,23 @@ struct RunResult {
     int status = -1;  // exit code, or 128 + signal
     std::string out;
     std::string err;
+    bool killed = false;  // still running at the deadline (RunLimits), so killed there
+    double seconds = 0;   // how long it ran
+};
+// For a run that must end by itself: with a deadline (seconds; 0: none) it is sent SIGKILL
+// once the deadline has passed; on_start gets the child's pid once it runs (to signal it).
+struct RunLimits {
+    double deadline_s = 0;
+    std::function<void(pid_t)> on_start;
 };
 // Runs the built unify binary (unify_binary(), below) with args (no shell); env entries "K=V"
 // are added. run_unify_faults runs unify-faults (store/fault.h), run_program any binary.
-RunResult run_unify(const std::vector<std::string>& args, const std::vector<std::string>& env = {});
+RunResult run_unify(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
+                    const RunLimits& limits = {});
 RunResult run_unify_faults(const std::vector<std::string>& args,
                            const std::vector<std::string>& env = {});
 RunResult run_program(const char* binary, const std::vector<std::string>& args,
-                      const std::vector<std::string>& env = {});
+                      const std::vector<std::string>& env = {}, const RunLimits& limits = {});
 
 // Slots of POOL/intent (store/intent.cc: 128 bytes each, the tag first) that name an
 // adoption in flight: slot 0 for one object at a time, 1..256 for a batch.
