@@ -93,6 +93,11 @@ class Txn {
 
     // Write: commit; read: just ends it. The transaction is unusable afterwards.
     virtual Result<void> commit() = 0;
+    // Write transactions only: commits what was written so far and goes on in a new write
+    // transaction, so a long run of writes does not hold every page it dirtied in memory.
+    // New link records may be held back until commit() (they are written in key order);
+    // readers of this transaction see them. On failure the transaction is unusable.
+    virtual Result<void> renew() = 0;
 };
 
 class Index {
