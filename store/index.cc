@@ -1,11 +1,16 @@
-// The index is one LMDB environment with five named tables (layout in index.h; "meta" holds
-// the format version and the next guest id). Records are a small little-endian binary
-// format behind a leading format byte, so a later format can be told from this one. Both
-// link tables put the 4-byte big-endian guest id first, so one guest's entries are one
-// contiguous range: a new guest's import appends at the end of each tree instead of
-// dirtying leaf pages all over a byobject table that holds every guest's links (which made
-// import time grow with the number of guests). The links of one object are then one range
-// per guest; for_each_link_of_object hops between them with cursor seeks.
+// The index is one LMDB environment with eight named tables (layout in index.h; "meta" holds
+// the format version and the counters of guest, object and directory numbers). Records are a
+// small binary format of varints and fixed fields; the format version in "meta" tells a later
+// format from this one.
+// Version 3 is lean (about 100 bytes per link record on real guests, against 460 to 630 in
+// version 2, where full paths were the keys of two tables and the 32-byte object id sat in
+// every link): a link is keyed by its directory's number and its name, an object is named
+// by a small number inside link records and reverse entries, and objects are stored under
+// that number, so new ones append at the end of the tree and fill its pages. Both link
+// tables still group one guest's entries: directories are numbered as they are first seen,
+// so a new guest's links append at the end of `links`, and `byobject` starts with the guest.
+// Nothing is rewritten that did not change, so an import that finds nothing new writes
+// nothing to these tables (LMDB would copy a page even for an identical value).
 // Iteration keeps a cursor open only while the visitor leaves the transaction alone; a
 // visitor that writes makes the scan re-seek past the last key it saw, so gc and import
 // can delete what they are visiting.
@@ -16,9 +21,12 @@
 #include <openssl/evp.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 
 #include "store/fault.h"
@@ -29,10 +37,12 @@ namespace {
 constexpr uint8_t kRecordFormat = 1;
 // Guest records: format 2 adds package_dbs and config_files, and signs every rule.
 constexpr uint8_t kGuestFormat = 2;
-// Version 2: byobject keys start with the guest id (version 1 started them with the object
-// id). The records are unchanged, but a version 1 index must be rebuilt.
-constexpr uint32_t kIndexVersion = 2;
-// LMDB keys are at most 511 bytes; a byobject key is 4 + 32 + path.
+// Version 2 keyed byobject by guest first (version 1 by object id first); version 3 keys
+// links by directory number and name and names objects by number (see above). An older
+// index must be rebuilt.
+constexpr uint32_t kIndexVersion = 3;
+// LMDB keys are at most 511 bytes: a directory path longer than this is keyed by 0x00 +
+// SHA-256 of it, and so is a name longer than kMaxInlineName.
 constexpr size_t kMaxInlinePath = 440;
 // Address space, not disk: data.mdb grows only as pages are used. UNIFY_INDEX_MAP_SIZE
 // (bytes) overrides it, for an index that outgrows it (MDB_MAP_FULL says so).
@@ -57,9 +67,12 @@ struct Env {
     MDB_env* env = nullptr;
     std::string dir;
     Table guests{0, "guests"};
-    Table objects{0, "objects"};
-    Table links{0, "links"};
-    Table byobject{0, "byobject"};
+    Table objects{0, "objects"};    // object number (4, big endian) -> id + ObjectRecord
+    Table objids{0, "objids"};      // first 8 bytes of the id + object number -> ""
+    Table dirs{0, "dirs"};          // guest (4) + directory path key -> directory number (4)
+    Table dirpaths{0, "dirpaths"};  // directory number (4) -> guest (4) + directory path
+    Table links{0, "links"};        // directory number (4) + name key -> link fields
+    Table byobject{0, "byobject"};  // guest + object number + directory number -> links
     Table meta{0, "meta"};
 
     Env() = default;
@@ -111,20 +124,14 @@ uint32_t from_be32(std::string_view s) {
            uint32_t(uint8_t(s[2])) << 8 | uint32_t(uint8_t(s[3]));
 }
 
-constexpr size_t kGuestBytes = 4;
-constexpr size_t kIdBytes = 32;
+constexpr size_t kNumBytes = 4;  // guest, object and directory numbers, big endian
+constexpr size_t kIdPrefix = 8;  // bytes of an object id in an objids key
 
-// The byobject key of a link: its guest id, then the object id, then the rest of the link
-// key (the path part).
-std::string byobject_key(const ObjectId& id, std::string_view link_key) {
-    std::string key(link_key.substr(0, kGuestBytes));
-    key += id_bytes(id);
-    key += link_key.substr(kGuestBytes);
-    return key;
-}
-
+// Varints (LEB128) and fixed fields; failure is sticky: a truncated record reads as zeros
+// and ok() tells at the end.
 class Writer {
   public:
+    Writer() = default;
     explicit Writer(uint8_t format) { u8(format); }
     void u8(uint8_t v) { buf_.push_back(char(v)); }
     void u32(uint32_t v) {
@@ -134,9 +141,19 @@ class Writer {
         for (int i = 0; i < 8; ++i) buf_.push_back(char(v >> (8 * i)));
     }
     void i64(int64_t v) { u64(uint64_t(v)); }
+    void var(uint64_t v) {
+        for (; v >= 0x80; v >>= 7) buf_.push_back(char(v | 0x80));
+        buf_.push_back(char(v));
+    }
+    // Zigzag: small negative numbers stay short.
+    void svar(int64_t v) { var((uint64_t(v) << 1) ^ uint64_t(v >> 63)); }
     void bytes(const uint8_t* p, size_t n) { buf_.append(reinterpret_cast<const char*>(p), n); }
     void str(std::string_view s) {
         u32(uint32_t(s.size()));
+        buf_.append(s);
+    }
+    void vstr(std::string_view s) {
+        var(s.size());
         buf_.append(s);
     }
     const std::string& data() const { return buf_; }
@@ -145,7 +162,6 @@ class Writer {
     std::string buf_;
 };
 
-// Failure is sticky: a truncated record reads as zeros and ok() tells at the end.
 class Reader {
   public:
     explicit Reader(std::string_view data) : data_(data) {}
@@ -153,11 +169,31 @@ class Reader {
     uint32_t u32() { return uint32_t(le(4)); }
     uint64_t u64() { return le(8); }
     int64_t i64() { return int64_t(le(8)); }
+    uint64_t var() {
+        uint64_t v = 0;
+        for (int shift = 0; shift < 64; shift += 7) {
+            uint8_t b = u8();
+            if (!ok_) return 0;
+            v |= uint64_t(b & 0x7f) << shift;
+            if (!(b & 0x80)) return v;
+        }
+        ok_ = false;
+        return 0;
+    }
+    int64_t svar() {
+        uint64_t v = var();
+        return int64_t(v >> 1) ^ -int64_t(v & 1);
+    }
     void bytes(uint8_t* out, size_t n) {
         if (take(n)) std::memcpy(out, data_.data() + pos_ - n, n);
     }
     std::string str() {
         uint32_t n = u32();
+        if (!take(n)) return {};
+        return std::string(data_.substr(pos_ - n, n));
+    }
+    std::string vstr() {
+        uint64_t n = var();
         if (!take(n)) return {};
         return std::string(data_.substr(pos_ - n, n));
     }
@@ -224,56 +260,91 @@ std::optional<GuestRecord> decode_guest(std::string_view data) {
     return g;
 }
 
-std::string encode(const ObjectRecord& o) {
-    Writer w(kRecordFormat);
-    w.u64(o.size);
-    w.u64(o.xxh3);
-    w.bytes(o.content.data(), o.content.size());
-    w.i64(o.created);
-    w.u32(o.replicas);
+// An entry of `objects`: the id, then the record if the object is recorded. An entry
+// without a record keeps the number of an object that link records still name (one that
+// delete_object removed, or that was never put): its number is not handed out again, so
+// those records keep resolving to its id, and a later put_object revives it.
+struct ObjectEntry {
+    ObjectId id;
+    std::optional<ObjectRecord> rec;
+};
+
+std::string encode(const ObjectEntry& e) {
+    Writer w;
+    w.u8(e.rec ? 1 : 0);
+    w.bytes(e.id.bytes.data(), e.id.bytes.size());
+    if (!e.rec) return w.data();
+    w.var(e.rec->size);
+    w.u64(e.rec->xxh3);
+    w.bytes(e.rec->content.data(), e.rec->content.size());
+    w.svar(e.rec->created);
+    w.var(e.rec->replicas);
     return w.data();
 }
 
-std::optional<ObjectRecord> decode_object(std::string_view data) {
+std::optional<ObjectEntry> decode_object(std::string_view data) {
     Reader r(data);
-    if (r.u8() != kRecordFormat) return std::nullopt;
-    ObjectRecord o;
-    o.size = r.u64();
-    o.xxh3 = r.u64();
-    r.bytes(o.content.data(), o.content.size());
-    o.created = r.i64();
-    o.replicas = r.u32();
+    uint8_t flags = r.u8();
+    if (flags > 1) return std::nullopt;
+    ObjectEntry e;
+    r.bytes(e.id.bytes.data(), e.id.bytes.size());
+    if (flags) {
+        ObjectRecord o;
+        o.size = r.var();
+        o.xxh3 = r.u64();
+        r.bytes(o.content.data(), o.content.size());
+        o.created = r.svar();
+        uint64_t replicas = r.var();
+        if (replicas > UINT32_MAX) return std::nullopt;
+        o.replicas = uint32_t(replicas);
+        e.rec = o;
+    }
     if (!r.ok()) return std::nullopt;
-    return o;
+    return e;
 }
 
-std::string encode(const LinkRecord& l) {
-    Writer w(kRecordFormat);
-    w.u32(l.guest);
-    w.str(l.path);
-    w.bytes(l.id.bytes.data(), l.id.bytes.size());
-    w.u32(l.replica);
-    w.u64(l.ino);
-    w.u64(l.size);
-    w.i64(l.mtime_ns);
-    w.i64(l.ctime_ns);
+// The fields of a link record in `links`; the guest and path come from its key (and its
+// directory), the id from its object's number. A name too long to be a key is kept here.
+// The ctime is kept as its distance from the mtime.
+struct LinkFields {
+    uint32_t object = 0;
+    uint32_t replica = 0;
+    uint64_t ino = 0;
+    uint64_t size = 0;
+    int64_t mtime_ns = 0;
+    int64_t ctime_ns = 0;
+    std::optional<std::string> name;  // only when the key holds its hash
+};
+
+std::string encode(const LinkFields& f) {
+    Writer w;
+    w.u8(f.name ? 1 : 0);
+    w.var(f.object);
+    w.var(f.replica);
+    w.var(f.ino);
+    w.var(f.size);
+    w.svar(f.mtime_ns);
+    w.svar(int64_t(uint64_t(f.ctime_ns) - uint64_t(f.mtime_ns)));
+    if (f.name) w.vstr(*f.name);
     return w.data();
 }
 
-std::optional<LinkRecord> decode_link(std::string_view data) {
+std::optional<LinkFields> decode_fields(std::string_view data) {
     Reader r(data);
-    if (r.u8() != kRecordFormat) return std::nullopt;
-    LinkRecord l;
-    l.guest = r.u32();
-    l.path = r.str();
-    r.bytes(l.id.bytes.data(), l.id.bytes.size());
-    l.replica = r.u32();
-    l.ino = r.u64();
-    l.size = r.u64();
-    l.mtime_ns = r.i64();
-    l.ctime_ns = r.i64();
+    uint8_t flags = r.u8();
+    if (flags > 1) return std::nullopt;
+    LinkFields f;
+    uint64_t object = r.var(), replica = r.var();
+    if (object > UINT32_MAX || replica > UINT32_MAX) return std::nullopt;
+    f.object = uint32_t(object);
+    f.replica = uint32_t(replica);
+    f.ino = r.var();
+    f.size = r.var();
+    f.mtime_ns = r.svar();
+    f.ctime_ns = int64_t(uint64_t(f.mtime_ns) + uint64_t(r.svar()));
+    if (flags) f.name = r.vstr();
     if (!r.ok()) return std::nullopt;
-    return l;
+    return f;
 }
 
 std::string encode_u64(uint64_t v) {
@@ -289,18 +360,27 @@ std::optional<uint64_t> decode_u64(std::string_view s) {
     return v;
 }
 
-// Paths never hold a NUL, so the 0x00 marker cannot collide with a short path.
-Result<std::string> link_key(const Env& env, uint32_t guest, const std::string& path) {
-    std::string key = be32(guest);
-    if (path.size() <= kMaxInlinePath) return key + path;
+// A directory path or a name as a key: itself, or 0x00 + its SHA-256 when it is too long.
+// Paths and names never hold a NUL, so the marker cannot collide with a short one.
+Result<std::string> short_key(const Env& env, std::string_view s, size_t max) {
+    if (s.size() <= max) return std::string(s);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    if (EVP_Digest(path.data(), path.size(), md, &len, EVP_sha256(), nullptr) != 1 || len != 32)
+    if (EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr) != 1 || len != 32)
         return fail("EVP_Digest(" + env.dir + "): SHA-256 of a long path failed");
-    key.push_back('\0');
+    std::string key(1, '\0');
     key.append(reinterpret_cast<const char*>(md), len);
     return key;
 }
+
+// A link's path is its directory (everything before the last '/', "" for /x) and its name;
+// joined again with '/', any path that starts with '/' comes back byte for byte.
+std::pair<std::string_view, std::string_view> split_path(std::string_view path) {
+    size_t slash = path.rfind('/');
+    return {path.substr(0, slash), path.substr(slash + 1)};
+}
+
+constexpr size_t kMaxInlineName = 400;
 
 int nibble(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -352,12 +432,12 @@ class LmdbTxn : public Txn {
 
     Result<std::optional<ObjectRecord>> object(const ObjectId& id) override {
         if (auto r = live("object"); !r) return std::unexpected(r.error());
-        auto val = get(env_->objects, id_bytes(id));
-        if (!val) return std::unexpected(val.error());
-        if (!*val) return std::nullopt;
-        auto o = decode_object(**val);
-        if (!o) return corrupt(*env_, env_->objects);
-        return o;
+        auto num = object_number(id, false);
+        if (!num) return std::unexpected(num.error());
+        if (!*num) return std::nullopt;
+        auto e = object_entry(**num);
+        if (!e) return std::unexpected(e.error());
+        return e->rec;
     }
 
     Result<std::vector<ObjectId>> objects_with_prefix(const std::string& hex_prefix) override {
@@ -372,67 +452,99 @@ class LmdbTxn : public Txn {
         }
         std::vector<ObjectId> out;
         if (hex_prefix.size() > 64) return out;
+        // objids keys hold the first 8 bytes of each id: scan those that match the prefix
+        // as far as it goes, then check each candidate's whole id.
+        std::string scan_prefix = whole.substr(0, kIdPrefix);
         int odd = hex_prefix.size() % 2 ? nibble(hex_prefix.back()) : -1;
-        // Seeking to the odd nibble's first key skips the keys below it in the range.
-        std::string start = whole;
-        if (odd >= 0) start.push_back(char(odd << 4));
-        auto r = scan(env_->objects, whole, start, [&](std::string_view key, std::string_view) {
-            if (key.size() != 32) return Result<bool>(corrupt(*env_, env_->objects));
-            if (odd >= 0 && (uint8_t(key[whole.size()]) >> 4) != odd) return Result<bool>(false);
-            ObjectId id;
-            std::memcpy(id.bytes.data(), key.data(), 32);
-            out.push_back(id);
-            return Result<bool>(true);
-        });
+        std::string start = scan_prefix;
+        if (odd >= 0 && whole.size() < kIdPrefix) start.push_back(char(odd << 4));
+        std::vector<uint32_t> nums;
+        auto r =
+            scan(env_->objids, scan_prefix, start, [&](std::string_view key, std::string_view) {
+                if (key.size() != kIdPrefix + kNumBytes)
+                    return Result<bool>(corrupt(*env_, env_->objids));
+                if (odd >= 0 && whole.size() < kIdPrefix &&
+                    (uint8_t(key[whole.size()]) >> 4) != odd)
+                    return Result<bool>(false);
+                nums.push_back(from_be32(key.substr(kIdPrefix)));
+                return Result<bool>(true);
+            });
         if (!r) return std::unexpected(r.error());
+        for (uint32_t num : nums) {
+            auto e = object_entry(num);
+            if (!e) return std::unexpected(e.error());
+            if (!e->rec || !e->id.hex().starts_with(hex_prefix)) continue;
+            out.push_back(e->id);
+        }
+        std::sort(out.begin(), out.end());
         return out;
     }
 
     Result<void> for_each_object(const ObjectVisitor& visit) override {
         if (auto r = live("for_each_object"); !r) return r;
         return scan(env_->objects, "", "", [&](std::string_view key, std::string_view val) {
-            auto o = decode_object(val);
-            if (key.size() != 32 || !o) return Result<bool>(corrupt(*env_, env_->objects));
-            ObjectId id;
-            std::memcpy(id.bytes.data(), key.data(), 32);
-            return Result<bool>(visit(id, *o));
+            auto e = decode_object(val);
+            if (key.size() != kNumBytes || !e) return Result<bool>(corrupt(*env_, env_->objects));
+            if (!e->rec) return Result<bool>(true);
+            return Result<bool>(visit(e->id, *e->rec));
         });
     }
 
     Result<std::optional<LinkRecord>> link(uint32_t guest, const std::string& path) override {
         if (auto r = live("link"); !r) return std::unexpected(r.error());
-        auto key = link_key(*env_, guest, path);
+        if (auto r = flush(); !r) return std::unexpected(r.error());
+        auto key = link_key(guest, path, false);
         if (!key) return std::unexpected(key.error());
+        if (key->empty()) return std::nullopt;  // no link in that directory
         auto val = get(env_->links, *key);
         if (!val) return std::unexpected(val.error());
         if (!*val) return std::nullopt;
-        auto l = decode_link(**val);
-        if (!l || l->guest != guest || l->path != path) return corrupt(*env_, env_->links);
+        auto l = decode_link(*key, **val);
+        if (!l) return std::unexpected(l.error());
+        if (l->guest != guest || l->path != path) return corrupt(*env_, env_->links);
         return l;
     }
 
     Result<void> for_each_link_of_guest(uint32_t guest, const LinkVisitor& visit) override {
         if (auto r = live("for_each_link_of_guest"); !r) return r;
+        if (auto r = flush(); !r) return r;
+        // Directory by directory, each directory's links by name.
         std::string prefix = be32(guest);
-        return scan(env_->links, prefix, prefix, [&](std::string_view, std::string_view val) {
-            auto l = decode_link(val);
-            if (!l || l->guest != guest) return Result<bool>(corrupt(*env_, env_->links));
-            return Result<bool>(visit(*l));
+        return scan(env_->dirs, prefix, prefix, [&](std::string_view, std::string_view dir) {
+            if (dir.size() != kNumBytes) return Result<bool>(corrupt(*env_, env_->dirs));
+            std::string dir_prefix(dir);
+            bool more = true;
+            auto r = scan(env_->links, dir_prefix, dir_prefix,
+                          [&](std::string_view key, std::string_view val) {
+                              auto l = decode_link(key, val);
+                              if (!l) return Result<bool>(std::unexpected(l.error()));
+                              if (l->guest != guest)
+                                  return Result<bool>(corrupt(*env_, env_->links));
+                              more = visit(*l);
+                              return Result<bool>(more);
+                          });
+            if (!r) return Result<bool>(std::unexpected(r.error()));
+            return Result<bool>(more);
         });
     }
 
     Result<void> for_each_link_of_object(const ObjectId& id, const LinkVisitor& visit) override {
         if (auto r = live("for_each_link_of_object"); !r) return r;
+        if (auto r = flush(); !r) return r;
+        auto num = object_number(id, false);
+        if (!num) return std::unexpected(num.error());
+        if (!*num) return {};
         const Table& t = env_->byobject;
-        const std::string idb = id_bytes(id);
+        const std::string numb = be32(**num);
         Cursor cur{*this};
         if (int rc = mdb_cursor_open(txn_, t.dbi, &cur.c); rc != 0)
             return mdb_fail(*env_, "mdb_cursor_open", &t, rc);
-        // The object's entries are one range per guest: seek to (guest, id) and hop past any
-        // key of another object, from guest 0 up. Each seek lands strictly after the key that
-        // caused it, so the walk ends; it costs about two seeks per guest, without reading
-        // the guests table (which a damaged index may not match).
-        std::string target = be32(0) + idb;
+        // The object's entries are one range per guest, one entry per directory that holds
+        // links to it: seek to (guest, object) and hop past any key of another object, from
+        // guest 0 up. Each seek lands strictly after the key
+        // that caused it, so the walk ends; it costs about two seeks per guest, without
+        // reading the guests table (which a damaged index may not match).
+        std::string target = be32(0) + numb;
         MDB_val k = to_val(target), v{};
         int rc = mdb_cursor_get(cur.c, &k, &v, MDB_SET_RANGE);
         std::string last;
@@ -440,37 +552,50 @@ class LmdbTxn : public Txn {
             if (rc == MDB_NOTFOUND) return {};
             if (rc != 0) return mdb_fail(*env_, "mdb_cursor_get", &t, rc);
             std::string_view key = to_view(k);
-            // A link key has at least '/' after the guest id.
-            if (key.size() <= kGuestBytes + kIdBytes) return corrupt(*env_, t);
-            std::string_view key_id = key.substr(kGuestBytes, kIdBytes);
-            if (key_id != idb) {
+            std::string_view key_num = key.substr(kNumBytes, kNumBytes);
+            if (key_num != numb) {
                 uint32_t g = from_be32(key);
-                if (key_id > idb) {
+                if (key_num > numb) {
                     if (g == UINT32_MAX) return {};
                     ++g;
                 }
-                target = be32(g) + idb;
+                target = be32(g) + numb;
                 k = to_val(target);
                 rc = mdb_cursor_get(cur.c, &k, &v, MDB_SET_RANGE);
                 continue;
             }
-            std::string link_key(key.substr(0, kGuestBytes));
-            link_key += key.substr(kGuestBytes + kIdBytes);
+            if (key.size() != 3 * kNumBytes) return corrupt(*env_, t);
+            uint32_t guest = from_be32(key);
+            std::string dir(key.substr(2 * kNumBytes));
             last.assign(key);
-            auto val = get(env_->links, link_key);
-            if (!val) return std::unexpected(val.error());
-            // A reverse entry without its link (or naming another object) breaks the
-            // invariant put_link and delete_link keep inside one transaction.
-            if (!*val) return corrupt(*env_, t);
-            auto l = decode_link(**val);
-            if (!l) return corrupt(*env_, env_->links);
-            if (l->id != id) return corrupt(*env_, t);
+            // The object's links in that directory: those of its links that name the object.
+            std::vector<std::string> lkeys;
+            auto found =
+                scan(env_->links, dir, dir, [&](std::string_view lk, std::string_view val) {
+                    auto f = decode_fields(val);
+                    if (!f) return Result<bool>(corrupt(*env_, env_->links));
+                    if (f->object == **num) lkeys.emplace_back(lk);
+                    return Result<bool>(true);
+                });
+            if (!found) return found;
+            // A reverse entry without its link breaks the invariant put_link and
+            // delete_link keep inside one transaction.
+            if (lkeys.empty()) return corrupt(*env_, t);
             uint64_t generation = generation_;
-            bool more = visit(*l);
-            if (!txn_)
-                return fail("for_each_link_of_object(" + env_->dir +
-                            "): the transaction ended during the iteration");
-            if (!more) return {};
+            for (const std::string& lk : lkeys) {
+                auto val = get(env_->links, lk);
+                if (!val) return std::unexpected(val.error());
+                if (!*val) continue;  // the visitor deleted it
+                auto l = decode_link(lk, **val);
+                if (!l) return std::unexpected(l.error());
+                if (l->guest != guest) return corrupt(*env_, t);
+                if (l->id != id) continue;  // the visitor relinked it
+                bool more = visit(*l);
+                if (!txn_)
+                    return fail("for_each_link_of_object(" + env_->dir +
+                                "): the transaction ended during the iteration");
+                if (!more) return {};
+            }
             if (generation == generation_) {
                 rc = mdb_cursor_get(cur.c, &k, &v, MDB_NEXT);
                 continue;
@@ -523,30 +648,47 @@ class LmdbTxn : public Txn {
 
         GuestRecord rec = g;
         rec.id = id;
-        if (auto r = put(env_->guests, g.name, encode(rec)); !r) return r;
-        if (auto r = put(env_->guests, id_key(id), g.name); !r) return r;
+        if (auto r = put_changed(env_->guests, g.name, encode(rec)); !r) return r;
+        if (auto r = put_changed(env_->guests, id_key(id), g.name); !r) return r;
         g.id = id;
         return {};
     }
 
     Result<void> delete_guest(uint32_t id) override {
         if (auto r = writable("delete_guest"); !r) return r;
+        if (auto r = flush(); !r) return r;
         // Collect first: deleting under an open cursor is where LMDB wrappers go wrong.
-        std::vector<std::pair<std::string, ObjectId>> doomed;
+        std::vector<std::pair<std::string, std::string>> dirs;  // key, number
         std::string prefix = be32(id);
         auto scanned =
-            scan(env_->links, prefix, prefix, [&](std::string_view key, std::string_view val) {
-                auto l = decode_link(val);
-                if (!l) return Result<bool>(corrupt(*env_, env_->links));
-                doomed.emplace_back(std::string(key), l->id);
+            scan(env_->dirs, prefix, prefix, [&](std::string_view key, std::string_view val) {
+                if (val.size() != kNumBytes) return Result<bool>(corrupt(*env_, env_->dirs));
+                dirs.emplace_back(std::string(key), std::string(val));
                 return Result<bool>(true);
             });
         if (!scanned) return scanned;
+        std::vector<std::pair<std::string, uint32_t>> doomed;  // link key, object number
+        for (const auto& [key, dir] : dirs) {
+            auto r = scan(env_->links, dir, dir, [&](std::string_view lkey, std::string_view val) {
+                auto f = decode_fields(val);
+                if (!f) return Result<bool>(corrupt(*env_, env_->links));
+                doomed.emplace_back(std::string(lkey), f->object);
+                return Result<bool>(true);
+            });
+            if (!r) return r;
+        }
         for (const auto& [key, obj] : doomed) {
             if (auto r = del(env_->links, key); !r) return std::unexpected(r.error());
-            if (auto r = del(env_->byobject, byobject_key(obj, key)); !r)
+            // The directory's entry; deleting it again for its next link finds nothing.
+            if (auto r = del(env_->byobject, prefix + be32(obj) + key.substr(0, kNumBytes)); !r)
                 return std::unexpected(r.error());
         }
+        for (const auto& [key, dir] : dirs) {
+            if (auto r = del(env_->dirs, key); !r) return std::unexpected(r.error());
+            if (auto r = del(env_->dirpaths, dir); !r) return std::unexpected(r.error());
+        }
+        dir_numbers_.clear();
+        dir_paths_.clear();
 
         auto name = get(env_->guests, id_key(id));
         if (!name) return std::unexpected(name.error());
@@ -564,13 +706,18 @@ class LmdbTxn : public Txn {
 
     Result<void> put_object(const ObjectId& id, const ObjectRecord& rec) override {
         if (auto r = writable("put_object"); !r) return r;
-        return put(env_->objects, id_bytes(id), encode(rec));
+        auto num = object_number(id, true);
+        if (!num) return std::unexpected(num.error());
+        return put_changed(env_->objects, be32(**num), encode(ObjectEntry{id, rec}));
     }
 
     Result<void> delete_object(const ObjectId& id) override {
         if (auto r = writable("delete_object"); !r) return r;
-        if (auto r = del(env_->objects, id_bytes(id)); !r) return std::unexpected(r.error());
-        return {};
+        auto num = object_number(id, false);
+        if (!num) return std::unexpected(num.error());
+        if (!*num) return {};
+        // The entry stays without its record: link records may still name the number.
+        return put_changed(env_->objects, be32(**num), encode(ObjectEntry{id, std::nullopt}));
     }
 
     Result<void> put_link(const LinkRecord& link) override {
@@ -578,49 +725,72 @@ class LmdbTxn : public Txn {
         if (!link.path.starts_with('/'))
             return fail("put_link(" + env_->dir + "): path '" + link.path +
                         "' does not start with '/'");
-        auto key = link_key(*env_, link.guest, link.path);
+        auto key = link_key(link.guest, link.path, true);
         if (!key) return std::unexpected(key.error());
+        auto num = object_number(link.id, true);
+        if (!num) return std::unexpected(num.error());
+        LinkFields f{**num, link.replica, link.ino, link.size, link.mtime_ns, link.ctime_ns, {}};
+        std::string_view name = split_path(link.path).second;
+        if (name.size() > kMaxInlineName) f.name = std::string(name);
+        std::string val = encode(f);
+        if (auto p = pending_links_.find(*key); p != pending_links_.end()) {
+            auto old = decode_fields(p->second);
+            count_link(link.guest, old->object, *key, -1);
+            count_link(link.guest, f.object, *key, +1);
+            p->second = std::move(val);
+            return {};
+        }
         auto old_val = get(env_->links, *key);
         if (!old_val) return std::unexpected(old_val.error());
-        if (*old_val) {
-            auto old = decode_link(**old_val);
-            if (!old) return corrupt(*env_, env_->links);
-            if (old->id != link.id) {
-                if (auto r = del(env_->byobject, byobject_key(old->id, *key)); !r)
-                    return std::unexpected(r.error());
-            }
+        if (!*old_val) {
+            // A new link waits for the flush (at commit, or before links are read).
+            count_link(link.guest, f.object, *key, +1);
+            pending_links_.emplace(std::move(*key), std::move(val));
+            return {};
         }
-        if (auto r = put(env_->links, *key, encode(link)); !r) return r;
-        return put(env_->byobject, byobject_key(link.id, *key), "");
+        // Unchanged: no write at all, so an import that finds nothing new copies no page.
+        if (**old_val == val) return {};
+        auto old = decode_fields(**old_val);
+        if (!old) return corrupt(*env_, env_->links);
+        count_link(link.guest, old->object, *key, -1);
+        count_link(link.guest, f.object, *key, +1);
+        return put(env_->links, *key, val);
     }
 
     Result<void> delete_link(uint32_t guest, const std::string& path) override {
         if (auto r = writable("delete_link"); !r) return r;
-        auto key = link_key(*env_, guest, path);
+        if (auto r = flush(); !r) return r;
+        auto key = link_key(guest, path, false);
         if (!key) return std::unexpected(key.error());
+        if (key->empty()) return {};
         auto val = get(env_->links, *key);
         if (!val) return std::unexpected(val.error());
         if (!*val) return {};
-        auto l = decode_link(**val);
-        if (!l) return corrupt(*env_, env_->links);
+        auto f = decode_fields(**val);
+        if (!f) return corrupt(*env_, env_->links);
         if (auto r = del(env_->links, *key); !r) return std::unexpected(r.error());
-        if (auto r = del(env_->byobject, byobject_key(l->id, *key)); !r)
-            return std::unexpected(r.error());
+        count_link(guest, f->object, *key, -1);
         return {};
     }
 
     Result<void> commit() override {
         if (auto r = live("commit"); !r) return r;
-        ++generation_;
-        // LMDB frees the txn even when commit fails: let go of it first.
-        MDB_txn* txn = std::exchange(txn_, nullptr);
-        if (!write_) {
-            mdb_txn_abort(txn);
-            return {};
-        }
-        fault_point("index.commit");
-        if (int rc = mdb_txn_commit(txn); rc != 0)
-            return mdb_fail(*env_, "mdb_txn_commit", nullptr, rc);
+        if (write_)
+            if (auto r = flush(); !r) return r;
+        return end();
+    }
+
+    // New link records and reverse counts stay held back across the renewal: they are
+    // written in one ordered run at the end, as if the transaction had not been cut (cut
+    // runs interleave in the same directories and split their pages in half). What a crash
+    // then loses is link records, which the next import finds again (invariant 5).
+    Result<void> renew() override {
+        if (auto r = writable("renew"); !r) return r;
+        if (auto r = end(); !r) return r;
+        MDB_txn* txn = nullptr;
+        if (int rc = mdb_txn_begin(env_->env, nullptr, 0, &txn); rc != 0)
+            return mdb_fail(*env_, "mdb_txn_begin", nullptr, rc);
+        txn_ = txn;
         return {};
     }
 
@@ -636,6 +806,11 @@ class LmdbTxn : public Txn {
         }
     };
 
+    struct DirPath {
+        uint32_t guest = 0;
+        std::string path;
+    };
+
     // Reopens `cur` on `t` and positions it on the first key after `last`; the MDB result.
     Result<int> reseek_past(Cursor& cur, const Table& t, const std::string& last, MDB_val& k,
                             MDB_val& v) const {
@@ -646,6 +821,21 @@ class LmdbTxn : public Txn {
         int rc = mdb_cursor_get(cur.c, &k, &v, MDB_SET_RANGE);
         if (rc == 0 && to_view(k) == last) rc = mdb_cursor_get(cur.c, &k, &v, MDB_NEXT);
         return rc;
+    }
+
+    // Commits a write transaction, ends a read one.
+    Result<void> end() {
+        ++generation_;
+        // LMDB frees the txn even when commit fails: let go of it first.
+        MDB_txn* txn = std::exchange(txn_, nullptr);
+        if (!write_) {
+            mdb_txn_abort(txn);
+            return {};
+        }
+        fault_point("index.commit");
+        if (int rc = mdb_txn_commit(txn); rc != 0)
+            return mdb_fail(*env_, "mdb_txn_commit", nullptr, rc);
+        return {};
     }
 
     Result<void> live(const char* op) const {
@@ -671,12 +861,23 @@ class LmdbTxn : public Txn {
         return to_view(v);
     }
 
-    Result<void> put(const Table& t, std::string_view key, std::string_view val) {
+    // flags: MDB_APPEND for a key known to be past the end of the table (a new number), so a
+    // full page is left full instead of split in half; LMDB checks that it is.
+    Result<void> put(const Table& t, std::string_view key, std::string_view val,
+                     unsigned flags = 0) {
         ++generation_;
         MDB_val k = to_val(key), v = to_val(val);
-        if (int rc = mdb_put(txn_, t.dbi, &k, &v, 0); rc != 0)
+        if (int rc = mdb_put(txn_, t.dbi, &k, &v, flags); rc != 0)
             return mdb_fail(*env_, "mdb_put", &t, rc);
         return {};
+    }
+
+    // A put that leaves an identical value alone: LMDB copies the page even then.
+    Result<void> put_changed(const Table& t, std::string_view key, std::string_view val) {
+        auto old = get(t, key);
+        if (!old) return std::unexpected(old.error());
+        if (*old && **old == val) return {};
+        return put(t, key, val);
     }
 
     // False when there was nothing to delete.
@@ -696,6 +897,204 @@ class LmdbTxn : public Txn {
         auto g = decode_guest(**val);
         if (!g || g->name != name) return corrupt(*env_, env_->guests);
         return g;
+    }
+
+    // byobject holds, per guest, object and directory, how many links of the directory name
+    // the object: the reverse entry of link `lkey` goes up or down by one (when flushed).
+    void count_link(uint32_t guest, uint32_t object, std::string_view lkey, int delta) {
+        pending_counts_[be32(guest) + be32(object) + std::string(lkey.substr(0, kNumBytes))] +=
+            delta;
+    }
+
+    // A put of a key that is usually past the end of its table: appended, it leaves the
+    // page before it full instead of splitting it in half.
+    Result<void> put_maybe_last(const Table& t, std::string_view key, std::string_view val) {
+        ++generation_;
+        MDB_val k = to_val(key), v = to_val(val);
+        int rc = mdb_put(txn_, t.dbi, &k, &v, MDB_APPEND);
+        if (rc == MDB_KEYEXIST) rc = mdb_put(txn_, t.dbi, &k, &v, 0);
+        if (rc != 0) return mdb_fail(*env_, "mdb_put", &t, rc);
+        return {};
+    }
+
+    // Writes the new links and the reverse counts that put_link and delete_link held back,
+    // in key order. An import's batch of new links is then one run of appends at the end
+    // of `links` (its directories are new) and fills its pages; put one by one, in the
+    // walk's order, they filled them to about 60 %.
+    Result<void> flush() {
+        for (const auto& [key, val] : pending_links_)
+            if (auto r = put_maybe_last(env_->links, key, val); !r) return r;
+        pending_links_.clear();
+        for (const auto& [key, delta] : pending_counts_) {
+            if (delta == 0) continue;
+            auto val = get(env_->byobject, key);
+            if (!val) return std::unexpected(val.error());
+            int64_t n = 0;
+            if (*val) {
+                Reader r(**val);
+                n = int64_t(r.var());
+                if (!r.ok()) return corrupt(*env_, env_->byobject);
+            }
+            n += delta;
+            if (n <= 0) {
+                if (auto r = del(env_->byobject, key); !r) return std::unexpected(r.error());
+                continue;
+            }
+            Writer w;
+            w.var(uint64_t(n));
+            auto r = *val ? put(env_->byobject, key, w.data())
+                          : put_maybe_last(env_->byobject, key, w.data());
+            if (!r) return r;
+        }
+        pending_counts_.clear();
+        return {};
+    }
+
+    // The caches below serve repeated lookups (a directory's links, an object's links in a
+    // batch); a scan of a whole guest would fill them with what it never asks again, so
+    // each is emptied when it reaches kCacheEntries: memory stays flat (bench P6).
+    static constexpr size_t kCacheEntries = 4096;
+    template <class Map, class K, class V>
+    static typename Map::mapped_type& remember(Map& m, K&& key, V&& val) {
+        if (m.size() >= kCacheEntries) m.clear();
+        return m.insert_or_assign(std::forward<K>(key), std::forward<V>(val)).first->second;
+    }
+
+    // The next number from the counter `name` in meta (starting at 1).
+    Result<uint32_t> allocate(const char* name) {
+        auto val = get(env_->meta, name);
+        if (!val) return std::unexpected(val.error());
+        uint64_t next = 1;
+        if (*val) {
+            auto v = decode_u64(**val);
+            if (!v || *v == 0) return corrupt(*env_, env_->meta);
+            next = *v;
+        }
+        if (next > UINT32_MAX)
+            return fail(std::string("allocate(") + env_->dir + "): no " + name + " number left");
+        if (auto r = put(env_->meta, name, encode_u64(next + 1)); !r)
+            return std::unexpected(r.error());
+        return uint32_t(next);
+    }
+
+    Result<ObjectEntry> object_entry(uint32_t num) {
+        auto val = get(env_->objects, be32(num));
+        if (!val) return std::unexpected(val.error());
+        if (!*val) return corrupt(*env_, env_->objects);  // a number that something names
+        auto e = decode_object(**val);
+        if (!e) return corrupt(*env_, env_->objects);
+        remember(ids_, num, e->id);
+        return *e;
+    }
+
+    // The number of object `id`; with create, one is given to an object the index does not
+    // know yet (an entry without a record). objids keys hold 8 bytes of the id, so two ids
+    // may share one: each candidate's whole id is compared.
+    Result<std::optional<uint32_t>> object_number(const ObjectId& id, bool create) {
+        if (auto it = numbers_.find(id); it != numbers_.end()) return it->second;
+        std::string prefix = id_bytes(id).substr(0, kIdPrefix);
+        std::vector<uint32_t> candidates;
+        auto r = scan(env_->objids, prefix, prefix, [&](std::string_view key, std::string_view) {
+            if (key.size() != kIdPrefix + kNumBytes)
+                return Result<bool>(corrupt(*env_, env_->objids));
+            candidates.push_back(from_be32(key.substr(kIdPrefix)));
+            return Result<bool>(true);
+        });
+        if (!r) return std::unexpected(r.error());
+        for (uint32_t num : candidates) {
+            auto e = object_entry(num);
+            if (!e) return std::unexpected(e.error());
+            if (e->id == id) {
+                remember(numbers_, id, num);
+                return num;
+            }
+        }
+        if (!create) return std::nullopt;
+        auto num = allocate("next_object");
+        if (!num) return std::unexpected(num.error());
+        if (auto p =
+                put(env_->objects, be32(*num), encode(ObjectEntry{id, std::nullopt}), MDB_APPEND);
+            !p)
+            return std::unexpected(p.error());
+        if (auto p = put(env_->objids, prefix + be32(*num), ""); !p)
+            return std::unexpected(p.error());
+        remember(numbers_, id, *num);
+        remember(ids_, *num, id);
+        return *num;
+    }
+
+    Result<ObjectId> object_id(uint32_t num) {
+        if (auto it = ids_.find(num); it != ids_.end()) return it->second;
+        auto e = object_entry(num);
+        if (!e) return std::unexpected(e.error());
+        return e->id;
+    }
+
+    // The number of guest's directory `dir`; 0 when it has none and create is false.
+    Result<uint32_t> dir_number(uint32_t guest, std::string_view dir, bool create) {
+        auto dkey = short_key(*env_, dir, kMaxInlinePath);
+        if (!dkey) return std::unexpected(dkey.error());
+        std::string key = be32(guest) + *dkey;
+        if (auto it = dir_numbers_.find(key); it != dir_numbers_.end()) return it->second;
+        auto val = get(env_->dirs, key);
+        if (!val) return std::unexpected(val.error());
+        if (*val) {
+            if ((*val)->size() != kNumBytes) return corrupt(*env_, env_->dirs);
+            uint32_t num = from_be32(**val);
+            remember(dir_numbers_, key, num);
+            return num;
+        }
+        if (!create) return 0;
+        auto num = allocate("next_dir");
+        if (!num) return std::unexpected(num.error());
+        if (auto p = put(env_->dirs, key, be32(*num)); !p) return std::unexpected(p.error());
+        if (auto p = put(env_->dirpaths, be32(*num), be32(guest) + std::string(dir), MDB_APPEND);
+            !p)
+            return std::unexpected(p.error());
+        remember(dir_numbers_, key, *num);
+        remember(dir_paths_, *num, DirPath{guest, std::string(dir)});
+        return *num;
+    }
+
+    Result<const DirPath*> dir_path(uint32_t num) {
+        if (auto it = dir_paths_.find(num); it != dir_paths_.end()) return &it->second;
+        auto val = get(env_->dirpaths, be32(num));
+        if (!val) return std::unexpected(val.error());
+        if (!*val || (*val)->size() < kNumBytes) return corrupt(*env_, env_->dirpaths);
+        DirPath d{from_be32(**val), std::string((*val)->substr(kNumBytes))};
+        return &remember(dir_paths_, num, std::move(d));
+    }
+
+    // The links key of (guest, path): directory number + name key. Without create, "" when
+    // the guest has no link in that directory.
+    Result<std::string> link_key(uint32_t guest, std::string_view path, bool create) {
+        auto [dir, name] = split_path(path);
+        auto num = dir_number(guest, dir, create);
+        if (!num) return std::unexpected(num.error());
+        if (*num == 0) return std::string();
+        auto nkey = short_key(*env_, name, kMaxInlineName);
+        if (!nkey) return std::unexpected(nkey.error());
+        return be32(*num) + *nkey;
+    }
+
+    Result<LinkRecord> decode_link(std::string_view key, std::string_view val) {
+        auto f = decode_fields(val);
+        if (!f || key.size() < kNumBytes) return corrupt(*env_, env_->links);
+        auto dir = dir_path(from_be32(key));
+        if (!dir) return std::unexpected(dir.error());
+        auto id = object_id(f->object);
+        if (!id) return std::unexpected(id.error());
+        LinkRecord l;
+        l.guest = (*dir)->guest;
+        l.path = (*dir)->path + "/";
+        l.path += f->name ? *f->name : std::string(key.substr(kNumBytes));
+        l.id = *id;
+        l.replica = f->replica;
+        l.ino = f->ino;
+        l.size = f->size;
+        l.mtime_ns = f->mtime_ns;
+        l.ctime_ns = f->ctime_ns;
+        return l;
     }
 
     // Calls f(key, value) for each key >= start that begins with prefix, until f returns
@@ -737,6 +1136,16 @@ class LmdbTxn : public Txn {
     MDB_txn* txn_;
     bool write_;
     uint64_t generation_ = 0;  // bumped by every write and by the end of the txn
+    // What this transaction has looked up: numbers are never reused, so they stay true
+    // until the transaction ends (delete_guest clears the directories it removes).
+    std::unordered_map<ObjectId, uint32_t> numbers_;
+    std::unordered_map<uint32_t, ObjectId> ids_;
+    std::unordered_map<std::string, uint32_t> dir_numbers_;
+    std::unordered_map<uint32_t, DirPath> dir_paths_;
+    // Held back until the next flush (write transactions only): links whose key was new,
+    // and changes to reverse counts.
+    std::map<std::string, std::string> pending_links_;
+    std::map<std::string, int64_t> pending_counts_;
 };
 
 class LmdbIndex : public Index {
@@ -767,7 +1176,8 @@ Result<void> open_tables(Env& env, bool create) {
         mdb_txn_abort(txn);
         return e;
     };
-    for (Table* t : {&env.guests, &env.objects, &env.links, &env.byobject, &env.meta}) {
+    for (Table* t : {&env.guests, &env.objects, &env.objids, &env.dirs, &env.dirpaths, &env.links,
+                     &env.byobject, &env.meta}) {
         if (int rc = mdb_dbi_open(txn, t->name, create ? MDB_CREATE : 0, &t->dbi); rc != 0)
             return abort(mdb_fail(env, "mdb_dbi_open", t, rc));
     }
@@ -817,7 +1227,7 @@ Result<std::unique_ptr<Index>> Index::open(const std::string& dir, bool create) 
         env->env = nullptr;
         return mdb_fail(*env, "mdb_env_create", nullptr, rc);
     }
-    if (int rc = mdb_env_set_maxdbs(env->env, 8); rc != 0)
+    if (int rc = mdb_env_set_maxdbs(env->env, 10); rc != 0)
         return mdb_fail(*env, "mdb_env_set_maxdbs", nullptr, rc);
     if (int rc = mdb_env_set_mapsize(env->env, map_size()); rc != 0)
         return mdb_fail(*env, "mdb_env_set_mapsize", nullptr, rc);

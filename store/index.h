@@ -1,14 +1,16 @@
 // The index: an LMDB environment in POOL/index, the fast mirror of what the filesystem
-// says (docs/DESIGN.md invariant 5). Four tables:
+// says (docs/DESIGN.md invariant 5). Its tables (format version 3, lean: about 170 bytes per
+// link record on real guests, free pages included):
 //   guests   name -> GuestRecord          (plus "#id" -> name, for id lookups)
-//   objects  id(32) -> ObjectRecord
-//   links    link key -> LinkRecord        link key = guest id (4, big endian) + path
-//   byobject guest id(4) + id(32) + path -> ""
+//   objects  object number (4) -> id + ObjectRecord; objids: id's first 8 bytes + number
+//   dirs     guest (4) + directory path -> directory number; dirpaths: the reverse
+//   links    directory number (4) + name -> the rest of a LinkRecord (varints)
+//   byobject guest (4) + object number (4) + directory number (4) -> links there
 //            the reverse mapping, for `who`. Guest first so that one guest's entries are
 //            contiguous and importing a new guest costs the same however many there are.
-// LMDB keys are at most 511 bytes, so a path longer than 440 bytes is keyed by 0x00 +
-// SHA-256(path); the record always carries the whole path. Nothing outside this file
-// knows about LMDB.
+// Numbers are big endian and never reused. A directory path or name too long for an LMDB
+// key (511 bytes) is keyed by 0x00 + its SHA-256; the record keeps the whole of it.
+// Nothing outside index.cc knows about LMDB.
 #pragma once
 
 #include <cstdint>
@@ -93,6 +95,11 @@ class Txn {
 
     // Write: commit; read: just ends it. The transaction is unusable afterwards.
     virtual Result<void> commit() = 0;
+    // Write transactions only: commits what was written so far and goes on in a new write
+    // transaction, so a long run of writes does not hold every page it dirtied in memory.
+    // New link records may be held back until commit() (they are written in key order);
+    // readers of this transaction see them. On failure the transaction is unusable.
+    virtual Result<void> renew() = 0;
 };
 
 class Index {
