@@ -101,10 +101,8 @@ void check_item(const Pool& pool, const std::string& name, const std::string& sh
     auto x = read_xattrs(fd, shown);
     if (!x) return fail_with(x.error());
     Identity ident = Identity::of(*st, std::move(*x));
-    bool ignore_mtime = pool.settings().ignore_mtime;
-    auto gives_id = [&](const Digest& content) {
-        return make_object_id(content, ident, ignore_mtime) == it.id;
-    };
+    IdRules rules = pool.settings().id_rules();
+    auto gives_id = [&](const Digest& content) { return rules.id_of(content, ident) == it.id; };
 
     bool doubt = true;
     if (it.rec && !full_mode) {
@@ -291,7 +289,7 @@ Result<bool> reprotect(const Pool& pool, DamagedObject& d) {
     auto f = pool.open_object(d.name);
     if (!f) return std::unexpected(f.error());
     if (auto r = pool.protection().protect(f->get(), shown); !r) return std::unexpected(r.error());
-    auto now = identify_fd(f->get(), shown, pool.settings().ignore_mtime);
+    auto now = identify_fd(f->get(), shown, pool.settings().id_rules());
     if (!now) return std::unexpected(now.error());
     if (now->id == d.id) return true;
     d.content = d.metadata = true;  // it changed while it was unprotected
