@@ -5,6 +5,7 @@
 // answer from the filesystem. And init: auto picks the mode the filesystem has, reflink is
 // refused clearly on ext4 and tmpfs, --protect is for hardlink pools only.
 #include <fcntl.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -134,7 +135,7 @@ TEST_P(Reflink, ImportKeepsEveryInodeAndItsMetadataAndSharesBlocks) {
     Json st = json_of(unify({"--json", "status"}));
     EXPECT_EQ(st["pool"]["share"], "reflink") << st.dump();
     EXPECT_GT(st["pool"]["bytes_saved"].get<uint64_t>(), 600u * 1024) << st.dump();
-    EXPECT_TRUE(contains(unify({"status"}).out, "share mode reflink"));
+    EXPECT_TRUE(contains_squeezed(unify({"status"}).out, "share mode reflink"));
 }
 
 TEST_P(Reflink, AWriterHoldingItsFileAcrossTheImportChangesOnlyItsOwnFile) {
@@ -144,6 +145,9 @@ TEST_P(Reflink, AWriterHoldingItsFileAcrossTheImportChangesOnlyItsOwnFile) {
     ASSERT_NO_FATAL_FAILURE(init_and_import());
     EXPECT_TRUE(share_blocks(g1 + "/usr/lib/big", g2 + "/usr/lib/big"));
     ASSERT_EQ(pwrite(w, "EVIL", 4, 0), 4);
+    // The writer puts the mtime back: only the ctime tells the re-import to look again.
+    struct timespec times[2] = {{0, UTIME_OMIT}, {kMtime, 2}};
+    ASSERT_EQ(futimens(w, times), 0);
     ASSERT_EQ(fsync(w), 0);
     close(w);
     EXPECT_EQ(read_file(g1 + "/usr/lib/big"), big1) << "the write reached another guest";
@@ -151,6 +155,7 @@ TEST_P(Reflink, AWriterHoldingItsFileAcrossTheImportChangesOnlyItsOwnFile) {
     EXPECT_EQ(unify({"verify", "--full"}).status, 0) << "the write reached the object";
     EXPECT_EQ(who(pool, "g1:/usr/lib/big"), std::set<std::string>{"g1:/usr/lib/big"});
     // The write moved the file's ctime: the re-import hashes it again, a new object.
+    ASSERT_EQ(stat_path(g2 + "/usr/lib/big").st_mtim.tv_nsec, 2);
     Json j = json_of(unify({"--json", "import", "g2", g2}));
     EXPECT_EQ(j["new_objects"], 1) << j.dump();
     EXPECT_EQ(j["records_dropped"], 0) << j.dump();

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "store/hasher.h"
@@ -24,7 +25,51 @@ extern char** environ;
 
 namespace unify::test {
 
-TempDir::TempDir(const std::string& base) {
+namespace {
+
+// The filesystem of UNIFY_TEST_FS, made on first use and kept for the life of the process.
+struct TestFilesystem {
+    std::unique_ptr<LoopFs> loop;
+    std::unique_ptr<TempDir> dir;  // tmpfs: its mount point lives here
+    std::string path = "/var/tmp";
+
+    TestFilesystem() {
+        const char* type = getenv("UNIFY_TEST_FS");
+        if (!type || !*type) return;
+        std::string t = type;
+        if (t == "tmpfs") {
+            dir = std::make_unique<TempDir>("/var/tmp");
+            path = *dir / "tmpfs";
+            mkdir(path.c_str(), 0755);
+            if (mount("unify-test-fs", path.c_str(), "tmpfs", 0, "size=1g,mode=0755") != 0) {
+                fprintf(stderr, "UNIFY_TEST_FS=tmpfs: mount: %s\n", strerror(errno));
+                abort();
+            }
+            return;
+        }
+        loop = std::make_unique<LoopFs>(t, 1024);
+        if (!loop->ok()) {
+            fprintf(stderr, "UNIFY_TEST_FS=%s: %s\n", type, loop->reason().c_str());
+            abort();
+        }
+        path = loop->path();
+    }
+    ~TestFilesystem() {
+        if (!dir) return;
+        sh("chattr -R -i '" + path + "' >/dev/null 2>&1");
+        if (umount2(path.c_str(), 0) != 0) umount2(path.c_str(), MNT_DETACH);
+    }
+};
+
+}  // namespace
+
+const std::string& test_filesystem() {
+    static TestFilesystem fs;
+    return fs.path;
+}
+
+TempDir::TempDir(const std::string& base_in) {
+    std::string base = base_in.empty() ? test_filesystem() : base_in;
     std::string tmpl = base + "/unify-test.XXXXXX";
     std::vector<char> buf(tmpl.begin(), tmpl.end());
     buf.push_back('\0');

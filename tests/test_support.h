@@ -14,11 +14,11 @@
 
 namespace unify::test {
 
-// A fresh directory under /var/tmp (same filesystem as most guests here; /tmp may be tmpfs).
-// The destructor lifts immutable flags below it, then removes it.
+// A fresh directory under `base`; by default under test_filesystem() (below). The destructor
+// lifts immutable flags below it, then removes it.
 class TempDir {
   public:
-    explicit TempDir(const std::string& base = "/var/tmp");
+    explicit TempDir(const std::string& base = "");
     ~TempDir();
     TempDir(const TempDir&) = delete;
     const std::string& path() const { return path_; }
@@ -27,6 +27,12 @@ class TempDir {
   private:
     std::string path_;
 };
+
+// Where the end-to-end tests make their pools and guests: /var/tmp (same filesystem as most
+// guests here; /tmp may be tmpfs), or, with UNIFY_TEST_FS=ext4|xfs|btrfs|tmpfs, one such
+// filesystem made for this test process (a 1 GB loop image or tmpfs, removed at exit), so
+// the same tests run on each (CMakeLists.txt registers those runs with ctest).
+const std::string& test_filesystem();
 
 // Removes a tree that may hold immutable files (chattr -R -i, then rm -rf).
 void remove_tree(const std::string& path);
@@ -126,7 +132,7 @@ class LoopFs {
     std::string operator/(const std::string& rel) const { return mount_ + "/" + rel; }
 
   private:
-    TempDir dir_;
+    TempDir dir_{"/var/tmp"};  // the image is never on the filesystem under test
     std::string image_, mount_, reason_;
     bool mounted_ = false;
 };
