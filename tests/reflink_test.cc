@@ -252,7 +252,7 @@ TEST(ReflinkInit, AutoChoosesWhatTheFilesystemHasAndReflinkIsRefusedClearlyElsew
         LoopFs fs(type, 320);
         UNIFY_REQUIRE(fs.reason());
         bool cow = std::string(type) != "ext4";
-        auto r = run_unify({"--pool", fs / "auto", "--json", "init"});
+        auto r = run_unify({"--pool", fs / "auto", "--json", "init", "--share", "auto"});
         ASSERT_EQ(r.status, 0) << type << r.err;
         EXPECT_EQ(Json::parse(r.out)["share"], cow ? "reflink" : "hardlink") << type;
         EXPECT_TRUE(

@@ -221,8 +221,29 @@ std::set<size_t> intent_adopt_slots(const std::string& pool) {
     return out;
 }
 
-RunResult run_program(const char* binary, const std::vector<std::string>& args,
+namespace {
+
+// `init` without --share gets --share hardlink (test_support.h, run_unify).
+std::vector<std::string> hardlink_unless_told(const std::vector<std::string>& args) {
+    std::vector<std::string> out = args;
+    size_t i = 0;
+    while (i < args.size() && args[i].starts_with("-"))
+        i +=
+            (args[i] == "--pool" || args[i] == "--config" || args[i] == "-j" || args[i] == "--jobs")
+                ? 2
+                : 1;
+    if (i >= args.size() || args[i] != "init") return out;
+    for (const auto& a : args)
+        if (a == "--share" || a.starts_with("--share=")) return out;
+    out.insert(out.begin() + i + 1, {"--share", "hardlink"});
+    return out;
+}
+
+}  // namespace
+
+RunResult run_program(const char* binary, const std::vector<std::string>& args_in,
                       const std::vector<std::string>& env) {
+    std::vector<std::string> args = hardlink_unless_told(args_in);
     RunResult r;
     std::string out_path = "/tmp/unify-run.XXXXXX", err_path = "/tmp/unify-run.XXXXXX";
     int out_fd = mkstemp(out_path.data()), err_fd = mkstemp(err_path.data());

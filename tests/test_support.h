@@ -74,7 +74,10 @@ struct RunResult {
     std::string err;
 };
 // Runs the built unify binary (unify_binary(), below) with args (no shell); env entries "K=V"
-// are added. run_unify_faults runs unify-faults (store/fault.h), run_program any binary.
+// are added. An `init` without --share gets --share hardlink: the end-to-end tests of hardlink
+// pools run on XFS and btrfs too (test_filesystem()), where init's default is reflink; a
+// test of another share mode says --share. run_unify_faults runs unify-faults (store/fault.h),
+// run_program any binary.
 RunResult run_unify(const std::vector<std::string>& args, const std::vector<std::string>& env = {});
 RunResult run_unify_faults(const std::vector<std::string>& args,
                            const std::vector<std::string>& env = {});
