@@ -21,8 +21,12 @@ int run_status(const Globals& g, const std::string& name) {
         return kExitOk;
     }
     const auto& set = s->pool->settings();
-    std::cout << "pool " << s->pool->path() << " (protection " << to_string(set.protect)
-              << (set.ignore_mtime ? ", mtime ignored" : "") << ")\n"
+    if (set.reflink())
+        std::cout << "pool " << s->pool->path() << " (share reflink)\n";
+    else
+        std::cout << "pool " << s->pool->path() << " (protection " << to_string(set.protect)
+                  << (set.ignore_mtime ? ", mtime ignored" : "") << ")\n";
+    std::cout << "  share mode        " << to_string(set.share) << "\n"
               << "  objects           " << format_count(st->objects) << "\n"
               << "  bytes in pool     " << format_bytes(st->pool_bytes) << "\n"
               << "  guests            " << format_count(st->guests.size()) << "\n"

@@ -69,6 +69,10 @@ Json verify_json(const VerifyArgs& a, const VerifySummary& sum) {
     j["wrong_records"] = sum.bad_records;
     if (a.quarantine) j["wrong_records_rewritten"] = sum.bad_records_fixed;
     j["unindexed"] = sum.unindexed;
+    if (sum.sharers_checked) {
+        j["sharers_checked"] = sum.sharers_checked;
+        j["sharers_gone"] = links_json(sum.sharers_gone);
+    }
     Json strays = Json::array();
     for (const auto& stray : sum.strays) {
         Json o;
@@ -137,6 +141,11 @@ int run_verify(const Globals& g, const VerifyArgs& a) {
                   << "  wrong records     " << format_count(sum->bad_records.size()) << "\n"
                   << "  unindexed         " << format_count(sum->unindexed.size()) << "\n"
                   << "  stray files       " << format_count(sum->strays.size()) << "\n";
+        if (s->pool->settings().reflink())
+            std::cout << "  sharers checked   " << format_count(sum->sharers_checked) << " ("
+                      << format_count(sum->sharers_gone.size())
+                      << " no longer share their object's blocks; the next import of their "
+                         "guest drops or renews those records)\n";
         if (!sum->ok() && !a.quarantine)
             std::cout << "run `unify verify --quarantine` to move damaged objects aside and "
                          "give the guests that link them private copies\n";

@@ -113,6 +113,7 @@ Json init_json(const std::string& pool, const PoolSettings& settings) {
     Json j;
     j["command"] = "init";
     put_path(j, "pool", pool);
+    j["share"] = to_string(settings.share);
     j["protect"] = to_string(settings.protect);
     j["ignore_mtime"] = settings.ignore_mtime;
     return j;
@@ -182,6 +183,7 @@ Json who_json(const WhoAnswer& ans) {
 Json status_json(const Pool& pool, const PoolStatus& st) {
     Json p;
     put_path(p, "path", pool.path());
+    p["share"] = to_string(pool.settings().share);
     p["protect"] = to_string(pool.settings().protect);
     p["ignore_mtime"] = pool.settings().ignore_mtime;
     p["objects"] = st.objects;

@@ -9,6 +9,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "store/extents.h"
 #include "store/fault.h"
 #include "store/interrupt.h"
 #include "store/link_check.h"
@@ -22,6 +23,24 @@ struct Candidate {
     std::string name;  // "<hex>" or "<hex>.N"
     uint64_t size;
 };
+
+// Garbage is an object held by the pool alone, as the filesystem says, never the index. A
+// hardlink pool: no other name links it (link count 1). A reflink pool: also no extent of it
+// is shared with another file (FIEMAP_EXTENT_SHARED): no guest file shares its blocks any
+// more (each wrote, was upgraded or was deleted). Removing a reflink object can never lose
+// guest data, whatever this says: a guest file is its own inode holding its own reference to
+// every block it shares, and the filesystem frees a block only with its last reference; an
+// object removed too early would only cost a future import the saving.
+Result<bool> held_by_pool_alone(const Pool& pool, int dirfd, const std::string& name,
+                                const FileStat& st, const std::string& shown) {
+    if (st.nlink != 1 || !st.is_reg()) return false;
+    if (!pool.settings().reflink()) return true;
+    auto fd = open_read(dirfd, name, shown);
+    if (!fd) return std::unexpected(fd.error());
+    auto extents = file_extents(fd->get(), shown);
+    if (!extents) return std::unexpected(extents.error());
+    return !any_shared(*extents);
+}
 
 // gc --reconcile: records of paths that are not (or no longer) their object, in every guest.
 Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log, GcSummary& sum) {
@@ -102,7 +121,14 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                 return;
             }
             ++seen[s];
-            if (st->nlink == 1 && st->is_reg()) found[s].push_back({e.name, st->size});
+            auto alone = held_by_pool_alone(pool, shard->dir.get(), e.name, *st,
+                                            join_path(shard->shown, e.name));
+            if (!alone) {
+                errors[s] = alone.error();
+                failed[s] = true;
+                return;
+            }
+            if (*alone) found[s].push_back({e.name, st->size});
         }
         if (opt.progress) {
             std::lock_guard hold(progress_mutex);
@@ -158,7 +184,12 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                 outcome = std::unexpected(st.error());
                 break;
             }
-            if (st->nlink != 1) {
+            auto alone = held_by_pool_alone(pool, pool.objects_fd(), name, *st, shown);
+            if (!alone) {
+                outcome = std::unexpected(alone.error());
+                break;
+            }
+            if (!*alone) {
                 --sum.objects_removed;
                 sum.bytes_reclaimed -= c.size;
                 continue;

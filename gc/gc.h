@@ -1,5 +1,6 @@
 // unify gc: statx every object in parallel, shard by shard; an object whose link count is 1
-// is held by the pool alone: lift its protection, unlink it, drop its record. That decision
+// (and, in a reflink pool, none of whose extents is shared: FIEMAP) is held by the pool
+// alone: lift its protection, unlink it, drop its record. That decision
 // reads only the pool, never the index, so no stale or missing record can make gc keep
 // garbage or remove a linked object; its cost is one statx per object, like
 // `find POOL -links 1`, whatever the number of guests and links.

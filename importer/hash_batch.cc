@@ -7,7 +7,7 @@ namespace unify {
 
 namespace {
 
-Hashed hash_one(const WalkEntry& e, const std::string& shown, bool ignore_mtime) {
+Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules& rules) {
     Hashed h;
     auto f = open_guest_file(e, shown);
     if (!f) {
@@ -20,7 +20,7 @@ Hashed hash_one(const WalkEntry& e, const std::string& shown, bool ignore_mtime)
         h.error = f->error;
         return h;
     }
-    auto now = identify_fd(f->fd.get(), shown, ignore_mtime);
+    auto now = identify_fd(f->fd.get(), shown, rules);
     if (!now) {
         h.state = is_unreadable(now.error()) ? Hashed::unreadable : Hashed::failed;
         h.error = now.error();
@@ -41,11 +41,11 @@ Hashed hash_one(const WalkEntry& e, const std::string& shown, bool ignore_mtime)
 }  // namespace
 
 std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
-                               const std::string& root_shown, bool ignore_mtime, unsigned jobs) {
+                               const std::string& root_shown, const IdRules& rules, unsigned jobs) {
     std::vector<Hashed> out(batch.size());
     parallel_for(batch.size(), jobs, [&](size_t i) {
         if (!wanted[i]) return;
-        out[i] = hash_one(batch[i], join_path(root_shown, batch[i].path), ignore_mtime);
+        out[i] = hash_one(batch[i], join_path(root_shown, batch[i].path), rules);
     });
     return out;
 }

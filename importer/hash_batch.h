@@ -26,6 +26,6 @@ struct Hashed {
 // One Hashed per entry, in the same order; entries with wanted[i] false stay pending. Never
 // fails as a whole: per-file errors land in Hashed::state / error.
 std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
-                               const std::string& root_shown, bool ignore_mtime, unsigned jobs);
+                               const std::string& root_shown, const IdRules& rules, unsigned jobs);
 
 }  // namespace unify

@@ -5,7 +5,9 @@
 //   4. hash the rest on all cores;
 //   5. group by object id and apply: make missing objects, link the other paths over
 //      them inside one protection window per object, record it all in one LMDB write
-//      transaction per batch.
+//      transaction per batch. In a reflink pool the one step that differs is how a path
+//      comes to share its object (share_members, linker/reflink.h): a clone makes the
+//      object, a dedupe shares it; no lease, no window, no replica.
 #include "importer/import.h"
 
 #include <fcntl.h>
@@ -29,6 +31,7 @@
 #include "importer/settle.h"
 #include "linker/dir_times.h"
 #include "linker/object_maker.h"
+#include "linker/reflink.h"
 #include "linker/replace.h"
 #include "linker/scatter.h"
 #include "store/fault.h"
@@ -116,6 +119,8 @@ class Importer {
                               std::vector<size_t>& pending, std::vector<WalkEntry>& batch,
                               std::unordered_map<size_t, Fd>& leases);
     Result<void> next_replica(Txn& txn, const ObjectId& id, ObjectState& obj);
+    Result<void> share_members(Txn& txn, const ObjectId& id, ObjectState& obj,
+                               const std::vector<size_t>& pending, std::vector<WalkEntry>& batch);
     Result<ObjectState*> object_state(Txn& txn, const ObjectId& id);
     Result<void> object_made(Txn& txn, const ObjectId& id, ObjectState& obj, const MadeObject& made,
                              const WalkEntry& e);
@@ -203,6 +208,13 @@ Result<bool> Importer::already_linked(Txn& txn, const WalkEntry& e) {
     if (!*rec || (*rec)->ino != e.st.ino || (*rec)->size != e.st.size ||
         (*rec)->mtime_ns != e.st.mtime_ns)
         return false;
+    // A reflink pool records the guest's own inode: any write, chmod or dedupe by someone
+    // else moves its ctime, so an equal ctime means it still holds the blocks it was given.
+    if (pool_.settings().reflink()) {
+        if ((*rec)->ctime_ns != e.st.ctime_ns) return false;
+        seen_.push_back(path_key(e.path));
+        return true;
+    }
     // One statx, the walk's: the path is the inode the index recorded as its object, and
     // that inode is alive, so it is still the object unless the object was deleted and its
     // inode number reused by a file that the guest then gave the same size, mtime-ns and
@@ -215,7 +227,10 @@ Result<bool> Importer::already_linked(Txn& txn, const WalkEntry& e) {
 
 Result<void> Importer::record_link(Txn& txn, const WalkEntry& e, const ObjectId& id,
                                    uint32_t replica, const FileStat& obj) {
-    LinkRecord rec{guest_.id, e.path, id, replica, obj.ino, obj.size, obj.mtime_ns, obj.ctime_ns};
+    // Hardlink: the path is the object's inode. Reflink: the guest's own inode as walked,
+    // before it was made to share (a dedupe leaves its times alone).
+    const FileStat& s = pool_.settings().reflink() ? e.st : obj;
+    LinkRecord rec{guest_.id, e.path, id, replica, s.ino, s.size, s.mtime_ns, s.ctime_ns};
     seen_.push_back(path_key(e.path));
     return txn.put_link(rec);
 }
@@ -226,6 +241,10 @@ void Importer::count_saved(const WalkEntry& e) {
     // are remembered, so memory does not grow with the guest.
     // What is freed is the blocks the inode held (a sparse file's holes hold none).
     uint64_t freed = e.st.blocks * 512;
+    if (pool_.settings().reflink()) {  // the inode's blocks go the first time any name shares
+        if (++replaced_links_[e.st.ino] == 1) sum_.bytes_saved += freed;
+        return;
+    }
     if (e.st.nlink == 1) {
         sum_.bytes_saved += freed;
         return;
@@ -294,7 +313,7 @@ Result<void> Importer::object_made(Txn& txn, const ObjectId& id, ObjectState& ob
     ++sum_.new_objects;
     sum_.bytes_new_objects += made.rec.size;
     if (opt_.verbose) log_ << "new object " << id.hex() << " from " << shown(e) << "\n";
-    if (e.st.nlink != 1) return {};
+    if (e.st.nlink != 1 && !pool_.settings().reflink()) return {};  // a copy: not the path
     ++sum_.newly_linked;
     return record_link(txn, e, id, 0, *obj.st);
 }
@@ -305,6 +324,7 @@ Result<void> Importer::object_made(Txn& txn, const ObjectId& id, ObjectState& ob
 Result<void> Importer::adopt_new_objects(Txn& txn, const std::vector<ObjectId>& order,
                                          std::unordered_map<ObjectId, std::vector<size_t>>& groups,
                                          std::vector<WalkEntry>& batch) {
+    if (pool_.settings().reflink()) return {};  // clones are made in share_members
     std::vector<AdoptRequest> requests;
     std::vector<std::unique_ptr<Fd>> leases;  // held until every object is protected
     for (const ObjectId& id : order) {
@@ -364,7 +384,7 @@ std::vector<size_t> Importer::split_linked(const ObjectState& obj,
 Result<bool> Importer::lease_before_acting(const WalkEntry& e, const ObjectId& id, Fd& lease) {
     bool fresh = unsettled(e);
     if (!fresh && !guard_writers_) return true;
-    auto r = fresh ? lease_and_recheck(e, id, pool_.settings().ignore_mtime, lease, shown(e))
+    auto r = fresh ? lease_and_recheck(e, id, pool_.settings().id_rules(), lease, shown(e))
                    : lease_unwritten(e, lease, shown(e));
     if (!r) return std::unexpected(r.error());
     if (*r == Recheck::same) return true;
@@ -441,6 +461,48 @@ Result<void> Importer::next_replica(Txn& txn, const ObjectId& id, ObjectState& o
     return {};
 }
 
+// Steps 3 to 5 of apply_group in a reflink pool, the other side of the share seam: the first
+// member that yields the object is cloned into the pool, every other one deduplicated
+// against it. The guest's paths, inodes and metadata stay as they are; nothing is leased,
+// since the object is the pool's alone and the kernel compares the bytes under lock.
+Result<void> Importer::share_members(Txn& txn, const ObjectId& id, ObjectState& obj,
+                                     const std::vector<size_t>& pending,
+                                     std::vector<WalkEntry>& batch) {
+    for (size_t i : pending) {
+        WalkEntry& e = batch[i];
+        auto src = open_guest_file(e, shown(e));
+        if (!src) return std::unexpected(src.error());
+        if (src->state != GuestFile::ok) {
+            skip_file(e, src->state == GuestFile::changed ? skip::kChanged : skip::kUnreadable,
+                      src->error.message);
+            continue;
+        }
+        if (!obj.st) {
+            auto made = clone_object(pool_, id, src->fd.get(), shown(e));
+            if (!made) return std::unexpected(made.error());
+            if (made->outcome == MadeObject::made) {
+                if (auto r = object_made(txn, id, obj, *made, e); !r) return r;
+                continue;
+            }
+            skip_file(e, made->outcome == MadeObject::changed   ? skip::kChanged
+                         : made->outcome == MadeObject::refused ? skip::kFlagged
+                                                                : skip::kInline);
+            continue;
+        }
+        auto r = share_object(pool_, id, obj.replica, src->fd.get(), e.st.size, shown(e));
+        if (!r) return std::unexpected(r.error());
+        if (*r != Shared::shared) {
+            skip_file(e, *r == Shared::changed ? skip::kChanged : skip::kFlagged);
+            continue;
+        }
+        ++sum_.newly_linked;
+        count_saved(e);
+        if (opt_.verbose) log_ << "share " << shown(e) << " -> " << id.hex() << "\n";
+        if (auto rl = record_link(txn, e, id, obj.replica, *obj.st); !rl) return rl;
+    }
+    return {};
+}
+
 // Links every pending member over its path, in one protection window per object inode.
 Result<void> Importer::link_members(Txn& txn, const ObjectId& id, ObjectState& obj,
                                     std::vector<size_t>& pending, std::vector<WalkEntry>& batch,
@@ -513,6 +575,7 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, const std::vect
     std::vector<size_t> pending = split_linked(obj, members, batch, linked);
     for (size_t i : linked)
         if (auto r = record_link(txn, batch[i], id, obj.replica, *obj.st); !r) return r;
+    if (pool_.settings().reflink()) return share_members(txn, id, obj, pending, batch);
     // 3. No object yet: make it from the first member that yields it.
     if (auto r = make_object(txn, id, obj, pending, batch, hashed); !r) return r;
     // 4. Members are leased (and unsettled ones re-read) before the window opens; the lease
@@ -701,7 +764,7 @@ Result<bool> Importer::start_batch(Walker& walker, size_t max, Stage& st) {
     if (!wanted) return std::unexpected(wanted.error());
     // The hashing threads only read the batch; it stays put until the future is taken.
     st.hashed = std::async(std::launch::async, [this, &st, w = std::move(*wanted)] {
-        return hash_batch(st.batch, w, root_.path, pool_.settings().ignore_mtime, opt_.jobs);
+        return hash_batch(st.batch, w, root_.path, pool_.settings().id_rules(), opt_.jobs);
     });
     return *more;
 }

@@ -42,11 +42,11 @@ Result<Recheck> lease_unwritten(const WalkEntry& e, Fd& lease, const std::string
     return Recheck::same;
 }
 
-Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected, bool ignore_mtime,
-                                  Fd& lease, const std::string& shown) {
+Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected,
+                                  const IdRules& rules, Fd& lease, const std::string& shown) {
     auto leased = lease_unwritten(e, lease, shown);
     if (!leased || *leased != Recheck::same) return leased;
-    auto now = identify_fd(lease.get(), shown, ignore_mtime);
+    auto now = identify_fd(lease.get(), shown, rules);
     if (!now) return std::unexpected(now.error());
     if (!now->st.unchanged(e.st)) return Recheck::changed;
     return now->id == expected ? Recheck::same : Recheck::changed;

@@ -27,8 +27,8 @@ int64_t settle_cutoff_ns();
 enum class Recheck { same, busy, changed };
 
 // Leases the file (the lease lives as long as `lease`), re-reads it and compares its id.
-Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected, bool ignore_mtime,
-                                  Fd& lease, const std::string& shown);
+Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected,
+                                  const IdRules& rules, Fd& lease, const std::string& shown);
 
 // True while nobody has opened the leased file for writing since it was leased.
 bool lease_intact(int fd);

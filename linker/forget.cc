@@ -59,7 +59,8 @@ Result<ForgetSummary> forget_guest(Pool& pool, const ForgetOptions& opt, std::os
                         "--delete-root again once they are dealt with):" +
                         list);
         }
-    } else if (!opt.keep_links) {
+    } else if (!opt.keep_links && !pool.settings().reflink()) {
+        // (A reflink pool's guest files are ordinary files of their own: only records go.)
         if (auto root = open_guest_root(pool, *g); !root) {
             if (root.error().err == ENOENT)
                 return fail(what + ": the guest root " + g->root +
@@ -73,7 +74,7 @@ Result<ForgetSummary> forget_guest(Pool& pool, const ForgetOptions& opt, std::os
         sum.unshared = *r;
     }
     // (Unshare dropped the records of the links it handled; none are left without keep_links.)
-    if (opt.keep_links) {
+    if (opt.keep_links || pool.settings().reflink()) {
         auto n = count_links(pool, g->id);
         if (!n) return std::unexpected(context(n.error(), what));
         sum.records_dropped = *n;

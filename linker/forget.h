@@ -3,7 +3,9 @@
 // the guest's files stay exactly what they were), then its record and any link records left
 // are deleted in one index transaction. With keep_links only the records go: the guest's
 // files stay hard links to their objects (for a root that is about to be deleted), and gc
-// reclaims those objects once the files are gone. With delete_root the guest's whole root
+// reclaims those objects once the files are gone. In a reflink pool forget only drops the
+// records, always: each guest file is its own inode already, and gc reclaims an object once
+// no file shares its blocks. With delete_root the guest's whole root
 // is deleted instead, nothing copied (linker/delete_root.h), and then its record.
 // The caller holds the pool lock for the whole run.
 #pragma once

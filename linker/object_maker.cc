@@ -24,8 +24,10 @@ void withdraw(const Pool& pool, const ObjectId& id, uint32_t replica, int fd) {
 
 // Hashes the protected object again and derives its id from what is there now.
 Result<Identified> rehash(const Pool& pool, int fd, const std::string& shown) {
-    return identify_fd(fd, shown, pool.settings().ignore_mtime);
+    return identify_fd(fd, shown, pool.settings().id_rules());
 }
+
+}  // namespace
 
 ObjectRecord record_of(const ContentHash& h) {
     ObjectRecord rec;
@@ -35,8 +37,6 @@ ObjectRecord record_of(const ContentHash& h) {
     rec.created = time(nullptr);
     return rec;
 }
-
-}  // namespace
 
 // Links the guest's inode into the pool and protects it; the object is not verified yet.
 // On `made`, fd is open on the protected object.

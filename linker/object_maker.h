@@ -18,10 +18,15 @@
 namespace unify {
 
 struct MadeObject {
-    enum Outcome { made, changed, refused } outcome = changed;
+    // unshareable: reflink pools only (linker/reflink.h), the filesystem keeps the file's
+    // data where no other file can share it (btrfs inline data).
+    enum Outcome { made, changed, refused, unshareable } outcome = changed;
     FileStat st;  // of the object, after it was protected
     ObjectRecord rec;
 };
+
+// The index's record of an object with this content, created now.
+ObjectRecord record_of(const ContentHash& h);
 
 // `unwritten`, if given, is asked once the object is protected: false (the guest's read
 // lease was broken: a writer waits to open it) withdraws the object, outcome `changed`.

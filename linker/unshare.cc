@@ -8,6 +8,7 @@
 
 #include "linker/dir_times.h"
 #include "linker/private_copy.h"
+#include "linker/reflink.h"
 #include "linker/replace.h"
 #include "linker/scatter.h"
 #include "store/fault.h"
@@ -55,6 +56,32 @@ Result<Outcome> install_copy(Pool& pool, Txn& txn, const LinkRecord& l, const Pr
                         "was lifted; is the path flagged immutable by the guest?",
                     EPERM);
     return Outcome::not_linked;
+}
+
+// A reflink pool: the guest file keeps its inode, path and metadata and gets blocks of its
+// own (linker/reflink.h); nothing is renamed, no window. not_linked when the path is no
+// longer the inode that was recorded.
+Result<Outcome> unshare_blocks_of(Pool& pool, int root_fd, const std::string& root,
+                                  const LinkRecord& l) {
+    std::string shown = join_path(root, l.path);
+    auto gp = open_guest_parent(root_fd, l.path, shown);
+    if (!gp) return std::unexpected(gp.error());
+    if (!*gp) return Outcome::not_linked;
+    auto fd = open_read((*gp)->dir.get(), (*gp)->name, shown);
+    if (!fd && (fd.error().err == ENOENT || fd.error().err == ELOOP)) return Outcome::not_linked;
+    if (!fd) return std::unexpected(fd.error());
+    auto st = stat_fd(fd->get(), shown);
+    if (!st) return std::unexpected(st.error());
+    if (!st->is_reg() || st->ino != l.ino) return Outcome::not_linked;
+    auto r = unshare_blocks(pool, fd->get(), st->size, shown);
+    if (!r) return std::unexpected(r.error());
+    if (*r == Shared::refused)
+        return fail("unshare " + shown +
+                        ": refused (EPERM); is it flagged immutable or "
+                        "append-only by the guest?",
+                    EPERM);
+    // changed: a write raced the copy, and gave the file private blocks of its own anyway.
+    return *r == Shared::shared ? Outcome::unshared : Outcome::not_linked;
 }
 
 // The default selection: every link of the guest, or exactly the recorded paths named.
@@ -140,6 +167,24 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
             uint64_t size = *rec ? (*rec)->size : 0;
             if (opt.dry_run) {
                 count((*links)[i], size);
+                continue;
+            }
+            if (pool.settings().reflink()) {
+                auto r = unshare_blocks_of(pool, root->fd.get(), root->path, l);
+                if (!r) {
+                    outcome = std::unexpected(r.error());
+                    break;
+                }
+                if (*r == Outcome::unshared) {
+                    count((*links)[i], size);
+                    if (opt.verbose) log << "unshare " << join_path(root->path, l.path) << "\n";
+                } else {
+                    ++sum.not_linked;
+                }
+                if (auto d = (*txn)->delete_link(l.guest, l.path); !d) {
+                    outcome = d;
+                    break;
+                }
                 continue;
             }
             auto p = prepare_copy(pool, root->fd.get(), root->path, l, *rec, i, dir_times, swept);

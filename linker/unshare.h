@@ -2,7 +2,8 @@
 // paths named, or the files of the packages named), e.g. before a package upgrade on a stock
 // kernel, where the guest cannot replace a protected file itself. Each copy is made beside
 // the path under a temporary name, with the object's content and metadata, and renamed over
-// the link atomically.
+// the link atomically. In a reflink pool the file keeps its inode and only gets blocks of
+// its own (linker/reflink.h: a plain copy deduplicated over it).
 // Durability comes per batch, not per file: a batch's copies are all written, then made
 // durable together by one syncfs of the guest's filesystem, and only then renamed over
 // their links, then the index commits. A crash (or power loss) at any point leaves each path
@@ -12,8 +13,8 @@
 
 #include <cstdint>
 #include <functional>
-#include <optional>
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 

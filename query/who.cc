@@ -143,7 +143,14 @@ Result<WhoAnswer> who(Pool& pool, const std::string& target) {
             if (!o) return std::unexpected(o.error());
             obj = *o;
         }
-        if (!*link || !obj || !obj->same_inode(**st)) {
+        bool holds = *link && obj && obj->same_inode(**st);
+        if (*link && obj && pool.settings().reflink()) {  // its own inode, sharing blocks
+            LinkChecker check(pool);
+            auto state = check.check(txn, **link, *obj);
+            if (!state) return std::unexpected(state.error());
+            holds = *state == LinkChecker::State::holds;
+        }
+        if (!holds) {
             ans.why_not = !(*st)->is_reg() ? "not a regular file"
                           : *link          ? "it was replaced or unshared since it was linked"
                                            : "not linked to any object";

@@ -1,6 +1,6 @@
 // unify who: which guests share a file. The answer comes from the index (byobject) and each
 // path is then checked against the filesystem: a path that is no longer the object's inode
-// is not reported.
+// (in a reflink pool: no longer shares all the object's blocks) is not reported.
 #pragma once
 
 #include <string>

@@ -13,6 +13,7 @@
 
 #include "importer/walker.h"
 #include "repair/stamp.h"
+#include "store/extents.h"
 #include "store/guest_registry.h"
 #include "store/guest_root.h"
 #include "store/identify.h"
@@ -27,7 +28,9 @@ constexpr size_t kBatch = 4096;
 constexpr const char* kIndex = "index";
 constexpr const char* kNewIndex = "index.new";
 
-// An object inode, for looking up the inodes the walk meets.
+// An object inode, for looking up the inodes the walk meets. In a reflink pool a guest file
+// is not the object's inode: the key is then the first physical block of the object's data
+// (FIEMAP), which every file sharing all its blocks maps too.
 struct InoEntry {
     uint64_t ino;
     uint32_t object;  // into Scan::ids
@@ -49,7 +52,17 @@ struct File {
     FileStat st;
     ContentHash hash;
     Error error;
+    uint64_t key = 0;  // InoEntry::ino: the inode, or (reflink) the first block; 0: none
 };
+
+// A reflink pool's lookup key for an open file: its first physical block, 0 if its data is
+// in no block another file could share.
+Result<uint64_t> first_block(int fd, const std::string& shown) {
+    auto extents = file_extents(fd, shown);
+    if (!extents) return std::unexpected(extents.error());
+    if (extents->empty() || !shareable(*extents)) return uint64_t(0);
+    return extents->front().physical;
+}
 
 void hash_file(const Pool& pool, const std::string& name, const std::string& shown, File& f) {
     auto fd = pool.open_object(name);
@@ -64,7 +77,7 @@ void hash_file(const Pool& pool, const std::string& name, const std::string& sho
         if (!st) f.error = st.error();
         return;
     }
-    auto now = identify_fd(fd->get(), shown, pool.settings().ignore_mtime);
+    auto now = identify_fd(fd->get(), shown, pool.settings().id_rules());
     if (!now) {
         f.state = File::failed;
         f.error = now.error();
@@ -73,6 +86,15 @@ void hash_file(const Pool& pool, const std::string& name, const std::string& sho
     f.st = now->st;
     f.hash = now->hash;
     if (now->id != f.id) f.state = File::mismatch;
+    f.key = f.st.ino;
+    if (!pool.settings().reflink()) return;
+    auto block = first_block(fd->get(), shown);
+    if (!block) {
+        f.state = File::failed;
+        f.error = block.error();
+        return;
+    }
+    f.key = *block;
 }
 
 // Pass 3: record every object of every shard in `index`, and collect the inode table.
@@ -129,7 +151,8 @@ Result<void> scan_objects(Pool& pool, Index& index, const ReindexOptions& opt, s
             }
             // The guests' links to it are links all the same, also to a damaged object.
             if (scan.ids.empty() || scan.ids.back() != f.id) scan.ids.push_back(f.id);
-            scan.inodes.push_back(InoEntry{f.st.ino, uint32_t(scan.ids.size() - 1), f.replica});
+            if (f.key)
+                scan.inodes.push_back(InoEntry{f.key, uint32_t(scan.ids.size() - 1), f.replica});
             if (opt.verbose) log << "object " << shard << "/" << f.name << "\n";
         }
         if (!records.empty()) {
@@ -155,6 +178,28 @@ Result<void> scan_objects(Pool& pool, Index& index, const ReindexOptions& opt, s
 const InoEntry* find_inode(const Scan& scan, uint64_t ino) {
     auto it = std::lower_bound(scan.inodes.begin(), scan.inodes.end(), InoEntry{ino, 0, 0});
     return it != scan.inodes.end() && it->ino == ino ? &*it : nullptr;
+}
+
+// A reflink pool: the object a guest file shares all its blocks with, if any.
+Result<const InoEntry*> shared_object(const Pool& pool, const Scan& scan, const WalkEntry& e,
+                                      const std::string& shown) {
+    auto fd = open_read(e.dir->get(), e.name, shown);
+    if (!fd) return nullptr;  // gone or swapped meanwhile: not a link now
+    auto block = first_block(fd->get(), shown);
+    if (!block) return std::unexpected(block.error());
+    const InoEntry* obj = *block ? find_inode(scan, *block) : nullptr;
+    if (!obj) return nullptr;
+    auto object = pool.open_object(scan.ids[obj->object], obj->replica);
+    if (!object) return std::unexpected(object.error());
+    auto mine = file_extents(fd->get(), shown);
+    if (!mine) return std::unexpected(mine.error());
+    auto theirs =
+        file_extents(object->get(), pool.object_shown(scan.ids[obj->object], obj->replica));
+    if (!theirs) return std::unexpected(theirs.error());
+    auto ost = stat_fd(object->get(), pool.object_shown(scan.ids[obj->object], obj->replica));
+    if (!ost) return std::unexpected(ost.error());
+    if (ost->size != e.st.size || !same_blocks(*mine, *theirs, e.st.size)) return nullptr;
+    return obj;
 }
 
 // Pass 4 for one guest. A root that cannot be walked is a warning: the other guests' links
@@ -187,7 +232,14 @@ Result<void> walk_guest(Pool& pool, Index& index, const GuestRecord& g, const Sc
         for (const auto& e : batch) {
             // Our own temporary names are not links: the next import removes them.
             if (e.temp || !e.st.is_reg() || e.st.dev != pool.stat().dev) continue;
-            const InoEntry* obj = find_inode(scan, e.st.ino);
+            const InoEntry* obj = nullptr;
+            if (pool.settings().reflink()) {
+                auto o = shared_object(pool, scan, e, join_path(root->path, e.path));
+                if (!o) return std::unexpected(o.error());
+                obj = *o;
+            } else {
+                obj = find_inode(scan, e.st.ino);
+            }
             if (!obj) continue;
             // What import's record_link writes: the object's inode, size, mtime and ctime,
             // which are the path's own since it is that inode.

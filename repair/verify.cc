@@ -101,10 +101,8 @@ void check_item(const Pool& pool, const std::string& name, const std::string& sh
     auto x = read_xattrs(fd, shown);
     if (!x) return fail_with(x.error());
     Identity ident = Identity::of(*st, std::move(*x));
-    bool ignore_mtime = pool.settings().ignore_mtime;
-    auto gives_id = [&](const Digest& content) {
-        return make_object_id(content, ident, ignore_mtime) == it.id;
-    };
+    IdRules rules = pool.settings().id_rules();
+    auto gives_id = [&](const Digest& content) { return rules.id_of(content, ident) == it.id; };
 
     bool doubt = true;
     if (it.rec && !full_mode) {
@@ -291,7 +289,7 @@ Result<bool> reprotect(const Pool& pool, DamagedObject& d) {
     auto f = pool.open_object(d.name);
     if (!f) return std::unexpected(f.error());
     if (auto r = pool.protection().protect(f->get(), shown); !r) return std::unexpected(r.error());
-    auto now = identify_fd(f->get(), shown, pool.settings().ignore_mtime);
+    auto now = identify_fd(f->get(), shown, pool.settings().id_rules());
     if (!now) return std::unexpected(now.error());
     if (now->id == d.id) return true;
     d.content = d.metadata = true;  // it changed while it was unprotected
@@ -449,6 +447,32 @@ std::string describe(const DamagedObject& d, bool full) {
     return out;
 }
 
+// A reflink pool's recorded sharers, each checked on the filesystem (FIEMAP of the file and
+// its object).
+static Result<void> check_sharers(Pool& pool, VerifySummary& sum) {
+    auto txn = pool.index().read();
+    if (!txn) return std::unexpected(txn.error());
+    auto guests = (*txn)->guests();
+    if (!guests) return std::unexpected(guests.error());
+    LinkChecker checker(pool);
+    for (const auto& g : *guests) {
+        Result<void> err;
+        auto r = (*txn)->for_each_link_of_guest(g.id, [&](const LinkRecord& l) {
+            auto state = checker.check(**txn, l);
+            if (!state) {
+                err = std::unexpected(state.error());
+                return false;
+            }
+            ++sum.sharers_checked;
+            if (*state == LinkChecker::State::stale) sum.sharers_gone.push_back({g.name, l.path});
+            return true;
+        });
+        if (!r) return r;
+        if (!err) return err;
+    }
+    return (*txn)->commit();
+}
+
 Result<VerifySummary> verify_pool(Pool& pool, const VerifyOptions& opt_in, std::ostream& log) {
     VerifyOptions opt = opt_in;
     opt.jobs = jobs_or_cores(opt.jobs);
@@ -474,6 +498,9 @@ Result<VerifySummary> verify_pool(Pool& pool, const VerifyOptions& opt_in, std::
     }
     sum.damaged = std::move(found.damaged);
     for (const auto& bad : found.bad_records) sum.bad_records.push_back(bad.first);
+    if (pool.settings().reflink())
+        if (auto r = check_sharers(pool, sum); !r)
+            return std::unexpected(context(r.error(), "verify"));
     if (!opt.quarantine) return sum;
 
     // Pass 4, under the lock the caller holds.

@@ -1,5 +1,6 @@
 // unify verify: is every object what its id says, protected as the pool's mode requires, and
-// does the index agree with the pool? In passes:
+// does the index agree with the pool? (In a reflink pool also: which recorded sharers still
+// share their object's blocks.) In passes:
 //   1. per shard (all 256), list POOL/objects/xx: names "<64 hex>" and "<64 hex>.N" are
 //      objects, anything else is a stray file; look up each object's index record;
 //   2. check the shard's objects on all cores (a parallel loop over a pre-sized vector):
@@ -90,6 +91,11 @@ struct VerifySummary {
     // SHA-256: the index is wrong, not the object. --quarantine rewrites those records.
     std::vector<std::string> bad_records;
     bool bad_records_fixed = false;
+    // Reflink pools: every link record checked on the filesystem (store/link_check.h), and
+    // those whose file no longer shares all the object's blocks. Not damage: a guest may
+    // write its own file; the next import of the guest drops or renews such records.
+    uint64_t sharers_checked = 0;
+    std::vector<VerifyLink> sharers_gone;
     bool ok() const { return damaged.empty() && missing.empty() && bad_records.empty(); }
 };
 

@@ -2,7 +2,7 @@
 
 namespace unify {
 
-Result<Identified> identify_fd(int fd, const std::string& shown, bool ignore_mtime) {
+Result<Identified> identify_fd(int fd, const std::string& shown, const IdRules& rules) {
     Identified out;
     auto x = read_xattrs(fd, shown);
     if (!x) return std::unexpected(x.error());
@@ -13,7 +13,7 @@ Result<Identified> identify_fd(int fd, const std::string& shown, bool ignore_mti
     out.hash = *h;
     out.st = *st;
     out.xattrs = std::move(*x);
-    out.id = make_object_id(h->sha256, Identity::of(out.st, out.xattrs), ignore_mtime);
+    out.id = rules.id_of(h->sha256, Identity::of(out.st, out.xattrs));
     return out;
 }
 

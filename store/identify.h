@@ -20,6 +20,6 @@ struct Identified {
 };
 
 // Reads fd's xattrs, then all its bytes (from offset 0), then its stat, and derives the id.
-Result<Identified> identify_fd(int fd, const std::string& shown, bool ignore_mtime);
+Result<Identified> identify_fd(int fd, const std::string& shown, const IdRules& rules);
 
 }  // namespace unify

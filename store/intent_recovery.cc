@@ -29,7 +29,7 @@ Result<std::string> finish(const Pool& pool, const Intent& in) {
     if (auto r = pool.protection().protect(fd, shown); !r) return std::unexpected(r.error());
     if (in.op == IntentOp::window)
         return "protected " + shown + " again (its window was cut short)";
-    auto now = identify_fd(fd, shown, pool.settings().ignore_mtime);
+    auto now = identify_fd(fd, shown, pool.settings().id_rules());
     if (!now) return std::unexpected(now.error());
     if (now->id == *id) return "verified " + shown + " (its import was cut short)";
     if (auto r = pool.protection().unprotect(fd, shown); !r) return std::unexpected(r.error());

@@ -58,9 +58,39 @@ Result<LinkChecker::State> LinkChecker::check(Txn& txn, const LinkRecord& l,
     auto g = open_guest(txn, l.guest);
     if (!g) return std::unexpected(g.error());
     if (!*g || !(*g)->root.valid()) return State::unchecked;
+    if (pool_.settings().reflink()) return shares_blocks(**g, l, object);
     auto st = stat_guest_path((*g)->root.get(), l.path, join_path((*g)->rec.root, l.path));
     if (!st) return std::unexpected(st.error());
     return *st && (*st)->same_inode(object) ? State::holds : State::stale;
+}
+
+// The guest file is the inode that was recorded, as long as the object, and maps every byte
+// to the object's blocks. A write gave it private blocks, a package upgrade replaced it by
+// another inode: either way it no longer shares, and the record is stale.
+Result<LinkChecker::State> LinkChecker::shares_blocks(const Guest& g, const LinkRecord& l,
+                                                      const FileStat& object) {
+    std::string shown = join_path(g.rec.root, l.path);
+    auto gp = open_guest_parent(g.root.get(), l.path, shown);
+    if (!gp) return std::unexpected(gp.error());
+    if (!*gp) return State::stale;
+    auto fd = open_read((*gp)->dir.get(), (*gp)->name, shown);
+    if (!fd && (fd.error().err == ENOENT || fd.error().err == ELOOP)) return State::stale;
+    if (!fd) return std::unexpected(fd.error());
+    auto st = stat_fd(fd->get(), shown);
+    if (!st) return std::unexpected(st.error());
+    if (!st->is_reg() || st->ino != l.ino || st->size != object.size) return State::stale;
+    auto key = std::make_pair(l.id, l.replica);
+    auto it = extents_.find(key);
+    if (it == extents_.end()) {
+        auto obj = pool_.open_object(l.id, l.replica);
+        if (!obj) return std::unexpected(obj.error());
+        auto ext = file_extents(obj->get(), pool_.object_shown(l.id, l.replica));
+        if (!ext) return std::unexpected(ext.error());
+        it = extents_.emplace(key, std::move(*ext)).first;
+    }
+    auto mine = file_extents(fd->get(), shown);
+    if (!mine) return std::unexpected(mine.error());
+    return same_blocks(*mine, it->second, object.size) ? State::holds : State::stale;
 }
 
 }  // namespace unify

@@ -1,8 +1,9 @@
 // "Does this link record still hold?": the recorded guest path is, now, the inode of its
-// object. `who`, verify, `gc --reconcile` and import's stale-record pass all ask it here.
-// The path is reached from the guest's root without trusting the guest (store/guest_path.h);
-// each guest root is opened once, and checked as every root is (store/guest_root.h), and
-// each object file is looked at once.
+// object (a hardlink pool), or the recorded guest inode and every byte of it still in the
+// object's blocks (a reflink pool: FIEMAP of both, store/extents.h). `who`, verify, `gc
+// --reconcile` and import's stale-record pass all ask it here. The path is reached from the guest's
+// root without trusting the guest (store/guest_path.h); each guest root is opened once, and checked
+// as every root is (store/guest_root.h), and each object file is looked at once.
 #pragma once
 
 #include <iosfwd>
@@ -10,6 +11,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "store/extents.h"
 #include "store/guest_root.h"
 #include "store/index.h"
 #include "store/pool.h"
@@ -44,11 +46,13 @@ class LinkChecker {
         std::optional<Error> error;  // why it could not be opened
     };
     Result<Guest*> open_guest(Txn& txn, uint32_t id);
+    Result<State> shares_blocks(const Guest& g, const LinkRecord& l, const FileStat& object);
 
     const Pool& pool_;
     std::ostream* warn_;
     std::unordered_map<uint32_t, std::optional<Guest>> guests_;  // nullopt: not in the index
     std::map<std::pair<ObjectId, uint32_t>, std::optional<FileStat>> objects_;
+    std::map<std::pair<ObjectId, uint32_t>, std::vector<Extent>> extents_;  // reflink pools
 };
 
 }  // namespace unify

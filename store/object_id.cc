@@ -74,4 +74,9 @@ ObjectId make_object_id(const Digest& content, const Identity& identity, bool ig
     return id;
 }
 
+ObjectId IdRules::id_of(const Digest& content, const Identity& identity) const {
+    if (content_only) return make_object_id(content, Identity{S_IFREG, 0, 0, 0, {}}, true);
+    return make_object_id(content, identity, ignore_mtime);
+}
+
 }  // namespace unify

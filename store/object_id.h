@@ -41,6 +41,18 @@ struct Identity {
 
 ObjectId make_object_id(const Digest& content, const Identity& identity, bool ignore_mtime);
 
+// What a pool's ids cover, fixed at init. A hardlink pool: content and identity (mtime left
+// out with --ignore-mtime), since every path linked to an object is that inode. A reflink
+// pool: content only (content_only), since each guest file keeps its own inode, owner, mode,
+// times and xattrs and only its blocks are shared: files that differ in metadata alone share
+// blocks too. Such an id is make_object_id of the content with the identity zeroed (a regular
+// file, mode, owner, mtime 0, no xattrs).
+struct IdRules {
+    bool ignore_mtime = false;
+    bool content_only = false;
+    ObjectId id_of(const Digest& content, const Identity& identity) const;
+};
+
 std::string to_hex(const uint8_t* data, size_t len);
 
 }  // namespace unify

@@ -54,6 +54,10 @@ Result<PoolSettings> parse_conf(const std::string& text, const std::string& show
             if (!m) return fail(shown + ": unknown protect mode '" + v + "'");
             s.protect = *m;
             have_protect = true;
+        } else if (k == "share") {
+            auto m = parse_share_mode(v);
+            if (!m) return fail(shown + ": unknown share mode '" + v + "'");
+            s.share = *m;
         } else if (k == "ignore_mtime") {
             s.ignore_mtime = v == "1";
         } else if (k == "token") {
@@ -96,7 +100,8 @@ Result<void> Pool::create(const std::string& path, const PoolSettings& in) {
     if (!index) return std::unexpected(index.error());
     // pool.conf goes last and by rename: its presence is what makes the directory a pool.
     std::string conf =
-        "# unify pool settings, fixed at init\nversion=1\nprotect=" + to_string(settings.protect) +
+        "# unify pool settings, fixed at init\nversion=1\nshare=" + to_string(settings.share) +
+        "\nprotect=" + to_string(settings.protect) +
         "\nignore_mtime=" + (settings.ignore_mtime ? "1" : "0") + "\ntoken=" + settings.token +
         "\n";
     return replace_small_file(dir->get(), kConf, conf, join_path(path, kConf));
@@ -236,7 +241,7 @@ Result<void> Pool::with_links_allowed(const ObjectId& id, uint32_t replica, int 
     intent_.begin(IntentOp::window, object_name(id, replica));
     // Where the lease cannot vouch for the window, the object is hashed again against its id.
     auto intact = [&]() -> Result<bool> {
-        auto now = identify_fd(object_fd, object_shown(id, replica), settings_.ignore_mtime);
+        auto now = identify_fd(object_fd, object_shown(id, replica), settings_.id_rules());
         if (!now) return std::unexpected(now.error());
         return now->id == id;
     };

@@ -1,5 +1,5 @@
 // The pool directory (mode 0700), on the same filesystem as every guest root:
-//   pool.conf           settings fixed at init: protection mode, mtime policy, token
+//   pool.conf           settings fixed at init: share mode, protection mode, mtime policy, token
 //   objects/xx/<id>     one inode per object; xx = first byte of the id in hex, so 10M
 //                       objects make ~39k entries per shard. <id>.N are overflow replicas
 //                       made when an object reaches the filesystem's link limit (EMLINK)
@@ -18,6 +18,7 @@
 #include "store/intent.h"
 #include "store/object_id.h"
 #include "store/protect.h"
+#include "store/share_mode.h"
 #include "store/sys.h"
 
 namespace unify {
@@ -25,9 +26,13 @@ namespace unify {
 inline constexpr size_t kShards = 256;  // objects/00 .. objects/ff
 
 struct PoolSettings {
-    ProtectMode protect = ProtectMode::immutable;
+    ShareMode share = ShareMode::hardlink;         // a pool.conf without share= is a hardlink pool
+    ProtectMode protect = ProtectMode::immutable;  // none in a reflink pool
     bool ignore_mtime = false;
     std::string token;  // random; part of every temporary name unify makes in a guest
+
+    bool reflink() const { return share == ShareMode::reflink; }
+    IdRules id_rules() const { return {ignore_mtime, reflink()}; }
 };
 
 class Pool {

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "store/hasher.h"
@@ -26,7 +27,51 @@ extern char** environ;
 
 namespace unify::test {
 
-TempDir::TempDir(const std::string& base) {
+namespace {
+
+// The filesystem of UNIFY_TEST_FS, made on first use and kept for the life of the process.
+struct TestFilesystem {
+    std::unique_ptr<LoopFs> loop;
+    std::unique_ptr<TempDir> dir;  // tmpfs: its mount point lives here
+    std::string path = "/var/tmp";
+
+    TestFilesystem() {
+        const char* type = getenv("UNIFY_TEST_FS");
+        if (!type || !*type) return;
+        std::string t = type;
+        if (t == "tmpfs") {
+            dir = std::make_unique<TempDir>("/var/tmp");
+            path = *dir / "tmpfs";
+            mkdir(path.c_str(), 0755);
+            if (mount("unify-test-fs", path.c_str(), "tmpfs", 0, "size=1g,mode=0755") != 0) {
+                fprintf(stderr, "UNIFY_TEST_FS=tmpfs: mount: %s\n", strerror(errno));
+                abort();
+            }
+            return;
+        }
+        loop = std::make_unique<LoopFs>(t, 1024);
+        if (!loop->ok()) {
+            fprintf(stderr, "UNIFY_TEST_FS=%s: %s\n", type, loop->reason().c_str());
+            abort();
+        }
+        path = loop->path();
+    }
+    ~TestFilesystem() {
+        if (!dir) return;
+        sh("chattr -R -i '" + path + "' >/dev/null 2>&1");
+        if (umount2(path.c_str(), 0) != 0) umount2(path.c_str(), MNT_DETACH);
+    }
+};
+
+}  // namespace
+
+const std::string& test_filesystem() {
+    static TestFilesystem fs;
+    return fs.path;
+}
+
+TempDir::TempDir(const std::string& base_in) {
+    std::string base = base_in.empty() ? test_filesystem() : base_in;
     std::string tmpl = base + "/unify-test.XXXXXX";
     std::vector<char> buf(tmpl.begin(), tmpl.end());
     buf.push_back('\0');
@@ -179,8 +224,29 @@ std::set<size_t> intent_adopt_slots(const std::string& pool) {
     return out;
 }
 
-RunResult run_program(const char* binary, const std::vector<std::string>& args,
+namespace {
+
+// `init` without --share gets --share hardlink (test_support.h, run_unify).
+std::vector<std::string> hardlink_unless_told(const std::vector<std::string>& args) {
+    std::vector<std::string> out = args;
+    size_t i = 0;
+    while (i < args.size() && args[i].starts_with("-"))
+        i +=
+            (args[i] == "--pool" || args[i] == "--config" || args[i] == "-j" || args[i] == "--jobs")
+                ? 2
+                : 1;
+    if (i >= args.size() || args[i] != "init") return out;
+    for (const auto& a : args)
+        if (a == "--share" || a.starts_with("--share=")) return out;
+    out.insert(out.begin() + i + 1, {"--share", "hardlink"});
+    return out;
+}
+
+}  // namespace
+
+RunResult run_program(const char* binary, const std::vector<std::string>& args_in,
                       const std::vector<std::string>& env, const RunLimits& limits) {
+    std::vector<std::string> args = hardlink_unless_told(args_in);
     RunResult r;
     std::string out_path = "/tmp/unify-run.XXXXXX", err_path = "/tmp/unify-run.XXXXXX";
     int out_fd = mkstemp(out_path.data()), err_fd = mkstemp(err_path.data());

@@ -15,11 +15,11 @@
 
 namespace unify::test {
 
-// A fresh directory under /var/tmp (same filesystem as most guests here; /tmp may be tmpfs).
-// The destructor lifts immutable flags below it, then removes it.
+// A fresh directory under `base`; by default under test_filesystem() (below). The destructor
+// lifts immutable flags below it, then removes it.
 class TempDir {
   public:
-    explicit TempDir(const std::string& base = "/var/tmp");
+    explicit TempDir(const std::string& base = "");
     ~TempDir();
     TempDir(const TempDir&) = delete;
     const std::string& path() const { return path_; }
@@ -28,6 +28,12 @@ class TempDir {
   private:
     std::string path_;
 };
+
+// Where the end-to-end tests make their pools and guests: /var/tmp (same filesystem as most
+// guests here; /tmp may be tmpfs), or, with UNIFY_TEST_FS=ext4|xfs|btrfs|tmpfs, one such
+// filesystem made for this test process (a 1 GB loop image or tmpfs, removed at exit), so
+// the same tests run on each (CMakeLists.txt registers those runs with ctest).
+const std::string& test_filesystem();
 
 // Removes a tree that may hold immutable files (chattr -R -i, then rm -rf).
 void remove_tree(const std::string& path);
@@ -77,7 +83,10 @@ struct RunLimits {
     std::function<void(pid_t)> on_start;
 };
 // Runs the built unify binary (unify_binary(), below) with args (no shell); env entries "K=V"
-// are added. run_unify_faults runs unify-faults (store/fault.h), run_program any binary.
+// are added. An `init` without --share gets --share hardlink: the end-to-end tests of hardlink
+// pools run on XFS and btrfs too (test_filesystem()), where init's default is reflink; a
+// test of another share mode says --share. run_unify_faults runs unify-faults (store/fault.h),
+// run_program any binary.
 RunResult run_unify(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
                     const RunLimits& limits = {});
 RunResult run_unify_faults(const std::vector<std::string>& args,
@@ -136,7 +145,7 @@ class LoopFs {
     std::string operator/(const std::string& rel) const { return mount_ + "/" + rel; }
 
   private:
-    TempDir dir_;
+    TempDir dir_{"/var/tmp"};  // the image is never on the filesystem under test
     std::string image_, mount_, reason_;
     bool mounted_ = false;
 };

@@ -1,0 +1,38 @@
+// The reflink side of the share seam (docs/DESIGN.md, "The share seam"): in a reflink pool a
+// guest file is never replaced, renamed or linked; it keeps its inode, path, owner, mode,
+// xattrs and times, and only its blocks change owner.
+//   clone_object   a new object: an unnamed file in POOL/tmp made with FICLONE from the
+//                  guest file, hashed from the clone (a guest writing its own file after the
+//                  clone gives itself private blocks and cannot reach the object), then
+//                  linked at its name. The guest file already shares its blocks.
+//   share_object   a further guest file: FIDEDUPERANGE against the object; the kernel
+//                  compares the bytes under lock, so a file that changed since it was hashed
+//                  is left as it is (`changed`).
+//   unshare_blocks private blocks for a guest file, same inode: a plain (not reflinked) copy
+//                  of its bytes in POOL/tmp, then FIDEDUPERANGE of the copy over the file, so
+//                  a guest write in between makes the kernel refuse rather than lose it; the
+//                  copy is unnamed and goes when closed, leaving the file the only owner.
+// None of them needs the pool's protection or a window: the object is reachable from the
+// pool only.
+#pragma once
+
+#include <string>
+
+#include "linker/object_maker.h"
+#include "store/pool.h"
+
+namespace unify {
+
+// guest_fd: open for reading on the guest file hashed as `id`.
+Result<MadeObject> clone_object(const Pool& pool, const ObjectId& id, int guest_fd,
+                                const std::string& shown);
+
+enum class Shared { shared, changed, refused };  // refused: EPERM (immutable, append-only)
+// guest_fd: open (read-only is enough as root) on a guest file of `size` bytes.
+Result<Shared> share_object(const Pool& pool, const ObjectId& id, uint32_t replica, int guest_fd,
+                            uint64_t size, const std::string& shown);
+
+Result<Shared> unshare_blocks(const Pool& pool, int guest_fd, uint64_t size,
+                              const std::string& shown);
+
+}  // namespace unify

@@ -1,0 +1,64 @@
+// Shared extents (XFS with reflink=1, btrfs): two inodes that share blocks, and what the
+// kernel says about them. The three calls every reflink step is made of:
+//   clone_file    FICLONE: an O(1) copy that shares every block of its source;
+//   dedupe_file   FIDEDUPERANGE: the destination shares the source's blocks only where the
+//                 kernel, holding both inodes locked, found the bytes equal; the
+//                 destination keeps its inode, owner, mode, xattrs, mtime and ctime
+//                 (measured on XFS and btrfs, Linux 6.18);
+//   file_extents  FIEMAP: the physical extents of a file, each flagged shared or not.
+// ext4 and tmpfs have none of this (EOPNOTSUPP, EXDEV, EINVAL or ENOTTY).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "store/result.h"
+
+namespace unify {
+
+// The filesystem of fd by fstatfs magic: "ext4", "xfs", "btrfs", "tmpfs", ..., or
+// "filesystem type 0x..." for one not known here.
+std::string filesystem_name(int fd);
+
+// dest_fd (a new, empty file opened for writing) shares every block of src_fd.
+Result<void> clone_file(int dest_fd, int src_fd, const std::string& shown);
+
+// Whether an errno from clone_file or dedupe_file means "this filesystem cannot share
+// extents" rather than a failure.
+bool no_shared_extents(int err);
+
+// Makes [0, len) of dest_fd share the blocks of [0, len) of src_fd, in calls of at most
+// 16 MiB (btrfs's cap for one call). `differs`: the kernel found other bytes, or dest_fd is
+// no longer len bytes long (a guest changed it); what was deduplicated before that stays
+// shared, which is harmless: those blocks held the same bytes. dest_fd may be read-only
+// (we hold CAP_SYS_ADMIN).
+enum class Dedupe { same, differs };
+Result<Dedupe> dedupe_file(int src_fd, int dest_fd, uint64_t len, const std::string& shown);
+
+struct Extent {
+    uint64_t logical = 0;
+    uint64_t physical = 0;
+    uint64_t length = 0;
+    uint32_t flags = 0;  // FIEMAP_EXTENT_*
+};
+// Every extent of fd, after its dirty pages are written (FIEMAP_FLAG_SYNC).
+Result<std::vector<Extent>> file_extents(int fd, const std::string& shown);
+
+// Some extent of the file is shared with another inode (FIEMAP_EXTENT_SHARED). This is the
+// filesystem's own answer: it also counts sharers unify does not know of (a snapshot, a
+// cp --reflink), never fewer than there are.
+bool any_shared(const std::vector<Extent>& extents);
+// The file's data lives in real blocks that another file can share: no inline or
+// tail-packed data (btrfs keeps files up to 2 KiB inside its metadata), nothing still
+// unallocated.
+bool shareable(const std::vector<Extent>& extents);
+// a and b map every byte of [0, size) to the same physical blocks (the same holes too):
+// the two files share all their data, so they hold the same bytes there.
+bool same_blocks(const std::vector<Extent>& a, const std::vector<Extent>& b, uint64_t size);
+
+// init's probe for real: FICLONE between two scratch files made (unnamed) in dirfd.
+// Ok where the filesystem shares extents; otherwise the error names the filesystem.
+Result<void> probe_shared_extents(int dirfd, const std::string& shown);
+
+}  // namespace unify

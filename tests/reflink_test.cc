@@ -1,0 +1,282 @@
+// End-to-end tests of reflink pools (`unify init --share reflink`, issue 14) through the real
+// binary, on an XFS and a btrfs loop image each: guest files keep their inode, metadata and
+// bytes and share the object's blocks; a guest writing its own file (also through an fd
+// opened before the import) changes only that file; who, verify, gc, unshare and forget
+// answer from the filesystem. And init: auto picks the mode the filesystem has, reflink is
+// refused clearly on ext4 and tmpfs, --protect is for hardlink pools only.
+#include <fcntl.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "store/extents.h"
+#include "store/fd.h"
+#include "tests/package_fixture.h"
+#include "tests/test_support.h"
+
+namespace unify::test {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr int64_t kMtime = 1700000000;
+
+bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+void file(const std::string& path, const std::string& content, mode_t mode, uid_t uid, int64_t ns) {
+    write_file(path, content, mode);
+    ASSERT_EQ(lchown(path.c_str(), uid, uid), 0);
+    set_mtime(path, kMtime, ns);
+}
+
+std::vector<Extent> extents_of(const std::string& path) {
+    Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    EXPECT_TRUE(fd.valid()) << path;
+    auto e = file_extents(fd.get(), path);
+    EXPECT_TRUE(e) << e.error().message;
+    return e ? *e : std::vector<Extent>{};
+}
+
+// a and b map all their bytes to the same blocks.
+bool share_blocks(const std::string& a, const std::string& b) {
+    return same_blocks(extents_of(a), extents_of(b), uint64_t(stat_path(a).st_size));
+}
+
+// What must not change for a guest: manifest (content, mode, owner, mtime, xattrs) plus,
+// per file, its inode number and ctime.
+std::string identity(const std::string& root) {
+    std::string out = manifest(root);
+    std::string paths = root + "/usr/lib/";
+    for (const char* f : {"big", "mid", "small", "private"}) {
+        struct stat st = stat_path(paths + f);
+        out += std::string(f) + " ino " + std::to_string(st.st_ino) + " ctime " +
+               std::to_string(st.st_ctim.tv_sec) + "." + std::to_string(st.st_ctim.tv_nsec) + "\n";
+    }
+    return out;
+}
+
+std::set<std::string> who(const std::string& pool, const std::string& target) {
+    auto r = run_unify({"--pool", pool, "--json", "who", target});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    std::set<std::string> out;
+    auto j = Json::parse(r.out, nullptr, false);
+    if (j.is_discarded() || !j.contains("links")) return out;
+    for (const auto& l : j["links"])
+        out.insert(l["guest"].get<std::string>() + ":" + l["path"].get<std::string>());
+    return out;
+}
+
+Json json_of(const RunResult& r) {
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    return Json::parse(r.out, nullptr, false);
+}
+
+class Reflink : public testing::TestWithParam<std::string> {
+  protected:
+    void SetUp() override {
+        fs_ = std::make_unique<LoopFs>(GetParam(), 320);
+        UNIFY_REQUIRE(fs_->reason());
+        pool = *fs_ / "pool";
+        g1 = *fs_ / "g1";
+        g2 = *fs_ / "g2";
+        // Same content, different metadata: shared blocks all the same (content-only ids).
+        std::string big(600 * 1024, 'b'), mid(64 * 1024, 'm');
+        big += "end";
+        file(g1 + "/usr/lib/big", big, 0644, 0, 1);
+        file(g2 + "/usr/lib/big", big, 0600, 1000, 2);
+        file(g1 + "/usr/lib/mid", mid, 0755, 0, 3);
+        file(g2 + "/usr/lib/mid", mid, 0755, 0, 3);
+        // btrfs keeps 1000 bytes inline in its metadata: nothing to share there.
+        file(g1 + "/usr/lib/small", std::string(1000, 's'), 0644, 0, 4);
+        file(g2 + "/usr/lib/small", std::string(1000, 's'), 0644, 0, 4);
+        file(g1 + "/usr/lib/private", std::string(8192, '1'), 0644, 0, 5);
+        file(g2 + "/usr/lib/private", std::string(8192, '2'), 0644, 0, 5);
+        ASSERT_EQ(setxattr((g2 + "/usr/lib/big").c_str(), "user.note", "g2", 2, 0), 0);
+    }
+    RunResult unify(std::vector<std::string> args) const {
+        args.insert(args.begin(), {"--pool", pool});
+        return run_unify(args);
+    }
+    void init_and_import() {
+        auto r = unify({"init", "--share", "reflink"});
+        ASSERT_EQ(r.status, 0) << r.out << r.err;
+        for (const auto& [name, root] : {std::pair{"g1", g1}, {"g2", g2}}) {
+            r = unify({"import", name, root});
+            ASSERT_EQ(r.status, 0) << name << ": " << r.out << r.err;
+        }
+    }
+
+    std::unique_ptr<LoopFs> fs_;
+    std::string pool, g1, g2;
+};
+
+TEST_P(Reflink, ImportKeepsEveryInodeAndItsMetadataAndSharesBlocks) {
+    std::string before1 = identity(g1), before2 = identity(g2);
+    ASSERT_NO_FATAL_FAILURE(init_and_import());
+    EXPECT_EQ(identity(g1), before1);
+    EXPECT_EQ(identity(g2), before2);
+    EXPECT_TRUE(share_blocks(g1 + "/usr/lib/big", g2 + "/usr/lib/big"));
+    EXPECT_TRUE(share_blocks(g1 + "/usr/lib/mid", g2 + "/usr/lib/mid"));
+    EXPECT_FALSE(share_blocks(g1 + "/usr/lib/private", g2 + "/usr/lib/private"));
+    EXPECT_EQ(who(pool, "g1:/usr/lib/big"),
+              (std::set<std::string>{"g1:/usr/lib/big", "g2:/usr/lib/big"}));
+    // Nothing unify made is visible in the guests.
+    EXPECT_EQ(sh("find '" + g1 + "' '" + g2 + "' -name '.unify-*' | grep -q ."), 1);
+    // The re-import costs a statx per file: everything is already shared.
+    auto r = unify({"--json", "import", "g2", g2});
+    Json j = json_of(r);
+    EXPECT_EQ(j["newly_linked"], 0) << r.out;
+    EXPECT_GE(j["already_linked"].get<int>(), 2) << r.out;
+    EXPECT_EQ(unify({"verify", "--full"}).status, 0);
+    Json st = json_of(unify({"--json", "status"}));
+    EXPECT_EQ(st["pool"]["share"], "reflink") << st.dump();
+    EXPECT_GT(st["pool"]["bytes_saved"].get<uint64_t>(), 600u * 1024) << st.dump();
+    EXPECT_TRUE(contains_squeezed(unify({"status"}).out, "share mode reflink"));
+}
+
+TEST_P(Reflink, AWriterHoldingItsFileAcrossTheImportChangesOnlyItsOwnFile) {
+    std::string big1 = read_file(g1 + "/usr/lib/big");
+    int w = open((g2 + "/usr/lib/big").c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(w, 0);
+    ASSERT_NO_FATAL_FAILURE(init_and_import());
+    EXPECT_TRUE(share_blocks(g1 + "/usr/lib/big", g2 + "/usr/lib/big"));
+    ASSERT_EQ(pwrite(w, "EVIL", 4, 0), 4);
+    // The writer puts the mtime back: only the ctime tells the re-import to look again.
+    struct timespec times[2] = {{0, UTIME_OMIT}, {kMtime, 2}};
+    ASSERT_EQ(futimens(w, times), 0);
+    ASSERT_EQ(fsync(w), 0);
+    close(w);
+    EXPECT_EQ(read_file(g1 + "/usr/lib/big"), big1) << "the write reached another guest";
+    EXPECT_EQ(read_file(g2 + "/usr/lib/big").substr(0, 4), "EVIL");
+    EXPECT_EQ(unify({"verify", "--full"}).status, 0) << "the write reached the object";
+    EXPECT_EQ(who(pool, "g1:/usr/lib/big"), std::set<std::string>{"g1:/usr/lib/big"});
+    // The write moved the file's ctime: the re-import hashes it again, a new object.
+    ASSERT_EQ(stat_path(g2 + "/usr/lib/big").st_mtim.tv_nsec, 2);
+    Json j = json_of(unify({"--json", "import", "g2", g2}));
+    EXPECT_EQ(j["new_objects"], 1) << j.dump();
+    EXPECT_EQ(j["records_dropped"], 0) << j.dump();
+}
+
+TEST_P(Reflink, GcRemovesExactlyTheObjectsNoFileSharesAnyMore) {
+    ASSERT_NO_FATAL_FAILURE(init_and_import());
+    Json j = json_of(unify({"--json", "gc"}));
+    EXPECT_EQ(j["objects_removed"], 0) << "gc removed an object guests share: " << j.dump();
+    // Each private file made an object only its guest shares: g1 removes its file, g2
+    // rewrites its own (same inode, new blocks).
+    ASSERT_EQ(unlink((g1 + "/usr/lib/private").c_str()), 0);
+    ASSERT_EQ(sh("printf x > '" + g2 + "/usr/lib/private' && sync"), 0);
+    j = json_of(unify({"--json", "gc"}));
+    EXPECT_EQ(j["objects_removed"], 2) << j.dump();
+    // What guests still share stays, and their files never depended on it anyway.
+    EXPECT_EQ(who(pool, "g1:/usr/lib/big").size(), 2u);
+    EXPECT_EQ(unify({"verify", "--full"}).status, 0);
+    EXPECT_EQ(read_file(g2 + "/usr/lib/private"), "x");
+}
+
+TEST_P(Reflink, UnshareGivesPrivateBlocksInPlaceAndForgetOnlyDropsRecords) {
+    ASSERT_NO_FATAL_FAILURE(init_and_import());
+    std::string before1 = identity(g1), before2 = identity(g2);
+    auto r = unify({"unshare", "g1", "/usr/lib/big"});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_EQ(identity(g1), before1) << "unshare changed the file, its inode or its times";
+    EXPECT_FALSE(share_blocks(g1 + "/usr/lib/big", g2 + "/usr/lib/big"));
+    EXPECT_EQ(who(pool, "g2:/usr/lib/big"), std::set<std::string>{"g2:/usr/lib/big"});
+    r = unify({"forget", "g2"});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_EQ(identity(g2), before2);
+    EXPECT_TRUE(share_blocks(g1 + "/usr/lib/mid", g2 + "/usr/lib/mid"))
+        << "forget needs no private blocks in a reflink pool";
+}
+
+// The acceptance of issue 14 with the real package manager: a guest of a reflink pool takes
+// a package upgrade with no unify command at all, the others are unchanged, and the pool
+// follows: who, re-import, verify --full, gc.
+TEST_P(Reflink, DpkgUpgradeNeedsNoUnifyCommandAndGcFreesWhatNobodySharesAfterIt) {
+    UNIFY_REQUIRE(need_tools({"dpkg", "dpkg-deb"}));
+    std::string debs = *fs_ / "debs", g3 = *fs_ / "g3";
+    build_debs(debs, true);
+    for (const auto& g : {g1, g2, g3}) {
+        dpkg_guest(g);
+        auto [rc, out] = dpkg(g, "-i '" + debs + "/fixture_1.deb'");
+        ASSERT_EQ(rc, 0) << out;
+    }
+    ASSERT_EQ(unify({"init", "--share", "reflink"}).status, 0);
+    for (const auto& [name, root] : {std::pair{"g1", g1}, {"g2", g2}, {"g3", g3}})
+        ASSERT_EQ(unify({"import", name, root}).status, 0) << name;
+    const std::string big = "/usr/share/fixture/big", common = "/usr/share/fixture/common";
+    ASSERT_EQ(who(pool, "g2:" + big).size(), 3u);
+    std::string m2 = manifest(g2), m3 = manifest(g3);
+
+    auto [rc, out] = dpkg(g1, "-i '" + debs + "/fixture_2.deb'");
+    EXPECT_EQ(rc, 0) << out;
+    EXPECT_EQ(problem_lines(out), "") << out;
+    EXPECT_EQ(read_file(g1 + big), std::string(65536, '2'));
+    EXPECT_EQ(manifest(g2), m2) << "g2 changed";
+    EXPECT_EQ(manifest(g3), m3) << "g3 changed";
+    // dpkg replaced g1's files by new inodes: who lists them no more.
+    EXPECT_EQ(who(pool, "g2:" + big), (std::set<std::string>{"g2:" + big, "g3:" + big}));
+    EXPECT_EQ(who(pool, "g2:" + common).count("g1:" + common), 0u);
+    // Re-import: common (the same in v2) is shared again, big v2 is a new object.
+    Json j = json_of(unify({"--json", "import", "g1", g1}));
+    EXPECT_GE(j["new_objects"].get<int>(), 1) << j.dump();
+    EXPECT_EQ(who(pool, "g2:" + common).count("g1:" + common), 1u);
+    EXPECT_EQ(unify({"verify", "--full"}).status, 0);
+    j = json_of(unify({"--json", "import", "g1", g1}));
+    EXPECT_EQ(j["newly_linked"], 0) << "a second re-import did work again: " << j.dump();
+
+    // The others upgrade too: nobody shares big v1 any more, and gc frees it.
+    for (const auto& [name, root] : {std::pair{"g2", g2}, {"g3", g3}}) {
+        auto [rc2, out2] = dpkg(root, "-i '" + debs + "/fixture_2.deb'");
+        ASSERT_EQ(rc2, 0) << out2;
+        ASSERT_EQ(unify({"import", name, root}).status, 0);
+    }
+    std::string m1 = manifest(g1);
+    j = json_of(unify({"--json", "gc"}));
+    EXPECT_GE(j["objects_removed"].get<int>(), 1) << j.dump();
+    EXPECT_EQ(who(pool, "g1:" + big).size(), 3u);
+    EXPECT_EQ(manifest(g1), m1);
+    EXPECT_EQ(unify({"verify", "--full"}).status, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(, Reflink, testing::Values("xfs", "btrfs"),
+                         [](const testing::TestParamInfo<std::string>& i) { return i.param; });
+
+// --- init ---
+
+TEST(ReflinkInit, AutoChoosesWhatTheFilesystemHasAndReflinkIsRefusedClearlyElsewhere) {
+    for (const char* type : {"xfs", "btrfs", "ext4"}) {
+        LoopFs fs(type, 320);
+        UNIFY_REQUIRE(fs.reason());
+        bool cow = std::string(type) != "ext4";
+        auto r = run_unify({"--pool", fs / "auto", "--json", "init", "--share", "auto"});
+        ASSERT_EQ(r.status, 0) << type << r.err;
+        EXPECT_EQ(Json::parse(r.out)["share"], cow ? "reflink" : "hardlink") << type;
+        EXPECT_TRUE(
+            contains(read_file(fs / "auto/pool.conf"), cow ? "share=reflink" : "share=hardlink"));
+        r = run_unify({"--pool", fs / "r", "init", "--share", "reflink"});
+        if (cow) {
+            EXPECT_EQ(r.status, 0) << type << r.err;
+            EXPECT_TRUE(contains(r.out, "share reflink on " + std::string(type))) << r.out;
+        } else {
+            EXPECT_NE(r.status, 0);
+            EXPECT_TRUE(contains(r.err, "(ext4) cannot share extents")) << r.err;
+            EXPECT_FALSE(stat_path(fs / "r").st_ino) << "a refused init left its directory";
+        }
+        r = run_unify({"--pool", fs / "p", "init", "--share", "reflink", "--protect", "immutable"});
+        EXPECT_NE(r.status, 0) << type;
+        EXPECT_TRUE(contains(r.err, cow ? "hardlink pools only" : "cannot share extents")) << r.err;
+    }
+    TempDir dir;
+    TmpfsMount mnt(dir / "tmpfs");
+    UNIFY_REQUIRE(mnt.error());
+    auto r = run_unify({"--pool", dir / "tmpfs/pool", "init", "--share", "reflink"});
+    EXPECT_NE(r.status, 0);
+    EXPECT_TRUE(contains(r.err, "(tmpfs) cannot share extents")) << r.err;
+}
+
+}  // namespace
+}  // namespace unify::test
