@@ -131,6 +131,9 @@ class Importer {
                              const FileStat& obj);
     void count_saved(const WalkEntry& e);
     void skip_file(const WalkEntry& e, const char* reason, const std::string& detail = "");
+    // The walked member opened to be read; an invalid Fd once it is skipped (changed since
+    // the walk, or unreadable: importer/guest_file.h).
+    Result<Fd> open_member(const WalkEntry& e);
     std::string shown(const WalkEntry& e) const { return join_path(root_.path, e.path); }
     bool unsettled(const WalkEntry& e) const { return e.st.ctime_ns >= settle_cutoff_; }
 
@@ -263,6 +266,15 @@ void Importer::skip_file(const WalkEntry& e, const char* reason, const std::stri
 // One of our own temporary names, left by an interrupted run: removable if it is an unshare
 // copy that never got renamed in, or a link to the object its name says (with the object's
 // window open); anything else at such a name is the guest's and is left alone.
+Result<Fd> Importer::open_member(const WalkEntry& e) {
+    auto src = open_guest_file(e, shown(e));
+    if (!src) return std::unexpected(src.error());
+    if (src->state == GuestFile::ok) return std::move(src->fd);
+    skip_file(e, src->state == GuestFile::changed ? skip::kChanged : skip::kUnreadable,
+              src->error.message);
+    return Fd();
+}
+
 Result<Importer::Temp> Importer::classify_temp(Txn& txn, const WalkEntry& e) {
     Temp t;
     std::string rest = e.name.substr(pool_.temp_prefix().size());
@@ -411,14 +423,10 @@ Result<void> Importer::make_object(Txn& txn, const ObjectId& id, ObjectState& ob
             made = adopt_object(pool_, id, e.dir->get(), e.name, e.st, shown(e),
                                 [&] { return !lease.valid() || lease_intact(lease.get()); });
         } else {
-            auto src = open_guest_file(e, shown(e));
+            auto src = open_member(e);
             if (!src) return std::unexpected(src.error());
-            if (src->state != GuestFile::ok) {
-                skip_file(e, src->state == GuestFile::changed ? skip::kChanged : skip::kUnreadable,
-                          src->error.message);
-                continue;
-            }
-            made = copy_object(pool_, id, 0, src->fd.get(), e.st, hashed[i].xattrs,
+            if (!src->valid()) continue;
+            made = copy_object(pool_, id, 0, src->get(), e.st, hashed[i].xattrs,
                                hashed[i].hash.sha256, shown(e));
         }
         if (!made) return std::unexpected(made.error());
@@ -470,15 +478,11 @@ Result<void> Importer::share_members(Txn& txn, const ObjectId& id, ObjectState& 
                                      std::vector<WalkEntry>& batch) {
     for (size_t i : pending) {
         WalkEntry& e = batch[i];
-        auto src = open_guest_file(e, shown(e));
+        auto src = open_member(e);
         if (!src) return std::unexpected(src.error());
-        if (src->state != GuestFile::ok) {
-            skip_file(e, src->state == GuestFile::changed ? skip::kChanged : skip::kUnreadable,
-                      src->error.message);
-            continue;
-        }
+        if (!src->valid()) continue;
         if (!obj.st) {
-            auto made = clone_object(pool_, id, src->fd.get(), shown(e));
+            auto made = clone_object(pool_, id, src->get(), shown(e));
             if (!made) return std::unexpected(made.error());
             if (made->outcome == MadeObject::made) {
                 if (auto r = object_made(txn, id, obj, *made, e); !r) return r;
@@ -489,7 +493,7 @@ Result<void> Importer::share_members(Txn& txn, const ObjectId& id, ObjectState& 
                                                                 : skip::kInline);
             continue;
         }
-        auto r = share_object(pool_, id, obj.replica, src->fd.get(), e.st.size, shown(e));
+        auto r = share_object(pool_, id, obj.replica, src->get(), e.st.size, shown(e));
         if (!r) return std::unexpected(r.error());
         if (*r != Shared::shared) {
             skip_file(e, *r == Shared::changed ? skip::kChanged : skip::kFlagged);

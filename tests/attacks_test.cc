@@ -550,18 +550,24 @@ bool flag_spares(const std::string& path) {
     return statfs(path.c_str(), &sfs) == 0 && sfs.f_type != EXT4_SUPER_MAGIC;
 }
 
+const std::string kShared = "the shared bytes, 40 of them, end here.\n";
+
+// A hardlink pool on `fs` in which g1 links kShared at usr/share/victim (imported), and g2
+// holds `copies` copies of it in usr/share/doc (not yet imported).
+void victim_and_copies(const Scratch& fs, int copies) {
+    ASSERT_EQ(test::run_unify({"--pool", fs / "pool", "init"}).status, 0);
+    write_at_mtime(fs / "g1/usr/share/victim", kShared);
+    ASSERT_TRUE(test::write_many(fs / "g2/usr/share/doc", "copy", copies, kShared));
+    ASSERT_EQ(run_bounded({"--pool", fs / "pool", "import", "g1", fs / "g1"}, 30).status, 0);
+}
+
 void racer_against_the_window(const std::string& type) {
     Scratch fs(type);
     UNIFY_REQUIRE(fs.reason());
     UNIFY_REQUIRE(test::need_immutable(fs / ""));
-    std::string pool = fs / "pool";
-    ASSERT_EQ(test::run_unify({"--pool", pool, "init"}).status, 0);
-    const std::string content = "the shared bytes, 40 of them, end here.\n";
-    write_at_mtime(fs / "g1/usr/share/victim", content);
-    ASSERT_TRUE(test::write_many(fs / "g2/usr/share/doc", "copy", 3000, content));
-    ASSERT_EQ(run_bounded({"--pool", pool, "import", "g1", fs / "g1"}, 30).status, 0);
-
-    std::string victim = fs / "g1/usr/share/victim";
+    ASSERT_NO_FATAL_FAILURE(victim_and_copies(fs, 3000));
+    std::string pool = fs / "pool", victim = fs / "g1/usr/share/victim";
+    const std::string& content = kShared;
     std::atomic<bool> stop{false};
     std::atomic<long> tries{0}, opened{0}, wrote{0};
     std::thread racer([&] {
@@ -619,13 +625,9 @@ void writer_caught_in_the_window(const std::string& type) {
     Scratch fs(type);
     UNIFY_REQUIRE(fs.reason());
     UNIFY_REQUIRE(test::need_immutable(fs / ""));
-    std::string pool = fs / "pool";
-    ASSERT_EQ(test::run_unify({"--pool", pool, "init"}).status, 0);
-    const std::string content = "the shared bytes, 40 of them, end here.\n";
-    std::string victim = fs / "g1/usr/share/victim";
-    write_at_mtime(victim, content);
-    ASSERT_TRUE(test::write_many(fs / "g2/usr/share/doc", "copy", 20, content));
-    ASSERT_EQ(run_bounded({"--pool", pool, "import", "g1", fs / "g1"}, 30).status, 0);
+    ASSERT_NO_FATAL_FAILURE(victim_and_copies(fs, 20));
+    std::string pool = fs / "pool", victim = fs / "g1/usr/share/victim";
+    const std::string& content = kShared;
     std::string done = fs / "writer-done";
     setenv("UNIFY_FAULT_WRITER", ("window.protect:1:" + victim).c_str(), 1);
     setenv("UNIFY_FAULT_WRITER_DONE", done.c_str(), 1);
