@@ -278,7 +278,10 @@ void build_pacman_packages(const std::string& out) {
         "pkgname=fixture\npkgver=$v.0\npkgrel=1\npkgdesc=fixture\narch=(any)\nlicense=(MIT)\n"
         "options=(!strip !debug)\npackage() { cp -a $PWD/tree$v/. \"\\$pkgdir\"/; }\nEOF\n"
         "done\n"
-        "chown -R nobody: . && chmod 755 . .. && top=$PWD\n"
+        // makepkg runs as nobody, who must reach this directory however deep the test's
+        // filesystem put it (UNIFY_TEST_FS: a loop mount under a private scratch dir).
+        "chown -R nobody: . && chmod 755 . && top=$PWD\n"
+        "d=$PWD; while [ \"$d\" != / ]; do chmod o+x \"$d\"; d=$(dirname \"$d\"); done\n"
         "for v in 1 2; do\n"
         "  (cd b$v && setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=$PWD "
         "PKGDEST=$top SRCDEST=$top/b$v PKGEXT=.pkg.tar.gz SOURCE_DATE_EPOCH=1700000000 makepkg "
