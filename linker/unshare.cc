@@ -64,16 +64,10 @@ Result<Outcome> install_copy(Pool& pool, Txn& txn, const LinkRecord& l, const Pr
 Result<Outcome> unshare_blocks_of(Pool& pool, int root_fd, const std::string& root,
                                   const LinkRecord& l) {
     std::string shown = join_path(root, l.path);
-    auto gp = open_guest_parent(root_fd, l.path, shown);
-    if (!gp) return std::unexpected(gp.error());
-    if (!*gp) return Outcome::not_linked;
-    auto fd = open_read((*gp)->dir.get(), (*gp)->name, shown);
-    if (!fd && (fd.error().err == ENOENT || fd.error().err == ELOOP)) return Outcome::not_linked;
-    if (!fd) return std::unexpected(fd.error());
-    auto st = stat_fd(fd->get(), shown);
-    if (!st) return std::unexpected(st.error());
-    if (!st->is_reg() || st->ino != l.ino) return Outcome::not_linked;
-    auto r = unshare_blocks(pool, fd->get(), st->size, shown);
+    auto f = open_recorded_file(root_fd, l.path, l.ino, shown);
+    if (!f) return std::unexpected(f.error());
+    if (!*f) return Outcome::not_linked;
+    auto r = unshare_blocks(pool, (*f)->fd.get(), (*f)->st.size, shown);
     if (!r) return std::unexpected(r.error());
     if (*r == Shared::refused)
         return fail("unshare " + shown +

@@ -37,4 +37,19 @@ std::string guest_path_as_written(const std::string& root, const std::string& pa
     return guest_path;
 }
 
+Result<std::optional<OpenedGuestFile>> open_recorded_file(int root_fd, const std::string& path,
+                                                          uint64_t ino, const std::string& shown) {
+    using None = std::optional<OpenedGuestFile>;
+    auto gp = open_guest_parent(root_fd, path, shown);
+    if (!gp) return std::unexpected(gp.error());
+    if (!*gp) return None();
+    auto fd = open_read((*gp)->dir.get(), (*gp)->name, shown);
+    if (!fd && (fd.error().err == ENOENT || fd.error().err == ELOOP)) return None();
+    if (!fd) return std::unexpected(fd.error());
+    auto st = stat_fd(fd->get(), shown);
+    if (!st) return std::unexpected(st.error());
+    if (!st->is_reg() || st->ino != ino) return None();
+    return OpenedGuestFile{std::move(*fd), *st};
+}
+
 }  // namespace unify

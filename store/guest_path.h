@@ -29,4 +29,14 @@ std::string guest_path_as_written(const std::string& root, const std::string& pa
 Result<std::optional<FileStat>> stat_guest_path(int root_fd, const std::string& path,
                                                 const std::string& shown);
 
+// The recorded guest path opened for reading, if it still is the regular file with inode
+// `ino`; empty when it is gone, reached only through a symlink, or another inode (a reflink
+// pool's sharer that a package upgrade replaced, say).
+struct OpenedGuestFile {
+    Fd fd;
+    FileStat st;
+};
+Result<std::optional<OpenedGuestFile>> open_recorded_file(int root_fd, const std::string& path,
+                                                          uint64_t ino, const std::string& shown);
+
 }  // namespace unify

@@ -70,15 +70,9 @@ Result<LinkChecker::State> LinkChecker::check(Txn& txn, const LinkRecord& l,
 Result<LinkChecker::State> LinkChecker::shares_blocks(const Guest& g, const LinkRecord& l,
                                                       const FileStat& object) {
     std::string shown = join_path(g.rec.root, l.path);
-    auto gp = open_guest_parent(g.root.get(), l.path, shown);
-    if (!gp) return std::unexpected(gp.error());
-    if (!*gp) return State::stale;
-    auto fd = open_read((*gp)->dir.get(), (*gp)->name, shown);
-    if (!fd && (fd.error().err == ENOENT || fd.error().err == ELOOP)) return State::stale;
-    if (!fd) return std::unexpected(fd.error());
-    auto st = stat_fd(fd->get(), shown);
-    if (!st) return std::unexpected(st.error());
-    if (!st->is_reg() || st->ino != l.ino || st->size != object.size) return State::stale;
+    auto f = open_recorded_file(g.root.get(), l.path, l.ino, shown);
+    if (!f) return std::unexpected(f.error());
+    if (!*f || (*f)->st.size != object.size) return State::stale;
     auto key = std::make_pair(l.id, l.replica);
     auto it = extents_.find(key);
     if (it == extents_.end()) {
@@ -88,7 +82,7 @@ Result<LinkChecker::State> LinkChecker::shares_blocks(const Guest& g, const Link
         if (!ext) return std::unexpected(ext.error());
         it = extents_.emplace(key, std::move(*ext)).first;
     }
-    auto mine = file_extents(fd->get(), shown);
+    auto mine = file_extents((*f)->fd.get(), shown);
     if (!mine) return std::unexpected(mine.error());
     return same_blocks(*mine, it->second, object.size) ? State::holds : State::stale;
 }
