@@ -276,11 +276,12 @@ RunResult run_program(const char* binary, const std::vector<std::string>& args_i
     auto elapsed = [&] {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     };
-    if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data()) != 0) {
-        ADD_FAILURE() << "posix_spawn(" << argv[0] << "): " << strerror(errno);
+    int spawned = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    if (spawned != 0) {
+        ADD_FAILURE() << "posix_spawn(" << argv[0] << "): " << strerror(spawned);
         return r;
     }
-    posix_spawn_file_actions_destroy(&fa);
     if (limits.on_start) limits.on_start(pid);
     int st = 0;
     if (limits.deadline_s <= 0) waitpid(pid, &st, 0);
