@@ -548,12 +548,17 @@ Result<void> Importer::link_members(Txn& txn, const ObjectId& id, ObjectState& o
             }
             return {};
         };
-        if (auto r = with_links_guarded(pool_, &txn, id, obj.replica, fd->get(), act, log_); !r)
+        bool scattered = false;
+        if (auto r =
+                with_links_guarded(pool_, &txn, id, obj.replica, fd->get(), act, log_, &scattered);
+            !r)
             return r;
-        // A window a writer broke into gives the pool's name a fresh inode (linker/scatter.h).
-        auto now = pool_.stat_object(id, obj.replica);
-        if (!now) return std::unexpected(now.error());
-        if (*now) obj.st = **now;
+        // A window a writer broke into gave the pool's name a fresh inode (linker/scatter.h).
+        if (scattered) {
+            auto now = pool_.stat_object(id, obj.replica);
+            if (!now) return std::unexpected(now.error());
+            if (*now) obj.st = **now;
+        }
         if (!full) break;
         if (auto r = next_replica(txn, id, obj); !r) return r;
     }

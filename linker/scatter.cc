@@ -115,7 +115,7 @@ Result<Scattered> scatter_object(Pool& pool, Txn& txn, const ObjectId& id, uint3
 
 Result<void> with_links_guarded(Pool& pool, Txn* txn, const ObjectId& id, uint32_t replica,
                                 int object_fd, const std::function<Result<void>()>& act,
-                                std::ostream& log) {
+                                std::ostream& log, bool* scattered) {
     auto scatter = [&]() -> Result<void> {
         std::unique_ptr<Txn> own;
         if (!txn) {
@@ -127,6 +127,7 @@ Result<void> with_links_guarded(Pool& pool, Txn* txn, const ObjectId& id, uint32
         if (own) {
             if (auto c = own->commit(); !c && done) return std::unexpected(c.error());
         }
+        if (scattered) *scattered = true;
         if (!done)
             return std::unexpected(context(
                 done.error(), "scattering the names of object " + pool.object_shown(id, replica)));

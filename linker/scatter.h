@@ -22,6 +22,6 @@ namespace unify {
 // the links `act` just recorded), or null: one is opened and committed for them.
 Result<void> with_links_guarded(Pool& pool, Txn* txn, const ObjectId& id, uint32_t replica,
                                 int object_fd, const std::function<Result<void>()>& act,
-                                std::ostream& log);
+                                std::ostream& log, bool* scattered = nullptr);
 
 }  // namespace unify
