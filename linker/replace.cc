@@ -1,6 +1,7 @@
 #include "linker/replace.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "store/fault.h"
@@ -10,9 +11,13 @@ namespace unify {
 
 namespace {
 
-using Check = std::function<bool(const FileStat& now, const FileStat& expected)>;
+// `exchanged`: `now` was looked at after our own exchange moved it, so its ctime moved too.
+using Check = std::function<bool(const FileStat& now, const FileStat& expected, bool exchanged)>;
 
-// Renames temp over name if name still passes `check`; the temporary never outlives us.
+// Puts temp in name's place if name still passes `check`; the temporary never outlives us.
+// The swap is a RENAME_EXCHANGE and the check is made again on what it displaced: a plain
+// rename after the check would destroy whatever the guest (dpkg installing an upgrade) renamed
+// over `name` between the two. What was displaced by mistake is exchanged back.
 Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::string& name,
                          const FileStat& expected, Check check, const std::string& shown) {
     auto drop_temp = [&] { unlinkat(dirfd, temp_name.c_str(), 0); };
@@ -22,19 +27,45 @@ Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::str
         drop_temp();
         return std::unexpected(now.error());
     }
-    if (!*now || !check(**now, expected)) {
+    if (!*now || !check(**now, expected, false)) {
         drop_temp();
         return Replaced::changed;
     }
-    fault_point("replace.rename");
-    if (renameat(dirfd, temp_name.c_str(), dirfd, name.c_str()) != 0) {
+    auto ours = stat_if_exists(dirfd, temp_name, shown + " (temporary " + temp_name + ")");
+    if (!ours || !*ours) {
+        drop_temp();
+        return ours ? sys_fail("fstatat", shown + " (temporary " + temp_name + ")", ENOENT)
+                    : std::unexpected(ours.error());
+    }
+    fault_point("replace.rename");  // a package manager renaming its new file here
+    if (renameat2(dirfd, temp_name.c_str(), dirfd, name.c_str(), RENAME_EXCHANGE) != 0) {
         int err = errno;
         drop_temp();
         if (err == EPERM) return Replaced::refused;
         if (err == ENOENT) return Replaced::changed;
-        return sys_fail("renameat", shown, err);
+        return sys_fail("renameat2 RENAME_EXCHANGE", shown, err);
     }
-    return Replaced::done;
+    auto displaced = stat_if_exists(dirfd, temp_name, shown);
+    if (displaced && *displaced && check(**displaced, expected, true)) {
+        if (unlinkat(dirfd, temp_name.c_str(), 0) != 0)
+            return sys_fail("unlinkat", shown + " (its replaced file, now " + temp_name + ")");
+        return Replaced::done;
+    }
+    // Another file took name's place after the check: it goes back where the guest put it.
+    if (renameat2(dirfd, temp_name.c_str(), dirfd, name.c_str(), RENAME_EXCHANGE) != 0)
+        return sys_fail("renameat2 RENAME_EXCHANGE",
+                        shown + " (putting back the guest's file, now " + temp_name + ")");
+    auto back = stat_if_exists(dirfd, temp_name, shown);
+    if (back && *back && (*back)->same_inode(**ours)) {
+        drop_temp();
+        return Replaced::changed;
+    }
+    // The guest moved name a second time within the two exchanges: what is at temp_name now
+    // is its file, never ours to remove.
+    return fail("replace " + shown +
+                ": the guest changed it twice while unify replaced it; its "
+                "file is kept as " +
+                temp_name);
 }
 
 }  // namespace
@@ -44,7 +75,7 @@ Result<Replaced> rename_over(int dirfd, const std::string& temp_name, const std:
     // The path is an object link: its ctime moves with the protection window, its inode not.
     return swap_in(
         dirfd, temp_name, name, expected,
-        [](const FileStat& now, const FileStat& exp) { return now.same_inode(exp); }, shown);
+        [](const FileStat& now, const FileStat& exp, bool) { return now.same_inode(exp); }, shown);
 }
 
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
@@ -63,8 +94,9 @@ Result<Replaced> link_over(int objects_fd, const std::string& object_name, int d
     // The guest's own file must be exactly what was hashed: same inode, size, times, owner.
     return swap_in(
         dirfd, temp_name, name, expected,
-        [&](const FileStat& now, const FileStat& exp) {
-            return now.unchanged(exp) && still_unwritten();
+        [&](const FileStat& now, const FileStat& exp, bool exchanged) {
+            return (exchanged ? now.unchanged_but_ctime(exp) : now.unchanged(exp)) &&
+                   still_unwritten();
         },
         shown);
 }

@@ -1,7 +1,9 @@
 // Atomic replacement of a guest path (docs/DESIGN.md invariant 1): the new inode is first given
 // a unique temporary name in the same directory, the path is checked to still be exactly
-// what was hashed, and renameat() swaps it in. The path is never missing, not even for a
-// microsecond, and a path that changed since it was hashed is left alone.
+// what was hashed, and renameat2(RENAME_EXCHANGE) swaps it in; what the exchange displaced is
+// checked again and put back if it is not what was hashed (a file renamed over the path
+// between the check and the swap). The path is never missing, not even for a microsecond,
+// and a path that changed since it was hashed is left alone.
 #pragma once
 
 #include <functional>

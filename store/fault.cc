@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 
 namespace unify {
 
@@ -28,7 +29,7 @@ bool names_hit(const std::string& spec, const char* step, long n) {
            atol(spec.c_str() + colon + 1) == n;
 }
 
-// "step:N:REST" (UNIFY_FAULT_WRITE, UNIFY_FAULT_LINK, UNIFY_FAULT_WRITER): REST when this is the
+// "step:N:REST" (UNIFY_FAULT_WRITE, _LINK, _WRITER, _RENAME): REST when this is the
 // n-th hit of `step`, else nothing.
 std::optional<std::string> armed(const char* spec, const char* step, long n) {
     std::string s = spec;
@@ -54,10 +55,17 @@ void hostile_write(const std::string& path) {
 
 // UNIFY_FAULT_LINK's FROM:TO: TO becomes another name of FROM, as a root process outside
 // unify could make it (the immutable flag lifted for the link and put back).
-void outside_link(const std::string& from_to) {
+// "FROM:TO" split at its first colon.
+std::optional<std::pair<std::string, std::string>> from_and_to(const std::string& from_to) {
     size_t colon = from_to.find(':');
-    if (colon == std::string::npos) return;
-    std::string from = from_to.substr(0, colon), to = from_to.substr(colon + 1);
+    if (colon == std::string::npos) return std::nullopt;
+    return std::pair{from_to.substr(0, colon), from_to.substr(colon + 1)};
+}
+
+void outside_link(const std::string& from_to) {
+    auto names = from_and_to(from_to);
+    if (!names) return;
+    const auto& [from, to] = *names;
     int fd = open(from.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return;
     int flags = 0;
@@ -67,6 +75,12 @@ void outside_link(const std::string& from_to) {
     (void)!linkat(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), 0);
     if (lift) ioctl(fd, FS_IOC_SETFLAGS, &flags);
     close(fd);
+}
+
+// UNIFY_FAULT_RENAME's FROM:TO: FROM is renamed over TO.
+void outside_rename(const std::string& from_to) {
+    if (auto names = from_and_to(from_to))
+        (void)!rename(names->first.c_str(), names->second.c_str());
 }
 
 // A lease of this process is being broken: "1: LEASE  BREAKING  READ  <pid> ..." in /proc/locks.
@@ -119,7 +133,8 @@ void fault_point(const char* step) {
     static const char* write_spec = getenv("UNIFY_FAULT_WRITE");
     static const char* link_spec = getenv("UNIFY_FAULT_LINK");
     static const char* writer_spec = getenv("UNIFY_FAULT_WRITER");
-    if (!spec && !trace && !write_spec && !link_spec && !writer_spec) return;
+    static const char* rename_spec = getenv("UNIFY_FAULT_RENAME");
+    if (!spec && !trace && !write_spec && !link_spec && !writer_spec && !rename_spec) return;
     std::lock_guard<std::mutex> lock(mu);
     long n = ++hits[step];
     if (trace) {
@@ -133,6 +148,8 @@ void fault_point(const char* step) {
     if (auto path = write_spec ? armed(write_spec, step, n) : std::nullopt) hostile_write(*path);
     if (auto from_to = link_spec ? armed(link_spec, step, n) : std::nullopt) outside_link(*from_to);
     if (auto path = writer_spec ? armed(writer_spec, step, n) : std::nullopt) hostile_writer(*path);
+    if (auto from_to = rename_spec ? armed(rename_spec, step, n) : std::nullopt)
+        outside_rename(*from_to);
     if (spec && names_hit(spec, step, n)) kill(getpid(), SIGKILL);
 }
 

@@ -23,6 +23,8 @@
 //       becomes another name of FROM (its immutable flag lifted for the link and put back),
 //       as a root process outside unify could do: a link appearing exactly where gc's last
 //       check before removing an object must see it.
+//   UNIFY_FAULT_RENAME="step:N:FROM:TO"  at that point FROM is renamed over TO, as dpkg
+//       installs a new version of a file: a path replaced exactly where a check must see it.
 #pragma once
 
 #include <cstdint>

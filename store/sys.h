@@ -44,8 +44,12 @@ struct FileStat {
     // ctime also moves when the link count does (we replace one of several hard links of
     // an inode), so it is only compared while the link count stands still.
     bool unchanged(const FileStat& o) const {
+        return unchanged_but_ctime(o) && (nlink != o.nlink || ctime_ns == o.ctime_ns);
+    }
+    // The same, for an inode we renamed ourselves since the first look (rename moves ctime).
+    bool unchanged_but_ctime(const FileStat& o) const {
         return same_inode(o) && size == o.size && mtime_ns == o.mtime_ns && mode == o.mode &&
-               uid == o.uid && gid == o.gid && (nlink != o.nlink || ctime_ns == o.ctime_ns);
+               uid == o.uid && gid == o.gid;
     }
 };
 

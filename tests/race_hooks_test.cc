@@ -13,6 +13,8 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <filesystem>
+#include <set>
 #include <string>
 
 #include "tests/sample_guests.h"
@@ -37,6 +39,13 @@ struct TwoGuests {
         return run_unify_faults({"--pool", pool, "import", name, dir / name}, env);
     }
 };
+
+std::set<std::string> names_in(const std::string& dir) {
+    std::set<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+        names.insert(e.path().filename());
+    return names;
+}
 
 std::string show(const RunResult& r) {
     return "exit " + std::to_string(r.status) + "\n" + r.out + r.err;
@@ -73,6 +82,59 @@ TEST_P(RaceHooks, WriteBetweenHashAndRenameIsCaughtByTheRecheck) {
     ASSERT_EQ(r.status, 0) << show(r);
     EXPECT_TRUE(is_immutable(victim));
     EXPECT_EQ(read_file(victim), written ? kContent + "!" : kContent);
+}
+
+// A package manager installs a new version of g2's file (renames it over the path) right
+// between the import's check and its swap: the new version stays, in the guest's own inode,
+// and the old one, which the import hashed, is what goes.
+TEST_P(RaceHooks, UpgradeRenamedOverThePathBeforeTheSwapIsKept) {
+    TwoGuests s;
+    UNIFY_REQUIRE(need_immutable(s.dir.path()));
+    s.add("/usr/lib/f", {s.g1, s.g2});
+    ASSERT_EQ(run_unify({"--pool", s.pool, "init"}).status, 0);
+    auto r = s.import("g1");
+    ASSERT_EQ(r.status, 0) << show(r);
+    // Outside the guest's root (same filesystem), so the import does not link it first.
+    std::string victim = s.g2 + "/usr/lib/f", upgrade = s.dir / "f.dpkg-new";
+    ThreeGuests::file(upgrade, "version 2\n", 0644, 22);
+    ino_t new_ino = stat_path(upgrade).st_ino;
+    r = s.import("g2", {"UNIFY_FAULT_RENAME=replace.rename:1:" + upgrade + ":" + victim});
+    ASSERT_EQ(r.status, 0) << show(r);
+    EXPECT_EQ(read_file(victim), "version 2\n");
+    EXPECT_EQ(stat_path(victim).st_ino, new_ino);
+    EXPECT_FALSE(is_immutable(victim));
+    EXPECT_EQ(stat_path(upgrade).st_mode, 0u) << upgrade << " is still there";
+    EXPECT_EQ(names_in(s.g2 + "/usr/lib"), std::set<std::string>{"f"});
+    EXPECT_EQ(objects_not_matching_their_id(s.pool), std::vector<std::string>{});
+    r = s.import("g2");
+    ASSERT_EQ(r.status, 0) << show(r);
+    EXPECT_EQ(read_file(victim), "version 2\n");
+    EXPECT_TRUE(is_immutable(victim));
+}
+
+// The same for unshare: the guest's upgrade lands between unshare's check and its swap of
+// the private copy; the upgrade stays, and the object keeps its other guest.
+TEST(UnshareRace, UpgradeRenamedOverThePathBeforeTheSwapIsKept) {
+    TwoGuests s;
+    UNIFY_REQUIRE(need_immutable(s.dir.path()));
+    s.add("/usr/lib/f", {s.g1, s.g2});
+    ASSERT_EQ(run_unify({"--pool", s.pool, "init"}).status, 0);
+    for (const char* g : {"g1", "g2"}) {
+        auto r = s.import(g);
+        ASSERT_EQ(r.status, 0) << show(r);
+    }
+    // Outside the guest's root (same filesystem), so the import does not link it first.
+    std::string victim = s.g2 + "/usr/lib/f", upgrade = s.dir / "f.dpkg-new";
+    ThreeGuests::file(upgrade, "version 2\n", 0644, 22);
+    ino_t new_ino = stat_path(upgrade).st_ino;
+    auto r = run_unify_faults({"--pool", s.pool, "unshare", "g2", "/usr/lib/f"},
+                              {"UNIFY_FAULT_RENAME=replace.rename:1:" + upgrade + ":" + victim});
+    EXPECT_EQ(read_file(victim), "version 2\n") << show(r);
+    EXPECT_EQ(stat_path(victim).st_ino, new_ino) << show(r);
+    EXPECT_EQ(names_in(s.g2 + "/usr/lib"), std::set<std::string>{"f"});
+    EXPECT_TRUE(is_immutable(s.g1 + "/usr/lib/f"));
+    EXPECT_EQ(read_file(s.g1 + "/usr/lib/f"), kContent);
+    EXPECT_EQ(objects_not_matching_their_id(s.pool), std::vector<std::string>{});
 }
 
 // g2's own file becomes an object by adoption; it is written after the link, before the flag.
