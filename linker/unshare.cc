@@ -51,7 +51,7 @@ Result<Outcome> install_copy(Pool& pool, Txn& txn, const LinkRecord& l, const Pr
     dir_times.after(dirfd);
     if (*replaced == Replaced::done) return Outcome::unshared;
     if (*replaced == Replaced::refused)
-        return fail("renameat(" + p.shown +
+        return fail("renameat2 RENAME_EXCHANGE(" + p.shown +
                         "): refused (EPERM) although the object's protection "
                         "was lifted; is the path flagged immutable by the guest?",
                     EPERM);
