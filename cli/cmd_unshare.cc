@@ -16,6 +16,7 @@ int run_unshare(const Globals& g, UnshareOptions opt) {
     auto s = open_session(g, "unshare " + opt.name, !opt.dry_run);
     if (!s) return report(s.error());
     opt.verbose = g.verbose;
+    opt.jobs = g.jobs;
     ProgressLine progress(progress_wanted(g));
     opt.progress = progress.callback();
     auto sum = unshare_guest(*s->pool, opt, progress.log(), unshare_selector(opt, progress.log()));

@@ -12,7 +12,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -35,6 +34,7 @@
 #include "linker/replace.h"
 #include "linker/scatter.h"
 #include "store/fault.h"
+#include "store/fd_limit.h"
 #include "store/guest_registry.h"
 #include "store/guest_root.h"
 #include "store/interrupt.h"
@@ -47,22 +47,12 @@ namespace {
 
 constexpr size_t kMaxBatch = 4096;
 
-// Deep trees keep one fd per directory level open: raise the soft fd limit to the hard one,
-// and keep batches well inside it.
 // Object groups recorded per write transaction within a batch.
 constexpr size_t kGroupsPerTxn = 512;
 
+// Deep trees keep one fd per directory level open: batches stay well inside the fd limit.
 size_t batch_size() {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 256;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    // Directory fds of the walk and LMDB need some too.
-    size_t room = rl.rlim_cur > 512 ? size_t(rl.rlim_cur) - 256 : 128;
-    return std::min(kMaxBatch, room / 4);  // two batches in flight (Importer::run)
+    return std::min(kMaxBatch, fd_room() / 4);  // two batches in flight (Importer::run)
 }
 
 uint64_t path_key(const std::string& path) {

@@ -33,8 +33,7 @@ void discard(const Prepared& p) {
 Result<std::optional<Prepared>> prepare_copy(Pool& pool, int root_fd, const std::string& root,
                                              const LinkRecord& l,
                                              const std::optional<ObjectRecord>& rec, size_t index,
-                                             DirTimes& dir_times,
-                                             std::unordered_set<std::string>& swept) {
+                                             CopyDirs& dirs) {
     using None = std::optional<Prepared>;
     std::string shown = join_path(root, l.path);
     auto gp = open_guest_parent(root_fd, l.path, shown);
@@ -55,12 +54,17 @@ Result<std::optional<Prepared>> prepare_copy(Pool& pool, int root_fd, const std:
     auto xattrs = read_xattrs(obj->get(), obj_shown);
     if (!xattrs) return std::unexpected(xattrs.error());
     int dirfd = (*gp)->dir.get();
-    sweep_copies(pool, dirfd, l.path.substr(0, l.path.rfind('/') + 1), swept);
+    {
+        // Held across the sweep: another thread's copy in this directory waits for it, or
+        // the sweep would remove that copy.
+        std::lock_guard<std::mutex> lock(dirs.mu);
+        sweep_copies(pool, dirfd, l.path.substr(0, l.path.rfind('/') + 1), dirs.swept);
+        dirs.times.before(dirfd);
+    }
     // The copy is made unnamed in the guest's directory and named only when complete, at a
     // random name (store/fresh_file.h): nothing the guest planted is ever opened or written.
     // A run killed after the link leaves a "copy." temporary that import sweeps by name.
     fault_point("unshare.create");
-    dir_times.before(dirfd);
     auto t = create_unnamed(dirfd, shown + " (copy)");
     if (!t) return std::unexpected(t.error());
     int tfd = t->get();

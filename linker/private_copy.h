@@ -6,6 +6,7 @@
 // (rename_over, linker/replace.h), inside the object's window where it is protected.
 #pragma once
 
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_set>
@@ -25,16 +26,24 @@ struct Prepared {
     std::string shown;
 };
 
+// What the callers of prepare_copy share, also across threads: the directories whose times
+// are put back, and those already swept of a killed run's copies.
+struct CopyDirs {
+    explicit CopyDirs(DirTimes& t) : times(t) {}
+    DirTimes& times;
+    std::unordered_set<std::string> swept;
+    std::mutex mu;
+};
+
 // Removes a prepared copy that will not be renamed into place.
 void discard(const Prepared& p);
 
 // Writes the copy of link `l` (under root_fd, shown as `root`); nothing when the path is no
-// longer the object. Stale copies of a killed run are removed by name, once per directory
-// (`swept`).
+// longer the object. Stale copies of a killed run are removed by name, once per directory,
+// before any copy is made there. Safe to call from several threads at once.
 Result<std::optional<Prepared>> prepare_copy(Pool& pool, int root_fd, const std::string& root,
                                              const LinkRecord& l,
                                              const std::optional<ObjectRecord>& rec, size_t index,
-                                             DirTimes& dir_times,
-                                             std::unordered_set<std::string>& swept);
+                                             CopyDirs& dirs);
 
 }  // namespace unify

@@ -42,7 +42,7 @@ Result<Scattered> scatter_object(Pool& pool, Txn& txn, const ObjectId& id, uint3
     // 1. A copy beside every name, from the object's own bytes (each checked against them).
     std::map<uint32_t, GuestRoot> roots;
     DirTimes dir_times;
-    std::unordered_set<std::string> swept;
+    CopyDirs dirs(dir_times);
     std::vector<Prepared> ready;
     Result<void> outcome;
     for (size_t i = 0; outcome && i < links.size(); ++i) {
@@ -63,8 +63,7 @@ Result<Scattered> scatter_object(Pool& pool, Txn& txn, const ObjectId& id, uint3
             }
             root = roots.emplace(l.guest, std::move(*opened)).first;
         }
-        auto p = prepare_copy(pool, root->second.fd.get(), root->second.path, l, *rec, i, dir_times,
-                              swept);
+        auto p = prepare_copy(pool, root->second.fd.get(), root->second.path, l, *rec, i, dirs);
         if (!p)
             outcome = std::unexpected(p.error());
         else if (*p)

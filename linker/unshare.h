@@ -30,6 +30,7 @@ struct UnshareOptions {
     bool dry_run = false;
     bool verbose = false;
     ProgressFn progress;  // optional: called per file
+    unsigned jobs = 0;    // threads writing copies; 0: one per core
     // Installed packages whose linked files (and generated __pycache__ files) are unshared,
     // read from the guest's own database (importer/package_links.h); with paths, the union.
     std::vector<std::string> packages;

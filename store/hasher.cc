@@ -111,7 +111,7 @@ Result<ContentHash> stream(int src, int dst, const std::string& src_shown,
     h.start();
     ContentHash out;
     off_t off = 0;
-    bool sparse = dst >= 0;
+    bool sparse = dst >= 0, hole_at_end = false;
     while (sparse) {
         off_t data = lseek(src, off, SEEK_DATA);
         if (data < 0 && errno == ENXIO) {  // nothing but a hole up to EOF
@@ -120,6 +120,7 @@ Result<ContentHash> stream(int src, int dst, const std::string& src_shown,
             if (eof > off) {
                 hash_zeros(h, uint64_t(eof - off));
                 off = eof;
+                hole_at_end = true;
             }
             break;
         }
@@ -145,8 +146,8 @@ Result<ContentHash> stream(int src, int dst, const std::string& src_shown,
         if (!at) return std::unexpected(at.error());
         off = *at;
     }
-    // A trailing hole is written as the size; dst was empty.
-    if (dst >= 0 && ftruncate(dst, off) != 0) return sys_fail("ftruncate", dst_shown);
+    // A trailing hole is written as the size; dst was empty, so otherwise its size is right.
+    if (hole_at_end && ftruncate(dst, off) != 0) return sys_fail("ftruncate", dst_shown);
     out.size = uint64_t(off);
     h.finish(out);
     return out;
