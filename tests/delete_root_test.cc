@@ -15,10 +15,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
 // g1: 1,000 files (600 shared with g2; 397 its own with 100 distinct contents; a hard-link
 // pair; /etc/conf, never linked), directories, a symlink and a fifo.
 // g2: the 600 shared ones and one of its own.

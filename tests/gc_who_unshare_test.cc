@@ -85,10 +85,6 @@ std::set<std::string> who_links(const std::string& out) {
     return links;
 }
 
-bool contains(const std::string& haystack, const std::string& needle) {
-    return contains_squeezed(haystack, needle);  // columns are aligned
-}
-
 // Every test runs on both of import's paths (tests/test_support.h).
 using Gc = BothSettlePaths;
 using Who = BothSettlePaths;
@@ -113,10 +109,10 @@ TEST_P(Gc, AfterImportRemovesNothing) {
     auto r = s.unify({"gc"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.err, "");
-    EXPECT_TRUE(contains(r.out, "objects seen      5\n")) << r.out;
-    EXPECT_TRUE(contains(r.out, "objects removed 0\n")) << r.out;
-    EXPECT_TRUE(contains(r.out, "bytes reclaimed 0 bytes\n")) << r.out;
-    EXPECT_TRUE(contains(r.out, "stale link records dropped 0\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "objects seen      5\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "objects removed 0\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "bytes reclaimed 0 bytes\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "stale link records dropped 0\n")) << r.out;
     EXPECT_EQ(objects(s.pool), before);
 }
 
@@ -149,10 +145,11 @@ TEST_P(Gc, RemovesExactlyTheObjectsOnlyThePoolLinks) {
     // Dry run first: the same figures, nothing removed.
     r = s.unify({"gc", "--dry-run"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "dry run, nothing changed")) << r.out;
-    EXPECT_TRUE(contains(r.out, "objects would be removed 2\n")) << r.out;
-    EXPECT_TRUE(contains(r.out, "bytes would be reclaimed 2.2 kB (2,200 bytes)\n")) << r.out;
-    EXPECT_TRUE(contains(r.out, "stale link records would be dropped 0\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "dry run, nothing changed")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "objects would be removed 2\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "bytes would be reclaimed 2.2 kB (2,200 bytes)\n"))
+        << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "stale link records would be dropped 0\n")) << r.out;
     EXPECT_EQ(objects(s.pool), before);
     for (const auto& o : lonely) EXPECT_TRUE(is_immutable(s.pool + "/objects/" + o)) << o;
 
@@ -160,9 +157,9 @@ TEST_P(Gc, RemovesExactlyTheObjectsOnlyThePoolLinks) {
     r = s.unify({"gc"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.err, "");
-    EXPECT_TRUE(contains(r.out, "objects seen      5\n")) << r.out;
-    EXPECT_TRUE(contains(r.out, "objects removed 2\n")) << r.out;
-    EXPECT_TRUE(contains(r.out, "bytes reclaimed 2.2 kB (2,200 bytes)\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "objects seen      5\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "objects removed 2\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "bytes reclaimed 2.2 kB (2,200 bytes)\n")) << r.out;
     auto after = objects(s.pool);
     std::set<std::string> expected;
     for (const auto& o : before)
@@ -176,7 +173,7 @@ TEST_P(Gc, RemovesExactlyTheObjectsOnlyThePoolLinks) {
     EXPECT_EQ(read_file(s.g1 + "/usr/local/bin/private"), kPrivate);
     r = s.unify({"gc"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "objects removed 0\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "objects removed 0\n")) << r.out;
     EXPECT_EQ(objects(s.pool), after);
 }
 
@@ -202,23 +199,24 @@ TEST_P(Gc, DropsStaleLinkRecordOfAPathReplacedOnTheHost) {
     // Plain gc reads the pool only: the object has links, nothing to do.
     r = s.unify({"gc"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "stale link records dropped 0\n")) << r.out;
-    EXPECT_TRUE(contains(dump_index(s.pool), "path=/usr/share/doc/readme id=" + hex_of(doc_obj)));
+    EXPECT_TRUE(contains_squeezed(r.out, "stale link records dropped 0\n")) << r.out;
+    EXPECT_TRUE(
+        contains_squeezed(dump_index(s.pool), "path=/usr/share/doc/readme id=" + hex_of(doc_obj)));
 
     r = s.unify({"gc", "--reconcile", "--dry-run"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "stale link records would be dropped 1\n")) << r.out;
-    EXPECT_TRUE(contains(r.out, "objects would be removed 0\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "stale link records would be dropped 1\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "objects would be removed 0\n")) << r.out;
 
     r = s.unify({"gc", "--reconcile"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "stale link records dropped 1\n")) << r.out;
-    EXPECT_TRUE(contains(r.out, "objects removed 0\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "stale link records dropped 1\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "objects removed 0\n")) << r.out;
     EXPECT_EQ(objects(s.pool), objs);  // still linked by g2 and by the moved directory
 
     r = s.unify({"who", "g1:/usr/share/doc/readme"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "is not unified")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "is not unified")) << r.out;
     r = s.unify({"who", doc_obj.substr(3)});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(who_links(r.out), (std::set<std::string>{"g2:/usr/share/doc/readme"})) << r.out;
@@ -226,7 +224,7 @@ TEST_P(Gc, DropsStaleLinkRecordOfAPathReplacedOnTheHost) {
     // Dropped once: the next gc finds nothing stale.
     r = s.unify({"gc", "--reconcile"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "stale link records dropped 0\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "stale link records dropped 0\n")) << r.out;
 
     // The brief's way of replacing a file (unshare, rm, write anew): who forgets it at once,
     // and gc has no record left to drop.
@@ -239,7 +237,7 @@ TEST_P(Gc, DropsStaleLinkRecordOfAPathReplacedOnTheHost) {
     EXPECT_EQ(who_links(r.out), std::set<std::string>{}) << r.out;
     r = s.unify({"gc"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "stale link records dropped 0\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "stale link records dropped 0\n")) << r.out;
     // doc.old/readme in g1 still links the object, so it stays.
     EXPECT_TRUE(objects(s.pool).count(doc_obj));
 }
@@ -268,7 +266,7 @@ TEST_P(Gc, ReimportDropsRecordsOfRemovedPathsAndOfObjectsGcRemoved) {
     ASSERT_EQ(0, sh("mv '" + s.g1 + "/usr/share/doc' '" + outside + "'"));
     auto r = s.unify({"gc"});
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "objects removed 0\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "objects removed 0\n")) << r.out;
 
     // A path that now holds other content is linked anew and its record rewritten, not
     // dropped, and the dry run must say the same. (Its protected file cannot be replaced in
@@ -277,15 +275,15 @@ TEST_P(Gc, ReimportDropsRecordsOfRemovedPathsAndOfObjectsGcRemoved) {
     write_file(s.g1 + "/usr/lib/libc.so", "libc v2\n");
     r = s.unify({"import", "g1", s.g1, "--dry-run"});
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "records dropped   1 (dry run: would be)")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "records dropped   1 (dry run: would be)")) << r.out;
     EXPECT_EQ(count(dump_index(s.pool), g1_record), 4u);
     r = s.unify({"import", "g1", s.g1});
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "records dropped   1 ")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "records dropped   1 ")) << r.out;
     EXPECT_EQ(count(dump_index(s.pool), g1_record), 2u) << "g2's record and reverse entry stay";
     r = s.unify({"import", "g1", s.g1});
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_FALSE(contains(r.out, "records dropped")) << r.out;
+    EXPECT_FALSE(contains_squeezed(r.out, "records dropped")) << r.out;
 
     // g2's copy goes behind unify's back too, and the moved file is deleted: only the pool
     // links the object now, while g2's record still names it. gc removes the object reading
@@ -296,17 +294,17 @@ TEST_P(Gc, ReimportDropsRecordsOfRemovedPathsAndOfObjectsGcRemoved) {
     ASSERT_EQ(nlink(s.pool + "/objects/" + doc_obj), 1u);
     r = s.unify({"gc", "--dry-run"});
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "objects would be removed 1\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "objects would be removed 1\n")) << r.out;
     r = s.unify({"gc"});
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "objects removed 1\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "objects removed 1\n")) << r.out;
     EXPECT_FALSE(objects(s.pool).count(doc_obj));
     EXPECT_EQ(count(dump_index(s.pool), "object " + hex_of(doc_obj)), 0u);
     // (the dump lists reverse entries under their object record, which is gone)
     EXPECT_EQ(count(dump_index(s.pool), g1_record), 1u) << "g2's record stays until g2's import";
     r = s.unify({"import", "g2", s.g2});
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "records dropped   1 ")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "records dropped   1 ")) << r.out;
     std::string dump = dump_index(s.pool);
     EXPECT_EQ(count(dump, hex_of(doc_obj)), 0u) << dump;
     r = s.unify({"verify"});
@@ -334,9 +332,10 @@ TEST_P(Who, HostPathGuestPathAndIdPrefixesListExactlyTheSharers) {
           std::string("g2:/usr/bin/tool"), hex.substr(0, 8), hex.substr(0, 12), upper, hex}) {
         auto r = s.unify({"who", target});
         EXPECT_EQ(r.status, 0) << target << ": " << r.err;
-        EXPECT_TRUE(contains(r.out, "object " + hex + "\n")) << target << ": " << r.out;
-        EXPECT_TRUE(contains(r.out, "size   1.5 kB (1,500 bytes)\n")) << target << ": " << r.out;
-        EXPECT_TRUE(contains(r.out, "shared by 2 paths")) << target << ": " << r.out;
+        EXPECT_TRUE(contains_squeezed(r.out, "object " + hex + "\n")) << target << ": " << r.out;
+        EXPECT_TRUE(contains_squeezed(r.out, "size   1.5 kB (1,500 bytes)\n"))
+            << target << ": " << r.out;
+        EXPECT_TRUE(contains_squeezed(r.out, "shared by 2 paths")) << target << ": " << r.out;
         EXPECT_EQ(who_links(r.out), tool_sharers) << target << ": " << r.out;
     }
 
@@ -344,7 +343,7 @@ TEST_P(Who, HostPathGuestPathAndIdPrefixesListExactlyTheSharers) {
     auto r = s.unify({"who", "g3:/usr/bin/tool"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(who_links(r.out), std::set<std::string>{"g3:/usr/bin/tool"}) << r.out;
-    EXPECT_FALSE(contains(r.out, hex)) << r.out;
+    EXPECT_FALSE(contains_squeezed(r.out, hex)) << r.out;
 
     // libc is the same in all three.
     r = s.unify({"who", s.g3 + "/usr/lib/libc.so"});
@@ -366,8 +365,8 @@ TEST_P(Who, FileThatIsNotUnifiedIsReportedAsSuch) {
           std::string("g3:/etc/conf")}) {
         auto r = s.unify({"who", target});
         EXPECT_EQ(r.status, 0) << target << ": " << r.err;
-        EXPECT_TRUE(contains(r.out, "is not unified")) << target << ": " << r.out;
-        EXPECT_FALSE(contains(r.out, "shared by")) << target << ": " << r.out;
+        EXPECT_TRUE(contains_squeezed(r.out, "is not unified")) << target << ": " << r.out;
+        EXPECT_FALSE(contains_squeezed(r.out, "shared by")) << target << ": " << r.out;
     }
 }
 
@@ -380,8 +379,8 @@ TEST_P(Who, BadTargetsFailWithAClearMessage) {
 
     auto r = s.unify({"who", "abcdef1"});  // 7 hex digits
     EXPECT_EQ(r.status, 1);
-    EXPECT_TRUE(contains(r.err, "abcdef1")) << r.err;
-    EXPECT_TRUE(contains(r.err, "at least 8 hex digits")) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, "abcdef1")) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, "at least 8 hex digits")) << r.err;
     EXPECT_EQ(r.out, "");
 
     // A prefix no object has: flip the first digit of an existing id until none matches.
@@ -398,24 +397,24 @@ TEST_P(Who, BadTargetsFailWithAClearMessage) {
     ASSERT_NE(unknown, "");
     r = s.unify({"who", unknown});
     EXPECT_EQ(r.status, 1);
-    EXPECT_TRUE(contains(r.err, "no object id starts with " + unknown)) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, "no object id starts with " + unknown)) << r.err;
     EXPECT_EQ(r.out, "");
 
     std::string outside = dir / "elsewhere/usr/bin/tool";
     write_file(outside, kTool);
     r = s.unify({"who", outside});
     EXPECT_EQ(r.status, 1);
-    EXPECT_TRUE(contains(r.err, outside)) << r.err;
-    EXPECT_TRUE(contains(r.err, "not inside a registered guest root")) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, outside)) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, "not inside a registered guest root")) << r.err;
 
     r = s.unify({"who", "nosuch:/usr/bin/tool"});
     EXPECT_EQ(r.status, 1);
-    EXPECT_TRUE(contains(r.err, "no guest named 'nosuch'")) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, "no guest named 'nosuch'")) << r.err;
 
     r = s.unify({"who", "g1:/usr/bin/missing"});
     EXPECT_EQ(r.status, 1);
-    EXPECT_TRUE(contains(r.err, s.g1 + "/usr/bin/missing")) << r.err;
-    EXPECT_TRUE(contains(r.err, "does not exist")) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, s.g1 + "/usr/bin/missing")) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, "does not exist")) << r.err;
     EXPECT_EQ(objects(s.pool), objs);
 }
 
@@ -448,14 +447,14 @@ TEST_P(Who, PathReplacedOnTheHostIsNoLongerListedEvenBeforeGc) {
         << r.out;
     r = s.unify({"who", "g2:/usr/lib/libc.so"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "is not unified")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "is not unified")) << r.out;
 
     r = s.unify({"who", tool_hex});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(who_links(r.out), std::set<std::string>{"g2:/usr/bin/tool"}) << r.out;
     r = s.unify({"who", "g1:/usr/bin/tool"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "is not unified")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "is not unified")) << r.out;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -466,8 +465,8 @@ TEST_P(Unshare, WholeGuestGetsPrivateFilesIdenticalToBeforeImport) {
     UNIFY_REQUIRE(need_immutable(dir.path()));
     Sample s(dir);
     const std::string m1 = manifest(s.g1), m2 = manifest(s.g2);
-    ASSERT_TRUE(contains(m1, "./usr/bin/tool mode=104755 uid=1234 gid=5678")) << m1;
-    ASSERT_TRUE(contains(m1, "xattr:user.unify-test=")) << m1;
+    ASSERT_TRUE(contains_squeezed(m1, "./usr/bin/tool mode=104755 uid=1234 gid=5678")) << m1;
+    ASSERT_TRUE(contains_squeezed(m1, "xattr:user.unify-test=")) << m1;
     ASSERT_TRUE(s.init_and_import());
 
     const std::vector<std::string> files = {"/usr/bin/tool", "/usr/lib/libc.so",
@@ -480,8 +479,8 @@ TEST_P(Unshare, WholeGuestGetsPrivateFilesIdenticalToBeforeImport) {
 
     auto r = s.unify({"unshare", "g1"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "files made private 4\n")) << r.out;
-    EXPECT_TRUE(contains(r.out, "bytes copied       6.5 kB (6,500 bytes)\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "files made private 4\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "bytes copied       6.5 kB (6,500 bytes)\n")) << r.out;
     for (const auto& f : files) {
         EXPECT_EQ(nlink(s.g1 + f), 1u) << f;
         EXPECT_FALSE(is_immutable(s.g1 + f)) << f;
@@ -498,7 +497,7 @@ TEST_P(Unshare, WholeGuestGetsPrivateFilesIdenticalToBeforeImport) {
     EXPECT_EQ(nlink(s.g2 + "/usr/lib/libc.so"), 3u);
     r = s.unify({"who", "g1:/usr/lib/libc.so"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "is not unified")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "is not unified")) << r.out;
     r = s.unify({"who", "g2:/usr/lib/libc.so"});
     EXPECT_EQ(who_links(r.out),
               (std::set<std::string>{"g2:/usr/lib/libc.so", "g3:/usr/lib/libc.so"}))
@@ -507,7 +506,7 @@ TEST_P(Unshare, WholeGuestGetsPrivateFilesIdenticalToBeforeImport) {
     // Unsharing again finds nothing left to do.
     r = s.unify({"unshare", "g1"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "files made private 0\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "files made private 0\n")) << r.out;
 }
 
 TEST_P(Unshare, OnePathByGuestPathOrHostPathLeavesTheRestLinked) {
@@ -519,7 +518,7 @@ TEST_P(Unshare, OnePathByGuestPathOrHostPathLeavesTheRestLinked) {
 
     auto r = s.unify({"unshare", "g1", "/usr/bin/tool"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "files made private 1\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "files made private 1\n")) << r.out;
     EXPECT_EQ(nlink(s.g1 + "/usr/bin/tool"), 1u);
     EXPECT_FALSE(is_immutable(s.g1 + "/usr/bin/tool"));
     for (const std::string f :
@@ -530,7 +529,7 @@ TEST_P(Unshare, OnePathByGuestPathOrHostPathLeavesTheRestLinked) {
 
     r = s.unify({"unshare", "g1", s.g1 + "/usr/lib/libc.so"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "files made private 1\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "files made private 1\n")) << r.out;
     EXPECT_EQ(nlink(s.g1 + "/usr/lib/libc.so"), 1u);
     EXPECT_FALSE(is_immutable(s.g1 + "/usr/lib/libc.so"));
     EXPECT_EQ(nlink(s.g2 + "/usr/lib/libc.so"), 3u);  // pool, g2, g3
@@ -541,8 +540,8 @@ TEST_P(Unshare, OnePathByGuestPathOrHostPathLeavesTheRestLinked) {
     // A path that is not unified is reported and changes nothing.
     r = s.unify({"unshare", "g1", "/etc/conf"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.err, "g1:/etc/conf is not unified")) << r.err;
-    EXPECT_TRUE(contains(r.out, "files made private 0\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.err, "g1:/etc/conf is not unified")) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.out, "files made private 0\n")) << r.out;
     EXPECT_EQ(manifest(s.g1), m1);
 }
 
@@ -560,8 +559,8 @@ TEST_P(Unshare, GcThenReclaimsOnlyObjectsNoGuestLinks) {
     r = s.unify({"gc"});
     EXPECT_EQ(r.status, 0) << r.err;
     // Only g1 had the private file; tool, libc and readme are still linked by g2 (and g3).
-    EXPECT_TRUE(contains(r.out, "objects removed 1\n")) << r.out;
-    EXPECT_TRUE(contains(r.out, "bytes reclaimed 700 bytes\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "objects removed 1\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "bytes reclaimed 700 bytes\n")) << r.out;
     auto after = objects(s.pool);
     before.erase(private_obj);
     EXPECT_EQ(after, before);
@@ -572,8 +571,8 @@ TEST_P(Unshare, GcThenReclaimsOnlyObjectsNoGuestLinks) {
     ASSERT_EQ(r.status, 0) << r.err;
     r = s.unify({"gc"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "objects removed 2\n")) << r.out;
-    EXPECT_TRUE(contains(r.out, "bytes reclaimed 1.8 kB (1,800 bytes)\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "objects removed 2\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "bytes reclaimed 1.8 kB (1,800 bytes)\n")) << r.out;
     after = objects(s.pool);
     EXPECT_EQ(after.size(), 2u);  // libc, g3's tool
     EXPECT_TRUE(after.count(object_of(s.pool, s.g3 + "/usr/lib/libc.so")));
@@ -589,11 +588,11 @@ TEST_P(Unshare, UnknownGuestFailsClearly) {
     auto objs = objects(s.pool);
     auto r = s.unify({"unshare", "nosuch"});
     EXPECT_EQ(r.status, 1);
-    EXPECT_TRUE(contains(r.err, "no guest named 'nosuch'")) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, "no guest named 'nosuch'")) << r.err;
     EXPECT_EQ(r.out, "");
     r = s.unify({"unshare", "nosuch", "/usr/bin/tool"});
     EXPECT_EQ(r.status, 1);
-    EXPECT_TRUE(contains(r.err, "no guest named 'nosuch'")) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, "no guest named 'nosuch'")) << r.err;
     EXPECT_EQ(manifest(s.g1), m1);
     EXPECT_EQ(nlink(s.g1 + "/usr/bin/tool"), 3u);
     EXPECT_EQ(objects(s.pool), objs);
@@ -612,10 +611,10 @@ TEST_P(Unshare, DryRunChangesNothing) {
 
     auto r = s.unify({"unshare", "--dry-run", "g1"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "files made private 4 (dry run: would be)\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "files made private 4 (dry run: would be)\n")) << r.out;
     r = s.unify({"unshare", "g1", "--dry-run", "/usr/bin/tool"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "files made private 1 (dry run: would be)\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "files made private 1 (dry run: would be)\n")) << r.out;
 
     EXPECT_EQ(manifest(s.g1), m1);
     for (const auto& [f, ino] : inodes) {
@@ -629,7 +628,7 @@ TEST_P(Unshare, DryRunChangesNothing) {
         << r.out;
     r = s.unify({"unshare", "g1"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "files made private 4\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "files made private 4\n")) << r.out;
 }
 
 }  // namespace

@@ -39,9 +39,6 @@ void make_file(const std::string& path, const std::string& content, mode_t mode 
     set_mtime(path, kSec, nsec);
 }
 
-ino_t ino(const std::string& path) {
-    return stat_path(path).st_ino;
-}
 nlink_t nlink(const std::string& path) {
     return stat_path(path).st_nlink;
 }
@@ -56,28 +53,6 @@ std::string manifest_line(const std::string& m, const std::string& rel) {
 }
 
 // Output of a shell command (stdout only).
-std::string capture(const std::string& command) {
-    std::string out;
-    FILE* p = popen(command.c_str(), "r");
-    if (!p) {
-        ADD_FAILURE() << "popen(" << command << "): " << strerror(errno);
-        return out;
-    }
-    char buf[4096];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    pclose(p);
-    return out;
-}
-
-std::string show(const RunResult& r) {
-    return "exit " + std::to_string(r.status) + "\n--- stdout\n" + r.out + "--- stderr\n" + r.err;
-}
-
-testing::AssertionResult succeeded(const RunResult& r) {
-    if (r.status == 0) return testing::AssertionSuccess();
-    return testing::AssertionFailure() << show(r);
-}
-
 testing::AssertionResult init_pool(const std::string& pool) {
     RunResult r = run_unify({"--pool", pool, "init"});
     if (r.status != 0) return testing::AssertionFailure() << "unify init: " << show(r);

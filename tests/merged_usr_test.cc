@@ -9,10 +9,6 @@
 namespace unify::test {
 namespace {
 
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
 // g1 and g2 are merged-/usr guests sharing /usr/lib/systemd/system/app.service; g3 has its
 // /lib pointing out of its root.
 struct MergedUsr : ThreeGuests {

@@ -13,14 +13,6 @@ namespace unify::test {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
-}  // namespace
-
 // Runs a shell command; exit status and its stdout + stderr.
 std::pair<int, std::string> shell(const std::string& cmd) {
     std::string out;

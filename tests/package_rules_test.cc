@@ -18,25 +18,6 @@
 namespace unify::test {
 namespace {
 
-std::string show(const RunResult& r) {
-    return "exit " + std::to_string(r.status) + "\n--- stdout\n" + r.out + "--- stderr\n" + r.err;
-}
-
-testing::AssertionResult succeeded(const RunResult& r) {
-    if (r.status == 0) return testing::AssertionSuccess();
-    return testing::AssertionFailure() << show(r);
-}
-
-std::string capture(const std::string& command) {
-    std::string out;
-    FILE* p = popen(command.c_str(), "r");
-    if (!p) return out;
-    char buf[4096];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    pclose(p);
-    return out;
-}
-
 // The count before `label` on a "    N  label" line of the summary's skip list, or -1.
 int64_t skipped(const std::string& out, const std::string& label) {
     std::istringstream in(out);
@@ -49,10 +30,6 @@ int64_t skipped(const std::string& out, const std::string& label) {
         return num.empty() ? -1 : std::stoll(num);
     }
     return -1;
-}
-
-ino_t ino(const std::string& p) {
-    return stat_path(p).st_ino;
 }
 
 // The files every fixture package ships, the same for dpkg, rpm and pacman.

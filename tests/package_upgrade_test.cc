@@ -24,10 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
 struct Guests : ThreeGuests {
     explicit Guests(const TempDir& dir) : ThreeGuests(dir), debs(dir / "pkgs") {}
     // init, then import g1, g2, g3.

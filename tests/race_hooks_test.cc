@@ -40,17 +40,6 @@ struct TwoGuests {
     }
 };
 
-std::set<std::string> names_in(const std::string& dir) {
-    std::set<std::string> names;
-    for (const auto& e : std::filesystem::directory_iterator(dir))
-        names.insert(e.path().filename());
-    return names;
-}
-
-std::string show(const RunResult& r) {
-    return "exit " + std::to_string(r.status) + "\n" + r.out + r.err;
-}
-
 // Nothing of the guest's write was lost, and the guest's inode was not published.
 void expect_guest_kept_its_write(const TwoGuests& s, const std::string& path, bool written) {
     EXPECT_EQ(read_file(path), written ? kContent + "!" : kContent) << path;
@@ -104,7 +93,7 @@ TEST_P(RaceHooks, UpgradeRenamedOverThePathBeforeTheSwapIsKept) {
     EXPECT_EQ(stat_path(victim).st_ino, new_ino);
     EXPECT_FALSE(is_immutable(victim));
     EXPECT_EQ(stat_path(upgrade).st_mode, 0u) << upgrade << " is still there";
-    EXPECT_EQ(names_in(s.g2 + "/usr/lib"), std::set<std::string>{"f"});
+    EXPECT_EQ(entries(s.g2 + "/usr/lib"), std::set<std::string>{"f"});
     EXPECT_EQ(objects_not_matching_their_id(s.pool), std::vector<std::string>{});
     r = s.import("g2");
     ASSERT_EQ(r.status, 0) << show(r);
@@ -131,7 +120,7 @@ TEST(UnshareRace, UpgradeRenamedOverThePathBeforeTheSwapIsKept) {
                               {"UNIFY_FAULT_RENAME=replace.rename:1:" + upgrade + ":" + victim});
     EXPECT_EQ(read_file(victim), "version 2\n") << show(r);
     EXPECT_EQ(stat_path(victim).st_ino, new_ino) << show(r);
-    EXPECT_EQ(names_in(s.g2 + "/usr/lib"), std::set<std::string>{"f"});
+    EXPECT_EQ(entries(s.g2 + "/usr/lib"), std::set<std::string>{"f"});
     EXPECT_TRUE(is_immutable(s.g1 + "/usr/lib/f"));
     EXPECT_EQ(read_file(s.g1 + "/usr/lib/f"), kContent);
     EXPECT_EQ(objects_not_matching_their_id(s.pool), std::vector<std::string>{});

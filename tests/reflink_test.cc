@@ -23,10 +23,6 @@ using Json = nlohmann::json;
 
 constexpr int64_t kMtime = 1700000000;
 
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
 void file(const std::string& path, const std::string& content, mode_t mode, uid_t uid, int64_t ns) {
     write_file(path, content, mode);
     ASSERT_EQ(lchown(path.c_str(), uid, uid), 0);

@@ -23,17 +23,6 @@ namespace fs = std::filesystem;
 
 constexpr int64_t kMtime = 1700000000;
 
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
-std::set<std::string> entries(const std::string& dir) {
-    std::set<std::string> out;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir, ec)) out.insert(e.path().filename().string());
-    return out;
-}
-
 void file(const std::string& path, const std::string& content, mode_t mode, int64_t ns) {
     write_file(path, content, mode);
     set_mtime(path, kMtime, ns);

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -301,6 +302,44 @@ RunResult run_program(const char* binary, const std::vector<std::string>& args_i
     close(out_fd);
     close(err_fd);
     return r;
+}
+
+std::string show(const RunResult& r) {
+    return "exit " + std::to_string(r.status) + "\n--- stdout\n" + r.out + "--- stderr\n" + r.err;
+}
+
+testing::AssertionResult succeeded(const RunResult& r) {
+    if (r.status == 0) return testing::AssertionSuccess();
+    return testing::AssertionFailure() << show(r);
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+std::string capture(const std::string& command) {
+    std::string out;
+    FILE* p = popen(command.c_str(), "r");
+    if (!p) {
+        ADD_FAILURE() << "popen(" << command << "): " << strerror(errno);
+        return out;
+    }
+    char buf[4096];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+    pclose(p);
+    return out;
+}
+
+std::set<std::string> entries(const std::string& dir) {
+    std::set<std::string> out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+        out.insert(e.path().filename().string());
+    return out;
+}
+
+ino_t ino(const std::string& path) {
+    return stat_path(path).st_ino;
 }
 
 bool contains_squeezed(const std::string& text, const std::string& needle) {

@@ -62,12 +62,19 @@ struct stat stat_path(const std::string& path);  // lstat; zeroed struct if miss
 void set_mtime(const std::string& path, int64_t sec, int64_t nsec);
 bool is_immutable(const std::string& path);
 
+// Whether `needle` occurs in `haystack`.
+bool contains(const std::string& haystack, const std::string& needle);
 // Whether `needle` occurs in `text` once runs of spaces in both are squeezed to one: text
 // output aligns its columns, and a test need not know the padding.
 bool contains_squeezed(const std::string& text, const std::string& needle);
 
 // Runs a shell command, returns its exit status; output goes to the test log.
 int sh(const std::string& command);
+// Runs a shell command and returns its stdout (a failure to start it fails the test).
+std::string capture(const std::string& command);
+// The names in a directory (none if it cannot be read).
+std::set<std::string> entries(const std::string& dir);
+ino_t ino(const std::string& path);  // lstat's inode number; 0 if missing
 
 struct RunResult {
     int status = -1;  // exit code, or 128 + signal
@@ -93,6 +100,10 @@ RunResult run_unify_faults(const std::vector<std::string>& args,
                            const std::vector<std::string>& env = {});
 RunResult run_program(const char* binary, const std::vector<std::string>& args,
                       const std::vector<std::string>& env = {}, const RunLimits& limits = {});
+// A run's exit status and output, for a failure message.
+std::string show(const RunResult& r);
+// Success when the run exited 0, else a failure that shows it.
+testing::AssertionResult succeeded(const RunResult& r);
 
 // Slots of POOL/intent (store/intent.cc: 128 bytes each, the tag first) that name an
 // adoption in flight: slot 0 for one object at a time, 1..256 for a batch.

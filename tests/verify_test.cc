@@ -24,17 +24,6 @@ const std::string kTool = "tool v1\n" + std::string(1492, 't');
 const std::string kLib = "libc\n" + std::string(3995, 'l');
 const std::string kOwn = "own\n";
 
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
-std::set<std::string> entries(const std::string& dir) {
-    std::set<std::string> out;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir, ec)) out.insert(e.path().filename().string());
-    return out;
-}
-
 struct Pool3 : ThreeGuests {
     explicit Pool3(const TempDir& dir) : ThreeGuests(dir) {
         for (const auto& g : {g1, g2, g3}) file(g + "/usr/lib/libc.so", kLib, 0644, 1);
