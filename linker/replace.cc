@@ -1,7 +1,7 @@
 #include "linker/replace.h"
 
 #include <fcntl.h>
-#include <stdio.h>
+#include <stdio.h>  // renameat2
 #include <unistd.h>
 
 #include "store/fault.h"
@@ -62,10 +62,8 @@ Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::str
     }
     // The guest moved name a second time within the two exchanges: what is at temp_name now
     // is its file, never ours to remove.
-    return fail("replace " + shown +
-                ": the guest changed it twice while unify replaced it; its "
-                "file is kept as " +
-                temp_name);
+    return fail("replace " + shown + ": the guest changed it twice while unify replaced it; " +
+                "its file is kept as " + temp_name);
 }
 
 }  // namespace
