@@ -38,6 +38,12 @@ struct TwoGuests {
     RunResult import(const std::string& name, const std::vector<std::string>& env = {}) {
         return run_unify_faults({"--pool", pool, "import", name, dir / name}, env);
     }
+    // `rel` in both guests, the pool made, and g1 imported: g1's file made the object.
+    RunResult object_made_by_g1(const std::string& rel) {
+        add(rel, {g1, g2});
+        EXPECT_EQ(run_unify({"--pool", pool, "init"}).status, 0);
+        return import("g1");
+    }
 };
 
 // Nothing of the guest's write was lost, and the guest's inode was not published.
@@ -54,9 +60,7 @@ void expect_guest_kept_its_write(const TwoGuests& s, const std::string& path, bo
 TEST_P(RaceHooks, WriteBetweenHashAndRenameIsCaughtByTheRecheck) {
     TwoGuests s;
     UNIFY_REQUIRE(need_immutable(s.dir.path()));
-    s.add("/usr/lib/f", {s.g1, s.g2});
-    ASSERT_EQ(run_unify({"--pool", s.pool, "init"}).status, 0);
-    auto r = s.import("g1");
+    auto r = s.object_made_by_g1("/usr/lib/f");
     ASSERT_EQ(r.status, 0) << show(r);
     std::string victim = s.g2 + "/usr/lib/f";
     r = s.import("g2", {"UNIFY_FAULT_WRITE=replace.check:1:" + victim});
@@ -79,9 +83,7 @@ TEST_P(RaceHooks, WriteBetweenHashAndRenameIsCaughtByTheRecheck) {
 TEST_P(RaceHooks, UpgradeRenamedOverThePathBeforeTheSwapIsKept) {
     TwoGuests s;
     UNIFY_REQUIRE(need_immutable(s.dir.path()));
-    s.add("/usr/lib/f", {s.g1, s.g2});
-    ASSERT_EQ(run_unify({"--pool", s.pool, "init"}).status, 0);
-    auto r = s.import("g1");
+    auto r = s.object_made_by_g1("/usr/lib/f");
     ASSERT_EQ(r.status, 0) << show(r);
     // Outside the guest's root (same filesystem), so the import does not link it first.
     std::string victim = s.g2 + "/usr/lib/f", upgrade = s.dir / "f.dpkg-new";
