@@ -4,6 +4,8 @@
 #include <stdio.h>  // renameat2
 #include <unistd.h>
 
+#include <optional>
+
 #include "store/fault.h"
 #include "store/fresh_file.h"
 
@@ -18,8 +20,12 @@ using Check = std::function<bool(const FileStat& now, const FileStat& expected, 
 // The swap is a RENAME_EXCHANGE and the check is made again on what it displaced: a plain
 // rename after the check would destroy whatever the guest (dpkg installing an upgrade) renamed
 // over `name` between the two. What was displaced by mistake is exchanged back.
+// `ours` names the inode unify put at temp_name; it is asked only when something has to be
+// put back (not per file: import's link loop runs this for every linked file).
 Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::string& name,
-                         const FileStat& expected, Check check, const std::string& shown) {
+                         const FileStat& expected, Check check,
+                         const std::function<std::optional<FileStat>()>& ours,
+                         const std::string& shown) {
     auto drop_temp = [&] { unlinkat(dirfd, temp_name.c_str(), 0); };
     fault_point("replace.check");  // a guest writing here is what the check below catches
     auto now = stat_if_exists(dirfd, name, shown);
@@ -30,12 +36,6 @@ Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::str
     if (!*now || !check(**now, expected, false)) {
         drop_temp();
         return Replaced::changed;
-    }
-    auto ours = stat_if_exists(dirfd, temp_name, shown + " (temporary " + temp_name + ")");
-    if (!ours || !*ours) {
-        drop_temp();
-        return ours ? sys_fail("fstatat", shown + " (temporary " + temp_name + ")", ENOENT)
-                    : std::unexpected(ours.error());
     }
     fault_point("replace.rename");  // a package manager renaming its new file here
     if (renameat2(dirfd, temp_name.c_str(), dirfd, name.c_str(), RENAME_EXCHANGE) != 0) {
@@ -56,7 +56,8 @@ Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::str
         return sys_fail("renameat2 RENAME_EXCHANGE",
                         shown + " (putting back the guest's file, now " + temp_name + ")");
     auto back = stat_if_exists(dirfd, temp_name, shown);
-    if (back && *back && (*back)->same_inode(**ours)) {
+    auto mine = ours();
+    if (back && *back && mine && (*back)->same_inode(*mine)) {
         drop_temp();
         return Replaced::changed;
     }
@@ -70,10 +71,18 @@ Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::str
 
 Result<Replaced> rename_over(int dirfd, const std::string& temp_name, const std::string& name,
                              const FileStat& expected, const std::string& shown) {
+    // The copy is only reachable by its temporary name until the swap: look at it now.
+    auto copy = stat_if_exists(dirfd, temp_name, shown + " (temporary " + temp_name + ")");
+    if (!copy || !*copy) {
+        unlinkat(dirfd, temp_name.c_str(), 0);
+        return copy ? sys_fail("fstatat", shown + " (temporary " + temp_name + ")", ENOENT)
+                    : std::unexpected(copy.error());
+    }
     // The path is an object link: its ctime moves with the protection window, its inode not.
     return swap_in(
         dirfd, temp_name, name, expected,
-        [](const FileStat& now, const FileStat& exp, bool) { return now.same_inode(exp); }, shown);
+        [](const FileStat& now, const FileStat& exp, bool) { return now.same_inode(exp); },
+        [&] { return *copy; }, shown);
 }
 
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
@@ -95,6 +104,11 @@ Result<Replaced> link_over(int objects_fd, const std::string& object_name, int d
         [&](const FileStat& now, const FileStat& exp, bool exchanged) {
             return (exchanged ? now.unchanged_but_ctime(exp) : now.unchanged(exp)) &&
                    still_unwritten();
+        },
+        // The temporary is a link of the pool's object, which keeps its name meanwhile.
+        [&]() -> std::optional<FileStat> {
+            auto obj = stat_if_exists(objects_fd, object_name, object_name);
+            return obj ? *obj : std::nullopt;
         },
         shown);
 }
