@@ -16,7 +16,8 @@ namespace {
 // `exchanged`: `now` was looked at after our own exchange moved it, so its ctime moved too.
 using Check = std::function<bool(const FileStat& now, const FileStat& expected, bool exchanged)>;
 
-// Puts temp in name's place if name still passes `check`; the temporary never outlives us.
+// Puts temp in name's place if name still passes `check`; the temporary never outlives us (what
+// it holds after the swap is unlinked, or handed to `trash`).
 // The swap is a RENAME_EXCHANGE and the check is made again on what it displaced: a plain
 // rename after the check would destroy whatever the guest (dpkg installing an upgrade) renamed
 // over `name` between the two. What was displaced by mistake is exchanged back.
@@ -24,7 +25,7 @@ using Check = std::function<bool(const FileStat& now, const FileStat& expected, 
 // put back (not per file: import's link loop runs this for every linked file).
 Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::string& name,
                          const FileStat& expected, Check check,
-                         const std::function<std::optional<FileStat>()>& ours,
+                         const std::function<std::optional<FileStat>()>& ours, Trash* trash,
                          const std::string& shown) {
     auto drop_temp = [&] { unlinkat(dirfd, temp_name.c_str(), 0); };
     fault_point("replace.check");  // a guest writing here is what the check below catches
@@ -47,8 +48,15 @@ Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::str
     }
     auto displaced = stat_if_exists(dirfd, temp_name, shown);
     if (displaced && *displaced && check(**displaced, expected, true)) {
-        if (unlinkat(dirfd, temp_name.c_str(), 0) != 0)
-            return sys_fail("unlinkat", shown + " (its replaced file, now " + temp_name + ")");
+        std::string was = shown + " (its replaced file, now " + temp_name + ")";
+        // Only a last name frees blocks (the slow part). The inode's other names must still pass
+        // their own check: a rename moves its ctime alone, which FileStat::unchanged refuses;
+        // an unlink moves nlink too, which it allows.
+        if (trash && (*displaced)->nlink == 1) {
+            if (auto r = trash->take(dirfd, temp_name, was); !r) return std::unexpected(r.error());
+        } else if (unlinkat(dirfd, temp_name.c_str(), 0) != 0) {
+            return sys_fail("unlinkat", was);
+        }
         return Replaced::done;
     }
     // Another file took name's place after the check: it goes back where the guest put it.
@@ -82,13 +90,13 @@ Result<Replaced> rename_over(int dirfd, const std::string& temp_name, const std:
     return swap_in(
         dirfd, temp_name, name, expected,
         [](const FileStat& now, const FileStat& exp, bool) { return now.same_inode(exp); },
-        [&] { return *copy; }, shown);
+        [&] { return *copy; }, nullptr, shown);
 }
 
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
                            const std::string& name, const FileStat& expected,
                            const std::function<bool()>& still_unwritten,
-                           const std::string& temp_prefix, const std::string& shown) {
+                           const std::string& temp_prefix, Trash* trash, const std::string& shown) {
     fault_point("replace.link");
     std::string temp_name;
     for (;;) {
@@ -110,7 +118,7 @@ Result<Replaced> link_over(int objects_fd, const std::string& object_name, int d
             auto obj = stat_if_exists(objects_fd, object_name, object_name);
             return obj ? *obj : std::nullopt;
         },
-        shown);
+        trash, shown);
 }
 
 }  // namespace unify

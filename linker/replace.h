@@ -10,6 +10,7 @@
 #include <string>
 
 #include "store/sys.h"
+#include "store/trash.h"
 
 namespace unify {
 
@@ -24,11 +25,12 @@ enum class Replaced {
 // run inside Pool::with_links_allowed of the object (which also records the window in the
 // intent log). `still_unwritten` is asked just before the rename (import: the read lease of
 // an unsettled file is intact, importer/settle.h). The temporary is named temp_prefix +
-// random hex; a name that exists already (planted by the guest) is never used.
+// random hex; a name that exists already (planted by the guest) is never used. The guest's
+// displaced file goes to `trash` (store/trash.h), or is unlinked here if it is null.
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
                            const std::string& name, const FileStat& expected,
                            const std::function<bool()>& still_unwritten,
-                           const std::string& temp_prefix, const std::string& shown);
+                           const std::string& temp_prefix, Trash* trash, const std::string& shown);
 
 // Renames the prepared private file dirfd/temp_name over dirfd/name, which must still be the
 // inode `expected` (unshare: the object link). On failure the temporary is removed.

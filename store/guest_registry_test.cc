@@ -60,15 +60,17 @@ TEST(GuestRegistry, NextWriterSweepsTemporariesAKilledWriterLeft) {
     auto pool = make_pool(dir);
     ASSERT_TRUE(pool);
     ASSERT_TRUE(write_guest_registry(*pool, {}));
-    for (const char* f : {"pool/.guests.conf.tmp.0123abcd", "pool/.pool.conf.tmp.89ef",
-                          "pool/tmp/renew.4567", "pool/tmp/keep-me", "pool/guests.conf.tmp"})
+    for (const char* f :
+         {"pool/.guests.conf.tmp.0123abcd", "pool/.pool.conf.tmp.89ef", "pool/tmp/renew.4567",
+          "pool/tmp/trash.0a1b2c3d", "pool/tmp/keep-me", "pool/guests.conf.tmp"})
         test::write_file(dir / f, "stale");
     auto done = pool->prepare_writer();
     ASSERT_TRUE(done) << done.error().message;
-    EXPECT_NE(done->find("removed 3 temporary file(s)"), std::string::npos) << *done;
+    EXPECT_NE(done->find("removed 4 temporary file(s)"), std::string::npos) << *done;
     EXPECT_NE(access((dir / "pool/.guests.conf.tmp.0123abcd").c_str(), F_OK), 0);
     EXPECT_NE(access((dir / "pool/.pool.conf.tmp.89ef").c_str(), F_OK), 0);
     EXPECT_NE(access((dir / "pool/tmp/renew.4567").c_str(), F_OK), 0);
+    EXPECT_NE(access((dir / "pool/tmp/trash.0a1b2c3d").c_str(), F_OK), 0);
     EXPECT_EQ(access((dir / "pool/tmp/keep-me").c_str(), F_OK), 0);
     EXPECT_EQ(access((dir / "pool/guests.conf.tmp").c_str(), F_OK), 0);
     EXPECT_TRUE(read_guest_registry(*pool));

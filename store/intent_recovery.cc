@@ -40,7 +40,8 @@ Result<std::string> finish(const Pool& pool, const Intent& in) {
 
 // Temporaries a killed writer named but never renamed into place, in the pool (which only
 // unify writes, under the lock): ".guests.conf.tmp.*" and ".pool.conf.tmp.*"
-// (replace_small_file) in POOL, "renew.*" (renew_object) in POOL/tmp. Removed by name.
+// (replace_small_file) in POOL, "renew.*" (renew_object) and "trash.*" (store/trash.h) in
+// POOL/tmp. Removed by name.
 Result<size_t> sweep_pool_temporaries(const Pool& pool) {
     size_t swept = 0;
     auto sweep = [&](int dirfd, const std::string& shown,
@@ -58,7 +59,7 @@ Result<size_t> sweep_pool_temporaries(const Pool& pool) {
     };
     if (auto r = sweep(pool.fd(), pool.path(), {".guests.conf.tmp.", ".pool.conf.tmp."}); !r)
         return std::unexpected(r.error());
-    if (auto r = sweep(pool.tmp_fd(), pool.path() + "/tmp", {"renew."}); !r)
+    if (auto r = sweep(pool.tmp_fd(), pool.path() + "/tmp", {"renew.", "trash."}); !r)
         return std::unexpected(r.error());
     return swept;
 }

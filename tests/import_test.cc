@@ -3,6 +3,7 @@
 // runs the real binary, and checks what a guest and the pool look like afterwards: inode
 // numbers, link counts, the immutable flag, manifests (everything a guest can see) and the
 // summary text.
+#include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -759,6 +760,37 @@ TEST_P(Import, ConflictsAreRefusedAndChangeNothing) {
 // and each rename away of a name in the guest's directories, however short the gap; only
 // unify's own temporaries may go. Covers adoption, linking to an existing object, copies of
 // hard-linked files, unshare and gc.
+// The files a guest's paths had before they became object links are unlinked beside the link
+// loop (store/trash.h); by the time import returns each is gone and nothing waits in the pool.
+TEST_P(Import, ReplacedGuestFilesAreFreedBeforeImportReturns) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    std::string pool = dir / "pool", g1 = dir / "g1", g2 = dir / "g2";
+    ASSERT_TRUE(init_pool(pool));
+    constexpr int kFiles = 40;
+    for (const std::string& g : {g1, g2})
+        for (int i = 0; i < kFiles; ++i)
+            make_file(g + "/usr/lib/f" + std::to_string(i), std::string(3000 + i, 'x'));
+    ASSERT_TRUE(succeeded(import(pool, "g1", g1)));
+    std::vector<int> held;  // g2's own inodes, read-only (no writer: nothing stops the import)
+    for (int i = 0; i < kFiles; ++i) {
+        held.push_back(open((g2 + "/usr/lib/f" + std::to_string(i)).c_str(), O_RDONLY));
+        ASSERT_GE(held.back(), 0);
+    }
+    RunResult r = import(pool, "g2", g2);
+    ASSERT_TRUE(succeeded(r));
+    EXPECT_EQ(summary_number(r.out, "newly linked"), kFiles) << r.out;
+    for (int i = 0; i < kFiles; ++i) {
+        struct stat st {};
+        ASSERT_EQ(fstat(held[i], &st), 0);
+        EXPECT_EQ(st.st_nlink, 0u) << "g2's old f" << i << " still has a name somewhere";
+        close(held[i]);
+        EXPECT_EQ(nlink(g2 + "/usr/lib/f" + std::to_string(i)), 3u);
+    }
+    EXPECT_EQ(entries(pool + "/tmp"), std::set<std::string>{});
+    EXPECT_EQ(temp_names(dir.path()), "");
+}
+
 TEST_P(Import, GuestPathsAreReplacedByRenameNeverRemovedFirst) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));

@@ -1,0 +1,69 @@
+#include "store/trash.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "store/fresh_file.h"
+#include "store/sys.h"
+
+namespace unify {
+
+Trash::Trash(int tmp_fd, std::string tmp_shown, unsigned threads)
+    : tmp_fd_(tmp_fd), tmp_shown_(std::move(tmp_shown)), threads_(threads ? threads : 1) {}
+
+Trash::~Trash() {
+    {
+        std::lock_guard<std::mutex> l(mu_);
+        stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();  // the queue is emptied first (work)
+}
+
+Result<void> Trash::take(int dirfd, const std::string& name, const std::string& shown) {
+    std::string trash;
+    for (;;) {
+        trash = "trash." + random_hex(8);
+        if (renameat2(dirfd, name.c_str(), tmp_fd_, trash.c_str(), RENAME_NOREPLACE) == 0) break;
+        if (errno == EEXIST) continue;
+        if (unlinkat(dirfd, name.c_str(), 0) != 0) return sys_fail("unlinkat", shown);
+        return {};
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    queue_.push_back(std::move(trash));
+    if (workers_.empty())
+        for (unsigned i = 0; i < threads_; ++i) workers_.emplace_back([this] { work(); });
+    wake_.notify_one();
+    return {};
+}
+
+Result<void> Trash::drain() {
+    std::unique_lock<std::mutex> l(mu_);
+    idle_.wait(l, [&] { return queue_.empty() && busy_ == 0; });
+    if (!error_) return {};
+    Error e = *error_;
+    error_.reset();
+    return std::unexpected(e);
+}
+
+void Trash::work() {
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+        wake_.wait(l, [&] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;  // stop_, and nothing left
+        std::string name = std::move(queue_.front());
+        queue_.pop_front();
+        ++busy_;
+        l.unlock();
+        Result<void> r;
+        if (unlinkat(tmp_fd_, name.c_str(), 0) != 0 && errno != ENOENT)
+            r = sys_fail("unlinkat", tmp_shown_ + "/" + name);
+        l.lock();
+        --busy_;
+        if (!r && !error_) error_ = r.error();
+        if (queue_.empty() && busy_ == 0) idle_.notify_all();
+    }
+}
+
+}  // namespace unify

@@ -1,0 +1,76 @@
+#include "store/trash.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/sys.h"
+#include "tests/test_support.h"
+
+namespace unify {
+namespace {
+
+struct Dirs {
+    test::TempDir dir;
+    Fd guest, tmp;
+    Dirs() {
+        mkdir((dir / "guest").c_str(), 0755);
+        mkdir((dir / "tmp").c_str(), 0700);
+        guest = std::move(*open_dir_path(dir / "guest"));
+        tmp = std::move(*open_dir_path(dir / "tmp"));
+    }
+};
+
+TEST(Trash, TakenFilesLeaveTheirDirectoryAtOnceAndAreUnlinkedByTheDrain) {
+    Dirs d;
+    Trash trash(d.tmp.get(), d.dir / "tmp", 3);
+    std::vector<Fd> held;  // the inodes, to see their last link go
+    for (int i = 0; i < 20; ++i) {
+        std::string name = "f" + std::to_string(i);
+        test::write_file(d.dir / ("guest/" + name), "data " + name);
+        held.push_back(Fd(open((d.dir / ("guest/" + name)).c_str(), O_RDONLY)));
+        auto r = trash.take(d.guest.get(), name, d.dir / ("guest/" + name));
+        ASSERT_TRUE(r) << r.error().message;
+        EXPECT_NE(access((d.dir / ("guest/" + name)).c_str(), F_OK), 0) << name;
+    }
+    auto r = trash.drain();
+    ASSERT_TRUE(r) << r.error().message;
+    for (const Fd& fd : held) {
+        struct stat st {};
+        ASSERT_EQ(fstat(fd.get(), &st), 0);
+        EXPECT_EQ(st.st_nlink, 0u);
+    }
+    EXPECT_TRUE(test::entries(d.dir / "tmp").empty());
+    EXPECT_TRUE(test::entries(d.dir / "guest").empty());
+}
+
+TEST(Trash, AnUnlinkThatFailsIsTheDrainsErrorNamingTheFile) {
+    Dirs d;
+    Trash trash(d.tmp.get(), d.dir / "tmp", 2);
+    // unlinkat without AT_REMOVEDIR fails on a directory (EISDIR): a failure that needs no root.
+    mkdir((d.dir / "guest/sub").c_str(), 0755);
+    ASSERT_TRUE(trash.take(d.guest.get(), "sub", d.dir / "guest/sub"));
+    auto r = trash.drain();
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("unlinkat"), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find(d.dir / "tmp/trash."), std::string::npos) << r.error().message;
+    EXPECT_TRUE(trash.drain()) << "the error is reported once";
+    for (const auto& e : test::entries(d.dir / "tmp")) rmdir((d.dir / ("tmp/" + e)).c_str());
+}
+
+TEST(Trash, WhatCannotBeMovedIsUnlinkedInPlace) {
+    Dirs d;
+    // A tmp fd that is not a directory: the rename fails (ENOTDIR), the unlink is done here.
+    test::write_file(d.dir / "not-a-dir", "");
+    Fd bad(open((d.dir / "not-a-dir").c_str(), O_RDONLY));
+    Trash trash(bad.get(), d.dir / "not-a-dir", 1);
+    test::write_file(d.dir / "guest/f", "x");
+    auto r = trash.take(d.guest.get(), "f", d.dir / "guest/f");
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_NE(access((d.dir / "guest/f").c_str(), F_OK), 0);
+    EXPECT_TRUE(trash.drain());
+}
+
+}  // namespace
+}  // namespace unify
