@@ -9,4 +9,11 @@ namespace unify {
 // The mount point of mount `mnt_id` from /proc/self/mountinfo, or "?" if not found.
 std::string mount_point_of(uint64_t mnt_id);
 
+// Whether an unlink on mount `mnt_id` waits for the device to trim the blocks it frees: ext4
+// and XFS mounted with `discard`, btrfs with `discard=sync` (its `discard=async` does not).
+// False when the mount is not found.
+bool unlink_trims(uint64_t mnt_id);
+// The same from a filesystem type and its super options (mountinfo's last two fields).
+bool unlink_trims(const std::string& fstype, const std::string& super_options);
+
 }  // namespace unify

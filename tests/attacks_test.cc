@@ -624,8 +624,12 @@ void racer_against_the_window(const std::string& type) {
     EXPECT_EQ(changed, 0u) << "g1's writer changed g2's files";
     EXPECT_EQ(v.status, 0) << describe(v);
     // g1's own file changes only by its own writes, once it is private again.
-    if (!scattered) EXPECT_EQ(test::read_file(victim), content);
-    if (!flag_spares(fs / "")) EXPECT_FALSE(scattered) << "ext4 refuses that writer by itself";
+    if (!scattered) {
+        EXPECT_EQ(test::read_file(victim), content);
+    }
+    if (!flag_spares(fs / "")) {
+        EXPECT_FALSE(scattered) << "ext4 refuses that writer by itself";
+    }
 }
 
 // The same writer, placed exactly: at the last step of a window (the flag still lifted), a
@@ -656,8 +660,9 @@ void writer_caught_in_the_window(const std::string& type) {
     EXPECT_EQ(changed, 0u) << "g1's writer changed g2's files";
     EXPECT_EQ(test::read_file(victim), content) << "the writer's fd must not reach g1's path";
     EXPECT_EQ(run_bounded({"--pool", pool, "verify", "--full"}, 60).status, 0);
-    if (flag_spares(fs / ""))
+    if (flag_spares(fs / "")) {
         EXPECT_NE(r.err.find("were given private copies"), std::string::npos) << describe(r);
+    }
     // The next import shares the copies again.
     ASSERT_EQ(run_bounded({"--pool", pool, "import", "g2", fs / "g2"}, 60).status, 0);
     EXPECT_EQ(test::stat_path(fs / "g2/usr/share/doc/copy0").st_ino,

@@ -147,7 +147,8 @@ std::string manifest(const std::string& root, bool dir_mtimes = false);
 // mount is not available.
 class LoopFs {
   public:
-    LoopFs(const std::string& type, size_t megabytes, const std::string& mkfs_options = "");
+    LoopFs(const std::string& type, size_t megabytes, const std::string& mkfs_options = "",
+           const std::string& mount_options = "");
     ~LoopFs();
     LoopFs(const LoopFs&) = delete;
     bool ok() const { return reason_.empty(); }
