@@ -13,7 +13,9 @@
 #include "store/fault.h"
 #include "store/interrupt.h"
 #include "store/link_check.h"
+#include "store/mounts.h"
 #include "store/parallel.h"
+#include "store/trash.h"
 
 namespace unify {
 
@@ -149,6 +151,10 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
     // One write transaction per 4,096 removals, not per shard: each commit is an fdatasync,
     // and 256 of them were most of the time of removing 1,000 objects.
     constexpr uint64_t kPerTxn = 4096;
+    // Where an unlink waits for a trim, objects leave their name here and are unlinked on
+    // threads (store/trash.h); the name is gone either way before the record is looked at.
+    bool trims = !opt.dry_run && unlink_trims(pool.stat().mnt_id);
+    Trash trash(pool.tmp_fd(), pool.path() + "/tmp", 4 * opt.jobs);
     std::unique_ptr<Txn> txn;
     uint64_t in_txn = 0;
     for (size_t s = 0; s < kShards; ++s) {
@@ -200,7 +206,12 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                 break;
             }
             fault_point("gc.unlink");
-            if (unlinkat(pool.objects_fd(), name.c_str(), 0) != 0) {
+            if (trims) {
+                if (auto r = trash.take(pool.objects_fd(), name, shown); !r) {
+                    outcome = r;
+                    break;
+                }
+            } else if (unlinkat(pool.objects_fd(), name.c_str(), 0) != 0) {
                 outcome = sys_fail("unlinkat", shown);
                 break;
             }
@@ -227,6 +238,8 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
         in_txn += found[s].size();
         handled += found[s].size();
         if (!outcome || in_txn >= kPerTxn || handled == candidates) {
+            auto freed = trash.drain();
+            if (outcome && !freed) outcome = freed;
             auto c = txn->commit();
             txn.reset();
             in_txn = 0;

@@ -31,7 +31,7 @@ Result<void> Trash::take(int dirfd, const std::string& name, const std::string& 
         return {};
     }
     std::lock_guard<std::mutex> l(mu_);
-    queue_.push_back(std::move(trash));
+    queue_.push_back({std::move(trash), shown});
     if (workers_.empty())
         for (unsigned i = 0; i < threads_; ++i) workers_.emplace_back([this] { work(); });
     wake_.notify_one();
@@ -52,13 +52,13 @@ void Trash::work() {
     for (;;) {
         wake_.wait(l, [&] { return stop_ || !queue_.empty(); });
         if (queue_.empty()) return;  // stop_, and nothing left
-        std::string name = std::move(queue_.front());
+        Item item = std::move(queue_.front());
         queue_.pop_front();
         ++busy_;
         l.unlock();
         Result<void> r;
-        if (unlinkat(tmp_fd_, name.c_str(), 0) != 0 && errno != ENOENT)
-            r = sys_fail("unlinkat", tmp_shown_ + "/" + name);
+        if (unlinkat(tmp_fd_, item.trash.c_str(), 0) != 0 && errno != ENOENT)
+            r = sys_fail("unlinkat", tmp_shown_ + "/" + item.trash + " (was " + item.shown + ")");
         l.lock();
         --busy_;
         if (!r && !error_) error_ = r.error();

@@ -43,7 +43,10 @@ class Trash {
     std::vector<std::thread> workers_;
     std::mutex mu_;
     std::condition_variable wake_, idle_;
-    std::deque<std::string> queue_;
+    struct Item {
+        std::string trash, shown;  // its name in tmp, and the name it had
+    };
+    std::deque<Item> queue_;
     size_t busy_ = 0;
     bool stop_ = false;
     std::optional<Error> error_;
