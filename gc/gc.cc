@@ -207,7 +207,7 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
             }
             fault_point("gc.unlink");
             if (trims) {
-                if (auto r = trash.take(pool.objects_fd(), name, shown); !r) {
+                if (auto r = trash.take(pool.objects_fd(), name, *st, shown); !r) {
                     outcome = r;
                     break;
                 }

@@ -53,7 +53,8 @@ Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::str
         // their own check: a rename moves its ctime alone, which FileStat::unchanged refuses;
         // an unlink moves nlink too, which it allows.
         if (trash && (*displaced)->nlink == 1) {
-            if (auto r = trash->take(dirfd, temp_name, was); !r) return std::unexpected(r.error());
+            if (auto r = trash->take(dirfd, temp_name, **displaced, was); !r)
+                return std::unexpected(r.error());
         } else if (unlinkat(dirfd, temp_name.c_str(), 0) != 0) {
             return sys_fail("unlinkat", was);
         }

@@ -5,16 +5,27 @@
 
 namespace unify {
 
-std::string mount_point_of(uint64_t mnt_id) {
+namespace {
+
+// The line of /proc/self/mountinfo for mount `mnt_id`, or "".
+std::string mountinfo_line(uint64_t mnt_id) {
     std::ifstream in("/proc/self/mountinfo");
     std::string line;
     while (std::getline(in, line)) {
         std::istringstream f(line);
-        uint64_t id = 0, parent = 0;
-        std::string devno, root, point;
-        if (f >> id >> parent >> devno >> root >> point && id == mnt_id) return point;
+        uint64_t id = 0;
+        if (f >> id && id == mnt_id) return line;
     }
-    return "?";
+    return "";
+}
+
+}  // namespace
+
+std::string mount_point_of(uint64_t mnt_id) {
+    std::istringstream f(mountinfo_line(mnt_id));
+    uint64_t id = 0, parent = 0;
+    std::string devno, root, point;
+    return f >> id >> parent >> devno >> root >> point ? point : "?";
 }
 
 bool unlink_trims(const std::string& fstype, const std::string& super_options) {
@@ -26,21 +37,14 @@ bool unlink_trims(const std::string& fstype, const std::string& super_options) {
 }
 
 bool unlink_trims(uint64_t mnt_id) {
-    std::ifstream in("/proc/self/mountinfo");
-    std::string line;
-    while (std::getline(in, line)) {
-        std::istringstream f(line);
-        uint64_t id = 0;
-        if (!(f >> id) || id != mnt_id) continue;
-        // "... optional fields - fstype source super-options"
-        auto dash = line.find(" - ");
-        if (dash == std::string::npos) return false;
-        std::istringstream tail(line.substr(dash + 3));
-        std::string fstype, source, super_options;
-        tail >> fstype >> source >> super_options;
-        return unlink_trims(fstype, super_options);
-    }
-    return false;
+    // "... optional fields - fstype source super-options"
+    std::string line = mountinfo_line(mnt_id);
+    auto dash = line.find(" - ");
+    if (dash == std::string::npos) return false;
+    std::istringstream tail(line.substr(dash + 3));
+    std::string fstype, source, super_options;
+    tail >> fstype >> source >> super_options;
+    return unlink_trims(fstype, super_options);
 }
 
 }  // namespace unify

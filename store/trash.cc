@@ -21,13 +21,27 @@ Trash::~Trash() {
     for (auto& t : workers_) t.join();  // the queue is emptied first (work)
 }
 
-Result<void> Trash::take(int dirfd, const std::string& name, const std::string& shown) {
+Result<void> Trash::take(int dirfd, const std::string& name, const FileStat& seen,
+                         const std::string& shown) {
     std::string trash;
     for (;;) {
         trash = "trash." + random_hex(8);
         if (renameat2(dirfd, name.c_str(), tmp_fd_, trash.c_str(), RENAME_NOREPLACE) == 0) break;
         if (errno == EEXIST) continue;
         if (unlinkat(dirfd, name.c_str(), 0) != 0) return sys_fail("unlinkat", shown);
+        return {};
+    }
+    std::string moved = tmp_shown_ + "/" + trash;
+    auto st = stat_if_exists(tmp_fd_, trash, moved);
+    if (!st) return std::unexpected(st.error());
+    if (!*st || !(*st)->same_inode(seen)) {
+        // Not ours to remove: back into the guest's directory, under its name if still free.
+        std::string back = name;
+        while (renameat2(tmp_fd_, trash.c_str(), dirfd, back.c_str(), RENAME_NOREPLACE) != 0) {
+            if (errno != EEXIST)
+                return sys_fail("renameat2", moved + " (putting back what replaced " + shown + ")");
+            back = name + "." + random_hex(4);
+        }
         return {};
     }
     std::lock_guard<std::mutex> l(mu_);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "store/result.h"
+#include "store/sys.h"
 
 namespace unify {
 
@@ -28,9 +29,13 @@ class Trash {
     Trash(const Trash&) = delete;
     Trash& operator=(const Trash&) = delete;
 
-    // Removes dirfd/name from its directory now and frees it later. Where it cannot be moved
-    // (a rename that fails), it is unlinked in place, here.
-    Result<void> take(int dirfd, const std::string& name, const std::string& shown);
+    // Removes dirfd/name, which was just seen to be `seen`, from its directory now and frees
+    // it later. Where it cannot be moved (a rename that fails), it is unlinked in place, here.
+    // In a guest directory the name is the guest's to change between that look and the move:
+    // whatever else arrived in POOL/tmp (a directory, another file) is put back, never
+    // removed, and never left where the next writer's sweep would trip on it.
+    Result<void> take(int dirfd, const std::string& name, const FileStat& seen,
+                      const std::string& shown);
     // Waits until everything taken is unlinked. The first unlink that failed, if any.
     Result<void> drain();
 

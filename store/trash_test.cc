@@ -22,6 +22,12 @@ struct Dirs {
     }
 };
 
+FileStat seen(const Dirs& d, const std::string& name) {
+    auto st = stat_at(d.guest.get(), name, name);
+    EXPECT_TRUE(st) << name;
+    return st ? *st : FileStat{};
+}
+
 TEST(Trash, TakenFilesLeaveTheirDirectoryAtOnceAndAreUnlinkedByTheDrain) {
     Dirs d;
     Trash trash(d.tmp.get(), d.dir / "tmp", 3);
@@ -30,7 +36,7 @@ TEST(Trash, TakenFilesLeaveTheirDirectoryAtOnceAndAreUnlinkedByTheDrain) {
         std::string name = "f" + std::to_string(i);
         test::write_file(d.dir / ("guest/" + name), "data " + name);
         held.push_back(Fd(open((d.dir / ("guest/" + name)).c_str(), O_RDONLY)));
-        auto r = trash.take(d.guest.get(), name, d.dir / ("guest/" + name));
+        auto r = trash.take(d.guest.get(), name, seen(d, name), d.dir / ("guest/" + name));
         ASSERT_TRUE(r) << r.error().message;
         EXPECT_NE(access((d.dir / ("guest/" + name)).c_str(), F_OK), 0) << name;
     }
@@ -50,7 +56,7 @@ TEST(Trash, AnUnlinkThatFailsIsTheDrainsErrorNamingTheFile) {
     Trash trash(d.tmp.get(), d.dir / "tmp", 2);
     // unlinkat without AT_REMOVEDIR fails on a directory (EISDIR): a failure that needs no root.
     mkdir((d.dir / "guest/sub").c_str(), 0755);
-    ASSERT_TRUE(trash.take(d.guest.get(), "sub", d.dir / "guest/sub"));
+    ASSERT_TRUE(trash.take(d.guest.get(), "sub", seen(d, "sub"), d.dir / "guest/sub"));
     auto r = trash.drain();
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().message.find("unlinkat"), std::string::npos) << r.error().message;
@@ -68,10 +74,34 @@ TEST(Trash, WhatCannotBeMovedIsUnlinkedInPlace) {
     Fd bad(open((d.dir / "not-a-dir").c_str(), O_RDONLY));
     Trash trash(bad.get(), d.dir / "not-a-dir", 1);
     test::write_file(d.dir / "guest/f", "x");
-    auto r = trash.take(d.guest.get(), "f", d.dir / "guest/f");
+    auto r = trash.take(d.guest.get(), "f", seen(d, "f"), d.dir / "guest/f");
     ASSERT_TRUE(r) << r.error().message;
     EXPECT_NE(access((d.dir / "guest/f").c_str(), F_OK), 0);
     EXPECT_TRUE(trash.drain());
+}
+
+// A guest renames something else over the name between unify's look and the move (it sees
+// unify's temporary names): a directory, or another file. Neither is removed, neither is left
+// in POOL/tmp (whose trash.* the next writer removes by name, and a directory would stop it).
+TEST(Trash, WhatAGuestPutAtTheNameAfterTheLookGoesBackUnharmed) {
+    Dirs d;
+    Trash trash(d.tmp.get(), d.dir / "tmp", 2);
+    test::write_file(d.dir / "guest/t", "unify's");
+    FileStat looked = seen(d, "t");
+    // Kept alive under another name, so the directory cannot get its inode number.
+    ASSERT_EQ(rename((d.dir / "guest/t").c_str(), (d.dir / "guest/t-kept").c_str()), 0);
+    test::write_file(d.dir / "guest/t/inside", "the guest's directory");
+    ASSERT_TRUE(trash.take(d.guest.get(), "t", looked, d.dir / "guest/t"));
+    EXPECT_EQ(test::read_file(d.dir / "guest/t/inside"), "the guest's directory");
+
+    test::write_file(d.dir / "guest/u", "unify's");
+    looked = seen(d, "u");
+    test::write_file(d.dir / "guest/other", "the guest's file");
+    ASSERT_EQ(rename((d.dir / "guest/other").c_str(), (d.dir / "guest/u").c_str()), 0);
+    ASSERT_TRUE(trash.take(d.guest.get(), "u", looked, d.dir / "guest/u"));
+    EXPECT_TRUE(trash.drain());
+    EXPECT_EQ(test::read_file(d.dir / "guest/u"), "the guest's file");
+    EXPECT_TRUE(test::entries(d.dir / "tmp").empty());
 }
 
 }  // namespace
