@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "store/fault.h"
 #include "store/fd.h"
 #include "store/fresh_file.h"
 #include "store/sys.h"
@@ -102,6 +103,7 @@ Result<Dedupe> dedupe_file(int src_fd, int dest_fd, uint64_t len, const std::str
         range->dest_count = 1;
         info.dest_fd = dest_fd;
         info.dest_offset = off;
+        if (int e = fault_errno("dedupe", shown)) return sys_fail("ioctl(FIDEDUPERANGE)", shown, e);
         if (ioctl(src_fd, FIDEDUPERANGE, range) != 0)
             return sys_fail("ioctl(FIDEDUPERANGE)", shown);
         if (info.status == FILE_DEDUPE_RANGE_DIFFERS) return Dedupe::differs;

@@ -4,7 +4,8 @@ namespace unify {
 
 Result<Identified> identify_fd(int fd, const std::string& shown, const IdRules& rules) {
     Identified out;
-    auto x = read_xattrs(fd, shown);
+    // Content-only ids (reflink pools) leave the xattrs to each guest inode: not read.
+    auto x = rules.content_only ? Result<Xattrs>{} : read_xattrs(fd, shown);
     if (!x) return std::unexpected(x.error());
     auto h = hash_fd(fd, shown);
     if (!h) return std::unexpected(h.error());

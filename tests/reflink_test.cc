@@ -243,6 +243,49 @@ INSTANTIATE_TEST_SUITE_P(, Reflink, testing::Values("xfs", "btrfs"),
 
 // --- init ---
 
+// Pass 5 shares a batch's groups on worker threads (importer/share_groups.h). One dedupe that
+// fails (EIO, forced) stops the import with the call, the path and the errno; every file the
+// workers shared before they stopped is recorded all the same, so the next run links exactly
+// the files still unshared. The failing file is the second of a 16 MiB group, so the other
+// workers share the groups after it while its first member is being compared.
+TEST_P(Reflink, AnImportStoppedByAFailingDedupeRecordsEveryFileItShared) {
+    constexpr int kFiles = 200;
+    std::string g3 = *fs_ / "g3", g4 = *fs_ / "g4";
+    std::vector<std::string> names;
+    for (int i = 0; i < kFiles; ++i) {
+        std::string content(8192, char('a' + i % 26));
+        content += std::to_string(i);
+        names.push_back("f" + std::to_string(i));
+        for (const std::string& g : {g3, g4})
+            file(g + "/usr/lib/" + names.back(), content, 0644, 0, i);
+        if (i == kFiles / 2) {  // created in this order: walked in it on XFS and btrfs
+            std::string big(16 << 20, 'v');
+            file(g3 + "/usr/lib/big", big, 0644, 0, 0);
+            file(g4 + "/usr/lib/big", big, 0644, 0, 0);
+            names.push_back("big");
+        }
+    }
+    file(g4 + "/usr/lib/victim", std::string(16 << 20, 'v'), 0644, 0, 0);
+    ASSERT_EQ(unify({"init", "--share", "reflink"}).status, 0);
+    auto r = unify({"import", "g3", g3});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    std::string cmd = "UNIFY_FAULT_ERRNO=dedupe:EIO:victim '" UNIFY_FAULTS_BINARY "' --pool '" +
+                      pool + "' import g4 '" + g4 + "' > '" + *fs_ / "out" + "' 2> '" +
+                      *fs_ / "err" + "'";
+    EXPECT_NE(sh(cmd), 0);
+    std::string err = read_file(*fs_ / "err");
+    EXPECT_NE(err.find("FIDEDUPERANGE"), std::string::npos) << err;
+    EXPECT_NE(err.find("g4/usr/lib/victim"), std::string::npos) << err;
+    EXPECT_NE(err.find("EIO"), std::string::npos) << err;
+    int unshared = !share_blocks(g3 + "/usr/lib/big", g4 + "/usr/lib/victim");
+    EXPECT_EQ(unshared, 1);
+    for (const std::string& name : names)
+        unshared += !share_blocks(g3 + "/usr/lib/" + name, g4 + "/usr/lib/" + name);
+    auto again = json_of(unify({"--json", "import", "g4", g4}));
+    EXPECT_EQ(again["newly_linked"].get<int>(), unshared) << again.dump();
+    EXPECT_EQ(again["already_linked"].get<int>(), kFiles + 2 - unshared) << again.dump();
+}
+
 TEST(ReflinkInit, AutoChoosesWhatTheFilesystemHasAndReflinkIsRefusedClearlyElsewhere) {
     for (const char* type : {"xfs", "btrfs", "ext4"}) {
         LoopFs fs(type, 320);

@@ -1,0 +1,95 @@
+#include "importer/share_groups.h"
+
+#include <atomic>
+
+#include "importer/guest_file.h"
+#include "linker/reflink.h"
+#include "store/interrupt.h"
+#include "store/parallel.h"
+#include "store/sys.h"
+
+namespace unify {
+
+namespace {
+
+ShareOutcome::Kind kind_of(MadeObject::Outcome o) {
+    switch (o) {
+        case MadeObject::made:
+            return ShareOutcome::made;
+        case MadeObject::changed:
+            return ShareOutcome::changed;
+        case MadeObject::refused:
+            return ShareOutcome::flagged;
+        case MadeObject::unshareable:
+            return ShareOutcome::unshareable;
+    }
+    return ShareOutcome::changed;
+}
+
+ShareOutcome::Kind kind_of(Shared s) {
+    return s == Shared::shared    ? ShareOutcome::shared
+           : s == Shared::changed ? ShareOutcome::changed
+                                  : ShareOutcome::flagged;
+}
+
+bool failed(ShareOutcome& out, Error e) {
+    out.kind = ShareOutcome::failed;
+    out.error = std::move(e);
+    return false;
+}
+
+// One member: the first that yields the object makes it (a clone), every later one shares
+// it (a dedupe). False: the import stops, `out` says why.
+bool share_member(const Pool& pool, ShareGroup& g, const WalkEntry& e, const std::string& shown,
+                  ShareOutcome& out) {
+    auto f = open_guest_file(e, shown);
+    if (!f) {
+        return failed(out, f.error());
+    }
+    if (f->state != GuestFile::ok) {
+        out.kind =
+            f->state == GuestFile::changed ? ShareOutcome::changed : ShareOutcome::unreadable;
+        out.error = f->error;
+        return true;
+    }
+    if (!g.has_object) {
+        auto made = clone_object(pool, g.id, f->fd.get(), shown);
+        if (!made) {
+            return failed(out, made.error());
+        }
+        out.kind = kind_of(made->outcome);
+        out.object = *made;
+        if (out.kind == ShareOutcome::made) {
+            g.has_object = true;
+            g.replica = 0;
+        }
+        return true;
+    }
+    auto r = share_object(pool, g.id, g.replica, f->fd.get(), e.st.size, shown);
+    if (!r) {
+        return failed(out, r.error());
+    }
+    out.kind = kind_of(*r);
+    return true;
+}
+
+}  // namespace
+
+void share_groups(const Pool& pool, std::vector<ShareGroup>& groups,
+                  const std::vector<WalkEntry>& batch, const std::string& root, unsigned threads) {
+    std::atomic<bool> stop{false};
+    parallel_for(groups.size(), threads, [&](size_t i) {
+        ShareGroup& g = groups[i];
+        g.outcomes.assign(g.members.size(), {});
+        for (size_t k = 0; k < g.members.size(); ++k) {
+            if (stop.load(std::memory_order_relaxed) || interrupted()) return;
+            const WalkEntry& e = batch[g.members[k]];
+            if (!share_member(pool, g, e, join_path(root, e.path), g.outcomes[k])) {
+                stop = true;
+                return;
+            }
+        }
+    });
+}
+
+}  // namespace unify
