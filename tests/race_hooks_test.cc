@@ -146,8 +146,9 @@ TEST_P(RaceHooks, WriteBetweenLinkAndProtectWithdrawsTheObject) {
 }
 
 // The same write, and the writer killed right after it, before its re-hash: the next
-// writer finds the adoption in the intent log (slot 0 on the fresh path, a batch slot on
-// the settled one), re-hashes, and withdraws the object.
+// writer finds the adoption in the intent log (a batch slot: settled and fresh files alike
+// are adopted together, fresh ones once their lease is taken and they are re-read),
+// re-hashes, and withdraws the object.
 TEST_P(RaceHooks, WriteBetweenLinkAndProtectThenKilledIsWithdrawnByRecovery) {
     TwoGuests s;
     UNIFY_REQUIRE(need_immutable(s.dir.path()));
@@ -159,7 +160,7 @@ TEST_P(RaceHooks, WriteBetweenLinkAndProtectThenKilledIsWithdrawnByRecovery) {
     ASSERT_EQ(r.status, 128 + SIGKILL) << show(r);
     auto slots = intent_adopt_slots(s.pool);
     ASSERT_EQ(slots.size(), 1u);
-    EXPECT_EQ(*slots.begin() >= 1, settle_path() == SettlePath::settled) << *slots.begin();
+    EXPECT_GE(*slots.begin(), 1u);
     ASSERT_EQ(objects(s.pool).size(), 1u) << "the object was linked before the kill";
     // Any writer recovers; gc touches no guest file, so what it leaves is recovery's work.
     r = run_unify({"--pool", s.pool, "gc"});
