@@ -20,6 +20,7 @@
 #include <lmdb.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -75,9 +76,9 @@ struct Env {
     Table guests{0, "guests"};
     Table objects{0, "objects"};            // object number (4, big endian) -> id + ObjectRecord
     Table objids{0, "objids", kFixedDups};  // "i" -> many (id's first 4 bytes + number)
-    Table dirs{0, "dirs"};          // guest (4) + directory path key -> directory number (4)
-    Table dirpaths{0, "dirpaths"};  // directory number (4) -> guest (4) + directory path
-    Table links{0, "links"};        // directory number (4) + name key -> link fields
+    Table dirs{0, "dirs", kFixedDups};      // guest -> many (hash of parent + name, number)
+    Table dirpaths{0, "dirpaths"};          // directory number -> guest, parent, bases, name
+    Table links{0, "links"};                // directory number (4) + name key -> link fields
     Table byobject{0, "byobject", kFixedDups};  // guest -> many (object, directory)
     Table meta{0, "meta"};
 
@@ -134,6 +135,7 @@ constexpr size_t kNumBytes = 4;                  // guest, object and directory 
 constexpr size_t kIdPrefix = 4;                  // bytes of an object id in an objids entry
 constexpr std::string_view kObjidsKey = "i";     // the one key of objids
 constexpr size_t kReverseEntry = 2 * kNumBytes;  // a byobject duplicate
+constexpr size_t kDirEntry = 2 * kNumBytes;      // a dirs duplicate
 
 // Varints (LEB128) and fixed fields; failure is sticky: a truncated record reads as zeros
 // and ok() tells at the end.
@@ -534,24 +536,24 @@ class LmdbTxn : public Txn {
     Result<void> for_each_link_of_guest(uint32_t guest, const LinkVisitor& visit) override {
         if (auto r = live("for_each_link_of_guest"); !r) return r;
         if (auto r = flush(); !r) return r;
-        // Directory by directory, each directory's links by name.
-        std::string prefix = be32(guest);
-        return scan(env_->dirs, prefix, prefix, [&](std::string_view, std::string_view dir) {
-            if (dir.size() != kNumBytes) return Result<bool>(corrupt(*env_, env_->dirs));
-            std::string dir_prefix(dir);
+        // Directory by directory (in the order they were made), each directory's links by name.
+        auto dirs = dirs_of(guest);
+        if (!dirs) return std::unexpected(dirs.error());
+        for (uint32_t dir : *dirs) {
+            std::string prefix = be32(dir);
             bool more = true;
-            auto r = scan(env_->links, dir_prefix, dir_prefix,
-                          [&](std::string_view key, std::string_view val) {
-                              auto l = decode_link(key, val);
-                              if (!l) return Result<bool>(std::unexpected(l.error()));
-                              if (l->guest != guest)
-                                  return Result<bool>(corrupt(*env_, env_->links));
-                              more = visit(*l);
-                              return Result<bool>(more);
-                          });
-            if (!r) return Result<bool>(std::unexpected(r.error()));
-            return Result<bool>(more);
-        });
+            auto r =
+                scan(env_->links, prefix, prefix, [&](std::string_view key, std::string_view val) {
+                    auto l = decode_link(key, val);
+                    if (!l) return Result<bool>(std::unexpected(l.error()));
+                    if (l->guest != guest) return Result<bool>(corrupt(*env_, env_->links));
+                    more = visit(*l);
+                    return Result<bool>(more);
+                });
+            if (!r) return r;
+            if (!more) return {};
+        }
+        return {};
     }
 
     Result<void> for_each_link_of_object(const ObjectId& id, const LinkVisitor& visit) override {
@@ -664,17 +666,12 @@ class LmdbTxn : public Txn {
         if (auto r = writable("delete_guest"); !r) return r;
         if (auto r = flush(); !r) return r;
         // Collect first: deleting under an open cursor is where LMDB wrappers go wrong.
-        std::vector<std::pair<std::string, std::string>> dirs;  // key, number
         std::string prefix = be32(id);
-        auto scanned =
-            scan(env_->dirs, prefix, prefix, [&](std::string_view key, std::string_view val) {
-                if (val.size() != kNumBytes) return Result<bool>(corrupt(*env_, env_->dirs));
-                dirs.emplace_back(std::string(key), std::string(val));
-                return Result<bool>(true);
-            });
-        if (!scanned) return scanned;
+        auto dirs = dirs_of(id);
+        if (!dirs) return std::unexpected(dirs.error());
         std::vector<std::string> doomed;  // link keys
-        for (const auto& [key, dir] : dirs) {
+        for (uint32_t num : *dirs) {
+            std::string dir = be32(num);
             auto r = scan(env_->links, dir, dir, [&](std::string_view lkey, std::string_view) {
                 doomed.emplace_back(lkey);
                 return Result<bool>(true);
@@ -685,10 +682,9 @@ class LmdbTxn : public Txn {
             if (auto r = del(env_->links, key); !r) return std::unexpected(r.error());
         // The guest's key and all its reverse entries.
         if (auto r = del(env_->byobject, prefix); !r) return std::unexpected(r.error());
-        for (const auto& [key, dir] : dirs) {
-            if (auto r = del(env_->dirs, key); !r) return std::unexpected(r.error());
-            if (auto r = del(env_->dirpaths, dir); !r) return std::unexpected(r.error());
-        }
+        if (auto r = del(env_->dirs, prefix); !r) return std::unexpected(r.error());
+        for (uint32_t num : *dirs)
+            if (auto r = del(env_->dirpaths, be32(num)); !r) return std::unexpected(r.error());
         dir_numbers_.clear();
         dir_paths_.clear();
 
@@ -944,8 +940,16 @@ class LmdbTxn : public Txn {
     // walk's order, they filled them to about 60 %.
     // New directories are written the same way, before their links.
     Result<void> flush() {
-        for (const auto& [key, num] : pending_dirs_)
-            if (auto r = put_maybe_last(env_->dirs, key, be32(num)); !r) return r;
+        std::vector<std::pair<std::string, std::string>> dirs;  // guest, (hash, number)
+        for (const auto& [key, num] : pending_dirs_) {
+            std::string_view k = key;
+            dirs.emplace_back(
+                k.substr(0, kNumBytes),
+                dir_hash(k.substr(kNumBytes, kNumBytes), k.substr(2 * kNumBytes)) + be32(num));
+        }
+        std::sort(dirs.begin(), dirs.end());
+        for (const auto& [guest, entry] : dirs)
+            if (auto r = put_maybe_last(env_->dirs, guest, entry, MDB_APPENDDUP); !r) return r;
         pending_dirs_.clear();
         for (const auto& [num, dir] : pending_dirpaths_)
             if (auto r = put_maybe_last(env_->dirpaths, be32(num), encode_dir(dir)); !r) return r;
@@ -1147,20 +1151,27 @@ class LmdbTxn : public Txn {
         return *num;
     }
 
-    // The directory `name` in directory `parent` (0: the root, named ""). New entries wait
-    // for the flush, as new links do: a guest's directories come in the walk's order, and
-    // put one by one they left the pages of `dirs` two-thirds full.
+    // The directory `name` in directory `parent` (0: the root, named ""). dirs holds, per
+    // guest, 4 bytes of a hash of (parent, name) and the number: 8 bytes a directory, its
+    // name only in dirpaths; a hash shared by two directories is told apart there. New
+    // entries wait for the flush, as new links do.
     Result<uint32_t> child_dir(uint32_t guest, uint32_t parent, std::string_view name, bool create,
                                int64_t ctime_base) {
-        auto nkey = short_key(*env_, name, kMaxInlineName);
-        if (!nkey) return std::unexpected(nkey.error());
-        std::string key = be32(guest) + be32(parent) + *nkey;
+        std::string key = be32(guest) + be32(parent);
+        key += name;
         if (auto it = pending_dirs_.find(key); it != pending_dirs_.end()) return it->second;
-        auto val = get(env_->dirs, key);
-        if (!val) return std::unexpected(val.error());
-        if (*val) {
-            if ((*val)->size() != kNumBytes) return corrupt(*env_, env_->dirs);
-            return from_be32(**val);
+        std::string hash = dir_hash(be32(parent), name);
+        std::vector<uint32_t> candidates;
+        auto r = scan_dups(env_->dirs, be32(guest), hash, hash, [&](std::string_view dup) {
+            if (dup.size() != kDirEntry) return Result<bool>(corrupt(*env_, env_->dirs));
+            candidates.push_back(from_be32(dup.substr(kNumBytes)));
+            return Result<bool>(true);
+        });
+        if (!r) return std::unexpected(r.error());
+        for (uint32_t num : candidates) {
+            auto e = dir_entry(num);
+            if (!e) return std::unexpected(e.error());
+            if (e->guest == guest && e->parent == parent && e->name == name) return num;
         }
         if (!create) return 0;
         auto num = allocate("next_dir");
@@ -1168,6 +1179,24 @@ class LmdbTxn : public Txn {
         pending_dirs_.emplace(std::move(key), *num);
         pending_dirpaths_.emplace(*num, DirEntry{guest, parent, ctime_base, std::string(name)});
         return *num;
+    }
+
+    static std::string dir_hash(std::string_view parent, std::string_view name) {
+        std::string both = std::string(parent) + std::string(name);
+        return be32(uint32_t(XXH3_64bits(both.data(), both.size()) >> 32));
+    }
+
+    // The numbers of the guest's directories, ascending (the order they were made in).
+    Result<std::vector<uint32_t>> dirs_of(uint32_t guest) {
+        std::vector<uint32_t> out;
+        auto r = scan_dups(env_->dirs, be32(guest), "", "", [&](std::string_view dup) {
+            if (dup.size() != kDirEntry) return Result<bool>(corrupt(*env_, env_->dirs));
+            out.push_back(from_be32(dup.substr(kNumBytes)));
+            return Result<bool>(true);
+        });
+        if (!r) return std::unexpected(r.error());
+        std::sort(out.begin(), out.end());
+        return out;
     }
 
     // A directory as dirpaths keeps it: guest, parent number, ctime base (varints), name.
@@ -1313,7 +1342,7 @@ class LmdbTxn : public Txn {
     // the reverse pairs that gained or lost a link, new directories.
     std::map<std::string, std::string> pending_links_;
     std::map<std::string, uint8_t> pending_reverse_;  // guest, object, directory -> marks
-    std::map<std::string, uint32_t> pending_dirs_;    // dirs key -> number
+    std::map<std::string, uint32_t> pending_dirs_;    // guest + parent + name -> number
     std::map<uint32_t, DirEntry> pending_dirpaths_;
 };
 
