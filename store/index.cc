@@ -771,8 +771,7 @@ class LmdbTxn : public Txn {
         std::string val = encode(f, dir->bases);
         if (auto p = pending_links_.find(*key); p != pending_links_.end()) {
             auto old = decode_fields(p->second, dir->bases);
-            count_link(link.guest, old->object, *key, -1);
-            count_link(link.guest, f.object, *key, +1);
+            relinked(link.guest, old->object, f.object, *key);
             p->second = std::move(val);
             return {};
         }
@@ -788,8 +787,7 @@ class LmdbTxn : public Txn {
         if (**old_val == val) return {};
         auto old = decode_fields(**old_val, dir->bases);
         if (!old) return corrupt(*env_, env_->links);
-        count_link(link.guest, old->object, *key, -1);
-        count_link(link.guest, f.object, *key, +1);
+        relinked(link.guest, old->object, f.object, *key);
         return put(env_->links, *key, val);
     }
 
@@ -958,6 +956,13 @@ class LmdbTxn : public Txn {
             delta > 0 ? kAdded : kRemoved;
     }
     static constexpr uint8_t kAdded = 1, kRemoved = 2;
+    // Link `lkey` named `from` and now names `to`: a new stat alone changes no pair (and
+    // costs the flush no look at the directory).
+    void relinked(uint32_t guest, uint32_t from, uint32_t to, std::string_view lkey) {
+        if (from == to) return;
+        count_link(guest, from, lkey, -1);
+        count_link(guest, to, lkey, +1);
+    }
 
     // A put of a key (with MDB_APPENDDUP, a duplicate of its key) that is usually past the
     // end of its table: appended, it leaves the page before it full instead of splitting it
