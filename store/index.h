@@ -1,15 +1,18 @@
 // The index: an LMDB environment in POOL/index, the fast mirror of what the filesystem
-// says (docs/DESIGN.md invariant 5). Its tables (format version 3, lean: about 170 bytes per
-// link record on real guests, free pages included):
+// says (docs/DESIGN.md invariant 5). Its tables (format version 4, lean: about 118 bytes per
+// link record on real guests, free pages included; how, in index.cc):
 //   guests   name -> GuestRecord          (plus "#id" -> name, for id lookups)
-//   objects  object number (4) -> id + ObjectRecord; objids: id's first 8 bytes + number
-//   dirs     guest (4) + directory path -> directory number; dirpaths: the reverse
-//   links    directory number (4) + name -> the rest of a LinkRecord (varints)
-//   byobject guest (4) + object number (4) + directory number (4) -> links there
-//            the reverse mapping, for `who`. Guest first so that one guest's entries are
-//            contiguous and importing a new guest costs the same however many there are.
-// Numbers are big endian and never reused. A directory path or name too long for an LMDB
-// key (511 bytes) is keyed by 0x00 + its SHA-256; the record keeps the whole of it.
+//   objects  object number (4) -> id + ObjectRecord
+//   objids   "i" -> fixed-size duplicates: id's first 4 bytes + object number
+//   dirs     guest (4) -> fixed-size duplicates: hash of (parent, name) (4) + directory number
+//   dirpaths directory number (4) -> guest, parent number, bases of its links, name
+//   links    directory number (4) + name -> the rest of a LinkRecord (varints, from the bases)
+//   byobject guest (4) -> fixed-size duplicates: object number + directory number, one for
+//            each directory with links to the object: the reverse mapping, for `who`. Guest
+//            first so that one guest's entries are contiguous and importing a new guest
+//            costs the same however many there are.
+// Numbers are big endian and never reused; a guest's root directory has parent 0. A name too
+// long for an LMDB key (511 bytes) is keyed by 0x00 + its SHA-256; the record keeps it whole.
 // Nothing outside index.cc knows about LMDB.
 #pragma once
 
