@@ -1006,7 +1006,9 @@ size_t write_tree(Index& index, uint32_t first_guest, uint32_t guests, int dirs,
         for (int d = 0; d < dirs; ++d) {
             for (int f = 0; f < per_dir; ++f, ++n) {
                 if (!txn || n % batch == 0) {
-                    if (txn) EXPECT_TRUE(txn->commit());
+                    if (txn) {
+                        EXPECT_TRUE(txn->commit());
+                    }
                     auto t = index.write();
                     EXPECT_TRUE(t);
                     txn = std::move(*t);
