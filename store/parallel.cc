@@ -7,24 +7,19 @@
 
 namespace unify {
 
-void parallel_for_worker(size_t n, unsigned jobs,
-                         const std::function<void(size_t i, unsigned worker)>& body) {
+void parallel_for(size_t n, unsigned jobs, const std::function<void(size_t)>& body) {
     if (jobs <= 1 || n < 2) {
-        for (size_t i = 0; i < n; ++i) body(i, 0);
+        for (size_t i = 0; i < n; ++i) body(i);
         return;
     }
     std::atomic<size_t> next{0};
-    auto worker = [&](unsigned w) {
-        for (size_t i; (i = next.fetch_add(1)) < n;) body(i, w);
+    auto worker = [&] {
+        for (size_t i; (i = next.fetch_add(1)) < n;) body(i);
     };
     std::vector<std::thread> threads;
-    for (unsigned t = 1; t < jobs && t < n; ++t) threads.emplace_back(worker, t);
-    worker(0);
+    for (unsigned t = 1; t < jobs && t < n; ++t) threads.emplace_back(worker);
+    worker();
     for (auto& t : threads) t.join();
-}
-
-void parallel_for(size_t n, unsigned jobs, const std::function<void(size_t)>& body) {
-    parallel_for_worker(n, jobs, [&](size_t i, unsigned) { body(i); });
 }
 
 unsigned jobs_or_cores(unsigned jobs) {
