@@ -16,6 +16,17 @@
 namespace unify {
 namespace {
 
+// An index of an older format version is refused, naming both versions and the way out.
+void expect_refused_with_reindex_hint(const std::string& dir, int version) {
+    auto index = Index::open(dir, false);
+    ASSERT_FALSE(index);
+    EXPECT_NE(index.error().message.find("index version " + std::to_string(version) +
+                                         ", this unify knows version 4; run "
+                                         "`unify reindex` to rebuild it"),
+              std::string::npos)
+        << index.error().message;
+}
+
 struct TempDir {
     std::string path;
     TempDir() {
@@ -292,13 +303,7 @@ TEST(Index, TruncatedRecordAndWrongVersionAreReported) {
     // one: such an index must be rebuilt.
     for (char v : {'\1', '\2', '\3'}) {
         poke(tmp.index(), "meta", "version", std::string(1, v) + std::string(7, '\0'));
-        auto index = Index::open(tmp.index(), false);
-        ASSERT_FALSE(index);
-        EXPECT_NE(index.error().message.find("index version " + std::to_string(int(v)) +
-                                             ", this unify knows version 4; run "
-                                             "`unify reindex` to rebuild it"),
-                  std::string::npos)
-            << index.error().message;
+        expect_refused_with_reindex_hint(tmp.index(), int(v));
     }
 }
 
@@ -1201,12 +1206,7 @@ TEST(Index, VersionThreeIndexIsRefusedWithTheReindexHint) {
     ASSERT_EQ(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
 
-    auto index = Index::open(tmp.index(), false);
-    ASSERT_FALSE(index);
-    EXPECT_NE(index.error().message.find("index version 3, this unify knows version 4; run "
-                                         "`unify reindex` to rebuild it"),
-              std::string::npos)
-        << index.error().message;
+    expect_refused_with_reindex_hint(tmp.index(), 3);
 }
 
 // Directories are kept by parent and name: odd, deep and long paths come back byte for byte
