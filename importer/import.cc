@@ -38,6 +38,7 @@
 #include "store/fd_limit.h"
 #include "store/guest_registry.h"
 #include "store/guest_root.h"
+#include "store/identify.h"
 #include "store/interrupt.h"
 #include "store/link_check.h"
 #include "store/mounts.h"
@@ -97,6 +98,7 @@ class Importer {
         uint32_t replica = 0;
     };
     Result<Temp> classify_temp(Txn& txn, const WalkEntry& e);
+    Result<std::optional<ObjectId>> temp_content_id(const WalkEntry& e);
     Result<void> sweep_temp(Txn& txn, const WalkEntry& e);
     Result<std::vector<std::string>> stale_records();
     Result<void> drop_records(const std::vector<std::string>& paths);
@@ -283,9 +285,6 @@ void Importer::skip_file(const WalkEntry& e, const char* reason, const std::stri
              << (detail.empty() ? "" : " (" + detail + ")") << "\n";
 }
 
-// One of our own temporary names, left by an interrupted run: removable if it is an unshare
-// copy that never got renamed in, or a link to the object its name says (with the object's
-// window open); anything else at such a name is the guest's and is left alone.
 Result<Fd> Importer::open_member(const WalkEntry& e) {
     auto src = open_guest_file(e, shown(e));
     if (!src) return std::unexpected(src.error());
@@ -295,20 +294,50 @@ Result<Fd> Importer::open_member(const WalkEntry& e) {
     return Fd();
 }
 
+// The id of what is at temporary name e (its content, and the metadata the pool's ids
+// cover), or nothing when it cannot be read.
+Result<std::optional<ObjectId>> Importer::temp_content_id(const WalkEntry& e) {
+    auto src = open_guest_file(e, shown(e));
+    if (!src) return std::unexpected(src.error());
+    if (src->state != GuestFile::ok) return std::nullopt;
+    auto got = identify_fd(src->fd.get(), shown(e), pool_.settings().id_rules());
+    if (!got) return std::nullopt;  // unreadable: left alone, with the warning below
+    return got->id;
+}
+
+// One of our own temporary names, left by an interrupted run. Removable:
+//  - a link to the object its name says, or, for an unshare's "copy." name (which names no
+//    object), to the object its content says: what an exchange displaced, or a link that
+//    never got swapped in (removed within the object's window);
+//  - an unshare's private copy that never got swapped in;
+//  - the guest's original that a link's RENAME_EXCHANGE displaced when the run was killed
+//    before its unlink: exactly the object's content and metadata (its path already holds
+//    the object). The name alone proves nothing: a guest sees it with inotify.
+// Anything else at such a name is the guest's and is left alone.
 Result<Importer::Temp> Importer::classify_temp(Txn& txn, const WalkEntry& e) {
     Temp t;
     std::string rest = e.name.substr(pool_.temp_prefix().size());
-    t.removable = rest.compare(0, 5, "copy.") == 0;
+    bool copy = rest.compare(0, 5, "copy.") == 0;
     std::optional<ObjectId> id = ObjectId::from_hex(rest.substr(0, 64));
-    if (!t.removable && id) {
+    if (copy) {
+        auto c = temp_content_id(e);
+        if (!c) return std::unexpected(c.error());
+        id = *c;
+    }
+    if (id) {
         auto s = object_state(txn, *id);
         if (!s) return std::unexpected(s.error());
         if ((*s)->st && (*s)->st->same_inode(e.st)) {
             t.removable = true;
             t.object = *id;
             t.replica = (*s)->replica;
+        } else if ((*s)->st && !copy && !pool_.settings().reflink()) {
+            auto c = temp_content_id(e);
+            if (!c) return std::unexpected(c.error());
+            t.removable = *c == *id;
         }
     }
+    t.removable = t.removable || copy;
     if (!t.removable)
         log_ << "unify: warning: " << shown(e)
              << " looks like a temporary name of this pool but is not one of its objects; "

@@ -26,7 +26,7 @@ using Check = std::function<bool(const FileStat& now, const FileStat& expected, 
 Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::string& name,
                          const FileStat& expected, Check check,
                          const std::function<std::optional<FileStat>()>& ours, Trash* trash,
-                         const std::string& shown) {
+                         const std::string& shown, const char* exchanged_point) {
     auto drop_temp = [&] { unlinkat(dirfd, temp_name.c_str(), 0); };
     fault_point("replace.check");  // a guest writing here is what the check below catches
     auto now = stat_if_exists(dirfd, name, shown);
@@ -46,6 +46,9 @@ Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::str
         if (err == ENOENT) return Replaced::changed;
         return sys_fail("renameat2 RENAME_EXCHANGE", shown, err);
     }
+    // Killed here, what was at name stays at temp_name: the next import of the guest knows
+    // it by its content (Importer::classify_temp).
+    if (exchanged_point) fault_point(exchanged_point);
     auto displaced = stat_if_exists(dirfd, temp_name, shown);
     if (displaced && *displaced && check(**displaced, expected, true)) {
         std::string was = shown + " (its replaced file, now " + temp_name + ")";
@@ -91,7 +94,9 @@ Result<Replaced> rename_over(int dirfd, const std::string& temp_name, const std:
     return swap_in(
         dirfd, temp_name, name, expected,
         [](const FileStat& now, const FileStat& exp, bool) { return now.same_inode(exp); },
-        [&] { return *copy; }, nullptr, shown);
+        // No crash point after the exchange: unshare's re-run does not sweep, so the object
+        // link a kill leaves at the copy's name waits for the guest's next import.
+        [&] { return *copy; }, nullptr, shown, nullptr);
 }
 
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
@@ -119,7 +124,7 @@ Result<Replaced> link_over(int objects_fd, const std::string& object_name, int d
             auto obj = stat_if_exists(objects_fd, object_name, object_name);
             return obj ? *obj : std::nullopt;
         },
-        trash, shown);
+        trash, shown, "replace.exchanged");
 }
 
 }  // namespace unify

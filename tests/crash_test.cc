@@ -170,9 +170,10 @@ TEST_P(Crash, KillAtEveryFaultPointConverges) {
     std::set<std::string> kinds;
     for (const auto& h : hits)
         for (const auto& [step, n] : h) kinds.insert(step);
-    for (const char* must : {"adopt.link", "adopt.protect", "copy.link", "replace.link",
-                             "replace.rename", "window.unprotect", "window.protect", "index.commit",
-                             "unshare.create", "unshare.sync", "gc.unprotect", "gc.unlink"})
+    for (const char* must :
+         {"adopt.link", "adopt.protect", "copy.link", "replace.link", "replace.rename",
+          "replace.exchanged", "window.unprotect", "window.protect", "index.commit",
+          "unshare.create", "unshare.sync", "gc.unprotect", "gc.unlink"})
         EXPECT_TRUE(kinds.count(must)) << "the scenario never reaches fault point " << must;
 
     int walked = 0, batch_slots_killed = 0;

@@ -664,7 +664,9 @@ TEST_P(Import, ChangedFileAfterUnshareGetsNewObject) {
     EXPECT_EQ(objects(pool).size(), 2u);
 }
 
-// 11. A stray temporary link to an object is swept; a look-alike that is no object link is not.
+// 11. A stray temporary link to an object is swept, and so is the guest's original that an
+// exchange displaced to a temporary name (a run killed before its unlink: a copy with the
+// object's content and metadata); a look-alike that is neither is not.
 TEST_P(Import, SweepsStrayTemporariesButNotLookAlikes) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
@@ -680,24 +682,39 @@ TEST_P(Import, SweepsStrayTemporariesButNotLookAlikes) {
     std::string prefix = ".unify-" + token + ".";
 
     // What an interrupted run leaves: a temporary link to the object next to the guest file.
+    // And what an unshare killed right after its exchange leaves: the object's link at the
+    // name of its private copy, which names no object (on a stock kernel only the object's
+    // window lets it go).
     std::string stray = g1 + "/usr/lib/" + prefix + objs[0].name + ".1.1";
+    std::string unshared = g1 + "/usr/lib/" + prefix + "copy.0123456789abcdef";
     ASSERT_EQ(sh("chattr -i " + q(objs[0].path)), 0);
     int linked = link(objs[0].path.c_str(), stray.c_str());
     int err = errno;
+    if (linked == 0) {
+        linked = link(objs[0].path.c_str(), unshared.c_str());
+        err = errno;
+    }
     ASSERT_EQ(sh("chattr +i " + q(objs[0].path)), 0);
     ASSERT_EQ(linked, 0) << strerror(err);
-    ASSERT_EQ(nlink(objs[0].path), 3u);
-    // Look-alikes: the prefix with a valid id but another inode, and with no id at all.
+    ASSERT_EQ(nlink(objs[0].path), 4u);
+    // The displaced original: every byte and the metadata of the id (mode, owner, mtime).
+    std::string displaced = g1 + "/usr/lib/" + prefix + objs[0].name + ".3.3";
+    ASSERT_EQ(sh("cp -a " + q(g1 + "/usr/lib/f") + " " + q(displaced)), 0);
+    // Look-alikes: the prefix with a valid id but another inode (the same bytes, another
+    // mtime), and with no id at all.
     std::string other = g1 + "/usr/lib/" + prefix + objs[0].name + ".2.2";
     std::string junk = g1 + "/usr/lib/" + prefix + "not-an-object";
     make_file(other, "object content\n");
+    ASSERT_EQ(sh("touch -d @1000000000 " + q(other)), 0);
     make_file(junk, "junk\n");
     ino_t other_ino = ino(other), junk_ino = ino(junk);
 
     RunResult r = import(pool, "g1", g1);
     ASSERT_TRUE(succeeded(r));
-    EXPECT_EQ(summary_number(r.out, "temporaries swept"), 1) << show(r);
+    EXPECT_EQ(summary_number(r.out, "temporaries swept"), 3) << show(r);
     EXPECT_EQ(stat_path(stray).st_ino, 0u) << "stray temporary not removed";
+    EXPECT_EQ(stat_path(unshared).st_ino, 0u) << "object link at a copy's name not removed";
+    EXPECT_EQ(stat_path(displaced).st_ino, 0u) << "displaced original not removed";
     EXPECT_EQ(nlink(objs[0].path), 2u);
     EXPECT_TRUE(is_immutable(objs[0].path));
     EXPECT_EQ(ino(other), other_ino);
