@@ -16,6 +16,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <future>
 #include <memory>
@@ -116,6 +117,22 @@ class Importer {
     Result<void> apply_group(Txn& txn, const ObjectId& id, std::vector<size_t>& pending,
                              std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed,
                              Leases& leases);
+    using Held = std::unordered_map<size_t, Fd>;
+    Result<void> record_replaced(Txn& txn, const ObjectId& id, const ObjectState& obj,
+                                 const WalkEntry& e, Replaced r);
+    Result<Replaced> link_member(const std::string& object_name, const std::string& tmp,
+                                 const WalkEntry& e, Held::const_iterator lease,
+                                 Held::const_iterator none);
+    Result<std::vector<size_t>> take_leases(const std::vector<size_t>& pending,
+                                            std::vector<WalkEntry>& batch, Leases& leases,
+                                            std::unordered_map<size_t, Fd>& held);
+    struct LinkWork;
+    Result<void> link_batch(Txn& txn, const std::vector<ObjectId>& order, Pending& pending,
+                            std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed,
+                            Leases& leases);
+    void link_group(LinkWork& w, unsigned worker, std::vector<WalkEntry>& batch,
+                    std::atomic<bool>& stop);
+    Result<void> record_linked(Txn& txn, LinkWork& w, std::vector<WalkEntry>& batch);
     Result<void> predict_group(Txn& txn, const ObjectId& id, const std::vector<size_t>& members,
                                const std::vector<WalkEntry>& batch);
     std::vector<size_t> split_linked(const ObjectState& obj, const std::vector<size_t>& members,
@@ -175,6 +192,10 @@ class Importer {
     // extra rename into POOL/tmp cost 10-15 % and they are unlinked in place. Emptied at each
     // batch's end.
     bool trims_ = false;
+    // Windows side by side (link_batch) where the flag stops writers that opened a file before
+    // it was set (ext4): elsewhere a broken window is answered by scatter, which writes the
+    // index, and windows stay one at a time.
+    bool parallel_windows_ = false;
     Trash trash_{pool_.tmp_fd(), pool_.path() + "/tmp", 4 * opt_.jobs};
 };
 
@@ -546,6 +567,38 @@ Result<void> Importer::next_replica(Txn& txn, const ObjectId& id, ObjectState& o
     return {};
 }
 
+// What link_over came to for one member (not EMLINK), counted and recorded.
+Result<void> Importer::record_replaced(Txn& txn, const ObjectId& id, const ObjectState& obj,
+                                       const WalkEntry& e, Replaced r) {
+    if (r == Replaced::changed) {
+        skip_file(e, skip::kChanged);
+        return {};
+    }
+    if (r == Replaced::refused) {
+        skip_file(e, skip::kFlagged);
+        return {};
+    }
+    ++sum_.newly_linked;
+    count_saved(e);
+    if (opt_.verbose) log_ << "link " << shown(e) << " -> " << id.hex() << "\n";
+    return record_link(txn, e, id, obj.replica, *obj.st);
+}
+
+// One member linked over its path, inside its object's window: link_over with the member's
+// lease (`lease`, or `none` where it needs none) asked just before the rename, the
+// directory's times kept.
+Result<Replaced> Importer::link_member(const std::string& object_name, const std::string& tmp,
+                                       const WalkEntry& e, Held::const_iterator lease,
+                                       Held::const_iterator none) {
+    dir_times_.before(e.dir->get());
+    auto r = link_over(
+        pool_.objects_fd(), object_name, e.dir->get(), e.name, e.st,
+        [&] { return lease == none || lease_intact(lease->second.get()); }, tmp,
+        trims_ ? &trash_ : nullptr, shown(e));
+    dir_times_.after(e.dir->get());
+    return r;
+}
+
 // Links every pending member over its path, in one protection window per object inode.
 Result<void> Importer::link_members(Txn& txn, const ObjectId& id, ObjectState& obj,
                                     std::vector<size_t>& pending, std::vector<WalkEntry>& batch,
@@ -559,31 +612,14 @@ Result<void> Importer::link_members(Txn& txn, const ObjectId& id, ObjectState& o
             while (!pending.empty()) {
                 WalkEntry& e = batch[pending.front()];
                 std::string tmp = pool_.temp_prefix() + id.hex() + ".";
-                dir_times_.before(e.dir->get());
-                auto r = link_over(
-                    pool_.objects_fd(), name, e.dir->get(), e.name, e.st,
-                    [&] {
-                        auto l = leases.find(pending.front());
-                        return l == leases.end() || lease_intact(l->second.get());
-                    },
-                    tmp, trims_ ? &trash_ : nullptr, shown(e));
-                dir_times_.after(e.dir->get());
+                auto r = link_member(name, tmp, e, leases.find(pending.front()), leases.end());
                 if (!r) return std::unexpected(r.error());
                 if (*r == Replaced::emlink) {
                     full = true;
                     return {};
                 }
                 pending.erase(pending.begin());
-                if (*r == Replaced::changed) {
-                    skip_file(e, skip::kChanged);
-                } else if (*r == Replaced::refused) {
-                    skip_file(e, skip::kFlagged);
-                } else {
-                    ++sum_.newly_linked;
-                    count_saved(e);
-                    if (opt_.verbose) log_ << "link " << shown(e) << " -> " << id.hex() << "\n";
-                    if (auto rl = record_link(txn, e, id, obj.replica, *obj.st); !rl) return rl;
-                }
+                if (auto rl = record_replaced(txn, id, obj, e, *r); !rl) return rl;
             }
             return {};
         };
@@ -642,6 +678,17 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, std::vector<siz
     // 4. Each member's lease (or why it is skipped); the lease is asked once more just before
     //    each rename.
     std::unordered_map<size_t, Fd> held;
+    auto rechecked = take_leases(pending, batch, leases, held);
+    if (!rechecked) return std::unexpected(rechecked.error());
+    // 5. Every other member is linked over its path.
+    return link_members(txn, id, obj, *rechecked, batch, held);
+}
+
+// Step 4 for one group: the members whose lease holds (or that need none), their leases
+// moved into `held`; the others are skipped and counted.
+Result<std::vector<size_t>> Importer::take_leases(const std::vector<size_t>& pending,
+                                                  std::vector<WalkEntry>& batch, Leases& leases,
+                                                  std::unordered_map<size_t, Fd>& held) {
     std::vector<size_t> rechecked;
     for (size_t i : pending) {
         Fd lease;
@@ -651,9 +698,107 @@ Result<void> Importer::apply_group(Txn& txn, const ObjectId& id, std::vector<siz
         if (lease.valid()) held[i] = std::move(lease);
         rechecked.push_back(i);
     }
-    pending = std::move(rechecked);
-    // 5. Every other member is linked over its path.
-    return link_members(txn, id, obj, pending, batch, held);
+    return rechecked;
+}
+
+// One group of link_batch: what link_members does for it, on a worker thread with an intent
+// slot of its own, stopping at EMLINK (the rest goes on serially, for next_replica).
+struct Importer::LinkWork {
+    ObjectId id;
+    uint32_t replica = 0;
+    std::vector<size_t> members;
+    std::unordered_map<size_t, Fd> held;        // their leases
+    std::vector<std::optional<Replaced>> done;  // per member; unset: not tried
+    std::optional<Error> error;
+};
+
+// Steps 3 to 5 of a hardlink batch with the objects' windows side by side (parallel_windows_):
+// objects are made and leases taken here, in order; each group's members are linked inside
+// its object's window on worker threads; then what each came to is recorded here, in order,
+// also past a failure, whose error is returned after.
+Result<void> Importer::link_batch(Txn& txn, const std::vector<ObjectId>& order, Pending& pending,
+                                  std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed,
+                                  Leases& leases) {
+    std::vector<LinkWork> work;
+    for (const ObjectId& id : order) {
+        if (interrupted()) return std::unexpected(interrupted_error());
+        ObjectState& obj = objects_[id];
+        if (auto r = make_object(txn, id, obj, pending[id], batch, hashed, leases); !r) return r;
+        LinkWork w{id, obj.replica, {}, {}, {}, {}};
+        auto rechecked = take_leases(pending[id], batch, leases, w.held);
+        if (!rechecked) return std::unexpected(rechecked.error());
+        if (rechecked->empty() || !obj.st) continue;
+        w.members = std::move(*rechecked);
+        work.push_back(std::move(w));
+    }
+    std::atomic<bool> stop{false};
+    // Worker w's windows use intent slot 1 + w, free again since the batch adoption ended.
+    unsigned workers = std::min<unsigned>(opt_.jobs, kIntentSlots - 1);
+    parallel_for_worker(work.size(), workers,
+                        [&](size_t k, unsigned w) { link_group(work[k], w, batch, stop); });
+    Result<void> first;
+    size_t applied = 0;
+    for (LinkWork& w : work) {
+        auto r = record_linked(txn, w, batch);
+        if (!r && first) first = r;
+        if (++applied % kGroupsPerTxn == 0)
+            if (auto rn = txn.renew(); !rn) return rn;
+    }
+    if (!first) return first;
+    if (interrupted()) return std::unexpected(interrupted_error());
+    return {};
+}
+
+void Importer::link_group(LinkWork& w, unsigned worker, std::vector<WalkEntry>& batch,
+                          std::atomic<bool>& stop) {
+    w.done.assign(w.members.size(), std::nullopt);
+    if (stop.load(std::memory_order_relaxed) || interrupted()) return;
+    auto fd = pool_.open_object(w.id, w.replica);
+    if (!fd) {
+        w.error = fd.error();
+        stop = true;
+        return;
+    }
+    std::string name = Pool::object_name(w.id, w.replica);
+    std::string tmp = pool_.temp_prefix() + w.id.hex() + ".";
+    auto act = [&]() -> Result<void> {
+        for (size_t k = 0; k < w.members.size(); ++k) {
+            if (stop.load(std::memory_order_relaxed) || interrupted()) return {};
+            size_t i = w.members[k];
+            auto r = link_member(name, tmp, batch[i], w.held.find(i), w.held.end());
+            if (!r) return std::unexpected(r.error());
+            w.done[k] = *r;
+            if (*r == Replaced::emlink) return {};
+        }
+        return {};
+    };
+    if (auto r = pool_.with_links_allowed(w.id, w.replica, fd->get(), act, {}, 1 + worker); !r) {
+        w.error = r.error();
+        stop = true;
+    }
+    // A writer waiting on a lease goes on now, not at the batch's end; the close of the last
+    // fd on a displaced inode, which frees its blocks, is this thread's work too.
+    for (size_t k = 0; k < w.members.size(); ++k)
+        if (w.done[k] && *w.done[k] != Replaced::emlink) w.held.erase(w.members[k]);
+}
+
+// What link_group did for one group, counted and recorded; a group that stopped at EMLINK
+// goes on with its next replica here, one window at a time.
+Result<void> Importer::record_linked(Txn& txn, LinkWork& w, std::vector<WalkEntry>& batch) {
+    ObjectState& obj = objects_[w.id];
+    std::vector<size_t> rest;
+    for (size_t k = 0; k < w.members.size(); ++k) {
+        if (!w.done[k]) continue;
+        if (*w.done[k] == Replaced::emlink) {
+            rest.assign(w.members.begin() + k, w.members.end());
+            break;
+        }
+        if (auto r = record_replaced(txn, w.id, obj, batch[w.members[k]], *w.done[k]); !r) return r;
+    }
+    if (w.error) return std::unexpected(*w.error);
+    if (rest.empty()) return {};
+    if (auto r = next_replica(txn, w.id, obj); !r) return r;
+    return link_members(txn, w.id, obj, rest, batch, w.held);
 }
 
 // Pass 5 in a reflink pool, the other side of the share seam: steps 1 and 2 here, then every
@@ -859,6 +1004,7 @@ Result<void> Importer::apply_batch(std::vector<WalkEntry>& batch, std::vector<Ha
     }
     Leases leases = lease_members(g.order, pending, batch, hashed);
     if (auto r = adopt_new_objects(txn, g.order, pending, batch, leases); !r) return finish(r);
+    if (parallel_windows_) return finish(link_batch(txn, g.order, pending, batch, hashed, leases));
     size_t applied = 0;
     for (const ObjectId& id : g.order) {
         if (interrupted()) return finish(std::unexpected(interrupted_error()));
@@ -912,6 +1058,7 @@ Result<ImportSummary> Importer::run() {
     root_ = std::move(*root);
     guard_writers_ = flag_spares_earlier_writers(root_.fd.get());
     trims_ = unlink_trims(root_.st.mnt_id);
+    parallel_windows_ = !guard_writers_;
     // Before anything is registered: an unreadable package database stops the import.
     auto packages = read_package_config(root_.fd.get(), root_.path);
     if (!packages) return std::unexpected(context(packages.error(), "import " + opt_.name));

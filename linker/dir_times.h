@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <map>
+#include <mutex>
 #include <utility>
 
 #include "store/fd.h"
@@ -22,7 +23,10 @@ class DirTimes {
     DirTimes(const DirTimes&) = delete;
     ~DirTimes() { restore(); }
 
-    // Call right before and right after each change unify makes in directory dirfd.
+    // Call right before and right after each change unify makes in directory dirfd. Safe
+    // from several threads: while one thread's change is in flight in a directory, another's
+    // look cannot tell it from the guest's, so a guest change then goes unseen (best effort,
+    // as below).
     void before(int dirfd);
     void after(int dirfd);
     // Puts back the times of every directory remembered so far and forgets them (also done
@@ -32,13 +36,16 @@ class DirTimes {
     void restore();
 
   private:
+    void restore_locked();
     struct Dir {
         Fd fd;  // a dup: the caller's fd may be closed before restore()
         timespec atime{}, mtime{};
         bool seen = false;  // after() ran: seen_mtime/seen_ctime are unify's own last change
         timespec seen_mtime{}, seen_ctime{};
         bool guest_changed = false;
+        int in_flight = 0;  // unify's changes begun (before) and not yet seen (after)
     };
+    std::mutex mu_;
     std::map<std::pair<dev_t, ino_t>, Dir> dirs_;
 };
 

@@ -236,9 +236,10 @@ namespace unify {
 
 Result<void> Pool::with_links_allowed(const ObjectId& id, uint32_t replica, int object_fd,
                                       const std::function<Result<void>()>& act,
-                                      const std::function<Result<void>()>& scatter) const {
+                                      const std::function<Result<void>()>& scatter,
+                                      size_t slot) const {
     if (protection_.mode() != ProtectMode::immutable) return act();
-    intent_.begin(IntentOp::window, object_name(id, replica));
+    intent_.begin(IntentOp::window, object_name(id, replica), slot);
     // Where the lease cannot vouch for the window, the object is hashed again against its id.
     auto intact = [&]() -> Result<bool> {
         auto now = identify_fd(object_fd, object_shown(id, replica), settings_.id_rules());
@@ -247,7 +248,7 @@ Result<void> Pool::with_links_allowed(const ObjectId& id, uint32_t replica, int 
     };
     auto r = protection_.run_lifted(object_fd, object_shown(id, replica), act, intact, scatter);
     // On failure the record stays: the next writer makes sure the flag is back.
-    if (r) intent_.end();
+    if (r) intent_.end(slot);
     return r;
 }
 
