@@ -334,12 +334,16 @@ Result<std::optional<ObjectId>> Importer::temp_content_id(const WalkEntry& e) {
 //  - the guest's original that a link's RENAME_EXCHANGE displaced when the run was killed
 //    before its unlink: exactly the object's content and metadata (its path already holds
 //    the object). The name alone proves nothing: a guest sees it with inotify.
-// Anything else at such a name is the guest's and is left alone.
+// Anything else at such a name is the guest's and is left alone, and so is a ".kept" name.
 Result<Importer::Temp> Importer::classify_temp(Txn& txn, const WalkEntry& e) {
     Temp t;
     std::string rest = e.name.substr(pool_.temp_prefix().size());
     bool copy = rest.compare(0, 5, "copy.") == 0;
     std::optional<ObjectId> id = ObjectId::from_hex(rest.substr(0, 64));
+    if (rest.ends_with(".kept")) {  // a guest's file a swap had to leave (linker/replace.cc)
+        copy = false;
+        id.reset();
+    }
     if (copy) {
         auto c = temp_content_id(e);
         if (!c) return std::unexpected(c.error());

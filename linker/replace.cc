@@ -74,9 +74,14 @@ Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::str
         return Replaced::changed;
     }
     // The guest moved name a second time within the two exchanges: what is at temp_name now
-    // is its file, never ours to remove.
+    // is its file, never ours to remove. It may even be a copy of the object (the guest put
+    // back what it had), which at temp_name the next sweep would take for an original the
+    // exchange displaced: ".kept" names are never swept.
+    std::string kept = temp_name + ".kept";
+    if (renameat2(dirfd, temp_name.c_str(), dirfd, kept.c_str(), RENAME_NOREPLACE) != 0)
+        kept = temp_name;
     return fail("replace " + shown + ": the guest changed it twice while unify replaced it; " +
-                "its file is kept as " + temp_name);
+                "its file is kept as " + kept);
 }
 
 }  // namespace

@@ -148,8 +148,12 @@ void fault_point(const char* step) {
     if (auto path = write_spec ? armed(write_spec, step, n) : std::nullopt) hostile_write(*path);
     if (auto from_to = link_spec ? armed(link_spec, step, n) : std::nullopt) outside_link(*from_to);
     if (auto path = writer_spec ? armed(writer_spec, step, n) : std::nullopt) hostile_writer(*path);
-    if (auto from_to = rename_spec ? armed(rename_spec, step, n) : std::nullopt)
-        outside_rename(*from_to);
+    // Several renames, at several points, separated by ';' (a guest that moves a path twice).
+    for (size_t at = 0, end; rename_spec && rename_spec[at]; at = end + (rename_spec[end] != 0)) {
+        end = at + strcspn(rename_spec + at, ";");
+        std::string one(rename_spec + at, end - at);
+        if (auto from_to = armed(one.c_str(), step, n)) outside_rename(*from_to);
+    }
     if (spec && names_hit(spec, step, n)) kill(getpid(), SIGKILL);
 }
 

@@ -103,6 +103,41 @@ TEST_P(RaceHooks, UpgradeRenamedOverThePathBeforeTheSwapIsKept) {
     EXPECT_TRUE(is_immutable(victim));
 }
 
+// A guest moves the path twice within the import's two exchanges: an upgrade lands before the
+// first, then a copy of what the guest had (the object's very content and metadata) right
+// after it. The import stops, naming where the guest's copy is kept; the upgrade stays at the
+// path; and the next import leaves the kept copy alone, although at a plain temporary name a
+// copy of the object is what the sweep takes for an original the exchange displaced.
+TEST_P(RaceHooks, PathMovedTwiceWithinTheSwapKeepsBothFiles) {
+    TwoGuests s;
+    UNIFY_REQUIRE(need_immutable(s.dir.path()));
+    auto r = s.object_made_by_g1("/usr/lib/f");
+    ASSERT_EQ(r.status, 0) << show(r);
+    std::string dir = s.g2 + "/usr/lib", victim = dir + "/f";
+    std::string upgrade = s.dir / "f.dpkg-new", again = s.dir / "f.again";
+    ThreeGuests::file(upgrade, "version 2\n", 0644, 22);
+    ThreeGuests::file(again, kContent, 0644, 21);
+    r = s.import("g2", {"UNIFY_FAULT_RENAME=replace.rename:1:" + upgrade + ":" + victim +
+                        ";replace.exchanged:1:" + again + ":" + victim});
+    EXPECT_NE(r.status, 0) << show(r);
+    EXPECT_NE(r.err.find("changed it twice"), std::string::npos) << show(r);
+    EXPECT_EQ(read_file(victim), "version 2\n");
+    auto names = entries(dir);
+    ASSERT_EQ(names.size(), 2u);
+    std::string kept =
+        *std::find_if(names.begin(), names.end(), [](const std::string& n) { return n != "f"; });
+    EXPECT_TRUE(kept.ends_with(".kept")) << kept;
+    EXPECT_NE(r.err.find(kept), std::string::npos) << show(r);
+    EXPECT_EQ(read_file(dir + "/" + kept), kContent);
+
+    r = s.import("g2");
+    ASSERT_EQ(r.status, 0) << show(r);
+    EXPECT_EQ(read_file(victim), "version 2\n");
+    EXPECT_EQ(read_file(dir + "/" + kept), kContent) << "the guest's copy was swept";
+    EXPECT_NE(r.err.find("left alone"), std::string::npos) << show(r);
+    EXPECT_EQ(objects_not_matching_their_id(s.pool), std::vector<std::string>{});
+}
+
 // The same for unshare: the guest's upgrade lands between unshare's check and its swap of
 // the private copy; the upgrade stays, and the object keeps its other guest.
 TEST(UnshareRace, UpgradeRenamedOverThePathBeforeTheSwapIsKept) {
