@@ -36,10 +36,11 @@ std::string import_rules_help() {
         "  2. the user's rules, in the order given (--exclude, --include, --exclude-from);\n"
         "     they are stored with the guest and used again until a run gives new ones\n"
         "     (--exclude-from /dev/null clears them);\n"
-        "  3. the default rules:\n";
-    for (const Rule& r : default_rules())
+        "  3. the default rules (a hardlink pool's list leaves out those marked\n"
+        "     'reflink pools'):\n";
+    for (const Rule& r : default_rules(ShareMode::reflink))
         s += "       " + std::string(r.include ? "+ " : "- ") + r.glob +
-             std::string(r.glob.size() < 20 ? 20 - r.glob.size() : 1, ' ') + r.note + "\n";
+             std::string(r.glob.size() < 24 ? 24 - r.glob.size() : 1, ' ') + r.note + "\n";
     s += "A path no rule matches is unified. A rule that matches a directory covers all below\n"
          "it; '*' does not match '/'.";
     return s;

@@ -29,6 +29,13 @@ Result<Session> open_session(const Globals& g, const std::string& command, bool 
     return s;
 }
 
+Session::~Session() {
+    if (!lock || !pool || !pool->has_index()) return;
+    // Nothing depends on it: the filesystem frees the blocks by itself later.
+    if (auto r = pool->index().give_back_preallocation(); !r)
+        std::cerr << "unify: warning: " << r.error().message << "\n";
+}
+
 namespace {
 bool json_errors = false;
 }  // namespace

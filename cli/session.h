@@ -26,6 +26,12 @@ struct Globals {
 struct Session {
     std::unique_ptr<Pool> pool;
     std::optional<PoolLock> lock;
+
+    Session() = default;
+    Session(Session&&) = default;
+    Session& operator=(Session&&) = default;
+    // A writer gives back the index's preallocated blocks while it still holds the lock.
+    ~Session();
 };
 
 // Opens the pool; a writer also takes the lock and checks that it can set and lift the

@@ -82,7 +82,7 @@ Result<std::string> explain_path(Pool& pool, const ImportOptions& opt, const std
     auto packages = read_package_config(root->fd.get(), root->path);
     if (!packages) return std::unexpected(context(packages.error(), "explain"));
     for (const auto& w : packages->warnings) log << "unify: warning: " << w << "\n";
-    Rules r(rules, min_size, &*packages);
+    Rules r(rules, min_size, &*packages, pool.settings().share);
 
     auto canon = resolve_guest_target(root->fd.get(), root->path, path);
     if (!canon) return std::unexpected(canon.error());

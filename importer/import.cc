@@ -1077,7 +1077,7 @@ Result<ImportSummary> Importer::run() {
     guest_.package_dbs = sum_.package_dbs;
     guest_.config_files = sum_.config_files;
 
-    Rules rules(guest_.excludes, guest_.min_size, &*packages);
+    Rules rules(guest_.excludes, guest_.min_size, &*packages, pool_.settings().share);
     // The walk gets its own fd on the root already checked, not the path opened again.
     auto walk_fd = open_beneath(root_.fd.get(), "", O_RDONLY | O_DIRECTORY, root_.path);
     if (!walk_fd) return std::unexpected(walk_fd.error());

@@ -72,7 +72,20 @@ Result<std::vector<std::string>> read_rule_file(const std::string& path) {
     return parse_rule_file(text, path);
 }
 
-const std::vector<Rule>& default_rules() {
+// A reflink pool shares blocks, never an inode: a guest that rewrites a file, in place or
+// by rename, gets private blocks and nothing to undo. So public package data that package
+// managers rewrite, and a hardlink pool must keep private, can share there: the same bytes
+// in every guest on one mirror and release. They come before "- /var", which wins below.
+// Nothing here is a secret of the guest; /var/cache/debconf (passwords) stays private.
+static const std::vector<Rule> kReflinkOnly = {
+    {true, "/var/lib/apt/lists", "reflink pools: apt's copies of the mirrors' indices"},
+    {true, "/var/cache/apt/archives", "reflink pools: packages apt downloaded"},
+    {true, "/var/lib/dpkg/info", "reflink pools: dpkg's file lists, checksums and scripts"},
+    {true, "/var/lib/pacman/sync", "reflink pools: pacman's copies of the mirrors' databases"},
+    {true, "/var/cache/pacman/pkg", "reflink pools: packages pacman downloaded"},
+};
+
+const std::vector<Rule>& default_rules(ShareMode share) {
     static const std::vector<Rule> list = {
         {false, "/dev", "device nodes"},
         {false, "/proc", "kernel interfaces"},
@@ -95,7 +108,12 @@ const std::vector<Rule>& default_rules() {
         {false, "/etc", "host-specific configuration"},
         {false, "ls-R", "TeX's file name database, rewritten in place"},
     };
-    return list;
+    static const std::vector<Rule> reflink = [] {
+        std::vector<Rule> all = kReflinkOnly;
+        all.insert(all.end(), list.begin(), list.end());
+        return all;
+    }();
+    return share == ShareMode::reflink ? reflink : list;
 }
 
 Rules::Compiled Rules::compile(const Rule& r) {
@@ -113,14 +131,14 @@ Rules::Compiled Rules::compile(const Rule& r) {
 }
 
 Rules::Rules(const std::vector<std::string>& user_rules, uint64_t min_size,
-             const PackageConfig* config)
+             const PackageConfig* config, ShareMode share)
     : min_size_(min_size), config_(config) {
     for (const auto& s : user_rules) {
         Rule r = parse_stored_rule(s);
         if (!r.glob.empty()) user_.push_back(std::move(r));
     }
     for (const Rule& r : user_) compiled_.push_back(compile(r));
-    for (const Rule& r : default_rules()) compiled_.push_back(compile(r));
+    for (const Rule& r : default_rules(share)) compiled_.push_back(compile(r));
 }
 
 bool Rules::matches(const Compiled& c, const std::string& path, const std::vector<size_t>& ends,

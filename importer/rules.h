@@ -4,7 +4,8 @@
 //      %config, pacman backup files; importer/package_db.h) name them; always private;
 //   2. the user's rules, in the order given: "+GLOB" (--include) unifies, "-GLOB" (--exclude)
 //      keeps private;
-//   3. the default rules (default_rules()), modelled on util-vserver's vunify-exclude.
+//   3. the default rules (default_rules()), modelled on util-vserver's vunify-exclude; a
+//      reflink pool's list opens a few trees of public package data under /var first.
 // A path that no rule matches may be unified. Only regular files of at least --min-size
 // bytes are ever linked, whatever the rules say.
 //
@@ -25,6 +26,7 @@
 
 #include "importer/package_db.h"
 #include "store/result.h"
+#include "store/share_mode.h"
 
 namespace unify {
 
@@ -48,8 +50,8 @@ Result<std::vector<std::string>> parse_rule_file(const std::string& text, const 
 // Reads an --exclude-from FILE (an administrator's host path) and parses it.
 Result<std::vector<std::string>> read_rule_file(const std::string& path);
 
-// Rule 3: the default rules, first match wins.
-const std::vector<Rule>& default_rules();
+// Rule 3: the default rules of a pool of that share mode, first match wins.
+const std::vector<Rule>& default_rules(ShareMode share);
 
 enum class RuleMatch {
     none,               // no rule matched: may be unified
@@ -76,8 +78,9 @@ struct Decision {
 class Rules {
   public:
     // user_rules: stored form ("+GLOB"/"-GLOB"). config may be null: no package database.
+    // share: the pool's mode, which picks the default rules.
     Rules(const std::vector<std::string>& user_rules, uint64_t min_size,
-          const PackageConfig* config = nullptr);
+          const PackageConfig* config = nullptr, ShareMode share = ShareMode::hardlink);
     Rules(const Rules&) = delete;  // compiled_ points into user_
     Rules& operator=(const Rules&) = delete;
 

@@ -20,6 +20,30 @@ TEST(Rules, DefaultExclusionsCoverWholeTopLevelTrees) {
     EXPECT_EQ(r.match("/etc/gconf/gconf.xml.defaults"), RuleMatch::default_exclusion);
 }
 
+// A write to a file that shares blocks gives the writer private blocks, so a reflink pool
+// may share package data that package managers rewrite; a hardlink pool must not.
+TEST(Rules, ReflinkPoolsSharePublicPackageDataUnderVar) {
+    Rules hard({}, 1), ref({}, 1, nullptr, ShareMode::reflink);
+    const char* shared[] = {"/var/lib/apt/lists/deb.debian.org_debian_dists_stable_InRelease",
+                            "/var/cache/apt/archives/bash_5.2_amd64.deb",
+                            "/var/lib/dpkg/info/bash.md5sums", "/var/lib/pacman/sync/core.db",
+                            "/var/cache/pacman/pkg/bash-5.2-1-x86_64.pkg.tar.zst"};
+    for (const char* p : shared) {
+        EXPECT_EQ(ref.match(p), RuleMatch::default_include) << p;
+        EXPECT_EQ(hard.match(p), RuleMatch::default_exclusion) << p;
+    }
+    for (const char* p : {"/var/lib/dpkg/status", "/var/cache/debconf/passwords.dat",
+                          "/var/log/syslog", "/var/lib/apt/extended_states", "/etc/passwd"})
+        EXPECT_EQ(ref.match(p), RuleMatch::default_exclusion) << p;
+    EXPECT_TRUE(ref.walk_dir("/var/lib"));
+    EXPECT_FALSE(ref.walk_dir("/var/log"));
+    EXPECT_FALSE(ref.walk_dir("/var/cache/debconf"));
+    EXPECT_FALSE(hard.walk_dir("/var"));
+    // The user's rules still come first.
+    Rules mine({"-/var/lib/apt/lists"}, 1, nullptr, ShareMode::reflink);
+    EXPECT_EQ(mine.match(shared[0]), RuleMatch::user_exclusion);
+}
+
 TEST(Rules, UserGlobsMatchNameOrWholePathAndEverythingBelow) {
     Rules r({"-*.pyc", "-/usr/share/doc/*", "-/opt/app"}, 1);
     EXPECT_EQ(r.match("/usr/lib/python3/x.pyc"), RuleMatch::user_exclusion);

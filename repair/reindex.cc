@@ -218,7 +218,7 @@ Result<void> walk_guest(Pool& pool, Index& index, const GuestRecord& g, const Sc
     std::vector<std::string> includes;
     for (const auto& r : g.excludes)
         if (parse_stored_rule(r).include) includes.push_back(r);
-    Rules rules(includes, 0);
+    Rules rules(includes, 0, nullptr, pool.settings().share);
     Walker walker(std::move(root->fd), root->path, rules, pool.stat(), pool.temp_prefix());
     std::vector<WalkEntry> batch;
     for (bool more = true; more;) {

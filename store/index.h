@@ -113,6 +113,10 @@ class Index {
 
     virtual Result<std::unique_ptr<Txn>> read() = 0;
     virtual Result<std::unique_ptr<Txn>> write() = 0;
+    // Frees blocks the filesystem allocated past the end of the data file ahead of writes
+    // (XFS's speculative preallocation). Takes the write transaction, so the pool lock's
+    // holder should call it: no other writer can then grow the file meanwhile.
+    virtual Result<void> give_back_preallocation() = 0;
 };
 
 }  // namespace unify

@@ -53,6 +53,7 @@ class Pool {
     int objects_fd() const { return objects_.get(); }
     int tmp_fd() const { return tmp_.get(); }
     Index& index() { return *index_; }
+    bool has_index() const { return index_ != nullptr; }
 
     // Object files, all in one place: names, shards, opening.
     // "ab/<hex>" or "ab/<hex>.N", relative to objects_fd().

@@ -92,7 +92,14 @@ class Reflink : public testing::TestWithParam<std::string> {
         file(g1 + "/usr/lib/private", std::string(8192, '1'), 0644, 0, 5);
         file(g2 + "/usr/lib/private", std::string(8192, '2'), 0644, 0, 5);
         ASSERT_EQ(setxattr((g2 + "/usr/lib/big").c_str(), "user.note", "g2", 2, 0), 0);
+        // Public package data under /var shares in a reflink pool; the rest of /var does not.
+        std::string lists(256 * 1024, 'l');
+        file(g1 + kLists, lists, 0644, 0, 6);
+        file(g2 + kLists, lists, 0644, 0, 7);
+        file(g1 + "/var/log/boot.log", lists, 0644, 0, 6);
+        file(g2 + "/var/log/boot.log", lists, 0644, 0, 6);
     }
+    static constexpr const char* kLists = "/var/lib/apt/lists/deb.debian.org_dists_stable_Packages";
     RunResult unify(std::vector<std::string> args) const {
         args.insert(args.begin(), {"--pool", pool});
         return run_unify(args);
@@ -118,6 +125,8 @@ TEST_P(Reflink, ImportKeepsEveryInodeAndItsMetadataAndSharesBlocks) {
     EXPECT_TRUE(share_blocks(g1 + "/usr/lib/big", g2 + "/usr/lib/big"));
     EXPECT_TRUE(share_blocks(g1 + "/usr/lib/mid", g2 + "/usr/lib/mid"));
     EXPECT_FALSE(share_blocks(g1 + "/usr/lib/private", g2 + "/usr/lib/private"));
+    EXPECT_TRUE(share_blocks(g1 + kLists, g2 + kLists));
+    EXPECT_FALSE(share_blocks(g1 + "/var/log/boot.log", g2 + "/var/log/boot.log"));
     EXPECT_EQ(who(pool, "g1:/usr/lib/big"),
               (std::set<std::string>{"g1:/usr/lib/big", "g2:/usr/lib/big"}));
     // Nothing unify made is visible in the guests.
@@ -132,6 +141,15 @@ TEST_P(Reflink, ImportKeepsEveryInodeAndItsMetadataAndSharesBlocks) {
     EXPECT_EQ(st["pool"]["share"], "reflink") << st.dump();
     EXPECT_GT(st["pool"]["bytes_saved"].get<uint64_t>(), 600u * 1024) << st.dump();
     EXPECT_TRUE(contains_squeezed(unify({"status"}).out, "share mode reflink"));
+    // --explain and reindex use the reflink pool's rules too.
+    r = unify({"import", "g1", g1, "--explain", kLists});
+    EXPECT_TRUE(
+        contains(r.out + r.err, "unified (included by the default rule '+ /var/lib/apt/lists'"))
+        << r.out << r.err;
+    r = unify({"reindex"});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_EQ(who(pool, std::string("g1:") + kLists),
+              (std::set<std::string>{std::string("g1:") + kLists, std::string("g2:") + kLists}));
 }
 
 TEST_P(Reflink, AWriterHoldingItsFileAcrossTheImportChangesOnlyItsOwnFile) {
