@@ -181,8 +181,9 @@ Command add_import_command(CLI::App& app, const Globals& g) {
                                      "tell whether PATH would be unified and which rule decides; "
                                      "imports nothing, takes no lock")
                          ->type_name("PATH");
-    a->min_size_opt =
-        sub->add_option("--min-size", a->min_size, "smallest file to unify, in bytes (default 1)");
+    a->min_size_opt = sub->add_option("--min-size", a->min_size,
+                                      "smallest file to unify, in bytes (default 1; 65536 in a "
+                                      "reflink pool)");
     a->sub = sub;
     return {sub, [&g, a] { return run_import(g, *a); }};
 }

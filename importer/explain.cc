@@ -67,7 +67,7 @@ Result<std::string> explain_path(Pool& pool, const ImportOptions& opt, const std
     if (!root) return std::unexpected(root.error());
 
     std::vector<std::string> rules = opt.rules.value_or(std::vector<std::string>{});
-    uint64_t min_size = opt.min_size.value_or(1);
+    uint64_t min_size = opt.min_size.value_or(default_min_size(pool.settings().share));
     {
         auto txn = pool.index().read();
         if (!txn) return std::unexpected(txn.error());

@@ -219,7 +219,9 @@ Result<void> Importer::register_guest() {
         return fail("guest '" + opt_.name + "' is registered with root " + (*existing)->root +
                     ", not " + root_.path + "; use another name, or `unify forget " + opt_.name +
                     "` first");
-    guest_ = existing->value_or(GuestRecord{0, opt_.name, root_.path});
+    GuestRecord fresh{0, opt_.name, root_.path};
+    fresh.min_size = default_min_size(pool_.settings().share);
+    guest_ = existing->value_or(fresh);
     if (opt_.rules) guest_.excludes = *opt_.rules;
     if (opt_.min_size) guest_.min_size = *opt_.min_size;
     if (opt_.dry_run) return {};

@@ -21,7 +21,7 @@ struct ImportOptions {
     // The user's rules in order, "+GLOB" (include) or "-GLOB" (exclude); unset: the
     // guest's stored ones (importer/rules.h).
     std::optional<std::vector<std::string>> rules;
-    std::optional<uint64_t> min_size;  // unset: stored, else 1
+    std::optional<uint64_t> min_size;  // unset: stored, else default_min_size()
     unsigned jobs = 0;                 // 0: one per core
     bool verbose = false;
     ProgressFn progress;  // optional: called after every batch (files walked, bytes hashed)

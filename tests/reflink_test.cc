@@ -98,17 +98,23 @@ class Reflink : public testing::TestWithParam<std::string> {
         file(g2 + kLists, lists, 0644, 0, 7);
         file(g1 + "/var/log/boot.log", lists, 0644, 0, 6);
         file(g2 + "/var/log/boot.log", lists, 0644, 0, 6);
+        // Below a reflink pool's default --min-size (64 KiB): shared only when asked.
+        file(g1 + "/usr/lib/under", std::string(60 * 1024, 'u'), 0644, 0, 8);
+        file(g2 + "/usr/lib/under", std::string(60 * 1024, 'u'), 0644, 0, 8);
     }
     static constexpr const char* kLists = "/var/lib/apt/lists/deb.debian.org_dists_stable_Packages";
     RunResult unify(std::vector<std::string> args) const {
         args.insert(args.begin(), {"--pool", pool});
         return run_unify(args);
     }
-    void init_and_import() {
+    // min_size: "" for the pool's default (64 KiB); the other tests share small files too.
+    void init_and_import(const std::string& min_size = "1") {
         auto r = unify({"init", "--share", "reflink"});
         ASSERT_EQ(r.status, 0) << r.out << r.err;
         for (const auto& [name, root] : {std::pair{"g1", g1}, {"g2", g2}}) {
-            r = unify({"import", name, root});
+            std::vector<std::string> args = {"import", name, root};
+            if (!min_size.empty()) args.insert(args.end(), {"--min-size", min_size});
+            r = unify(args);
             ASSERT_EQ(r.status, 0) << name << ": " << r.out << r.err;
         }
     }
@@ -119,13 +125,14 @@ class Reflink : public testing::TestWithParam<std::string> {
 
 TEST_P(Reflink, ImportKeepsEveryInodeAndItsMetadataAndSharesBlocks) {
     std::string before1 = identity(g1), before2 = identity(g2);
-    ASSERT_NO_FATAL_FAILURE(init_and_import());
+    ASSERT_NO_FATAL_FAILURE(init_and_import(""));
     EXPECT_EQ(identity(g1), before1);
     EXPECT_EQ(identity(g2), before2);
     EXPECT_TRUE(share_blocks(g1 + "/usr/lib/big", g2 + "/usr/lib/big"));
     EXPECT_TRUE(share_blocks(g1 + "/usr/lib/mid", g2 + "/usr/lib/mid"));
     EXPECT_FALSE(share_blocks(g1 + "/usr/lib/private", g2 + "/usr/lib/private"));
     EXPECT_TRUE(share_blocks(g1 + kLists, g2 + kLists));
+    EXPECT_FALSE(share_blocks(g1 + "/usr/lib/under", g2 + "/usr/lib/under"));
     EXPECT_FALSE(share_blocks(g1 + "/var/log/boot.log", g2 + "/var/log/boot.log"));
     EXPECT_EQ(who(pool, "g1:/usr/lib/big"),
               (std::set<std::string>{"g1:/usr/lib/big", "g2:/usr/lib/big"}));
@@ -220,7 +227,7 @@ TEST_P(Reflink, DpkgUpgradeNeedsNoUnifyCommandAndGcFreesWhatNobodySharesAfterIt)
     }
     ASSERT_EQ(unify({"init", "--share", "reflink"}).status, 0);
     for (const auto& [name, root] : {std::pair{"g1", g1}, {"g2", g2}, {"g3", g3}})
-        ASSERT_EQ(unify({"import", name, root}).status, 0) << name;
+        ASSERT_EQ(unify({"import", name, root, "--min-size", "1"}).status, 0) << name;
     const std::string big = "/usr/share/fixture/big", common = "/usr/share/fixture/common";
     ASSERT_EQ(who(pool, "g2:" + big).size(), 3u);
     std::string m2 = manifest(g2), m3 = manifest(g3);
@@ -285,10 +292,10 @@ TEST_P(Reflink, AnImportStoppedByAFailingDedupeRecordsEveryFileItShared) {
     }
     file(g4 + "/usr/lib/victim", std::string(16 << 20, 'v'), 0644, 0, 0);
     ASSERT_EQ(unify({"init", "--share", "reflink"}).status, 0);
-    auto r = unify({"import", "g3", g3});
+    auto r = unify({"import", "g3", g3, "--min-size", "1"});
     ASSERT_EQ(r.status, 0) << r.out << r.err;
     std::string cmd = "UNIFY_FAULT_ERRNO=dedupe:EIO:victim '" UNIFY_FAULTS_BINARY "' --pool '" +
-                      pool + "' import g4 '" + g4 + "' > '" + *fs_ / "out" + "' 2> '" +
+                      pool + "' import g4 '" + g4 + "' --min-size 1 > '" + *fs_ / "out" + "' 2> '" +
                       *fs_ / "err" + "'";
     EXPECT_NE(sh(cmd), 0);
     std::string err = read_file(*fs_ / "err");
