@@ -7,7 +7,20 @@ namespace unify {
 
 namespace {
 
-Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules& rules) {
+// identify_fd without SHA-256 and without an id: the bytes, then the stat.
+Result<Identified> quick_identify(int fd, const std::string& shown) {
+    Identified out;
+    auto h = quick_hash_fd(fd, shown);
+    if (!h) return std::unexpected(h.error());
+    auto st = stat_fd(fd, shown);
+    if (!st) return std::unexpected(st.error());
+    out.hash = *h;
+    out.st = *st;
+    return out;
+}
+
+// rules null: XXH3 and size only.
+Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules* rules) {
     Hashed h;
     auto f = open_guest_file(e, shown);
     if (!f) {
@@ -20,7 +33,7 @@ Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules& rul
         h.error = f->error;
         return h;
     }
-    auto now = identify_fd(f->fd.get(), shown, rules);
+    auto now = rules ? identify_fd(f->fd.get(), shown, *rules) : quick_identify(f->fd.get(), shown);
     if (!now) {
         h.state = is_unreadable(now.error()) ? Hashed::unreadable : Hashed::failed;
         h.error = now.error();
@@ -35,19 +48,31 @@ Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules& rul
     h.hash = now->hash;
     h.xattrs = std::move(now->xattrs);
     h.id = now->id;
+    h.quick = !rules;
     return h;
 }
 
-}  // namespace
-
-std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
-                               const std::string& root_shown, const IdRules& rules, unsigned jobs) {
+std::vector<Hashed> hash_each(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
+                              const std::string& root_shown, const IdRules* rules, unsigned jobs) {
     std::vector<Hashed> out(batch.size());
     parallel_for(batch.size(), jobs, [&](size_t i) {
         if (!wanted[i]) return;
         out[i] = hash_one(batch[i], join_path(root_shown, batch[i].path), rules);
     });
     return out;
+}
+
+}  // namespace
+
+std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
+                               const std::string& root_shown, const IdRules& rules, unsigned jobs) {
+    return hash_each(batch, wanted, root_shown, &rules, jobs);
+}
+
+std::vector<Hashed> quick_hash_batch(const std::vector<WalkEntry>& batch,
+                                     const std::vector<bool>& wanted, const std::string& root_shown,
+                                     unsigned jobs) {
+    return hash_each(batch, wanted, root_shown, nullptr, jobs);
 }
 
 }  // namespace unify

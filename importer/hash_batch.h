@@ -21,11 +21,19 @@ struct Hashed {
     ContentHash hash;
     Xattrs xattrs;
     Error error;  // when failed or unreadable
+    // Only size and XXH3 were read (quick_hash_batch): `id` is a candidate the kernel's
+    // compare must confirm, and hash.sha256 is unset.
+    bool quick = false;
 };
 
 // One Hashed per entry, in the same order; entries with wanted[i] false stay pending. Never
 // fails as a whole: per-file errors land in Hashed::state / error.
 std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
                                const std::string& root_shown, const IdRules& rules, unsigned jobs);
+
+// The same with XXH3 only (quick_hash_fd): Hashed::quick set, no id.
+std::vector<Hashed> quick_hash_batch(const std::vector<WalkEntry>& batch,
+                                     const std::vector<bool>& wanted, const std::string& root_shown,
+                                     unsigned jobs);
 
 }  // namespace unify

@@ -27,6 +27,7 @@
 
 #include "importer/guest_file.h"
 #include "importer/hash_batch.h"
+#include "importer/known_contents.h"
 #include "importer/package_db.h"
 #include "importer/settle.h"
 #include "importer/share_groups.h"
@@ -90,7 +91,7 @@ class Importer {
         std::unordered_map<ObjectId, std::vector<size_t>> members;
     };
     Result<void> group_batch(const std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed,
-                             Groups& g);
+                             Groups& g, const std::vector<bool>* only = nullptr);
     Result<void> apply_batch(std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed);
     Result<void> predict_batch(std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed);
     struct Temp {
@@ -197,6 +198,9 @@ class Importer {
     // index, and windows stay one at a time.
     bool parallel_windows_ = false;
     Trash trash_{pool_.tmp_fd(), pool_.path() + "/tmp", 4 * opt_.jobs};
+    // Reflink pools: the pool's objects by size and XXH3 when the run began
+    // (importer/known_contents.h); read only, also by the hashing stage's threads.
+    KnownContents known_;
 };
 
 Result<void> Importer::register_guest() {
@@ -823,6 +827,16 @@ Result<void> Importer::share_batch(Txn& txn, const Groups& g, std::vector<WalkEn
         work.push_back({id, obj.st.has_value(), obj.replica, std::move(*pending), {}});
     }
     share_groups(pool_, work, batch, root_.path, kShareThreadsPerJob * opt_.jobs);
+    // A candidate taken by XXH3 that the kernel's compare refused is hashed in full below and
+    // goes round once more with its real id (importer/known_contents.h).
+    std::vector<bool> again(batch.size(), false);
+    bool retry = false;
+    for (ShareGroup& s : work)
+        for (size_t k = 0; k < s.members.size(); ++k)
+            if (hashed[s.members[k]].quick && s.outcomes[k].kind == ShareOutcome::changed) {
+                again[s.members[k]] = retry = true;
+                s.outcomes[k].kind = ShareOutcome::pending;
+            }
     // Everything the workers did is recorded, also past a failed member: the first error is
     // returned after.
     Result<void> first;
@@ -838,7 +852,14 @@ Result<void> Importer::share_batch(Txn& txn, const Groups& g, std::vector<WalkEn
     }
     if (!first) return first;
     if (interrupted()) return std::unexpected(interrupted_error());
-    return {};
+    if (!retry) return {};
+    std::vector<Hashed> full =
+        hash_batch(batch, again, root_.path, pool_.settings().id_rules(), opt_.jobs);
+    for (size_t i = 0; i < batch.size(); ++i)
+        if (again[i]) hashed[i] = std::move(full[i]);
+    Groups regrouped;
+    if (auto r = group_batch(batch, hashed, regrouped, &again); !r) return r;
+    return share_batch(txn, regrouped, batch, hashed);
 }
 
 // What one member of a reflink group came to (share_groups), counted and recorded.
@@ -951,12 +972,12 @@ Result<std::vector<bool>> Importer::prepare_batch(const std::vector<WalkEntry>& 
     return wanted;
 }
 
-// The hashed batch, grouped by object id in walk order; files that could not be hashed are
-// skipped and counted here.
+// The hashed batch (or the entries `only` marks), grouped by object id in walk order; files
+// that could not be hashed are skipped and counted here.
 Result<void> Importer::group_batch(const std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed,
-                                   Groups& g) {
+                                   Groups& g, const std::vector<bool>* only) {
     for (size_t i = 0; i < batch.size(); ++i) {
-        if (batch[i].temp) continue;
+        if (batch[i].temp || (only && !(*only)[i])) continue;
         Hashed& h = hashed[i];
         switch (h.state) {
             case Hashed::pending:
@@ -1052,7 +1073,9 @@ Result<bool> Importer::start_batch(Walker& walker, size_t max, Stage& st) {
     if (!wanted) return std::unexpected(wanted.error());
     // The hashing threads only read the batch; it stays put until the future is taken.
     st.hashed = std::async(std::launch::async, [this, &st, w = std::move(*wanted)] {
-        return hash_batch(st.batch, w, root_.path, pool_.settings().id_rules(), opt_.jobs);
+        const IdRules rules = pool_.settings().id_rules();
+        if (!known_.empty()) return hash_known(st.batch, w, root_.path, rules, opt_.jobs, known_);
+        return hash_batch(st.batch, w, root_.path, rules, opt_.jobs);
     });
     return *more;
 }
@@ -1079,6 +1102,10 @@ Result<ImportSummary> Importer::run() {
     guest_.package_dbs = sum_.package_dbs;
     guest_.config_files = sum_.config_files;
 
+    if (pool_.settings().reflink()) {
+        if (auto r = known_.load(pool_.index()); !r)
+            return std::unexpected(context(r.error(), "import " + opt_.name));
+    }
     Rules rules(guest_.excludes, guest_.min_size, &*packages, pool_.settings().share);
     // The walk gets its own fd on the root already checked, not the path opened again.
     auto walk_fd = open_beneath(root_.fd.get(), "", O_RDONLY | O_DIRECTORY, root_.path);

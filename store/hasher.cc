@@ -23,21 +23,23 @@ constexpr size_t kBuffer = 1 << 20;
 struct Hashers {
     EVP_MD_CTX* sha = EVP_MD_CTX_new();
     XXH3_state_t* xxh = XXH3_createState();
+    bool with_sha = true;
     ~Hashers() {
         EVP_MD_CTX_free(sha);
         XXH3_freeState(xxh);
     }
-    void start() {
-        EVP_DigestInit_ex(sha, EVP_sha256(), nullptr);
+    void start(bool sha256) {
+        with_sha = sha256;
+        if (with_sha) EVP_DigestInit_ex(sha, EVP_sha256(), nullptr);
         XXH3_64bits_reset(xxh);
     }
     void update(const char* p, size_t n) {
-        EVP_DigestUpdate(sha, p, n);
+        if (with_sha) EVP_DigestUpdate(sha, p, n);
         XXH3_64bits_update(xxh, p, n);
     }
     void finish(ContentHash& out) {
         unsigned len = 0;
-        EVP_DigestFinal_ex(sha, out.sha256.data(), &len);
+        if (with_sha) EVP_DigestFinal_ex(sha, out.sha256.data(), &len);
         out.xxh3 = XXH3_64bits_digest(xxh);
     }
 };
@@ -106,9 +108,9 @@ Result<off_t> stream_range(Hashers& h, int src, int dst, off_t off, off_t end,
 // as, and left as holes in dst, so a sparse file costs its blocks, not its size. What is
 // hashed is always exactly what dst holds, even if src changes meanwhile.
 Result<ContentHash> stream(int src, int dst, const std::string& src_shown,
-                           const std::string& dst_shown) {
+                           const std::string& dst_shown, bool sha256 = true) {
     Hashers& h = hashers();
-    h.start();
+    h.start(sha256);
     ContentHash out;
     off_t off = 0;
     bool sparse = dst >= 0, hole_at_end = false;
@@ -157,6 +159,10 @@ Result<ContentHash> stream(int src, int dst, const std::string& src_shown,
 
 Result<ContentHash> hash_fd(int fd, const std::string& shown) {
     return stream(fd, -1, shown, "");
+}
+
+Result<ContentHash> quick_hash_fd(int fd, const std::string& shown) {
+    return stream(fd, -1, shown, "", false);
 }
 
 Result<ContentHash> copy_and_hash(int src, int dst, const std::string& src_shown,

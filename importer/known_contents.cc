@@ -1,0 +1,44 @@
+#include "importer/known_contents.h"
+
+namespace unify {
+
+Result<void> KnownContents::load(Index& index) {
+    auto txn = index.read();
+    if (!txn) return std::unexpected(txn.error());
+    auto r = (*txn)->for_each_object([&](const ObjectId& id, const ObjectRecord& rec) {
+        auto [it, fresh] = by_hash_.try_emplace(Key{rec.size, rec.xxh3}, id);
+        if (!fresh) it->second.reset();
+        return true;
+    });
+    if (!r) return std::unexpected(r.error());
+    return (*txn)->commit();
+}
+
+std::optional<ObjectId> KnownContents::find(uint64_t size, uint64_t xxh3) const {
+    auto it = by_hash_.find(Key{size, xxh3});
+    if (it == by_hash_.end()) return std::nullopt;
+    return it->second;
+}
+
+std::vector<Hashed> hash_known(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
+                               const std::string& root_shown, const IdRules& rules, unsigned jobs,
+                               const KnownContents& known) {
+    std::vector<Hashed> out = quick_hash_batch(batch, wanted, root_shown, jobs);
+    std::vector<bool> unknown(batch.size(), false);
+    bool any = false;
+    for (size_t i = 0; i < out.size(); ++i) {
+        if (out[i].state != Hashed::ok) continue;
+        if (auto id = known.find(out[i].hash.size, out[i].hash.xxh3)) {
+            out[i].id = *id;
+        } else {
+            unknown[i] = any = true;
+        }
+    }
+    if (!any) return out;
+    std::vector<Hashed> full = hash_batch(batch, unknown, root_shown, rules, jobs);
+    for (size_t i = 0; i < out.size(); ++i)
+        if (unknown[i]) out[i] = std::move(full[i]);
+    return out;
+}
+
+}  // namespace unify

@@ -1,0 +1,48 @@
+// Reflink pools: which object holds given content, by size and XXH3, read once per import
+// from the index's object records. Most files of a guest imported after the first are
+// already in the pool, and for them SHA-256 was most of an import's time (34 % of the
+// samples of g1..g4 on XFS): hash_known() reads such a file with XXH3 alone and takes the
+// object of the same size and XXH3 as its candidate. That is safe only because the candidate
+// is then confirmed by the kernel: FIDEDUPERANGE compares every byte of the file with the
+// object's under lock and shares nothing that differs, so a file recorded as sharing an
+// object has its bytes. A file the compare refuses (a collision, which a guest can make on
+// purpose, or a write meanwhile) is hashed in full and imported as any other
+// (Importer::share_batch): a collision costs time, never a wrong record.
+#pragma once
+
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "importer/hash_batch.h"
+#include "store/index.h"
+
+namespace unify {
+
+class KnownContents {
+  public:
+    // Reads every object record of the index (once per import: 10,000 objects take a few ms).
+    Result<void> load(Index& index);
+    // The object of that size and XXH3; none if no object has them, or several do.
+    std::optional<ObjectId> find(uint64_t size, uint64_t xxh3) const;
+    bool empty() const { return by_hash_.empty(); }
+
+  private:
+    struct Key {
+        uint64_t size, xxh3;
+        bool operator==(const Key&) const = default;
+    };
+    struct KeyHash {
+        size_t operator()(const Key& k) const { return k.xxh3 ^ (k.size * 0x9e3779b97f4a7c15ull); }
+    };
+    std::unordered_map<Key, std::optional<ObjectId>, KeyHash> by_hash_;  // nullopt: several
+};
+
+// hash_batch for a reflink pool: every wanted file is read with XXH3 alone; a file whose
+// size and XXH3 `known` has gets that object's id as a candidate (Hashed::quick), the others
+// are read again in full (SHA-256) and get their id.
+std::vector<Hashed> hash_known(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
+                               const std::string& root_shown, const IdRules& rules, unsigned jobs,
+                               const KnownContents& known);
+
+}  // namespace unify
