@@ -7,18 +7,6 @@ namespace unify {
 
 namespace {
 
-// identify_fd without SHA-256 and without an id: the bytes, then the stat.
-Result<Identified> quick_identify(int fd, const std::string& shown) {
-    Identified out;
-    auto h = quick_hash_fd(fd, shown);
-    if (!h) return std::unexpected(h.error());
-    auto st = stat_fd(fd, shown);
-    if (!st) return std::unexpected(st.error());
-    out.hash = *h;
-    out.st = *st;
-    return out;
-}
-
 // rules null: XXH3 and size only.
 Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules* rules) {
     Hashed h;
@@ -33,7 +21,8 @@ Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules* rul
         h.error = f->error;
         return h;
     }
-    auto now = rules ? identify_fd(f->fd.get(), shown, *rules) : quick_identify(f->fd.get(), shown);
+    auto now =
+        rules ? identify_fd(f->fd.get(), shown, *rules) : quick_identify_fd(f->fd.get(), shown);
     if (!now) {
         h.state = is_unreadable(now.error()) ? Hashed::unreadable : Hashed::failed;
         h.error = now.error();

@@ -22,4 +22,8 @@ struct Identified {
 // Reads fd's xattrs, then all its bytes (from offset 0), then its stat, and derives the id.
 Result<Identified> identify_fd(int fd, const std::string& shown, const IdRules& rules);
 
+// The same with XXH3 alone (quick_hash_fd): no xattrs, hash.sha256 and id unset. For a
+// candidate that a byte compare confirms (importer/known_contents.h).
+Result<Identified> quick_identify_fd(int fd, const std::string& shown);
+
 }  // namespace unify
