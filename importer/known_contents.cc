@@ -1,23 +1,39 @@
 #include "importer/known_contents.h"
 
+#include <algorithm>
+
 namespace unify {
+
+namespace {
+
+bool before(uint64_t size_a, uint64_t xxh3_a, uint64_t size_b, uint64_t xxh3_b) {
+    return size_a != size_b ? size_a < size_b : xxh3_a < xxh3_b;
+}
+
+}  // namespace
 
 Result<void> KnownContents::load(Index& index) {
     auto txn = index.read();
     if (!txn) return std::unexpected(txn.error());
     auto r = (*txn)->for_each_object([&](const ObjectId& id, const ObjectRecord& rec) {
-        auto [it, fresh] = by_hash_.try_emplace(Key{rec.size, rec.xxh3}, id);
-        if (!fresh) it->second.reset();
+        sorted_.push_back({rec.size, rec.xxh3, id});
         return true;
     });
     if (!r) return std::unexpected(r.error());
+    std::sort(sorted_.begin(), sorted_.end(), [](const Entry& a, const Entry& b) {
+        return before(a.size, a.xxh3, b.size, b.xxh3);
+    });
     return (*txn)->commit();
 }
 
 std::optional<ObjectId> KnownContents::find(uint64_t size, uint64_t xxh3) const {
-    auto it = by_hash_.find(Key{size, xxh3});
-    if (it == by_hash_.end()) return std::nullopt;
-    return it->second;
+    auto it = std::lower_bound(
+        sorted_.begin(), sorted_.end(), Entry{size, xxh3, {}},
+        [](const Entry& a, const Entry& b) { return before(a.size, a.xxh3, b.size, b.xxh3); });
+    if (it == sorted_.end() || it->size != size || it->xxh3 != xxh3) return std::nullopt;
+    auto next = std::next(it);
+    if (next != sorted_.end() && next->size == size && next->xxh3 == xxh3) return std::nullopt;
+    return it->id;
 }
 
 std::vector<Hashed> hash_known(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,

@@ -11,7 +11,6 @@
 #pragma once
 
 #include <optional>
-#include <unordered_map>
 #include <vector>
 
 #include "importer/hash_batch.h"
@@ -21,21 +20,19 @@ namespace unify {
 
 class KnownContents {
   public:
-    // Reads every object record of the index (once per import: 10,000 objects take a few ms).
+    // Reads every object record of the index, once per import: 100,000 objects cost about
+    // 0.1 s and 5 MB (48 bytes each, sorted, no allocation per object).
     Result<void> load(Index& index);
     // The object of that size and XXH3; none if no object has them, or several do.
     std::optional<ObjectId> find(uint64_t size, uint64_t xxh3) const;
-    bool empty() const { return by_hash_.empty(); }
+    bool empty() const { return sorted_.empty(); }
 
   private:
-    struct Key {
+    struct Entry {
         uint64_t size, xxh3;
-        bool operator==(const Key&) const = default;
+        ObjectId id;
     };
-    struct KeyHash {
-        size_t operator()(const Key& k) const { return k.xxh3 ^ (k.size * 0x9e3779b97f4a7c15ull); }
-    };
-    std::unordered_map<Key, std::optional<ObjectId>, KeyHash> by_hash_;  // nullopt: several
+    std::vector<Entry> sorted_;  // by size, then XXH3
 };
 
 // hash_batch for a reflink pool: every wanted file is read with XXH3 alone; a file whose
