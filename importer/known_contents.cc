@@ -4,14 +4,6 @@
 
 namespace unify {
 
-namespace {
-
-bool before(uint64_t size_a, uint64_t xxh3_a, uint64_t size_b, uint64_t xxh3_b) {
-    return size_a != size_b ? size_a < size_b : xxh3_a < xxh3_b;
-}
-
-}  // namespace
-
 Result<void> KnownContents::load(Index& index) {
     auto txn = index.read();
     if (!txn) return std::unexpected(txn.error());
@@ -20,16 +12,12 @@ Result<void> KnownContents::load(Index& index) {
         return true;
     });
     if (!r) return std::unexpected(r.error());
-    std::sort(sorted_.begin(), sorted_.end(), [](const Entry& a, const Entry& b) {
-        return before(a.size, a.xxh3, b.size, b.xxh3);
-    });
+    std::sort(sorted_.begin(), sorted_.end());
     return (*txn)->commit();
 }
 
 std::optional<ObjectId> KnownContents::find(uint64_t size, uint64_t xxh3) const {
-    auto it = std::lower_bound(
-        sorted_.begin(), sorted_.end(), Entry{size, xxh3, {}},
-        [](const Entry& a, const Entry& b) { return before(a.size, a.xxh3, b.size, b.xxh3); });
+    auto it = std::lower_bound(sorted_.begin(), sorted_.end(), Entry{size, xxh3, {}});
     if (it == sorted_.end() || it->size != size || it->xxh3 != xxh3) return std::nullopt;
     auto next = std::next(it);
     if (next != sorted_.end() && next->size == size && next->xxh3 == xxh3) return std::nullopt;

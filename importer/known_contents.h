@@ -31,6 +31,9 @@ class KnownContents {
     struct Entry {
         uint64_t size, xxh3;
         ObjectId id;
+        bool operator<(const Entry& o) const {
+            return size != o.size ? size < o.size : xxh3 < o.xxh3;
+        }
     };
     std::vector<Entry> sorted_;  // by size, then XXH3
 };
