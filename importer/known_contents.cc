@@ -24,24 +24,28 @@ std::optional<ObjectId> KnownContents::find(uint64_t size, uint64_t xxh3) const 
     return it->id;
 }
 
+bool KnownContents::has_size(uint64_t size) const {
+    auto it = std::lower_bound(sorted_.begin(), sorted_.end(), Entry{size, 0, {}});
+    return it != sorted_.end() && it->size == size;
+}
+
 std::vector<Hashed> hash_known(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
                                const std::string& root_shown, const IdRules& rules, unsigned jobs,
                                const KnownContents& known) {
-    std::vector<Hashed> out = quick_hash_batch(batch, wanted, root_shown, jobs);
-    std::vector<bool> unknown(batch.size(), false);
-    bool any = false;
+    std::vector<bool> quick(batch.size(), false), full(batch.size(), false);
+    for (size_t i = 0; i < batch.size(); ++i)
+        if (wanted[i]) (known.has_size(batch[i].st.size) ? quick : full)[i] = true;
+    std::vector<Hashed> out = quick_hash_batch(batch, quick, root_shown, jobs);
     for (size_t i = 0; i < out.size(); ++i) {
-        if (out[i].state != Hashed::ok) continue;
-        if (auto id = known.find(out[i].hash.size, out[i].hash.xxh3)) {
+        if (!quick[i] || out[i].state != Hashed::ok) continue;
+        if (auto id = known.find(out[i].hash.size, out[i].hash.xxh3))
             out[i].id = *id;
-        } else {
-            unknown[i] = any = true;
-        }
+        else
+            full[i] = true;
     }
-    if (!any) return out;
-    std::vector<Hashed> full = hash_batch(batch, unknown, root_shown, rules, jobs);
+    std::vector<Hashed> hashed = hash_batch(batch, full, root_shown, rules, jobs);
     for (size_t i = 0; i < out.size(); ++i)
-        if (unknown[i]) out[i] = std::move(full[i]);
+        if (full[i]) out[i] = std::move(hashed[i]);
     return out;
 }
 

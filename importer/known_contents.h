@@ -25,6 +25,8 @@ class KnownContents {
     Result<void> load(Index& index);
     // The object of that size and XXH3; none if no object has them, or several do.
     std::optional<ObjectId> find(uint64_t size, uint64_t xxh3) const;
+    // Whether any object has that size: if none does, no XXH3 can make a candidate.
+    bool has_size(uint64_t size) const;
     bool empty() const { return sorted_.empty(); }
 
   private:
@@ -38,9 +40,10 @@ class KnownContents {
     std::vector<Entry> sorted_;  // by size, then XXH3
 };
 
-// hash_batch for a reflink pool: every wanted file is read with XXH3 alone; a file whose
-// size and XXH3 `known` has gets that object's id as a candidate (Hashed::quick), the others
-// are read again in full (SHA-256) and get their id.
+// hash_batch for a reflink pool: a wanted file of a size some object has is read with XXH3
+// alone, and if `known` has its size and XXH3 it gets that object's id as a candidate
+// (Hashed::quick); every other file is read in full (SHA-256) and gets its id, once only
+// where no object has its size.
 std::vector<Hashed> hash_known(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
                                const std::string& root_shown, const IdRules& rules, unsigned jobs,
                                const KnownContents& known);

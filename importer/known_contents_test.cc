@@ -41,6 +41,8 @@ TEST(KnownContents, FindsTheOneObjectOfASizeAndXxh3AndNoneWhereSeveralShareThem)
     EXPECT_EQ(known.find(12, 1), oid(6));
     EXPECT_EQ(known.find(12, 2), std::nullopt);
     EXPECT_EQ(known.find(8, 7), std::nullopt);
+    for (uint64_t size : {9, 10, 11, 12}) EXPECT_TRUE(known.has_size(size)) << size;
+    for (uint64_t size : {0, 8, 13}) EXPECT_FALSE(known.has_size(size)) << size;
 }
 
 }  // namespace
