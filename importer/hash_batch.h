@@ -24,6 +24,10 @@ struct Hashed {
     // Only size and XXH3 were read (quick_hash_batch): `id` is a candidate the kernel's
     // compare must confirm, and hash.sha256 is unset.
     bool quick = false;
+    // Reflink pools, with quick: no object had this size and XXH3 when the import began, so
+    // `id` only stands for them (provisional_id) and the object's real id is the hash of the
+    // clone that makes it (clone_object). Never written to the index.
+    bool provisional = false;
 };
 
 // One Hashed per entry, in the same order; entries with wanted[i] false stay pending. Never

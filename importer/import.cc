@@ -820,11 +820,17 @@ Result<void> Importer::share_batch(Txn& txn, const Groups& g, std::vector<WalkEn
                                    std::vector<Hashed>& hashed) {
     std::vector<ShareGroup> work;
     for (const ObjectId& id : g.order) {
-        auto pending = prepare_group(txn, id, g.members.at(id), batch, hashed);
+        const std::vector<size_t>& members = g.members.at(id);
+        // Content no object had (importer/known_contents.h): nothing to look up.
+        if (hashed[members.front()].provisional) {
+            work.push_back({id, true, false, 0, members, {}});
+            continue;
+        }
+        auto pending = prepare_group(txn, id, members, batch, hashed);
         if (!pending) return std::unexpected(pending.error());
         if (pending->empty()) continue;
         const ObjectState& obj = objects_[id];
-        work.push_back({id, obj.st.has_value(), obj.replica, std::move(*pending), {}});
+        work.push_back({id, false, obj.st.has_value(), obj.replica, std::move(*pending), {}});
     }
     share_groups(pool_, work, batch, root_.path, kShareThreadsPerJob * opt_.jobs);
     // A candidate taken by XXH3 that the kernel's compare refused is hashed in full below and
@@ -842,7 +848,10 @@ Result<void> Importer::share_batch(Txn& txn, const Groups& g, std::vector<WalkEn
     Result<void> first;
     size_t applied = 0;
     for (const ShareGroup& s : work) {
-        ObjectState& obj = objects_[s.id];
+        // A provisional id is the real one by now, if any member made or found the object.
+        auto state = object_state(txn, s.id);
+        if (!state) return std::unexpected(state.error());
+        ObjectState& obj = **state;
         for (size_t k = 0; k < s.members.size(); ++k) {
             auto r = record_shared(txn, s.id, obj, batch[s.members[k]], s.outcomes[k]);
             if (!r && first) first = r;
@@ -886,6 +895,15 @@ Result<void> Importer::record_shared(Txn& txn, const ObjectId& id, ObjectState& 
             return {};
         case ShareOutcome::shared:
             break;
+    }
+    // The clone of a provisional group found its object in the pool: one a killed run left
+    // unrecorded has the record of the clone's bytes, which are its name's.
+    if (out.object.existed) {
+        if (!obj.st) obj.st = out.object.st;
+        if (!obj.recorded) {
+            if (auto r = txn.put_object(id, out.object.rec); !r) return r;
+            obj.recorded = true;
+        }
     }
     ++sum_.newly_linked;
     count_saved(e);
@@ -1073,9 +1091,9 @@ Result<bool> Importer::start_batch(Walker& walker, size_t max, Stage& st) {
     if (!wanted) return std::unexpected(wanted.error());
     // The hashing threads only read the batch; it stays put until the future is taken.
     st.hashed = std::async(std::launch::async, [this, &st, w = std::move(*wanted)] {
-        const IdRules rules = pool_.settings().id_rules();
-        if (!known_.empty()) return hash_known(st.batch, w, root_.path, rules, opt_.jobs, known_);
-        return hash_batch(st.batch, w, root_.path, rules, opt_.jobs);
+        if (pool_.settings().reflink())
+            return hash_known(st.batch, w, root_.path, opt_.jobs, known_);
+        return hash_batch(st.batch, w, root_.path, pool_.settings().id_rules(), opt_.jobs);
     });
     return *more;
 }

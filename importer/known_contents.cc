@@ -1,6 +1,7 @@
 #include "importer/known_contents.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace unify {
 
@@ -24,28 +25,27 @@ std::optional<ObjectId> KnownContents::find(uint64_t size, uint64_t xxh3) const 
     return it->id;
 }
 
-bool KnownContents::has_size(uint64_t size) const {
-    auto it = std::lower_bound(sorted_.begin(), sorted_.end(), Entry{size, 0, {}});
-    return it != sorted_.end() && it->size == size;
+ObjectId provisional_id(uint64_t size, uint64_t xxh3) {
+    ObjectId id;
+    id.bytes.fill(0xa5);
+    std::memcpy(id.bytes.data(), &size, sizeof size);
+    std::memcpy(id.bytes.data() + sizeof size, &xxh3, sizeof xxh3);
+    return id;
 }
 
 std::vector<Hashed> hash_known(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
-                               const std::string& root_shown, const IdRules& rules, unsigned jobs,
+                               const std::string& root_shown, unsigned jobs,
                                const KnownContents& known) {
-    std::vector<bool> quick(batch.size(), false), full(batch.size(), false);
-    for (size_t i = 0; i < batch.size(); ++i)
-        if (wanted[i]) (known.has_size(batch[i].st.size) ? quick : full)[i] = true;
-    std::vector<Hashed> out = quick_hash_batch(batch, quick, root_shown, jobs);
-    for (size_t i = 0; i < out.size(); ++i) {
-        if (!quick[i] || out[i].state != Hashed::ok) continue;
-        if (auto id = known.find(out[i].hash.size, out[i].hash.xxh3))
-            out[i].id = *id;
-        else
-            full[i] = true;
+    std::vector<Hashed> out = quick_hash_batch(batch, wanted, root_shown, jobs);
+    for (Hashed& h : out) {
+        if (h.state != Hashed::ok) continue;
+        if (auto id = known.find(h.hash.size, h.hash.xxh3)) {
+            h.id = *id;
+        } else {
+            h.id = provisional_id(h.hash.size, h.hash.xxh3);
+            h.provisional = true;
+        }
     }
-    std::vector<Hashed> hashed = hash_batch(batch, full, root_shown, rules, jobs);
-    for (size_t i = 0; i < out.size(); ++i)
-        if (full[i]) out[i] = std::move(hashed[i]);
     return out;
 }
 

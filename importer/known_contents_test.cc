@@ -41,8 +41,15 @@ TEST(KnownContents, FindsTheOneObjectOfASizeAndXxh3AndNoneWhereSeveralShareThem)
     EXPECT_EQ(known.find(12, 1), oid(6));
     EXPECT_EQ(known.find(12, 2), std::nullopt);
     EXPECT_EQ(known.find(8, 7), std::nullopt);
-    for (uint64_t size : {9, 10, 11, 12}) EXPECT_TRUE(known.has_size(size)) << size;
-    for (uint64_t size : {0, 8, 13}) EXPECT_FALSE(known.has_size(size)) << size;
+}
+
+// Stand-ins differ where size or XXH3 differ, so files of other contents never share a group
+// by their stand-in alone.
+TEST(KnownContents, ProvisionalIdsDifferByEitherSizeOrXxh3) {
+    EXPECT_EQ(provisional_id(10, 7), provisional_id(10, 7));
+    EXPECT_NE(provisional_id(10, 7), provisional_id(11, 7));
+    EXPECT_NE(provisional_id(10, 7), provisional_id(10, 8));
+    EXPECT_NE(provisional_id(7, 10), provisional_id(10, 7));
 }
 
 }  // namespace

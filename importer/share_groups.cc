@@ -53,17 +53,21 @@ bool share_member(const Pool& pool, ShareGroup& g, const WalkEntry& e, const std
         return true;
     }
     if (!g.has_object) {
-        auto made = clone_object(pool, g.id, f->fd.get(), shown);
+        auto expected = g.provisional ? std::nullopt : std::optional(g.id);
+        auto made = clone_object(pool, expected, f->fd.get(), e.st, shown);
         if (!made) {
             return failed(out, made.error());
         }
         out.kind = kind_of(made->outcome);
         out.object = *made;
-        if (out.kind == ShareOutcome::made) {
-            g.has_object = true;
-            g.replica = 0;
-        }
-        return true;
+        if (out.kind != ShareOutcome::made) return true;
+        g.id = made->id;
+        g.provisional = false;
+        g.has_object = true;
+        g.replica = 0;
+        if (!made->existed) return true;
+        // The clone was of content the pool already had: its blocks go when it is closed, and
+        // the guest file is made to share the object's like any later member.
     }
     auto r = share_object(pool, g.id, g.replica, f->fd.get(), e.st.size, shown);
     if (!r) {

@@ -20,12 +20,15 @@ struct ShareOutcome {
     // pending: not tried (an error or an interrupt stopped the workers first).
     enum Kind { pending, made, shared, changed, flagged, unshareable, unreadable, failed };
     Kind kind = pending;
-    MadeObject object;  // made: the new object
+    MadeObject object;  // made: the new object; shared: set if the clone found it existed
     Error error;        // unreadable: why; failed: what stops the import
 };
 
 struct ShareGroup {
+    // A provisional id (importer/known_contents.h) becomes the real one, the hash of the
+    // clone its first member made, before any other member is deduplicated against it.
     ObjectId id;
+    bool provisional = false;
     bool has_object = false;  // the pool holds it already: every member is deduplicated
     uint32_t replica = 0;
     std::vector<size_t> members;         // indices into the batch

@@ -23,6 +23,10 @@ struct MadeObject {
     enum Outcome { made, changed, refused, unshareable } outcome = changed;
     FileStat st;  // of the object, after it was protected
     ObjectRecord rec;
+    // clone_object: the id of the clone's bytes, and whether the pool had that object
+    // already (the guest file then shares the clone's blocks, not the object's).
+    ObjectId id;
+    bool existed = false;
 };
 
 // The index's record of an object with this content, created now.

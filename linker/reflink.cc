@@ -1,6 +1,7 @@
 #include "linker/reflink.h"
 
 #include "store/extents.h"
+#include "store/fault.h"
 #include "store/fresh_file.h"
 #include "store/identify.h"
 
@@ -21,14 +22,21 @@ Result<Fd> scratch(const Pool& pool) {
 
 }  // namespace
 
-Result<MadeObject> clone_object(const Pool& pool, const ObjectId& id, int guest_fd,
-                                const std::string& shown) {
-    std::string obj_shown = pool.object_shown(id);
+Result<MadeObject> clone_object(const Pool& pool, const std::optional<ObjectId>& expected,
+                                int guest_fd, const FileStat& walked, const std::string& shown) {
+    std::string obj_shown =
+        expected ? pool.object_shown(*expected) : pool.path() + "/tmp (a new object)";
     auto tmp = scratch(pool);
     if (!tmp) return std::unexpected(tmp.error());
+    fault_point("reflink.clone");  // a guest writing here is what the check below catches
     if (auto r = clone_file(tmp->get(), guest_fd, shown + " -> " + obj_shown); !r) {
         if (refused(r.error().err)) return MadeObject{MadeObject::refused};
         return std::unexpected(r.error());
+    }
+    if (!expected) {
+        auto now = stat_fd(guest_fd, shown);
+        if (!now) return std::unexpected(now.error());
+        if (!now->unchanged(walked)) return MadeObject{MadeObject::changed};
     }
     // Data the filesystem keeps inline (btrfs, up to 2 KiB) was copied, not shared: such an
     // object would save nothing and share with nobody.
@@ -38,16 +46,22 @@ Result<MadeObject> clone_object(const Pool& pool, const ObjectId& id, int guest_
     // Hash what is published: the clone, which only the pool can reach.
     auto now = identify_fd(tmp->get(), obj_shown, pool.settings().id_rules());
     if (!now) return std::unexpected(now.error());
-    if (now->id != id) return MadeObject{MadeObject::changed};
+    if (expected && now->id != *expected) return MadeObject{MadeObject::changed};
+    const ObjectId& id = now->id;
+    obj_shown = pool.object_shown(id);
+    MadeObject out;
     if (auto l = link_unnamed(tmp->get(), pool.objects_fd(), Pool::object_name(id), obj_shown);
-        !l && l.error().err != EEXIST)
-        return std::unexpected(l.error());
-    // EEXIST: the object is there already, and the guest file shares the clone's blocks,
-    // which hold the same bytes; share_object makes it share the object's.
+        !l) {
+        if (l.error().err != EEXIST) return std::unexpected(l.error());
+        // The object is there already (made by an earlier batch of a provisional id): the
+        // guest file shares the clone's blocks, which hold the same bytes, and the caller
+        // makes it share the object's (share_object).
+        out.existed = true;
+    }
     auto st = pool.stat_object(id);
     if (!st) return std::unexpected(st.error());
     if (!*st) return fail(obj_shown + ": gone right after it was linked");
-    MadeObject out;
+    out.id = id;
     out.outcome = MadeObject::made;
     out.st = **st;
     out.rec = record_of(now->hash);

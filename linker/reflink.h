@@ -4,7 +4,8 @@
 //   clone_object   a new object: an unnamed file in POOL/tmp made with FICLONE from the
 //                  guest file, hashed from the clone (a guest writing its own file after the
 //                  clone gives itself private blocks and cannot reach the object), then
-//                  linked at its name. The guest file already shares its blocks.
+//                  linked at its name. The guest file already shares its blocks. Where the
+//                  guest file was read with XXH3 alone, the clone's hash is the id.
 //   share_object   a further guest file: FIDEDUPERANGE against the object; the kernel
 //                  compares the bytes under lock, so a file that changed since it was hashed
 //                  is left as it is (`changed`).
@@ -16,6 +17,7 @@
 // pool only.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "linker/object_maker.h"
@@ -23,9 +25,12 @@
 
 namespace unify {
 
-// guest_fd: open for reading on the guest file hashed as `id`.
-Result<MadeObject> clone_object(const Pool& pool, const ObjectId& id, int guest_fd,
-                                const std::string& shown);
+// guest_fd: open for reading on the guest file hashed as `expected`; none where it was not
+// hashed (Hashed::provisional): the clone's hash is the id, whatever it is, and the file must
+// still be as `walked` once cloned (outcome `changed` otherwise), so that what is recorded of
+// it is what was cloned.
+Result<MadeObject> clone_object(const Pool& pool, const std::optional<ObjectId>& expected,
+                                int guest_fd, const FileStat& walked, const std::string& shown);
 
 enum class Shared { shared, changed, refused };  // refused: EPERM (immutable, append-only)
 // guest_fd: open (read-only is enough as root) on a guest file of `size` bytes.
