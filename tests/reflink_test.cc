@@ -417,6 +417,28 @@ TEST_P(Reflink, AFileWrittenBeforeItsCloneIsSkippedAsChangedAndMakesNoObject) {
     EXPECT_EQ(json_of(unify({"--json", "status"}))["pool"]["objects"], 0);
 }
 
+// import --dry-run in a reflink pool counts what the import then does (new content is only
+// read with XXH3 there, grouped by its stand-in id) and does nothing: no clone, no object,
+// every guest file as it was.
+TEST_P(Reflink, DryRunPredictsTheImportAndChangesNothing) {
+    ASSERT_EQ(unify({"init", "--share", "reflink"}).status, 0);
+    int objects = 0;
+    for (const auto& [name, root] : {std::pair{"g1", g1}, {"g2", g2}}) {
+        std::string before = identity(root);
+        Json dry = json_of(unify({"--json", "import", "--dry-run", name, root}));
+        EXPECT_EQ(identity(root), before) << name;
+        EXPECT_EQ(json_of(unify({"--json", "status"}))["pool"]["objects"], objects) << name;
+        Json real = json_of(unify({"--json", "import", name, root}));
+        for (const char* k : {"newly_linked", "new_objects", "bytes_new_objects", "bytes_saved"})
+            EXPECT_EQ(dry[k], real[k]) << name << " " << k << "\n"
+                                       << dry.dump() << "\n"
+                                       << real.dump();
+        objects = json_of(unify({"--json", "status"}))["pool"]["objects"].get<int>();
+    }
+    EXPECT_GT(objects, 0);
+    EXPECT_TRUE(share_blocks(g1 + "/usr/lib/big", g2 + "/usr/lib/big"));
+}
+
 TEST(ReflinkInit, AutoChoosesWhatTheFilesystemHasAndReflinkIsRefusedClearlyElsewhere) {
     for (const char* type : {"xfs", "btrfs", "ext4"}) {
         LoopFs fs(type, 320);
