@@ -849,8 +849,15 @@ Result<void> Importer::share_batch(Txn& txn, const Groups& g, std::vector<WalkEn
     size_t applied = 0;
     for (const ShareGroup& s : work) {
         // A provisional id is the real one by now, if any member made or found the object.
-        auto state = object_state(txn, s.id);
-        if (!state) return std::unexpected(state.error());
+        // Only an object the clone found in the pool needs its state read (is it recorded?);
+        // a made one gets its state from object_made, and the others have theirs already.
+        bool found = std::any_of(s.outcomes.begin(), s.outcomes.end(),
+                                 [](const ShareOutcome& o) { return o.object.existed; });
+        auto state = found ? object_state(txn, s.id) : &objects_[s.id];
+        if (!state) {
+            if (first) first = std::unexpected(state.error());
+            continue;
+        }
         ObjectState& obj = **state;
         for (size_t k = 0; k < s.members.size(); ++k) {
             auto r = record_shared(txn, s.id, obj, batch[s.members[k]], s.outcomes[k]);
