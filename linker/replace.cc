@@ -1,5 +1,6 @@
 #include "linker/replace.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>  // renameat2
 #include <unistd.h>
@@ -15,6 +16,20 @@ namespace {
 
 // `exchanged`: `now` was looked at after our own exchange moved it, so its ctime moved too.
 using Check = std::function<bool(const FileStat& now, const FileStat& expected, bool exchanged)>;
+
+// Moves the guest's file at temp_name to a ".kept" name, which no sweep removes, and returns
+// where it is. The guest sees temp_name (inotify) and may have planted temp_name + ".kept"
+// already: the name then gets a random part. Left at temp_name only on another error.
+std::string keep_aside(int dirfd, const std::string& temp_name) {
+    std::string kept = temp_name + ".kept";
+    for (int tries = 0; tries < 16; ++tries) {
+        if (renameat2(dirfd, temp_name.c_str(), dirfd, kept.c_str(), RENAME_NOREPLACE) == 0)
+            return kept;
+        if (errno != EEXIST) break;
+        kept = temp_name + "." + random_hex(4) + ".kept";
+    }
+    return temp_name;
+}
 
 // Puts temp in name's place if name still passes `check`; the temporary never outlives us (what
 // it holds after the swap is unlinked, or handed to `trash`).
@@ -77,9 +92,7 @@ Result<Replaced> swap_in(int dirfd, const std::string& temp_name, const std::str
     // is its file, never ours to remove. It may even be a copy of the object (the guest put
     // back what it had), which at temp_name the next sweep would take for an original the
     // exchange displaced: ".kept" names are never swept.
-    std::string kept = temp_name + ".kept";
-    if (renameat2(dirfd, temp_name.c_str(), dirfd, kept.c_str(), RENAME_NOREPLACE) != 0)
-        kept = temp_name;
+    std::string kept = keep_aside(dirfd, temp_name);
     return fail("replace " + shown + ": the guest changed it twice while unify replaced it; " +
                 "its file is kept as " + kept);
 }

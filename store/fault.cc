@@ -134,7 +134,9 @@ void fault_point(const char* step) {
     static const char* link_spec = getenv("UNIFY_FAULT_LINK");
     static const char* writer_spec = getenv("UNIFY_FAULT_WRITER");
     static const char* rename_spec = getenv("UNIFY_FAULT_RENAME");
-    if (!spec && !trace && !write_spec && !link_spec && !writer_spec && !rename_spec) return;
+    static const char* pause_spec = getenv("UNIFY_FAULT_PAUSE");
+    if (!spec && !trace && !write_spec && !link_spec && !writer_spec && !rename_spec && !pause_spec)
+        return;
     std::lock_guard<std::mutex> lock(mu);
     long n = ++hits[step];
     if (trace) {
@@ -154,6 +156,8 @@ void fault_point(const char* step) {
         std::string one(rename_spec + at, end - at);
         if (auto from_to = armed(one.c_str(), step, n)) outside_rename(*from_to);
     }
+    if (auto ms = pause_spec ? armed(pause_spec, step, n) : std::nullopt)
+        usleep(useconds_t(atol(ms->c_str())) * 1000);
     if (spec && names_hit(spec, step, n)) kill(getpid(), SIGKILL);
 }
 

@@ -11,11 +11,15 @@
 // And gc's last check before it removes an object: a link added after gc listed the object
 // as garbage (UNIFY_FAULT_LINK at gc.check) must keep it.
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "tests/sample_guests.h"
 #include "tests/test_support.h"
@@ -135,6 +139,87 @@ TEST_P(RaceHooks, PathMovedTwiceWithinTheSwapKeepsBothFiles) {
     EXPECT_EQ(read_file(victim), "version 2\n");
     EXPECT_EQ(read_file(dir + "/" + kept), kContent) << "the guest's copy was swept";
     EXPECT_NE(r.err.find("left alone"), std::string::npos) << show(r);
+    EXPECT_EQ(objects_not_matching_their_id(s.pool), std::vector<std::string>{});
+}
+
+// Plants NAME.kept at every temporary name unify creates in one directory, as a guest
+// that saw the name with inotify can.
+class KeptNamePlanter {
+  public:
+    explicit KeptNamePlanter(std::string dir) : dir_(std::move(dir)) {
+        fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        inotify_add_watch(fd_, dir_.c_str(), IN_CREATE);
+        thread_ = std::thread([this] { loop(); });
+    }
+    ~KeptNamePlanter() {
+        stop_ = true;
+        thread_.join();
+        close(fd_);
+    }
+    size_t planted() const { return planted_; }
+
+  private:
+    void loop() {
+        alignas(struct inotify_event) char buf[16384];
+        while (!stop_) {
+            ssize_t n = read(fd_, buf, sizeof buf);
+            if (n <= 0) {
+                usleep(200);
+                continue;
+            }
+            for (char* p = buf; p < buf + n;) {
+                auto* ev = reinterpret_cast<struct inotify_event*>(p);
+                p += sizeof *ev + ev->len;
+                std::string name = ev->len ? ev->name : "";
+                if (name.rfind(".unify-", 0) != 0 || name.ends_with(".kept")) continue;
+                ThreeGuests::file(dir_ + "/" + name + ".kept", "planted\n", 0644, 21);
+                ++planted_;
+            }
+        }
+    }
+    std::string dir_;
+    int fd_ = -1;
+    std::atomic<bool> stop_{false};
+    std::atomic<size_t> planted_{0};
+    std::thread thread_;
+};
+
+// The same double move, with the ".kept" name taken by the guest beforehand: the guest's
+// copy goes to another ".kept" name, not left at the temporary one, where the next import's
+// sweep would take a copy of the object for an original the exchange displaced.
+TEST_P(RaceHooks, PathMovedTwiceWithAPlantedKeptNameKeepsEveryFile) {
+    TwoGuests s;
+    UNIFY_REQUIRE(need_immutable(s.dir.path()));
+    auto r = s.object_made_by_g1("/usr/lib/f");
+    ASSERT_EQ(r.status, 0) << show(r);
+    std::string dir = s.g2 + "/usr/lib", victim = dir + "/f";
+    std::string upgrade = s.dir / "f.dpkg-new", again = s.dir / "f.again";
+    ThreeGuests::file(upgrade, "version 2\n", 0644, 22);
+    ThreeGuests::file(again, kContent, 0644, 21);
+    {
+        KeptNamePlanter planter(dir);
+        r = s.import("g2", {"UNIFY_FAULT_RENAME=replace.rename:1:" + upgrade + ":" + victim +
+                                ";replace.exchanged:1:" + again + ":" + victim,
+                            "UNIFY_FAULT_PAUSE=replace.exchanged:1:300"});
+        ASSERT_EQ(planter.planted(), 1u) << show(r);
+    }
+    EXPECT_NE(r.status, 0) << show(r);
+    EXPECT_NE(r.err.find("changed it twice"), std::string::npos) << show(r);
+    EXPECT_EQ(read_file(victim), "version 2\n");
+    std::set<std::string> copies, planted;
+    for (const auto& n : entries(dir)) {
+        if (n == "f") continue;
+        EXPECT_TRUE(n.ends_with(".kept")) << n << " can be taken for a temporary";
+        (read_file(dir + "/" + n) == kContent ? copies : planted).insert(n);
+    }
+    ASSERT_EQ(copies.size(), 1u);
+    ASSERT_EQ(planted.size(), 1u);
+    EXPECT_NE(r.err.find(*copies.begin()), std::string::npos) << show(r);
+
+    r = s.import("g2");
+    ASSERT_EQ(r.status, 0) << show(r);
+    EXPECT_EQ(read_file(dir + "/" + *copies.begin()), kContent) << "the guest's copy was swept";
+    EXPECT_EQ(read_file(dir + "/" + *planted.begin()), "planted\n");
     EXPECT_EQ(objects_not_matching_their_id(s.pool), std::vector<std::string>{});
 }
 
