@@ -112,9 +112,9 @@ Result<Replaced> rename_over(int dirfd, const std::string& temp_name, const std:
     return swap_in(
         dirfd, temp_name, name, expected,
         [](const FileStat& now, const FileStat& exp, bool) { return now.same_inode(exp); },
-        // No crash point after the exchange: unshare's re-run does not sweep, so the object
-        // link a kill leaves at the copy's name waits for the guest's next import.
-        [&] { return *copy; }, nullptr, shown, nullptr);
+        // Killed after the exchange, the object's link stays at the copy's name: unshare's
+        // re-run removes it (linker/unshare.cc), and so does the guest's next import.
+        [&] { return *copy; }, nullptr, shown, "unshare.exchanged");
 }
 
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,

@@ -60,6 +60,47 @@ Result<Outcome> install_copy(Pool& pool, Txn& txn, const LinkRecord& l, const Pr
     return Outcome::not_linked;
 }
 
+// A run killed between install_copy's exchange and its unlink left the object's link at the
+// copy's temporary name, beside a path that is private now (its record stays: the batch's
+// transaction never committed). The re-run finds the path not linked and removes such links
+// here, inside the object's window (they are the protected inode). Left, a forgotten guest
+// would keep an immutable name nobody records, and the object would never be garbage.
+Result<void> remove_displaced_links(Pool& pool, Txn& txn, int root_fd, const std::string& root,
+                                    const LinkRecord& l, DirTimes& dir_times, std::ostream& log) {
+    std::string shown = join_path(root, l.path);
+    auto gp = open_guest_parent(root_fd, l.path, shown);
+    if (!gp) return std::unexpected(gp.error());
+    if (!*gp) return {};
+    auto obj = pool.open_object(l.id, l.replica);
+    if (!obj) return obj.error().err == ENOENT ? Result<void>() : std::unexpected(obj.error());
+    auto obj_st = stat_fd(obj->get(), pool.object_shown(l.id, l.replica));
+    if (!obj_st) return std::unexpected(obj_st.error());
+    int dirfd = (*gp)->dir.get();
+    std::string dir = shown.substr(0, shown.rfind('/'));
+    auto entries = read_dir(dirfd, dir);
+    if (!entries) return std::unexpected(entries.error());
+    const std::string prefix = pool.temp_prefix() + "copy.";
+    for (const auto& e : *entries) {
+        if (!e.name.starts_with(prefix)) continue;
+        std::string name = join_path(dir, e.name);
+        auto st = stat_if_exists(dirfd, e.name, name);
+        if (!st) return std::unexpected(st.error());
+        if (!*st || !(*st)->same_inode(*obj_st)) continue;
+        auto act = [&]() -> Result<void> {
+            dir_times.before(dirfd);
+            if (unlinkat(dirfd, e.name.c_str(), 0) != 0 && errno != ENOENT)
+                return sys_fail("unlinkat", name);
+            dir_times.after(dirfd);
+            return {};
+        };
+        if (auto r = with_links_guarded(pool, &txn, l.id, l.replica, obj->get(), act, log); !r)
+            return r;
+        log << "unify: removed " << name << ", a link to object "
+            << pool.object_shown(l.id, l.replica) << " that an interrupted unshare left\n";
+    }
+    return {};
+}
+
 // A reflink pool: the guest file keeps its inode, path and metadata and gets blocks of its
 // own (linker/reflink.h); nothing is renamed, no window. not_linked when the path is no
 // longer the inode that was recorded.
@@ -214,6 +255,12 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
                 continue;
             }
             ++sum.not_linked;
+            if (auto d = remove_displaced_links(pool, **txn, root->fd.get(), root->path, l,
+                                                dir_times, log);
+                !d) {
+                outcome = d;
+                break;
+            }
             if (auto d = (*txn)->delete_link(l.guest, l.path); !d) {
                 outcome = d;
                 break;

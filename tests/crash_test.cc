@@ -173,7 +173,7 @@ TEST_P(Crash, KillAtEveryFaultPointConverges) {
     for (const char* must :
          {"adopt.link", "adopt.protect", "copy.link", "replace.link", "replace.rename",
           "replace.exchanged", "window.unprotect", "window.protect", "index.commit",
-          "unshare.create", "unshare.sync", "gc.unprotect", "gc.unlink"})
+          "unshare.create", "unshare.sync", "unshare.exchanged", "gc.unprotect", "gc.unlink"})
         EXPECT_TRUE(kinds.count(must)) << "the scenario never reaches fault point " << must;
 
     int walked = 0, batch_slots_killed = 0;
