@@ -94,6 +94,8 @@ std::string skip_key(const std::string& reason) {
         {skip::kBusy, "busy"},
         {skip::kFlagged, "flagged"},
         {skip::kUnreadable, "unreadable"},
+        {skip::kInline, "inline"},
+        {skip::kDamagedObject, "damaged_object"},
     };
     for (const auto& [text, key] : known)
         if (reason == text) return key;

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <functional>
 #include <future>
 #include <memory>
@@ -136,6 +137,10 @@ class Importer {
     Result<void> record_linked(Txn& txn, LinkWork& w, std::vector<WalkEntry>& batch);
     Result<void> predict_group(Txn& txn, const ObjectId& id, const std::vector<size_t>& members,
                                const std::vector<WalkEntry>& batch);
+    std::string damaged_object(const ObjectState& obj, const std::vector<size_t>& members,
+                               const std::vector<WalkEntry>& batch) const;
+    bool refuse_damaged(const ObjectId& id, const ObjectState& obj,
+                        const std::vector<size_t>& members, const std::vector<WalkEntry>& batch);
     std::vector<size_t> split_linked(const ObjectState& obj, const std::vector<size_t>& members,
                                      const std::vector<WalkEntry>& batch,
                                      std::vector<size_t>& linked);
@@ -455,6 +460,56 @@ Result<void> Importer::adopt_new_objects(Txn& txn, const std::vector<ObjectId>& 
 
 // The members of a group that already are the object's inode (linked before, but the index
 // has no record of it): they are counted, and recorded by the real run. The rest is returned.
+// What in the object's inode contradicts its id, judged by a member that hashed to it and is
+// another inode: the size, and in a hardlink pool the metadata every linked path shows. ""
+// when nothing does. Its bytes are verify --full's to check: reading them here would cost
+// every linked file a second read.
+std::string Importer::damaged_object(const ObjectState& obj, const std::vector<size_t>& members,
+                                     const std::vector<WalkEntry>& batch) const {
+    if (!obj.st) return "";
+    const FileStat& o = *obj.st;
+    for (size_t i : members) {
+        const FileStat& m = batch[i].st;
+        if (o.same_inode(m)) continue;
+        auto differs = [](const char* what, auto has, auto want) {
+            return std::string(what) + " " + std::to_string(has) + ", the id says " +
+                   std::to_string(want);
+        };
+        if (o.size != m.size) return differs("size", o.size, m.size);
+        const IdRules rules = pool_.settings().id_rules();
+        if (rules.content_only) return "";
+        if (o.mode != m.mode) {
+            char has[16], want[16];
+            snprintf(has, sizeof has, "%o", o.mode);
+            snprintf(want, sizeof want, "%o", m.mode);
+            return std::string("mode ") + has + ", the id says " + want;
+        }
+        if (o.uid != m.uid) return differs("uid", o.uid, m.uid);
+        if (o.gid != m.gid) return differs("gid", o.gid, m.gid);
+        if (!rules.ignore_mtime && o.mtime_ns != m.mtime_ns)
+            return differs("mtime (ns)", o.mtime_ns, m.mtime_ns);
+        return "";
+    }
+    return "";
+}
+
+// A damaged object (damaged_object) gets no member: each keeps its own file, counted as
+// skipped, and the import warns once.
+bool Importer::refuse_damaged(const ObjectId& id, const ObjectState& obj,
+                              const std::vector<size_t>& members,
+                              const std::vector<WalkEntry>& batch) {
+    std::string why = damaged_object(obj, members, batch);
+    if (why.empty()) return false;
+    std::string warning = "object " + pool_.object_shown(id, obj.replica) +
+                          " does not match its id (" + why +
+                          "): no guest file is linked to it; run unify verify";
+    log_ << "unify: warning: " << warning << "\n";
+    sum_.warnings.push_back(warning);
+    for (size_t i : members)
+        if (!obj.st->same_inode(batch[i].st)) skip_file(batch[i], skip::kDamagedObject);
+    return true;
+}
+
 std::vector<size_t> Importer::split_linked(const ObjectState& obj,
                                            const std::vector<size_t>& members,
                                            const std::vector<WalkEntry>& batch,
@@ -659,6 +714,9 @@ Result<std::vector<size_t>> Importer::prepare_group(Txn& txn, const ObjectId& id
     auto state = object_state(txn, id);
     if (!state) return std::unexpected(state.error());
     ObjectState& obj = **state;
+    // 0. An object changed behind unify's back (a disk's fault, root's chattr and write) must
+    //    not take the place of good guest files: what the id promises is looked at first.
+    if (refuse_damaged(id, obj, members, batch)) return std::vector<size_t>{};
     // 1. An object on disk without a record: a run was killed before its index commit. The
     //    members were hashed just now against this id, so their hash is the object's.
     if (obj.st && !obj.recorded) {
@@ -925,6 +983,7 @@ Result<void> Importer::predict_group(Txn& txn, const ObjectId& id,
     auto state = object_state(txn, id);
     if (!state) return std::unexpected(state.error());
     ObjectState& obj = **state;
+    if (refuse_damaged(id, obj, members, batch)) return {};
     // Every member would be linked and its record written: not stale (stale_records).
     for (size_t i : members) seen_.push_back(path_key(batch[i].path));
     std::vector<size_t> linked;

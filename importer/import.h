@@ -43,7 +43,7 @@ struct ImportSummary {
     SkipCounts skipped;
     std::string package_dbs;            // package databases read: "dpkg", "none", ...
     uint64_t config_files = 0;          // configuration files they name
-    std::vector<std::string> warnings;  // package databases found but not read
+    std::vector<std::string> warnings;  // package databases not read, damaged objects met
 };
 
 // `log` gets -v lines and warnings about single files; errors that stop the import come

@@ -49,6 +49,8 @@ inline constexpr const char* kChanged = "changed while being imported";
 inline constexpr const char* kBusy = "open for writing (a running guest writes it)";
 inline constexpr const char* kFlagged = "immutable or append-only flag set in the guest";
 inline constexpr const char* kUnreadable = "unreadable";
+inline constexpr const char* kDamagedObject =
+    "the pool's object for it does not match its id (see unify verify)";
 inline constexpr const char* kInline = "too small to share blocks (data inline in metadata)";
 }  // namespace skip
 

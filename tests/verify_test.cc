@@ -117,6 +117,54 @@ TEST(Verify, CatchesChangedModeAsMetadata) {
     EXPECT_TRUE(contains(r.out, "linked by g2:/usr/bin/tool\n")) << r.out;
 }
 
+// Import trusts an object by its id: one damaged behind unify's back in a way a look at its
+// inode shows (cut short with its mtime put back, or chmod-ed) must not take the place of a
+// new guest's good file. The guest keeps its own file; verify --quarantine and the next
+// import then give it a correct object.
+TEST(Verify, ADamagedObjectTakesNoGoodFileFromANewGuest) {
+    for (const std::string damage : {"truncate -s 100", "chmod 0700"}) {
+        TempDir dir;
+        UNIFY_REQUIRE(need_immutable(dir.path()));
+        Pool3 s(dir);
+        ASSERT_TRUE(s.init_and_import());
+        std::string obj = s.object_of(s.g1 + "/usr/bin/tool");
+        ASSERT_NE(obj, "");
+        struct stat before = stat_path(obj);
+        ASSERT_EQ(sh("chattr -i '" + obj + "' && " + damage + " '" + obj + "'"), 0);
+        set_mtime(obj, before.st_mtim.tv_sec, before.st_mtim.tv_nsec);
+        ASSERT_EQ(sh("chattr +i '" + obj + "'"), 0);
+
+        std::string g4 = dir / "g4", tool = g4 + "/usr/bin/tool";
+        ThreeGuests::file(g4 + "/usr/lib/libc.so", kLib, 0644, 1);
+        ThreeGuests::file(tool, kTool, 0755, 2);
+        const char v[] = "sample";
+        ASSERT_EQ(setxattr(tool.c_str(), "user.unify-test", v, sizeof v - 1, 0), 0);
+        set_mtime(tool, kSampleMtime, 2);
+        ino_t own = stat_path(tool).st_ino;
+
+        auto r = s.unify({"import", "g4", g4, "--dry-run", "--json"});
+        EXPECT_EQ(r.status, 0) << damage << "\n" << r.out << r.err;
+        EXPECT_TRUE(contains(r.err, "does not match its id")) << damage << "\n" << r.err;
+        EXPECT_TRUE(contains(r.out, "\"damaged_object\": 1")) << damage << "\n" << r.out;
+        r = s.unify({"import", "g4", g4});
+        EXPECT_EQ(r.status, 0) << damage << "\n" << r.out << r.err;
+        EXPECT_TRUE(contains(r.err, "does not match its id")) << damage << "\n" << r.err;
+        EXPECT_EQ(read_file(tool), kTool) << damage;
+        EXPECT_EQ(stat_path(tool).st_mode & 07777, 0755u) << damage;
+        EXPECT_EQ(stat_path(tool).st_ino, own) << damage << ": linked to the damaged object";
+        EXPECT_NE(stat_path(g4 + "/usr/lib/libc.so").st_nlink, 1u) << "the rest is linked";
+
+        r = s.unify({"verify", "--quarantine"});
+        EXPECT_EQ(r.status, 1) << r.out << r.err;
+        r = s.unify({"import", "g4", g4});
+        EXPECT_EQ(r.status, 0) << r.out << r.err;
+        EXPECT_FALSE(contains(r.err, "does not match its id")) << r.err;
+        EXPECT_EQ(read_file(tool), kTool) << damage;
+        EXPECT_TRUE(is_immutable(tool)) << damage << ": not linked to a correct object";
+        EXPECT_EQ(objects_not_matching_their_id(s.pool), std::vector<std::string>{});
+    }
+}
+
 TEST(Verify, CatchesAMissingFlagAndQuarantineProtectsItAgain) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
