@@ -32,18 +32,22 @@
 #include <lmdb.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
 #include "store/fault.h"
+#include "store/map_guard.h"
 
 namespace unify {
 namespace {
@@ -97,7 +101,10 @@ struct Env {
     Env() = default;
     Env(const Env&) = delete;
     Env& operator=(const Env&) = delete;
+    void* map = nullptr;  // guarded (store/map_guard.h) while open
+
     ~Env() {
+        if (map) unguard_mapping(map);
         if (env) mdb_env_close(env);
     }
 };
@@ -1488,6 +1495,57 @@ Result<void> open_tables(Env& env, bool create) {
     return {};
 }
 
+// Where this process maps the file with inode `ino`: from /proc/self/maps, whose lines read
+// "start-end perms offset dev inode path".
+std::optional<std::pair<void*, size_t>> mapping_of(dev_t dev, ino_t ino) {
+    FILE* f = fopen("/proc/self/maps", "re");
+    if (!f) return std::nullopt;
+    std::optional<std::pair<void*, size_t>> found;
+    char line[4096];
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long start = 0, end = 0, offset = 0, inode = 0;
+        unsigned maj = 0, min = 0;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &start, &end, perms, &offset, &maj, &min,
+                   &inode) == 7 &&
+            inode == ino && maj == major(dev) && min == minor(dev) && offset == 0)
+            found = std::pair{reinterpret_cast<void*>(start), size_t(end - start)};
+    }
+    fclose(f);
+    return found;
+}
+
+// LMDB reads its pages through a shared mapping and trusts the file to hold every page the
+// last commit names: reading one past a truncated end is SIGBUS, not an error code. So the
+// file's size is checked against the last page once here, and the mapping is guarded for
+// what slips past (a damaged page pointing beyond the end).
+Result<void> check_file_size(Env& env) {
+    MDB_envinfo info{};
+    MDB_stat stat{};
+    if (int rc = mdb_env_info(env.env, &info); rc != 0)
+        return mdb_fail(env, "mdb_env_info", nullptr, rc);
+    if (int rc = mdb_env_stat(env.env, &stat); rc != 0)
+        return mdb_fail(env, "mdb_env_stat", nullptr, rc);
+    int fd = -1;
+    if (int rc = mdb_env_get_fd(env.env, &fd); rc != 0)
+        return mdb_fail(env, "mdb_env_get_fd", nullptr, rc);
+    std::string data = env.dir + "/data.mdb";
+    struct stat st;
+    if (fstat(fd, &st) != 0) return sys_fail("fstat", data);
+    uint64_t needed = (uint64_t(info.me_last_pgno) + 1) * stat.ms_psize;
+    if (uint64_t(st.st_size) < needed)
+        return fail("open(" + data + "): the file has " + std::to_string(st.st_size) +
+                    " bytes, its last page ends at " + std::to_string(needed) + kReindexHint);
+    // LMDB does not say where it mapped the file (me_mapaddr is only set with MDB_FIXEDMAP).
+    auto map = mapping_of(st.st_dev, st.st_ino);
+    if (!map) return {};
+    env.map = map->first;
+    guard_mapping(map->first, map->second,
+                  "reading " + data + " faulted (a page past the end of the file, or a disk " +
+                      "error)" + kReindexHint);
+    return {};
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Index>> Index::open(const std::string& dir, bool create) {
@@ -1517,6 +1575,7 @@ Result<std::unique_ptr<Index>> Index::open(const std::string& dir, bool create) 
     // Read transactions are handed between threads and several may be open in one.
     if (int rc = mdb_env_open(env->env, dir.c_str(), MDB_NOTLS, 0600); rc != 0)
         return mdb_fail(*env, "mdb_env_open", nullptr, rc);
+    if (auto r = check_file_size(*env); !r) return std::unexpected(r.error());
     // Reader slots of crashed processes would pin old pages forever.
     int dead = 0;
     if (int rc = mdb_reader_check(env->env, &dead); rc != 0)

@@ -208,6 +208,48 @@ TEST(Index, CorruptDataFileIsAnErrorNotACrash) {
     }
 }
 
+// A data file shorter than its last committed page (truncated by a full disk, a bad copy):
+// refused at open with the reindex hint; and one cut short while open (what a damaged page
+// pointing past the end would also read) ends the process with that message, not SIGBUS.
+TEST(Index, TruncatedDataFileIsAnErrorNotABusError) {
+    TempDir tmp;
+    {
+        auto index = Index::open(tmp.index(), true);
+        ASSERT_TRUE(index) << index.error().message;
+        auto txn = (*index)->write();
+        ASSERT_TRUE(txn);
+        for (int i = 0; i < 200; ++i) {
+            GuestRecord g = make_guest("web" + std::to_string(i));
+            ASSERT_OK((*txn)->put_guest(g));
+        }
+        ASSERT_OK((*txn)->commit());
+    }
+    std::string data = tmp.index() + "/data.mdb";
+    struct stat st;
+    ASSERT_EQ(::stat(data.c_str(), &st), 0);
+    ASSERT_GT(st.st_size, 4 * 4096);
+    std::string whole;
+    {
+        auto index = Index::open(tmp.index(), false);
+        ASSERT_TRUE(index) << index.error().message;
+        ASSERT_EQ(::truncate(data.c_str(), 2 * 4096), 0);
+        EXPECT_EXIT(
+            {
+                auto txn = (*index)->read();
+                if (txn) (void)(*txn)->guests();
+                _exit(0);
+            },
+            testing::ExitedWithCode(1), "reading .*data.mdb faulted.*run `unify reindex`");
+    }
+    auto index = Index::open(tmp.index(), false);
+    ASSERT_FALSE(index);
+    EXPECT_NE(index.error().message.find("the file has 8192 bytes, its last page ends at"),
+              std::string::npos)
+        << index.error().message;
+    EXPECT_NE(index.error().message.find("run `unify reindex`"), std::string::npos)
+        << index.error().message;
+}
+
 // Writes raw values with LMDB itself, as a damaged or foreign index would hold them.
 void poke(const std::string& dir, const char* table, const std::string& key,
           const std::string& val) {
