@@ -7,10 +7,10 @@
 #include <utility>
 #include <vector>
 
+#include "store/printable.h"
+
 namespace unify {
 
-// Control characters, backslash and bytes that are not valid UTF-8 become \n, \t, \\ or \xNN.
-std::string printable(const std::string& s);
 // "375.6 MB (375,612,345 bytes)"
 std::string format_bytes(uint64_t n);
 // "28,343"

@@ -53,14 +53,21 @@ class ProgressLine::ClearingBuf : public std::streambuf {
     explicit ClearingBuf(ProgressLine& line) : line_(line), out_(std::cerr.rdbuf()) {}
 
   protected:
+    // What reaches the terminal is made terminal_safe (store/printable.h): a guest name a
+    // message carries unescaped must not send the admin's terminal escape sequences.
     int overflow(int c) override {
         if (c == traits_type::eof()) return traits_type::not_eof(c);
         line_.clear();
-        return out_->sputc(char(c));
+        std::string safe = terminal_safe(std::string(1, char(c)));
+        return out_->sputn(safe.data(), std::streamsize(safe.size())) ? c : traits_type::eof();
     }
     std::streamsize xsputn(const char* s, std::streamsize n) override {
         line_.clear();
-        return out_->sputn(s, n);
+        std::string safe = terminal_safe(std::string(s, size_t(n)));
+        return out_->sputn(safe.data(), std::streamsize(safe.size())) ==
+                       std::streamsize(safe.size())
+                   ? n
+                   : 0;
     }
     int sync() override { return out_->pubsync(); }
 

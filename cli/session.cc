@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/json.h"
+#include "store/printable.h"
 
 namespace unify {
 
@@ -46,7 +47,7 @@ void set_json_errors(bool on) {
 
 int report(const Error& e) {
     if (json_errors) print_json(error_json(e));
-    std::cerr << "unify: error: " << e.message << "\n";
+    std::cerr << "unify: error: " << terminal_safe(e.message) << "\n";
     return kExitError;
 }
 

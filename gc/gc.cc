@@ -15,6 +15,7 @@
 #include "store/link_check.h"
 #include "store/mounts.h"
 #include "store/parallel.h"
+#include "store/printable.h"
 #include "store/trash.h"
 
 namespace unify {
@@ -80,7 +81,7 @@ Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log
         if (auto r = (*txn)->for_each_link_of_guest(g.id, visit); !r) return r;
         if (!visit_error) return visit_error;
         for (const auto& path : stale) {
-            if (opt.verbose) log << "drop record " << g.name << ":" << path << "\n";
+            if (opt.verbose) log << "drop record " << g.name << ":" << printable(path) << "\n";
             if (!opt.dry_run) {
                 if (auto r = (*txn)->delete_link(g.id, path); !r) return r;
             }

@@ -10,6 +10,7 @@
 #include "importer/rules.h"
 #include "store/guest_path.h"
 #include "store/guest_root.h"
+#include "store/printable.h"
 
 namespace unify {
 
@@ -87,9 +88,10 @@ Result<std::string> explain_path(Pool& pool, const ImportOptions& opt, const std
     auto canon = resolve_guest_target(root->fd.get(), root->path, path);
     if (!canon) return std::unexpected(canon.error());
     std::string guest_path = guest_path_as_written(root->path, path);
-    std::string head = *canon;
+    std::string head = printable(*canon);
     while (guest_path.size() > 1 && guest_path.back() == '/') guest_path.pop_back();
-    if (*canon != guest_path) head = guest_path + " (in the guest: " + *canon + ")";
+    if (*canon != guest_path)
+        head = printable(guest_path) + " (in the guest: " + printable(*canon) + ")";
 
     auto st = stat_guest_path(root->fd.get(), *canon, join_path(root->path, *canon));
     if (!st) return std::unexpected(st.error());

@@ -46,6 +46,7 @@
 #include "store/link_check.h"
 #include "store/mounts.h"
 #include "store/parallel.h"
+#include "store/printable.h"
 #include "store/trash.h"
 
 namespace unify {
@@ -172,7 +173,8 @@ class Importer {
     // The walked member opened to be read; an invalid Fd once it is skipped (changed since
     // the walk, or unreadable: importer/guest_file.h).
     Result<Fd> open_member(const WalkEntry& e);
-    std::string shown(const WalkEntry& e) const { return join_path(root_.path, e.path); }
+    // For messages only: escaped (store/printable.h).
+    std::string shown(const WalkEntry& e) const { return printable(join_path(root_.path, e.path)); }
     bool unsettled(const WalkEntry& e) const { return e.st.ctime_ns >= settle_cutoff_; }
 
     Pool& pool_;
@@ -1023,7 +1025,8 @@ Result<std::vector<std::string>> Importer::stale_records() {
         auto state = links.check(**txn, l);
         if (!state) return std::unexpected(state.error());
         if (*state == LinkChecker::State::holds) continue;
-        if (opt_.verbose) log_ << "drop record " << join_path(root_.path, l.path) << "\n";
+        if (opt_.verbose)
+            log_ << "drop record " << printable(join_path(root_.path, l.path)) << "\n";
         stale.push_back(l.path);
     }
     sum_.records_dropped = stale.size();

@@ -16,6 +16,7 @@
 #include "store/guest_path.h"
 #include "store/guest_root.h"
 #include "store/interrupt.h"
+#include "store/printable.h"
 
 namespace unify {
 
@@ -81,7 +82,7 @@ Result<bool> Deleter::unlink_in_window(const ObjectId& id, uint32_t replica,
             fault_point("delete.unlink");
             if (unlinkat(t.gp.dir.get(), t.gp.name.c_str(), 0) == 0) {
                 ++sum.linked;
-                if (verbose_) log_ << "delete " << t.shown << "\n";
+                if (verbose_) log_ << "delete " << printable(t.shown) << "\n";
                 continue;
             }
             if (errno == ENOENT) continue;
@@ -146,7 +147,7 @@ Result<void> Deleter::links(const GuestRoot& root) {
             sum.linked += targets.size();
             for (const auto& t : targets) {
                 counted_links_.insert(t.shown);
-                if (verbose_) log_ << "would delete " << t.shown << "\n";
+                if (verbose_) log_ << "would delete " << printable(t.shown) << "\n";
             }
             continue;
         }
@@ -193,13 +194,14 @@ Result<void> Deleter::remove(int dirfd, const std::string& name, const FileStat&
     if (dry_) {
         if (counted_links_.count(shown)) return {};
         ++counter;
-        if (verbose_) log_ << "would delete " << shown << (st.is_dir() ? "/" : "") << "\n";
+        if (verbose_)
+            log_ << "would delete " << printable(shown) << (st.is_dir() ? "/" : "") << "\n";
         return {};
     }
     fault_point(st.is_dir() ? "delete.rmdir" : "delete.remove");
     if (unlinkat(dirfd, name.c_str(), st.is_dir() ? AT_REMOVEDIR : 0) == 0) {
         ++counter;
-        if (verbose_) log_ << "delete " << shown << (st.is_dir() ? "/" : "") << "\n";
+        if (verbose_) log_ << "delete " << printable(shown) << (st.is_dir() ? "/" : "") << "\n";
         return {};
     }
     int err = errno;

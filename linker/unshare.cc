@@ -17,6 +17,7 @@
 #include "store/guest_root.h"
 #include "store/interrupt.h"
 #include "store/parallel.h"
+#include "store/printable.h"
 
 namespace unify {
 
@@ -234,7 +235,8 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
                 }
                 if (*r == Outcome::unshared) {
                     count((*links)[i], size_of(i));
-                    if (opt.verbose) log << "unshare " << join_path(root->path, l.path) << "\n";
+                    if (opt.verbose)
+                        log << "unshare " << printable(join_path(root->path, l.path)) << "\n";
                 } else {
                     ++sum.not_linked;
                 }
@@ -288,7 +290,7 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
             }
             if (*r == Outcome::unshared) {
                 count(s, sizes[installed]);
-                if (opt.verbose) log << "unshare " << p.shown << "\n";
+                if (opt.verbose) log << "unshare " << printable(p.shown) << "\n";
             } else {
                 ++sum.not_linked;
             }

@@ -139,7 +139,25 @@ TEST(Hostile, OddFileNamesAreLinkedAndPrintedSafely) {
             test::write_file(f, "odd " + n);
             test::set_mtime(f, 1700000000, 5);
         }
-    for (const char* g : {"g1", "g2"}) ASSERT_EQ(s.import(g).status, 0);
+    // Every line is printable, and none was started by a name's newline ("new\nline").
+    auto expect_printable = [](const test::RunResult& r, const std::string& what) {
+        for (const std::string& text : {r.out, r.err}) {
+            for (unsigned char c : text)
+                EXPECT_TRUE(c == '\n' || (c >= 0x20 && c != 0x7f)) << what << ": byte " << int(c);
+            EXPECT_EQ(text.find("\nline"), std::string::npos) << what << ":\n" << text;
+            EXPECT_EQ(text.find('\xff'), std::string::npos) << what;
+        }
+    };
+    for (const char* g : {"g1", "g2"}) {
+        auto r = test::run_unify({"--pool", s.pool, "import", g, s.dir / g, "-v"});
+        ASSERT_EQ(r.status, 0) << r.err;
+        expect_printable(r, std::string("import -v ") + g);
+    }
+    for (const auto& n : names) {
+        auto r = test::run_unify(
+            {"--pool", s.pool, "import", "g1", s.dir / "g1", "--explain", "/usr/odd/" + n});
+        expect_printable(r, "--explain " + n);
+    }
     for (const auto& n : names) {
         EXPECT_EQ(test::stat_path(s.dir / ("g1/usr/odd/" + n)).st_ino,
                   test::stat_path(s.dir / ("g2/usr/odd/" + n)).st_ino)
@@ -153,6 +171,14 @@ TEST(Hostile, OddFileNamesAreLinkedAndPrintedSafely) {
     }
     auto who = test::run_unify({"--pool", s.pool, "who", s.dir / "g1/usr/odd/new\nline"});
     EXPECT_NE(who.out.find("/usr/odd/new\\nline"), std::string::npos) << who.out;
+    auto r =
+        test::run_unify({"--pool", s.pool, "forget", "g1", "--delete-root", "--dry-run", "-v"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    expect_printable(r, "forget --delete-root --dry-run -v");
+    r = test::run_unify({"--pool", s.pool, "unshare", "g2", "-v"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    expect_printable(r, "unshare -v");
+    EXPECT_NE(r.err.find("/usr/odd/new\\nline"), std::string::npos) << r.err;
 }
 
 // Builds root/a0/a1/... `depth` levels of `name_len`-character names with *at() calls, since
