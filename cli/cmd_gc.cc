@@ -20,11 +20,21 @@ int run_gc(const Globals& g, bool dry_run, bool reconcile) {
         progress.log());
     progress.finish();
     if (!sum) return report(sum.error());
+    // The rest was done; the records that could not be checked (each named in a warning)
+    // still make the run fail, as its job was to check them all.
+    auto done = [&]() {
+        if (!sum->links_unchecked) return kExitOk;
+        // Not report(): under --json the summary above is the one document on stdout.
+        std::cerr << "unify: error: " << format_count(sum->links_unchecked)
+                  << " link records could not be checked and were kept (see the warnings "
+                     "above); gc did the rest\n";
+        return kExitError;
+    };
     if (g.json) {
         print_json(gc_json(*sum, dry_run));
-        return kExitOk;
+        return done();
     }
-    if (g.quiet) return kExitOk;
+    if (g.quiet) return done();
     std::string would = dry_run ? "would be " : "";
     std::cout << "gc" << (dry_run ? " (dry run, nothing changed)" : "") << "\n"
               << aligned_fields({
@@ -33,7 +43,7 @@ int run_gc(const Globals& g, bool dry_run, bool reconcile) {
                      {"bytes " + would + "reclaimed", format_bytes(sum->bytes_reclaimed)},
                      {"stale link records " + would + "dropped", format_count(sum->links_dropped)},
                  });
-    return kExitOk;
+    return done();
 }
 
 }  // namespace

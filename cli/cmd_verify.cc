@@ -30,6 +30,18 @@ Json links_json(const std::vector<VerifyLink>& links) {
     return out;
 }
 
+Json unchecked_json(const std::vector<UncheckedLink>& links) {
+    Json out = Json::array();
+    for (const auto& l : links) {
+        Json j;
+        j["guest"] = l.guest;
+        put_path(j, "path", l.path);
+        put_path(j, "error", l.error);
+        out.push_back(std::move(j));
+    }
+    return out;
+}
+
 Json verify_json(const VerifyArgs& a, const VerifySummary& sum) {
     Json j;
     j["command"] = "verify";
@@ -50,6 +62,7 @@ Json verify_json(const VerifyArgs& a, const VerifySummary& sum) {
         o["recorded"] = d.recorded;
         o["problems"] = describe(d, a.full);
         o["links"] = links_json(d.links);
+        if (!d.unchecked.empty()) o["unchecked"] = unchecked_json(d.unchecked);
         if (a.quarantine) {
             o["fixed"] = d.fixed;
             put_path(o, "action", d.action);
@@ -73,6 +86,8 @@ Json verify_json(const VerifyArgs& a, const VerifySummary& sum) {
         j["sharers_checked"] = sum.sharers_checked;
         j["sharers_gone"] = links_json(sum.sharers_gone);
     }
+    if (!sum.sharers_unchecked.empty())
+        j["sharers_unchecked"] = unchecked_json(sum.sharers_unchecked);
     Json strays = Json::array();
     for (const auto& stray : sum.strays) {
         Json o;
@@ -105,6 +120,14 @@ int run_verify(const Globals& g, const VerifyArgs& a) {
     auto sum = verify_pool(*s->pool, opt, progress.log());
     progress.finish();
     if (!sum) return report(sum.error());
+    // Paths that could not be checked are said on stderr also with --json and --quiet.
+    auto warn = [](const UncheckedLink& u) {
+        std::cerr << "unify: warning: " << u.guest << ":" << printable(u.path)
+                  << " could not be checked: " << printable(u.error) << "\n";
+    };
+    for (const auto& d : sum->damaged)
+        for (const auto& u : d.unchecked) warn(u);
+    for (const auto& u : sum->sharers_unchecked) warn(u);
     if (g.json) {
         print_json(verify_json(a, *sum));
         return sum->ok() ? kExitOk : kExitError;
@@ -141,11 +164,15 @@ int run_verify(const Globals& g, const VerifyArgs& a) {
                   << "  wrong records     " << format_count(sum->bad_records.size()) << "\n"
                   << "  unindexed         " << format_count(sum->unindexed.size()) << "\n"
                   << "  stray files       " << format_count(sum->strays.size()) << "\n";
-        if (s->pool->settings().reflink())
+        if (s->pool->settings().reflink()) {
             std::cout << "  sharers checked   " << format_count(sum->sharers_checked) << " ("
                       << format_count(sum->sharers_gone.size())
                       << " no longer share their object's blocks; the next import of their "
                          "guest drops or renews those records)\n";
+            if (!sum->sharers_unchecked.empty())
+                std::cout << "  sharers unchecked " << format_count(sum->sharers_unchecked.size())
+                          << " (could not be opened; see the warnings)\n";
+        }
         if (!sum->ok() && !a.quarantine)
             std::cout << "run `unify verify --quarantine` to move damaged objects aside and "
                          "give the guests that link them private copies\n";

@@ -15,6 +15,10 @@ int run_who(const Globals& g, const std::string& target) {
     if (!s) return report(s.error());
     auto ans = who(*s->pool, target);
     if (!ans) return report(ans.error());
+    // A path that could not be checked is not part of the answer, and says why.
+    for (const auto& u : ans->unchecked)
+        std::cerr << "unify: warning: " << u.guest << ":" << printable(u.path)
+                  << " could not be checked, not listed: " << printable(u.error) << "\n";
     if (g.json) {
         print_json(who_json(*ans));
         return kExitOk;

@@ -157,6 +157,7 @@ Json gc_json(const GcSummary& sum, bool dry_run) {
     j["objects_removed"] = sum.objects_removed;
     j["bytes_reclaimed"] = sum.bytes_reclaimed;
     j["links_dropped"] = sum.links_dropped;
+    if (sum.links_unchecked) j["links_unchecked"] = sum.links_unchecked;
     return j;
 }
 
@@ -179,6 +180,17 @@ Json who_json(const WhoAnswer& ans) {
         links.push_back(std::move(link));
     }
     j["links"] = std::move(links);
+    if (!ans.unchecked.empty()) {
+        Json unchecked = Json::array();
+        for (const auto& u : ans.unchecked) {
+            Json link;
+            link["guest"] = u.guest;
+            put_path(link, "path", u.path);
+            put_path(link, "error", u.error);
+            unchecked.push_back(std::move(link));
+        }
+        j["unchecked"] = std::move(unchecked);
+    }
     return j;
 }
 

@@ -75,6 +75,15 @@ Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log
                 visit_error = std::unexpected(state.error());
                 return false;
             }
+            if (*state == LinkChecker::State::unreachable) {
+                // Whether it holds is not known, so the record stays; the command fails at
+                // the end, after the other records and guests.
+                log << "unify: warning: " << g.name << ":" << l.path
+                    << " could not be checked; its record is kept: " << links.path_error().message
+                    << "\n";
+                ++sum.links_unchecked;
+                return true;
+            }
             if (*state != LinkChecker::State::holds) stale.push_back(l.path);
             return true;
         };

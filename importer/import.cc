@@ -1024,6 +1024,7 @@ Result<std::vector<std::string>> Importer::stale_records() {
     for (const LinkRecord& l : unseen) {
         auto state = links.check(**txn, l);
         if (!state) return std::unexpected(state.error());
+        if (*state == LinkChecker::State::unreachable) return std::unexpected(links.path_error());
         if (*state == LinkChecker::State::holds) continue;
         if (opt_.verbose)
             log_ << "drop record " << printable(join_path(root_.path, l.path)) << "\n";

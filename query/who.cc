@@ -43,7 +43,8 @@ std::optional<GuestRecord> guest_containing(const std::vector<GuestRecord>& gues
     return std::nullopt;
 }
 
-// Reports every recorded link of `id` whose path still is the object's inode.
+// Reports every recorded link of `id` whose path still is the object's inode, and those
+// whose path could not be looked at.
 Result<void> verified_links(Pool& pool, Txn& txn, const ObjectId& id, WhoAnswer& ans) {
     LinkChecker links(pool);
     Result<void> err;
@@ -53,13 +54,17 @@ Result<void> verified_links(Pool& pool, Txn& txn, const ObjectId& id, WhoAnswer&
             err = std::unexpected(state.error());
             return false;
         }
-        if (*state != LinkChecker::State::holds) return true;
+        bool unreachable = *state == LinkChecker::State::unreachable;
+        if (*state != LinkChecker::State::holds && !unreachable) return true;
         auto g = links.guest(txn, l.guest);
         if (!g) {
             err = std::unexpected(g.error());
             return false;
         }
-        ans.links.push_back({(*g)->name, l.path});
+        if (unreachable)
+            ans.unchecked.push_back({(*g)->name, l.path, links.path_error().message});
+        else
+            ans.links.push_back({(*g)->name, l.path});
         return true;
     });
     if (!r) return r;
@@ -148,6 +153,8 @@ Result<WhoAnswer> who(Pool& pool, const std::string& target) {
             LinkChecker check(pool);
             auto state = check.check(txn, **link, *obj);
             if (!state) return std::unexpected(state.error());
+            if (*state == LinkChecker::State::unreachable)
+                return std::unexpected(context(check.path_error(), "who"));
             holds = *state == LinkChecker::State::holds;
         }
         if (!holds) {

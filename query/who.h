@@ -15,6 +15,14 @@ struct WhoLink {
     std::string path;
 };
 
+// A recorded path that could not be checked (EACCES, EIO, ...): neither listed nor the end of
+// the answer, so that one guest's path cannot keep `who` from answering for the others.
+struct WhoUnchecked {
+    std::string guest;
+    std::string path;
+    std::string error;  // names the call, the host path and errno
+};
+
 struct WhoAnswer {
     bool unified = false;
     std::string target;   // as the user named it, normalised: "web1:/usr/bin/ls" or an id
@@ -22,6 +30,7 @@ struct WhoAnswer {
     ObjectId id;
     uint64_t size = 0;
     std::vector<WhoLink> links;  // verified
+    std::vector<WhoUnchecked> unchecked;
 };
 
 // target: a host path inside a registered guest root, NAME:/path, or an id prefix of 8+ hex.

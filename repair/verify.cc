@@ -137,13 +137,21 @@ class LinkFinder {
   public:
     LinkFinder(const Pool& pool, Txn& txn, std::ostream& log) : checker_(pool, &log), txn_(txn) {}
 
-    // The recorded links of (id, replica) whose path is `obj`'s inode now.
+    // The recorded links of (id, replica) whose path is `obj`'s inode now; those whose path
+    // could not be looked at go to `unchecked`.
     Result<std::vector<VerifyLink>> linking(const ObjectId& id, uint32_t replica,
-                                            const FileStat& obj) {
+                                            const FileStat& obj,
+                                            std::vector<UncheckedLink>& unchecked) {
         return collect(id, [&](const LinkRecord& l) -> Result<bool> {
             if (l.replica != replica) return false;
             auto state = checker_.check(txn_, l, obj);
             if (!state) return std::unexpected(state.error());
+            if (*state == LinkChecker::State::unreachable) {
+                auto g = checker_.guest(txn_, l.guest);
+                if (!g) return std::unexpected(g.error());
+                unchecked.push_back({guest_name(*g, l), l.path, checker_.path_error().message});
+                return false;
+            }
             return *state == LinkChecker::State::holds;
         });
     }
@@ -154,6 +162,10 @@ class LinkFinder {
     }
 
   private:
+    static std::string guest_name(const GuestRecord* g, const LinkRecord& l) {
+        return g ? g->name : "#" + std::to_string(l.guest);
+    }
+
     Result<std::vector<VerifyLink>> collect(
         const ObjectId& id, const std::function<Result<bool>(const LinkRecord&)>& keep) {
         std::vector<VerifyLink> out;
@@ -166,7 +178,7 @@ class LinkFinder {
                 err = std::unexpected(g.error());
                 return false;
             }
-            if (*k) out.push_back({*g ? (*g)->name : "#" + std::to_string(l.guest), l.path});
+            if (*k) out.push_back({guest_name(*g, l), l.path});
             return true;
         });
         if (!r) return std::unexpected(r.error());
@@ -251,7 +263,7 @@ Result<void> verify_shard(Pool& pool, Txn& txn, LinkFinder& links, size_t s,
         d.unprotected = it.unprotected;
         d.recorded = it.rec.has_value();
         // Pass 3: who links it.
-        auto l = links.linking(it.id, it.replica, it.st);
+        auto l = links.linking(it.id, it.replica, it.st, d.unchecked);
         if (!l) return std::unexpected(l.error());
         d.links = std::move(*l);
         if (opt.verbose) log << "damaged " << name << ": " << describe(d, opt.full) << "\n";
@@ -364,6 +376,11 @@ Result<void> quarantine_one(Pool& pool, DamagedObject& d, const VerifyOptions& o
             return {};
         }
     }
+    // Moving the object aside would leave an unchecked path linking it, unshared and with
+    // its record dropped: nothing would ever give that guest its private copy.
+    if (!d.unchecked.empty())
+        return fail(d.unchecked.front().guest + ":" + d.unchecked.front().path +
+                    " could not be checked (" + d.unchecked.front().error + ")");
     if (!qfd) {
         auto q = quarantine_dir(pool);
         if (!q) return std::unexpected(q.error());
@@ -462,6 +479,10 @@ static Result<void> check_sharers(Pool& pool, VerifySummary& sum) {
             if (!state) {
                 err = std::unexpected(state.error());
                 return false;
+            }
+            if (*state == LinkChecker::State::unreachable) {
+                sum.sharers_unchecked.push_back({g.name, l.path, checker.path_error().message});
+                return true;
             }
             ++sum.sharers_checked;
             if (*state == LinkChecker::State::stale) sum.sharers_gone.push_back({g.name, l.path});

@@ -60,6 +60,14 @@ struct VerifyLink {
     std::string path;  // inside the guest
 };
 
+// A recorded link whose path could not be checked (EACCES, EIO, ...): reported, and the run
+// goes on with the other links, objects and guests.
+struct UncheckedLink {
+    std::string guest;
+    std::string path;   // inside the guest
+    std::string error;  // names the call, the host path and errno
+};
+
 struct DamagedObject {
     std::string name;  // "ab/<hex>" or "ab/<hex>.N", relative to POOL/objects
     ObjectId id;
@@ -69,6 +77,9 @@ struct DamagedObject {
     bool unprotected = false;       // the pool's protection flag is not set
     bool recorded = true;           // it has an index record (else content and metadata are one)
     std::vector<VerifyLink> links;  // guest paths that are this inode now
+    // Recorded paths that could not be checked: --quarantine leaves such an object in place,
+    // since the path may still link it and would keep a link nobody records.
+    std::vector<UncheckedLink> unchecked;
     // --quarantine: what was done ("protected again ...", "moved to ..."), or why not.
     std::string action;
     bool fixed = false;  // --quarantine succeeded for it
@@ -96,6 +107,7 @@ struct VerifySummary {
     // write its own file; the next import of the guest drops or renews such records.
     uint64_t sharers_checked = 0;
     std::vector<VerifyLink> sharers_gone;
+    std::vector<UncheckedLink> sharers_unchecked;  // reported; not damage either
     bool ok() const { return damaged.empty() && missing.empty() && bad_records.empty(); }
 };
 

@@ -60,8 +60,13 @@ Result<LinkChecker::State> LinkChecker::check(Txn& txn, const LinkRecord& l,
     if (!*g || !(*g)->root.valid()) return State::unchecked;
     if (pool_.settings().reflink()) return shares_blocks(**g, l, object);
     auto st = stat_guest_path((*g)->root.get(), l.path, join_path((*g)->rec.root, l.path));
-    if (!st) return std::unexpected(st.error());
+    if (!st) return unreachable(st.error());
     return *st && (*st)->same_inode(object) ? State::holds : State::stale;
+}
+
+LinkChecker::State LinkChecker::unreachable(Error e) {
+    path_error_ = std::move(e);
+    return State::unreachable;
 }
 
 // The guest file is the inode that was recorded, as long as the object, and maps every byte
@@ -71,7 +76,7 @@ Result<LinkChecker::State> LinkChecker::shares_blocks(const Guest& g, const Link
                                                       const FileStat& object) {
     std::string shown = join_path(g.rec.root, l.path);
     auto f = open_recorded_file(g.root.get(), l.path, l.ino, shown);
-    if (!f) return std::unexpected(f.error());
+    if (!f) return unreachable(f.error());
     if (!*f || (*f)->st.size != object.size) return State::stale;
     auto key = std::make_pair(l.id, l.replica);
     auto it = extents_.find(key);
@@ -83,7 +88,7 @@ Result<LinkChecker::State> LinkChecker::shares_blocks(const Guest& g, const Link
         it = extents_.emplace(key, std::move(*ext)).first;
     }
     auto mine = file_extents((*f)->fd.get(), shown);
-    if (!mine) return std::unexpected(mine.error());
+    if (!mine) return unreachable(mine.error());
     return same_blocks(*mine, it->second, object.size) ? State::holds : State::stale;
 }
 

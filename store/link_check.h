@@ -28,6 +28,10 @@ class LinkChecker {
         holds,
         stale,      // the path is gone or another inode, or the object file is gone
         unchecked,  // the guest is not in the index, or its root cannot be opened
+        // The path is there but could not be looked at (EACCES, EIO, ...): path_error() says
+        // why. Its own state, not an error, so that one guest's path cannot end a check of
+        // every guest's links (who, verify, gc --reconcile go on with the others).
+        unreachable,
     };
     // Against the object file the record names.
     Result<State> check(Txn& txn, const LinkRecord& l);
@@ -38,6 +42,8 @@ class LinkChecker {
     Result<const GuestRecord*> guest(Txn& txn, uint32_t id);
     // Why the root of guest `id` could not be opened, after check() said unchecked.
     const Error* root_error(uint32_t id) const;
+    // Why the path could not be looked at, after the last check() said unreachable.
+    const Error& path_error() const { return path_error_; }
 
   private:
     struct Guest {
@@ -47,12 +53,14 @@ class LinkChecker {
     };
     Result<Guest*> open_guest(Txn& txn, uint32_t id);
     Result<State> shares_blocks(const Guest& g, const LinkRecord& l, const FileStat& object);
+    State unreachable(Error e);
 
     const Pool& pool_;
     std::ostream* warn_;
     std::unordered_map<uint32_t, std::optional<Guest>> guests_;  // nullopt: not in the index
     std::map<std::pair<ObjectId, uint32_t>, std::optional<FileStat>> objects_;
     std::map<std::pair<ObjectId, uint32_t>, std::vector<Extent>> extents_;  // reflink pools
+    Error path_error_;
 };
 
 }  // namespace unify

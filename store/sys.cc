@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/fs.h>
 #include <linux/openat2.h>
 #include <sys/ioctl.h>
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 
+#include "store/fault.h"
 #include "store/fresh_file.h"
 #include "store/interrupt.h"
 
@@ -72,9 +74,14 @@ Result<std::optional<FileStat>> stat_if_exists(int dirfd, const std::string& nam
     return std::unexpected(st.error());
 }
 
-Result<Fd> open_beneath(int dirfd, const std::string& rel, int flags, const std::string& shown) {
+namespace {
+
+// One openat2 of rel (shorter than PATH_MAX) beneath dirfd.
+Result<Fd> openat2_beneath(int dirfd, const std::string& rel, uint64_t flags,
+                           const std::string& shown) {
+    if (int e = fault_errno("openat2", shown)) return sys_fail("openat2", shown, e);
     struct open_how how {};
-    how.flags = uint64_t(flags) | O_CLOEXEC | O_NOFOLLOW;
+    how.flags = flags;
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS;
     const char* p = rel.empty() ? "." : rel.c_str();
     for (;;) {
@@ -84,6 +91,36 @@ Result<Fd> open_beneath(int dirfd, const std::string& rel, int flags, const std:
         if (errno == EAGAIN || (errno == EINTR && !interrupted())) continue;
         return sys_fail("openat2", shown);
     }
+}
+
+}  // namespace
+
+Result<Fd> open_beneath(int dirfd, const std::string& rel, int flags, const std::string& shown) {
+    const uint64_t last = uint64_t(flags) | O_CLOEXEC | O_NOFOLLOW;
+    // The kernel takes at most PATH_MAX bytes of path per call (else ENAMETOOLONG), but a
+    // guest builds deeper trees with mkdirat, and the walker, going fd by fd, records them:
+    // one such path must not stop who, verify or gc for every guest. So a longer rel is
+    // opened in pieces cut at '/', each beneath the directory the one before opened, with
+    // the same RESOLVE flags: no piece follows a symlink (a symlinked directory at a cut is
+    // refused ELOOP, as inside a piece) or crosses a mount, and none climbs out of the
+    // directory it starts from (a ".." that would is refused EXDEV), hence none out of dirfd.
+    // O_PATH: a piece's directory is only looked up in, never read.
+    Fd dir;
+    int at = dirfd;
+    size_t start = 0;
+    while (rel.size() - start >= PATH_MAX) {
+        size_t cut = rel.rfind('/', start + PATH_MAX - 1);
+        if (cut == std::string::npos || cut <= start)  // a component longer than PATH_MAX
+            return sys_fail("openat2", shown, ENAMETOOLONG);
+        auto piece = openat2_beneath(at, rel.substr(start, cut - start),
+                                     O_PATH | O_DIRECTORY | O_CLOEXEC, shown);
+        if (!piece) return piece;
+        dir = std::move(*piece);
+        at = dir.get();
+        start = rel.find_first_not_of('/', cut);
+        if (start == std::string::npos) start = rel.size();
+    }
+    return openat2_beneath(at, start == 0 ? rel : rel.substr(start), last, shown);
 }
 
 Result<Fd> open_read(int dirfd, const std::string& name, const std::string& shown) {

@@ -64,7 +64,8 @@ Result<std::optional<FileStat>> stat_if_exists(int dirfd, const std::string& nam
                                                const std::string& shown);
 
 // openat2(dirfd, rel, RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_XDEV); rel may hold
-// several components. flags get O_CLOEXEC|O_NOFOLLOW added.
+// several components, and be longer than PATH_MAX (opened in pieces, each beneath the last:
+// a ".." may then not climb above the start of its piece). flags get O_CLOEXEC|O_NOFOLLOW.
 Result<Fd> open_beneath(int dirfd, const std::string& rel, int flags, const std::string& shown);
 // Opens dirfd/name (one component) read-only for reading its bytes: never through a
 // symlink (ELOOP), never blocking on a FIFO (O_NONBLOCK), with O_NOATIME where the kernel

@@ -6,8 +6,10 @@
 // message.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/limits.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <set>
@@ -111,6 +113,46 @@ Walked walk(Fd root_fd, const std::string& shown, size_t first_batch = 1000,
     }
     out.skipped = walker.skipped();
     return out;
+}
+
+// A path longer than PATH_MAX (22 directories of 200 characters) is opened in pieces, each
+// beneath the last: it is reached, and a symlink exactly where two pieces meet, a symlink
+// inside a piece and a ".." climbing out are refused as in a short path.
+TEST(GuestOpeners, OpenBeneathOfAPathLongerThanPathMaxRefusesEveryWayOutToo) {
+    UNIFY_REQUIRE(test::need_root());
+    Guest g;
+    std::vector<Fd> dirs;
+    std::vector<std::string> names;
+    std::string rel;
+    int at = g.root_fd.get();
+    for (int i = 0; i < 22; ++i) {
+        names.push_back(std::string(200, 'D') + std::to_string(i));
+        ASSERT_EQ(mkdirat(at, names.back().c_str(), 0755), 0);
+        dirs.emplace_back(openat(at, names.back().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        at = dirs.back().get();
+        rel += names.back() + "/";
+    }
+    Fd f(openat(at, "file", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    ASSERT_TRUE(f.valid());
+    ASSERT_GT(rel.size(), size_t(PATH_MAX));
+    EXPECT_EQ(open_errno(g, rel + "file"), 0);
+    EXPECT_EQ(open_errno(g, rel, O_RDONLY | O_DIRECTORY), 0);
+    std::string up;
+    for (int i = 0; i < 23; ++i) up += "../";
+    EXPECT_EQ(open_errno(g, rel + up + "outside/file"), EXDEV);
+
+    // The component the first piece ends with: its '/' is the last one within PATH_MAX.
+    size_t cut = (rel + "file").rfind('/', PATH_MAX - 1);
+    size_t k = size_t(std::count(rel.begin(), rel.begin() + long(cut), '/'));
+    for (size_t i : {k, size_t(3)}) {  // at the cut, and inside the first piece
+        int parent = i == 0 ? g.root_fd.get() : dirs[i - 1].get();
+        ASSERT_EQ(renameat(parent, names[i].c_str(), parent, "moved"), 0);
+        ASSERT_EQ(symlinkat("moved", parent, names[i].c_str()), 0);
+        EXPECT_EQ(open_errno(g, rel + "file"), ELOOP) << "symlink at component " << i;
+        ASSERT_EQ(unlinkat(parent, names[i].c_str(), 0), 0);
+        ASSERT_EQ(renameat(parent, "moved", parent, names[i].c_str()), 0);
+    }
+    EXPECT_EQ(open_errno(g, rel + "file"), 0);
 }
 
 TEST(GuestOpeners, WalkerNeitherFollowsSymlinksNorCrossesMounts) {
