@@ -231,7 +231,9 @@ Result<void> walk_guest(Pool& pool, Index& index, const GuestRecord& g, const Sc
         if (!txn) return std::unexpected(txn.error());
         for (const auto& e : batch) {
             // Our own temporary names are not links: the next import removes them.
-            if (e.temp || !e.st.is_reg() || e.st.dev != pool.stat().dev) continue;
+            // A reflink pool's guest may be a btrfs subvolume: st_dev of its own.
+            if (e.temp || !e.st.is_reg()) continue;
+            if (!pool.settings().reflink() && e.st.dev != pool.stat().dev) continue;
             const InoEntry* obj = nullptr;
             if (pool.settings().reflink()) {
                 auto o = shared_object(pool, scan, e, join_path(root->path, e.path));

@@ -37,16 +37,35 @@ Result<GuestRoot> open_canonical(const Pool& pool, std::string path) {
     if (!st) return std::unexpected(st.error());
     g.st = *st;
     const std::string& pool_path = pool.real_path();
-    if (g.st.dev != pool.stat().dev) {
+    const FileStat& ps = pool.stat();
+    bool reflink = pool.settings().reflink();
+    std::string fs = filesystem_of(g.st.mnt_id);
+    bool same_fs = g.st.mnt_id == ps.mnt_id || (!fs.empty() && fs == filesystem_of(ps.mnt_id));
+    // A hardlink pool needs the very mount: linkat between two mounts of one filesystem (a
+    // bind mount) is EXDEV as well, and would fail only at the first link, mid-import. A
+    // reflink pool shares blocks anywhere on one filesystem, btrfs subvolumes included,
+    // whose files have an st_dev of their own.
+    if (!reflink && g.st.dev == ps.dev && g.st.mnt_id != ps.mnt_id)
+        return fail("guest root " + g.path +
+                        " is on the pool's filesystem but reached through "
+                        "another mount (mounted at " +
+                        mount_point_of(g.st.mnt_id) + "; the pool " + pool_path + " is under " +
+                        mount_point_of(ps.mnt_id) +
+                        "); hard links cannot cross mounts, even of one filesystem: name the "
+                        "guest root by its path under " +
+                        mount_point_of(ps.mnt_id),
+                    EXDEV);
+    if (reflink ? !same_fs : g.st.dev != ps.dev) {
         auto dev = [](uint64_t d) {
             return std::to_string(major(d)) + ":" + std::to_string(minor(d));
         };
         return fail("guest root " + g.path + " (device " + dev(g.st.dev) + ", mounted at " +
                         mount_point_of(g.st.mnt_id) + ") is not on the pool's filesystem (" +
-                        pool_path + ": device " + dev(pool.stat().dev) + ", mounted at " +
-                        mount_point_of(pool.stat().mnt_id) +
-                        "); hard links cannot cross filesystems: use a pool on the same "
-                        "filesystem as the guests",
+                        pool_path + ": device " + dev(ps.dev) + ", mounted at " +
+                        mount_point_of(ps.mnt_id) + "); " +
+                        (reflink ? "blocks cannot be shared across filesystems"
+                                 : "hard links cannot cross filesystems") +
+                        ": use a pool on the same filesystem as the guests",
                     EXDEV);
     }
     if (path_within(pool_path, g.path))

@@ -28,6 +28,13 @@ std::string mount_point_of(uint64_t mnt_id) {
     return f >> id >> parent >> devno >> root >> point ? point : "?";
 }
 
+std::string filesystem_of(uint64_t mnt_id) {
+    std::istringstream f(mountinfo_line(mnt_id));
+    uint64_t id = 0, parent = 0;
+    std::string devno;
+    return f >> id >> parent >> devno ? devno : "";
+}
+
 bool unlink_trims(const std::string& fstype, const std::string& super_options) {
     std::istringstream opts(super_options);
     for (std::string o; std::getline(opts, o, ',');) {

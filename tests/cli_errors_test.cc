@@ -234,6 +234,33 @@ TEST(Cli, PoolOnAnotherFilesystemIsRefused) {
     }
 }
 
+// A guest root reached through a bind mount of the pool's own filesystem: same device, but
+// linkat between two mounts is EXDEV. Refused before the guest is registered, not at the
+// first link halfway through the import.
+TEST(Cli, GuestRootThroughABindMountIsRefusedUpFront) {
+    UNIFY_REQUIRE(need_root());
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    std::string real = dir / "real", bind = dir / "bind", pool = dir / "pool";
+    make_guest(real, "own\n");
+    BindMount mount(real, bind);
+    UNIFY_REQUIRE(mount.error());
+    const std::string m = manifest(real);
+    ASSERT_EQ(unify_at(pool, {"init"}).status, 0);
+    auto r = unify_at(pool, {"import", "g", bind});
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.err, "reached through another mount (mounted at " + bind))
+        << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, "hard links cannot cross mounts")) << r.err;
+    EXPECT_EQ(manifest(real), m);
+    EXPECT_EQ(objects(pool), std::set<std::string>{});
+    r = unify_at(pool, {"list"});
+    EXPECT_TRUE(contains_squeezed(r.out, "no guests yet")) << r.out;
+    // The same root by its own path imports.
+    r = unify_at(pool, {"import", "g", real});
+    EXPECT_EQ(r.status, 0) << r.err;
+}
+
 TEST(Cli, PoolInsideAGuestRootIsRefused) {
     TempDir dir;
     std::string g1 = dir / "g1", pool = g1 + "/srv/pool";

@@ -127,6 +127,33 @@ class Reflink : public testing::TestWithParam<std::string> {
     std::string pool, g1, g2;
 };
 
+// Blocks are shared anywhere on one filesystem: a guest root reached through a bind mount,
+// and on btrfs one subvolume per guest (an st_dev of its own), are imported and shared.
+TEST_P(Reflink, GuestRootsThroughABindMountOrInASubvolumeShare) {
+    ASSERT_EQ(unify({"init", "--share", "reflink"}).status, 0);
+    ASSERT_EQ(unify({"import", "g1", g1, "--min-size", "1"}).status, 0);
+    BindMount bind(g2, *fs_ / "g2-bind");
+    UNIFY_REQUIRE(bind.error());
+    auto r = unify({"import", "g2", *fs_ / "g2-bind", "--min-size", "1"});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_TRUE(share_blocks(g1 + "/usr/lib/mid", g2 + "/usr/lib/mid"));
+    if (GetParam() != "btrfs") return;
+    std::string sv = *fs_ / "sv";
+    ASSERT_EQ(sh("btrfs -q subvolume create '" + sv + "' && cp -a '" + g1 + "/usr' '" + sv + "/'"),
+              0);
+    ASSERT_NE(stat_path(sv).st_dev, stat_path(g1).st_dev) << "a subvolume has its own st_dev";
+    r = unify({"import", "sv", sv, "--min-size", "1"});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_TRUE(share_blocks(g1 + "/usr/lib/mid", sv + "/usr/lib/mid"));
+    EXPECT_EQ(who(pool, sv + "/usr/lib/mid"),
+              (std::set<std::string>{"g1:/usr/lib/mid", "g2:/usr/lib/mid", "sv:/usr/lib/mid"}));
+    r = unify({"verify", "--full"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    r = unify({"reindex"});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_EQ(who(pool, sv + "/usr/lib/mid").size(), 3u) << "reindex found the subvolume's links";
+}
+
 TEST_P(Reflink, ImportKeepsEveryInodeAndItsMetadataAndSharesBlocks) {
     std::string before1 = identity(g1), before2 = identity(g2);
     ASSERT_NO_FATAL_FAILURE(init_and_import(""));

@@ -478,6 +478,17 @@ TmpfsMount::~TmpfsMount() {
     if (umount2(dir_.c_str(), 0) != 0) umount2(dir_.c_str(), MNT_DETACH);
 }
 
+BindMount::BindMount(const std::string& from, const std::string& at) : at_(at) {
+    sh("mkdir -p '" + at + "'");
+    if (mount(from.c_str(), at.c_str(), nullptr, MS_BIND, nullptr) != 0)
+        error_ = "mount --bind " + from + " " + at + ": " + strerror(errno);
+}
+
+BindMount::~BindMount() {
+    if (!error_.empty()) return;
+    if (umount2(at_.c_str(), 0) != 0) umount2(at_.c_str(), MNT_DETACH);
+}
+
 bool write_many(const std::string& dir, const std::string& prefix, size_t count,
                 const std::string& content) {
     sh("mkdir -p '" + dir + "'");

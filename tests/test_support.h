@@ -176,6 +176,18 @@ class TmpfsMount {
     std::string dir_, error_;
 };
 
+// `from` bind-mounted at `at` (made if missing) for the object's life.
+class BindMount {
+  public:
+    BindMount(const std::string& from, const std::string& at);
+    ~BindMount();
+    BindMount(const BindMount&) = delete;
+    const std::string& error() const { return error_; }
+
+  private:
+    std::string at_, error_;
+};
+
 // Writes `count` files named prefix0, prefix1, ... with the same content and mtime, fast
 // (no shell); returns false on the first error.
 bool write_many(const std::string& dir, const std::string& prefix, size_t count,
