@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <ostream>
@@ -25,24 +27,187 @@ namespace {
 struct Candidate {
     std::string name;  // "<hex>" or "<hex>.N"
     uint64_t size;
+    // An entangled object found garbage (entangled_garbage): where its shared extents lay at
+    // the first look. Empty for any other candidate.
+    std::vector<Span> shared;
 };
 
-// Garbage is an object held by the pool alone, as the filesystem says, never the index. A
-// hardlink pool: no other name links it (link count 1). A reflink pool: also no extent of it
-// is shared with another file (FIEMAP_EXTENT_SHARED): no guest file shares its blocks any
-// more (each wrote, was upgraded or was deleted). Removing a reflink object can never lose
-// guest data, whatever this says: a guest file is its own inode holding its own reference to
-// every block it shares, and the filesystem frees a block only with its last reference; an
-// object removed too early would only cost a future import the saving.
-Result<bool> held_by_pool_alone(const Pool& pool, int dirfd, const std::string& name,
-                                const FileStat& st, const std::string& shown) {
-    if (st.nlink != 1 || !st.is_reg()) return false;
-    if (!pool.settings().reflink()) return true;
-    auto fd = open_read(dirfd, name, shown);
-    if (!fd) return std::unexpected(fd.error());
-    auto extents = file_extents(fd->get(), shown);
+// What the first look at an object says.
+enum class Held {
+    elsewhere,   // another name links it, or it shares blocks FIEMAP gives no address for
+    pool_alone,  // garbage
+    entangled,   // a reflink object some of whose blocks the filesystem flags shared
+};
+struct Look {
+    Held held = Held::elsewhere;
+    std::vector<Span> shared;  // entangled: where its shared extents lie on the device
+};
+
+// Garbage is an object held by the pool alone, as the filesystem says. A hardlink pool: no
+// other name links it (link count 1). A reflink pool: also no extent of it is shared with
+// another file (FIEMAP_EXTENT_SHARED): no guest file shares its blocks any more (each wrote, was
+// upgraded or was deleted). An object with shared extents is entangled: the flag cannot say
+// whether the sharer is a guest file or another object (entangled_garbage decides). Removing a
+// reflink object can never lose guest data, whatever this says: a guest file is its own inode
+// holding its own reference to every block it shares, and the filesystem frees a block only
+// with its last reference; an object removed too early would only cost a future import the
+// saving. fd: the object open for reading, or -1 to open `name` in dirfd if need be.
+Result<Look> look_at(const Pool& pool, int dirfd, const std::string& name, const FileStat& st,
+                     const std::string& shown, int fd = -1) {
+    if (st.nlink != 1 || !st.is_reg()) return Look{};
+    if (!pool.settings().reflink()) return Look{Held::pool_alone, {}};
+    Fd opened;
+    if (fd < 0) {
+        auto o = open_read(dirfd, name, shown);
+        if (!o) return std::unexpected(o.error());
+        opened = std::move(*o);
+        fd = opened.get();
+    }
+    auto extents = file_extents(fd, shown);
     if (!extents) return std::unexpected(extents.error());
-    return !any_shared(*extents);
+    if (!any_shared(*extents)) return Look{Held::pool_alone, {}};
+    auto spans = shared_spans(*extents);
+    if (!spans || spans->empty()) return Look{};
+    return Look{Held::entangled, std::move(*spans)};
+}
+
+// A shared extent of an entangled object, tagged with the object (its number among them).
+struct OwnedSpan {
+    uint64_t start;
+    uint64_t end;
+    uint32_t owner;
+};
+
+// Per owner: whether every one of its spans overlaps a span of another owner; sorts `spans`
+// by start. Sorted so, a span overlaps an earlier one of another owner iff the furthest end
+// another owner reached before it passes its start, and a later one iff the nearest start of
+// another owner after it is before its end. The best two owners each way are enough to know
+// one that is not the span's own: one sort and two passes, whatever the overlaps.
+std::vector<bool> overlapped_by_others(std::vector<OwnedSpan>& spans, size_t owners) {
+    constexpr uint32_t kNone = UINT32_MAX;
+    struct Best {
+        uint64_t at;
+        uint32_t owner;
+    };
+    std::sort(spans.begin(), spans.end(),
+              [](const OwnedSpan& a, const OwnedSpan& b) { return a.start < b.start; });
+    std::vector<bool> hit(spans.size(), false);
+    Best far1{0, kNone}, far2{0, kNone};  // far2: the furthest end of an owner not far1's
+    for (size_t i = 0; i < spans.size(); ++i) {
+        const OwnedSpan& x = spans[i];
+        if ((far1.owner != x.owner ? far1.at : far2.at) > x.start) hit[i] = true;
+        if (x.owner == far1.owner) {
+            far1.at = std::max(far1.at, x.end);
+        } else if (x.end > far1.at) {
+            far2 = far1;
+            far1 = {x.end, x.owner};
+        } else if (x.end > far2.at) {
+            far2 = {x.end, x.owner};
+        }
+    }
+    Best near1{UINT64_MAX, kNone}, near2{UINT64_MAX, kNone};  // nearest starts after, likewise
+    for (size_t i = spans.size(); i-- > 0;) {
+        const OwnedSpan& x = spans[i];
+        if ((near1.owner != x.owner ? near1.at : near2.at) < x.end) hit[i] = true;
+        if (x.owner == near1.owner) {
+            near1.at = std::min(near1.at, x.start);
+        } else if (x.start < near1.at) {
+            near2 = near1;
+            near1 = {x.start, x.owner};
+        } else if (x.start < near2.at) {
+            near2 = {x.start, x.owner};
+        }
+    }
+    std::vector<bool> all(owners, true);
+    for (size_t i = 0; i < spans.size(); ++i)
+        if (!hit[i]) all[spans[i].owner] = false;
+    return all;
+}
+
+// A reflink object with nlink 1 whose blocks are flagged shared, as pass 2 saw it.
+struct Entangled {
+    ObjectId id;
+    uint32_t replica;
+    uint64_t size;
+};
+
+// Which entangled objects are garbage all the same: those whose every shared extent overlaps
+// another object's, and that no link record verifiably names. The first half finds objects
+// that share blocks with each other (an appended or partly rewritten guest file imported
+// again is cloned into a new object still sharing the old one's blocks; once no guest file
+// shares either, each object's only sharer is the other, and the flag alone kept both for
+// ever). Overlap, not cover: btrfs flags a whole file extent shared when another file uses
+// any part of its on-disk extent (measured: a 977-block extent flagged shared against an
+// object holding 976 of its blocks). The second half keeps what a guest still uses: a record
+// that holds (the guest's inode maps every byte to the object's blocks, store/link_check.h),
+// or that cannot be checked (a root that cannot be opened now). What this gets wrong: a file
+// no record names (a forgotten guest's, a snapshot's, a record gone stale before the guest's
+// next import) that shares blocks with such objects does not keep them. Nothing of it is lost
+// (its own inode holds its blocks); the pool loses only the object a future import would
+// have shared it with. The index is read only for objects that overlap another: in a pool
+// whose objects share blocks with guest files alone, not at all. Each object found garbage
+// goes to its shard's list in `found`.
+Result<void> entangled_garbage(Pool& pool, const std::vector<std::vector<Entangled>>& entangled,
+                               std::vector<std::vector<OwnedSpan>>& spans,
+                               std::vector<std::vector<Candidate>>& found) {
+    std::vector<uint32_t> first(kShards + 1, 0);  // shard s owns [first[s], first[s + 1])
+    for (size_t s = 0; s < kShards; ++s) first[s + 1] = first[s] + entangled[s].size();
+    if (first[kShards] == 0) return {};
+    std::vector<OwnedSpan> all;
+    for (size_t s = 0; s < kShards; ++s) {
+        for (OwnedSpan x : spans[s]) {
+            x.owner += first[s];
+            all.push_back(x);
+        }
+        spans[s] = {};
+    }
+    std::vector<bool> overlapped = overlapped_by_others(all, first[kShards]);
+    if (std::find(overlapped.begin(), overlapped.end(), true) == overlapped.end()) return {};
+
+    auto txn = pool.index().read();
+    if (!txn) return std::unexpected(txn.error());
+    LinkChecker links(pool);
+    std::map<uint32_t, std::pair<size_t, Candidate>> garbage;  // owner -> shard, candidate
+    for (size_t s = 0; s < kShards; ++s) {
+        for (uint32_t i = 0; i < entangled[s].size(); ++i) {
+            if (!overlapped[first[s] + i]) continue;
+            const Entangled& e = entangled[s][i];
+            bool used = false;
+            Result<void> visit_error;
+            auto r = (*txn)->for_each_link_of_object(e.id, [&](const LinkRecord& l) {
+                auto state = links.check(**txn, l);
+                if (!state) {
+                    visit_error = std::unexpected(state.error());
+                    return false;
+                }
+                used = *state != LinkChecker::State::stale;
+                return !used;
+            });
+            if (!r) return r;
+            if (!visit_error) return visit_error;
+            if (!used)
+                garbage[first[s] + i] = {
+                    s, {Pool::object_name(e.id, e.replica).substr(3), e.size, {}}};
+        }
+    }
+    for (const OwnedSpan& x : all) {
+        auto g = garbage.find(x.owner);
+        if (g != garbage.end()) g->second.second.shared.push_back({x.start, x.end});
+    }
+    for (auto& [owner, g] : garbage) found[g.first].push_back(std::move(g.second));
+    return (*txn)->commit();
+}
+
+// The check just before the unlink: the object is still what the first look found garbage. An
+// entangled one may have lost sharers meanwhile (the other object went first), never gained
+// one: each extent shared now lies where a shared extent lay then.
+bool still_garbage(const Candidate& c, const Look& now) {
+    if (now.held == Held::pool_alone) return true;
+    if (now.held != Held::entangled || c.shared.empty()) return false;
+    return std::all_of(now.shared.begin(), now.shared.end(), [&](const Span& x) {
+        return std::any_of(c.shared.begin(), c.shared.end(),
+                           [&](const Span& b) { return b.start <= x.start && x.end <= b.end; });
+    });
 }
 
 // gc --reconcile: records of paths that are not (or no longer) their object, in every guest.
@@ -113,6 +278,8 @@ Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log
 // Per shard: statx in parallel (read-only), then remove on this thread.
 Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log, GcSummary& sum) {
     std::vector<std::vector<Candidate>> found(kShards);
+    std::vector<std::vector<Entangled>> entangled(kShards);
+    std::vector<std::vector<OwnedSpan>> spans(kShards);
     std::vector<uint64_t> seen(kShards, 0);
     std::vector<Error> errors(kShards);
     std::vector<bool> failed(kShards, false);
@@ -133,14 +300,21 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                 return;
             }
             ++seen[s];
-            auto alone = held_by_pool_alone(pool, shard->dir.get(), e.name, *st,
-                                            join_path(shard->shown, e.name));
-            if (!alone) {
-                errors[s] = alone.error();
+            auto look =
+                look_at(pool, shard->dir.get(), e.name, *st, join_path(shard->shown, e.name));
+            if (!look) {
+                errors[s] = look.error();
                 failed[s] = true;
                 return;
             }
-            if (*alone) found[s].push_back({e.name, st->size});
+            if (look->held == Held::pool_alone) found[s].push_back({e.name, st->size, {}});
+            if (look->held != Held::entangled) continue;
+            // A file that names no object is kept: no record could say who uses it.
+            auto object = Pool::parse_object_file(e.name);
+            if (!object) continue;
+            auto owner = uint32_t(entangled[s].size());
+            entangled[s].push_back({object->first, object->second, st->size});
+            for (const Span& x : look->shared) spans[s].push_back({x.start, x.end, owner});
         }
         if (opt.progress) {
             std::lock_guard hold(progress_mutex);
@@ -156,6 +330,9 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
         if (failed[s]) return std::unexpected(errors[s]);
         sum.objects_seen += seen[s];
     }
+    if (auto r = entangled_garbage(pool, entangled, spans, found); !r) return r;
+    entangled.clear();
+    spans.clear();
     uint64_t candidates = 0, handled = 0;
     for (const auto& f : found) candidates += f.size();
     // One write transaction per 4,096 removals, not per shard: each commit is an fdatasync,
@@ -183,7 +360,10 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
             }
             std::string name = shard + "/" + c.name, shown = pool.object_shown(name);
             auto id = ObjectId::from_hex(c.name.substr(0, 64));
-            if (opt.verbose) log << "remove object " << name << " (" << c.size << " bytes)\n";
+            if (opt.verbose)
+                log << "remove object " << name << " (" << c.size << " bytes"
+                    << (c.shared.empty() ? "" : ", sharing blocks only with other objects")
+                    << ")\n";
             ++sum.objects_removed;
             sum.bytes_reclaimed += c.size;
             if (opt.dry_run) continue;
@@ -200,12 +380,12 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                 outcome = std::unexpected(st.error());
                 break;
             }
-            auto alone = held_by_pool_alone(pool, pool.objects_fd(), name, *st, shown);
-            if (!alone) {
-                outcome = std::unexpected(alone.error());
+            auto look = look_at(pool, pool.objects_fd(), name, *st, shown, fd);
+            if (!look) {
+                outcome = std::unexpected(look.error());
                 break;
             }
-            if (!*alone) {
+            if (!still_garbage(c, *look)) {
                 --sum.objects_removed;
                 sum.bytes_reclaimed -= c.size;
                 continue;

@@ -3,7 +3,10 @@
 // alone: lift its protection, unlink it, drop its record. That decision
 // reads only the pool, never the index, so no stale or missing record can make gc keep
 // garbage or remove a linked object; its cost is one statx per object, like
-// `find POOL -links 1`, whatever the number of guests and links.
+// `find POOL -links 1`, whatever the number of guests and links. In a reflink pool an object
+// whose shared extents all overlap other objects' is garbage too unless a record of it holds:
+// there the index is read, for those objects only, and only to keep one (gc.cc says why and
+// what that gets wrong).
 // Link records that still name a removed object are not looked for (that is a seek per
 // guest per object): the next import of their guest drops them, as it drops every record
 // of its guest whose path is no longer linked (importer/import.cc), and `who` checks each

@@ -147,6 +147,17 @@ bool any_shared(const std::vector<Extent>& extents) {
                        [](const Extent& e) { return e.flags & FIEMAP_EXTENT_SHARED; });
 }
 
+std::optional<std::vector<Span>> shared_spans(const std::vector<Extent>& extents) {
+    std::vector<Span> out;
+    for (const Extent& e : extents) {
+        if (!(e.flags & FIEMAP_EXTENT_SHARED)) continue;
+        if (e.flags & kUnshareable) return std::nullopt;
+        uint64_t length = (e.flags & FIEMAP_EXTENT_ENCODED) ? 1 : e.length;
+        if (length > 0) out.push_back({e.physical, e.physical + length});
+    }
+    return out;
+}
+
 bool shareable(const std::vector<Extent>& extents) {
     return std::none_of(extents.begin(), extents.end(),
                         [](const Extent& e) { return e.flags & kUnshareable; });

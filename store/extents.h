@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,18 @@ Result<std::vector<Extent>> file_extents(int fd, const std::string& shown);
 // filesystem's own answer: it also counts sharers unify does not know of (a snapshot, a
 // cp --reflink), never fewer than there are.
 bool any_shared(const std::vector<Extent>& extents);
+// Physical bytes [start, end) on the device.
+struct Span {
+    uint64_t start = 0;
+    uint64_t end = 0;
+};
+// Where the file's shared extents lie on the device, for telling which other files may hold
+// the same blocks: two files share blocks only where these overlap. A compressed extent
+// (FIEMAP_EXTENT_ENCODED, btrfs) is reported at the start of its on-disk extent whatever part
+// of it the file uses, and its length is not on-disk bytes, so it is the one byte there: files
+// sharing it report that same start. nullopt: a shared extent has no block address of its own
+// (inline, delayed or unknown), so what shares it cannot be told.
+std::optional<std::vector<Span>> shared_spans(const std::vector<Extent>& extents);
 // The file's data lives in real blocks that another file can share: no inline or
 // tail-packed data (btrfs keeps files up to 2 KiB inside its metadata), nothing still
 // unallocated.
