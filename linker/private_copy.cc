@@ -27,6 +27,11 @@ void sweep_copies(const Pool& pool, int dirfd, const std::string& dir,
 
 void discard(const Prepared& p) {
     unlinkat(p.gp.dir.get(), p.tmp.c_str(), 0);
+    renamed_into_place(p);
+}
+
+void renamed_into_place(const Prepared& p) {
+    p.times->after(p.gp.dir.get());
 }
 
 // Writes the copy of one link; nothing when the path is no longer the object.
@@ -64,18 +69,23 @@ Result<std::optional<Prepared>> prepare_copy(Pool& pool, int root_fd, const std:
     // The copy is made unnamed in the guest's directory and named only when complete, at a
     // random name (store/fresh_file.h): nothing the guest planted is ever opened or written.
     // A run killed after the link leaves a "copy." temporary that import sweeps by name.
+    // A copy that fails before it is named leaves the directory as it was: its change closes.
+    auto failed = [&](const Error& e) {
+        dirs.times.after(dirfd);
+        return std::unexpected(e);
+    };
     fault_point("unshare.create");
     auto t = create_unnamed(dirfd, shown + " (copy)");
-    if (!t) return std::unexpected(t.error());
+    if (!t) return failed(t.error());
     int tfd = t->get();
     auto h = copy_with_metadata(obj->get(), *obj_st, *xattrs, tfd, obj_shown, shown);
     if (h && rec && h->sha256 != rec->content)
         h = fail("object " + obj_shown + " does not match its recorded content; run unify verify");
-    if (!h) return std::unexpected(h.error());
+    if (!h) return failed(h.error());
     // Durable later, with the whole batch (one syncfs), before any copy replaces its link.
     auto named = link_unnamed_fresh(tfd, dirfd, pool.temp_prefix() + "copy.", shown);
-    if (!named) return std::unexpected(named.error());
-    return Prepared{index, std::move(**gp), **now, *named, shown};
+    if (!named) return failed(named.error());
+    return Prepared{index, std::move(**gp), **now, *named, shown, &dirs.times};
 }
 
 }  // namespace unify

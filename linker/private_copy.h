@@ -18,14 +18,6 @@
 
 namespace unify {
 
-struct Prepared {
-    size_t index;  // the caller's, e.g. into its list of links
-    GuestPath gp;
-    FileStat now;  // the link as it was when copied: the rename checks it still is
-    std::string tmp;
-    std::string shown;
-};
-
 // What the callers of prepare_copy share, also across threads: the directories whose times
 // are put back, and those already swept of a killed run's copies.
 struct CopyDirs {
@@ -35,8 +27,23 @@ struct CopyDirs {
     std::mutex mu;
 };
 
-// Removes a prepared copy that will not be renamed into place.
+// A copy's directory change is open in `times` (DirTimes::before) from prepare_copy until
+// the copy is renamed into place or discarded, each of which closes it (after): a directory
+// with a change left open keeps the times the copy's name gave it.
+struct Prepared {
+    size_t index;  // the caller's, e.g. into its list of links
+    GuestPath gp;
+    FileStat now;  // the link as it was when copied: the rename checks it still is
+    std::string tmp;
+    std::string shown;
+    DirTimes* times;
+};
+
+// Removes a prepared copy that will not be renamed into place (after a rename, a no-op on
+// the name), and closes its directory change.
 void discard(const Prepared& p);
+// Closes the directory change of a copy that was renamed into place.
+void renamed_into_place(const Prepared& p);
 
 // Writes the copy of link `l` (under root_fd, shown as `root`); nothing when the path is no
 // longer the object. Stale copies of a killed run are removed by name, once per directory,

@@ -85,11 +85,13 @@ Result<Scattered> scatter_object(Pool& pool, Txn& txn, const ObjectId& id, uint3
         const LinkRecord& l = links[p.index];
         auto r = rename_over(p.gp.dir.get(), p.tmp, p.gp.name, p.now, p.shown);
         if (!r) {
+            renamed_into_place(p);  // rename_over removed the copy: the directory changed
             outcome = std::unexpected(r.error());
         } else if (*r != Replaced::done) {
             discard(p);
             ++out.not_linked;
         } else {
+            renamed_into_place(p);
             ++out.copies;
         }
         if (outcome) {

@@ -32,7 +32,7 @@ enum class Outcome { unshared, not_linked };
 
 // Renames a durable copy over its link, inside the object's protection window.
 Result<Outcome> install_copy(Pool& pool, Txn& txn, const LinkRecord& l, const Prepared& p,
-                             DirTimes& dir_times, std::ostream& log) {
+                             std::ostream& log) {
     int dirfd = p.gp.dir.get();
     auto obj = pool.open_object(l.id, l.replica);
     if (!obj) {
@@ -51,7 +51,7 @@ Result<Outcome> install_copy(Pool& pool, Txn& txn, const LinkRecord& l, const Pr
         discard(p);
         return std::unexpected(r.error());
     }
-    dir_times.after(dirfd);
+    renamed_into_place(p);  // or removed by rename_over: the directory changed either way
     if (*replaced == Replaced::done) return Outcome::unshared;
     if (*replaced == Replaced::refused)
         return fail("renameat2 RENAME_EXCHANGE(" + p.shown +
@@ -282,7 +282,7 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
         for (; outcome && installed < ready.size(); ++installed) {
             const Prepared& p = ready[installed];
             const UnshareTarget& s = (*links)[p.index];
-            auto r = install_copy(pool, **txn, s.link, p, dir_times, log);
+            auto r = install_copy(pool, **txn, s.link, p, log);
             if (!r) {
                 outcome = std::unexpected(r.error());
                 ++installed;  // install_copy removed its copy

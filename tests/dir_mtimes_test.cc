@@ -67,4 +67,40 @@ TEST(DirMtimes, UnchangedByImportReimportUnshareAndForget) {
 }
 
 }  // namespace
+// An unshare that stops halfway (here: one object's content no longer matches its record, so
+// its copy fails) removes the copies it had made of the others; the directories they were
+// made in get their times back all the same.
+TEST(DirMtimes, UnchangedByAnUnshareThatStopsHalfway) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Nested t(dir);
+    ASSERT_TRUE(t.init_and_import());
+    const std::string m3 = manifest(t.g3, true);
+    std::string obj = t.pool + "/objects/" + object_of(t.pool, t.g3 + "/usr/lib/libc.so");
+    struct stat st = stat_path(obj);
+    ASSERT_EQ(sh("chattr -i '" + obj + "' && printf X | dd of='" + obj +
+                 "' bs=1 seek=1 conv=notrunc status=none"),
+              0);
+    set_mtime(obj, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    ASSERT_EQ(sh("chattr +i '" + obj + "'"), 0);
+    for (const char* jobs : {"1", "2"}) {
+        auto r = t.unify({"unshare", "g3", "-j", jobs});
+        EXPECT_EQ(r.status, 1) << r.out << r.err;
+        EXPECT_TRUE(contains(r.err, "does not match its recorded content")) << r.err;
+        std::string now = manifest(t.g3, true);
+        EXPECT_EQ(now.find(".unify-"), std::string::npos) << "a copy was left:\n" << now;
+        // The damaged object's own bytes show in libc.so: only the directories are compared.
+        auto dirs = [](const std::string& m) {
+            std::string out;
+            for (size_t at = 0, end; at < m.size(); at = end + 1) {
+                end = m.find('\n', at);
+                std::string line = m.substr(at, end - at);
+                if (line.find("mode=40") != std::string::npos) out += line + "\n";
+            }
+            return out;
+        };
+        EXPECT_EQ(dirs(now), dirs(m3)) << "-j " << jobs;
+    }
+}
+
 }  // namespace unify::test
