@@ -183,7 +183,15 @@ Command add_import_command(CLI::App& app, const Globals& g) {
                          ->type_name("PATH");
     a->min_size_opt = sub->add_option("--min-size", a->min_size,
                                       "smallest file to unify, in bytes (default 1; 65536 in a "
-                                      "reflink pool)");
+                                      "reflink pool)")
+                          // CLI11 reads "-5" into a uint64_t as 2^64 - 5, which would be kept.
+                          ->check(CLI::Validator(
+                              [](std::string& v) {
+                                  return v.find('-') == std::string::npos
+                                             ? std::string()
+                                             : "a size in bytes, not negative: " + v;
+                              },
+                              "BYTES"));
     a->sub = sub;
     return {sub, [&g, a] { return run_import(g, *a); }};
 }

@@ -21,9 +21,18 @@ Result<Session> open_session(const Globals& g, const std::string& command, bool 
     // A writer that cannot set or lift the pool's protection must stop before it changes
     // anything, not halfway through a guest.
     auto mode = s.pool->settings().protect;
-    if (auto r = check_protect_mode(mode, s.pool->tmp_fd(), s.pool->path() + "/tmp"); !r)
-        return std::unexpected(
-            context(r.error(), "pool " + s.pool->path() + " (protection " + to_string(mode) + ")"));
+    if (auto r = check_protect_mode(mode, s.pool->tmp_fd(), s.pool->path() + "/tmp"); !r) {
+        // check_protect_mode speaks to init, which may still choose --protect none; a pool's
+        // protection is fixed once it is made.
+        std::string why = r.error().message;
+        if (auto cut = why.find(", or choose --protect none"); cut != std::string::npos)
+            why.erase(cut);
+        else if (auto cut2 = why.find("; choose --protect none"); cut2 != std::string::npos)
+            why.erase(cut2);
+        return fail("pool " + s.pool->path() + " (protection " + to_string(mode) + ", fixed at " +
+                        "init): " + why,
+                    r.error().err);
+    }
     auto recovered = s.pool->prepare_writer();
     if (!recovered) return std::unexpected(recovered.error());
     if (!recovered->empty()) std::cerr << "unify: " << *recovered << "\n";

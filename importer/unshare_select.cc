@@ -5,6 +5,8 @@
 
 #include "importer/guest_target.h"
 #include "importer/package_links.h"
+#include "store/guest_path.h"
+#include "store/printable.h"
 
 namespace unify {
 
@@ -34,7 +36,13 @@ LinkSelector unshare_selector(const UnshareOptions& opt, std::ostream& log) {
             if (!*l) {
                 // dpkg -L lists the package's directories too; they are not worth a line each.
                 if (is_guest_directory(root.fd.get(), root.path, p)) continue;
-                log << "unify: " << opt.name << ":" << *gp << " is not unified; nothing to do\n";
+                // Said apart from "not unified", so that a typo shows; not an error, since
+                // `dpkg -L` lists files a guest's dpkg.cfg.d path-exclude never installed.
+                auto st = stat_guest_path(root.fd.get(), *gp, join_path(root.path, *gp));
+                if (!st) return std::unexpected(st.error());
+                log << "unify: " << (*st ? "" : "warning: ") << opt.name << ":" << printable(*gp)
+                    << (*st ? " is not unified; nothing to do\n"
+                            : " does not exist in the guest; nothing to do\n");
                 continue;
             }
             if (named.insert(*gp).second) out.push_back({**l, std::nullopt});

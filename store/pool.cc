@@ -147,7 +147,12 @@ Result<std::unique_ptr<Pool>> Pool::open(const std::string& path, bool with_inde
     auto index = Index::open(index_dir, false);
     if (!index) {
         Error e = index.error();
-        if (e.message.find("unify reindex") == std::string::npos)
+        if (e.err == EROFS || e.err == EACCES)
+            e.message +=
+                "; unify opens the index for writing even to read it (LMDB keeps its "
+                "readers in POOL/index/lock.mdb): the pool must be on a writable "
+                "filesystem, by a user who may write it";
+        else if (e.message.find("unify reindex") == std::string::npos)
             e.message +=
                 "; if it was lost or damaged, run `unify reindex` to rebuild it from "
                 "the pool and the guest roots";

@@ -79,6 +79,8 @@ TEST(Cli, UnknownOptionOrSubcommandIsAUsageError) {
                                                  {"init", "--protect", "sometimes"},
                                                  {"frobnicate"},
                                                  {"import", "onlyname"},
+                                                 // read as 2^64 - 5 once, and kept
+                                                 {"import", "g", dir / "g", "--min-size", "-5"},
                                                  {"--quiet", "--verbose", "list"}}) {
         std::vector<std::string> full = {"--pool", pool};
         full.insert(full.end(), args.begin(), args.end());
@@ -261,6 +263,29 @@ TEST(Cli, GuestRootThroughABindMountIsRefusedUpFront) {
     EXPECT_EQ(r.status, 0) << r.err;
 }
 
+// A pool on a filesystem mounted read-only: every command says so, not that the index is
+// damaged (LMDB opens its lock file for writing even to read).
+TEST(Cli, PoolOnAReadOnlyMountSaysSoNotReindex) {
+    UNIFY_REQUIRE(need_root());
+    TempDir dir;
+    std::string mnt = dir / "mnt", pool = mnt + "/pool", g = mnt + "/g";
+    TmpfsMount tmpfs(mnt);
+    UNIFY_REQUIRE(tmpfs.error());
+    make_guest(g, "own\n");
+    ASSERT_EQ(unify_at(pool, {"init", "--protect", "none"}).status, 0);
+    ASSERT_EQ(unify_at(pool, {"import", "g", g}).status, 0);
+    ASSERT_EQ(sh("mount -o remount,ro '" + mnt + "'"), 0);
+    for (const std::vector<std::string>& args : {std::vector<std::string>{"status"}, {"list"}}) {
+        auto r = unify_at(pool, args);
+        EXPECT_EQ(r.status, 1) << args[0] << ": " << r.out;
+        EXPECT_TRUE(contains_squeezed(r.err, "Read-only file system")) << r.err;
+        EXPECT_TRUE(contains_squeezed(r.err, "writable filesystem")) << r.err;
+        EXPECT_FALSE(contains_squeezed(r.err, "reindex")) << r.err;
+    }
+    ASSERT_EQ(sh("mount -o remount,rw '" + mnt + "'"), 0);
+    EXPECT_EQ(unify_at(pool, {"status"}).status, 0);
+}
+
 TEST(Cli, PoolInsideAGuestRootIsRefused) {
     TempDir dir;
     std::string g1 = dir / "g1", pool = g1 + "/srv/pool";
@@ -326,6 +351,9 @@ TEST(Cli, WritersWithoutCapLinuxImmutableChangeNothing) {
     EXPECT_EQ(r.status, 1);
     EXPECT_TRUE(contains_squeezed(r.err, "CAP_LINUX_IMMUTABLE")) << r.err;
     EXPECT_TRUE(contains_squeezed(r.err, pool)) << r.err;
+    // The pool's protection is fixed at init: --protect none is no way out for it.
+    EXPECT_FALSE(contains_squeezed(r.err, "--protect none")) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, "fixed at init")) << r.err;
     EXPECT_EQ(manifest(g1), m1);
     for (const char* f : {"/usr/bin/tool", "/usr/lib/libc.so", "/usr/local/bin/own"}) {
         EXPECT_EQ(stat_path(g1 + f).st_nlink, 1u) << f;

@@ -89,7 +89,7 @@ TEST(MergedUsr, LibPointingOutOfTheRootIsRefused) {
     EXPECT_TRUE(contains(r.err, "does not exist in the guest")) << r.err;
     r = s.unify({"unshare", "g3", "/lib/systemd/system/app.service"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.err, "is not unified; nothing to do")) << r.err;
+    EXPECT_TRUE(contains(r.err, "does not exist in the guest; nothing to do")) << r.err;
     EXPECT_EQ(manifest(s.g1), m1);
 }
 
