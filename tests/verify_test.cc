@@ -3,6 +3,7 @@
 // the way a guest or an admin could (content, mode, protection flag, a removed file), and
 // check that verify names the damage and the guest paths, that --quarantine moves it aside
 // without changing what any guest sees, and that a later import makes a correct object.
+#include <lmdb.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -320,6 +321,42 @@ TEST(Verify, JsonNamesTheDamageAndExitsOne) {
     EXPECT_EQ(j["damaged"][0]["metadata"], true);
     EXPECT_EQ(j["damaged"][0]["content"], false);
     EXPECT_EQ(j["damaged"][0]["links"].size(), 2u);
+}
+
+// A link record the index cannot decode: verify reads every one and fails with the reindex
+// hint, rather than saying the pool is clean while who and import of that guest fail.
+TEST(Verify, ACorruptLinkRecordFailsWithTheReindexHint) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Pool3 s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    {
+        MDB_env* env = nullptr;
+        ASSERT_EQ(mdb_env_create(&env), 0);
+        ASSERT_EQ(mdb_env_set_maxdbs(env, 10), 0);
+        ASSERT_EQ(mdb_env_open(env, (s.pool + "/index").c_str(), 0, 0600), 0);
+        MDB_txn* txn = nullptr;
+        ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+        MDB_dbi dbi;
+        ASSERT_EQ(mdb_dbi_open(txn, "links", 0, &dbi), 0);
+        MDB_cursor* c = nullptr;
+        ASSERT_EQ(mdb_cursor_open(txn, dbi, &c), 0);
+        MDB_val k, v;
+        ASSERT_EQ(mdb_cursor_get(c, &k, &v, MDB_LAST), 0);
+        char garbage[] = "\xff";
+        MDB_val bad{1, garbage};
+        ASSERT_EQ(mdb_cursor_put(c, &k, &bad, MDB_CURRENT), 0);
+        mdb_cursor_close(c);
+        ASSERT_EQ(mdb_txn_commit(txn), 0);
+        mdb_env_close(env);
+    }
+    auto r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_TRUE(contains(r.err, "corrupt record in links")) << r.err;
+    EXPECT_TRUE(contains(r.err, "unify reindex")) << r.err;
+    ASSERT_EQ(s.unify({"reindex"}).status, 0);
+    r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
 TEST(Verify, BrokenIndexSaysReindex) {
