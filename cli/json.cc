@@ -95,6 +95,7 @@ std::string skip_key(const std::string& reason) {
         {skip::kFlagged, "flagged"},
         {skip::kUnreadable, "unreadable"},
         {skip::kInline, "inline"},
+        {skip::kSparse, "sparse"},
         {skip::kDamagedObject, "damaged_object"},
     };
     for (const auto& [text, key] : known)

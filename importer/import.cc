@@ -1054,6 +1054,12 @@ Result<std::vector<bool>> Importer::prepare_batch(const std::vector<WalkEntry>& 
         auto linked = already_linked(**txn, batch[i]);
         if (!linked) return std::unexpected(linked.error());
         if (*linked) ++sum_.already_linked;
+        // All holes: nothing to share, and an object cloned from it would hold no extent, so
+        // gc would take it for one nobody shares and leave the records behind.
+        if (!*linked && pool_.settings().reflink() && batch[i].st.size && !batch[i].st.blocks) {
+            skip_file(batch[i], skip::kSparse);
+            continue;
+        }
         wanted[i] = !*linked;
     }
     (*txn)->commit();

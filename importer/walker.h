@@ -51,6 +51,7 @@ inline constexpr const char* kFlagged = "immutable or append-only flag set in th
 inline constexpr const char* kUnreadable = "unreadable";
 inline constexpr const char* kDamagedObject =
     "the pool's object for it does not match its id (see unify verify)";
+inline constexpr const char* kSparse = "all holes: no blocks to share";
 inline constexpr const char* kInline = "too small to share blocks (data inline in metadata)";
 }  // namespace skip
 

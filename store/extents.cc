@@ -33,7 +33,10 @@ constexpr uint32_t kUnshareable = FIEMAP_EXTENT_DATA_INLINE | FIEMAP_EXTENT_DATA
 std::vector<Extent> normalised(const std::vector<Extent>& in, uint64_t size) {
     std::vector<Extent> out;
     for (Extent e : in) {
-        if (e.logical >= size) continue;
+        // Preallocated and never written: it reads as zeros and holds no data, as a hole
+        // does. A clone leaves the range a hole in the copy (XFS) while the guest file keeps
+        // its own unwritten extent, and the two are the same bytes shared all the same.
+        if (e.logical >= size || (e.flags & FIEMAP_EXTENT_UNWRITTEN)) continue;
         e.length = std::min(e.length, size - e.logical);
         e.flags = 0;
         if (!out.empty()) {
