@@ -12,6 +12,8 @@
 #include <sstream>
 
 #include "store/interrupt.h"
+#include "store/mounts.h"
+#include "store/sys.h"
 
 namespace unify {
 
@@ -20,18 +22,27 @@ namespace {
 // Whether process `pid` holds a flock on the inode `st` names, by /proc/locks (each line:
 // "N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INO START END", device numbers in hex; waiters are
 // marked "->" and do not hold it).
-bool holds_flock(pid_t pid, const struct stat& st) {
+// /proc/locks names the filesystem's own device, which on btrfs is not the st_dev of a
+// subvolume's files: `sb_dev` ("major:minor", decimal, store/mounts.h) is accepted too.
+bool holds_flock(pid_t pid, const struct stat& st, const std::string& sb_dev) {
     std::ifstream locks("/proc/locks");
-    char want[64];
-    snprintf(want, sizeof want, "%02x:%02x:%llu", major(st.st_dev), minor(st.st_dev),
-             static_cast<unsigned long long>(st.st_ino));
+    auto where_of = [&](unsigned maj, unsigned min) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%02x:%02x:%llu", maj, min,
+                 static_cast<unsigned long long>(st.st_ino));
+        return std::string(buf);
+    };
+    std::string want = where_of(major(st.st_dev), minor(st.st_dev)), also = want;
+    unsigned maj = 0, min = 0;
+    if (sscanf(sb_dev.c_str(), "%u:%u", &maj, &min) == 2) also = where_of(maj, min);
     for (std::string line; std::getline(locks, line);) {
         std::istringstream in(line);
         std::string n, type, mode, access, holder, where;
         in >> n >> type;
         if (type == "->") continue;
         in >> mode >> access >> holder >> where;
-        if (type == "FLOCK" && where == want && holder == std::to_string(pid)) return true;
+        if (type == "FLOCK" && (where == want || where == also) && holder == std::to_string(pid))
+            return true;
     }
     return false;
 }
@@ -48,9 +59,9 @@ std::string holder_of(int fd) {
     while (!s.empty() && (s.back() == '\n' || s.back() == '\0')) s.pop_back();
     struct stat st;
     long pid = 0;
-    if (sscanf(s.c_str(), "pid %ld:", &pid) != 1 || pid <= 0 || fstat(fd, &st) != 0 ||
-        !holds_flock(pid_t(pid), st))
-        return unknown;
+    if (sscanf(s.c_str(), "pid %ld:", &pid) != 1 || pid <= 0 || fstat(fd, &st) != 0) return unknown;
+    auto fs = stat_fd(fd, "lock");
+    if (!holds_flock(pid_t(pid), st, fs ? filesystem_of(fs->mnt_id) : "")) return unknown;
     return "another writer holds its lock (" + s + ")";
 }
 

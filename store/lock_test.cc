@@ -35,6 +35,22 @@ TEST(PoolLock, BusyMessageNamesALiveHolder) {
         << m;
 }
 
+// On btrfs, /proc/locks names the filesystem's device, not the st_dev of its files.
+TEST(PoolLock, BusyMessageNamesALiveHolderOnBtrfs) {
+    test::LoopFs fs("btrfs", 320);
+    UNIFY_REQUIRE(fs.reason());
+    test::write_file(fs / "lock", "");
+    Fd fd(open(fs.path().c_str(), O_DIRECTORY | O_CLOEXEC));
+    auto held = PoolLock::acquire(fd.get(), fs.path(), "import web1", false);
+    ASSERT_TRUE(held) << held.error().message;
+    auto second = PoolLock::acquire(fd.get(), fs.path(), "gc", false);
+    ASSERT_FALSE(second);
+    const std::string& m = second.error().message;
+    EXPECT_NE(m.find("pid " + std::to_string(getpid()) + ": unify import web1, since "),
+              std::string::npos)
+        << m;
+}
+
 TEST(PoolLock, BusyMessageDoesNotNameADeadProcess) {
     LockDir d;
     // A writer that has exited left its words in the lock file...
