@@ -96,6 +96,7 @@ std::string skip_key(const std::string& reason) {
         {skip::kUnreadable, "unreadable"},
         {skip::kInline, "inline"},
         {skip::kSparse, "sparse"},
+        {skip::kRefused, "refused"},
         {skip::kDamagedObject, "damaged_object"},
     };
     for (const auto& [text, key] : known)

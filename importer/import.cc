@@ -952,7 +952,7 @@ Result<void> Importer::record_shared(Txn& txn, const ObjectId& id, ObjectState& 
             skip_file(e, skip::kChanged);
             return {};
         case ShareOutcome::flagged:
-            skip_file(e, skip::kFlagged);
+            skip_file(e, skip::kRefused);
             return {};
         case ShareOutcome::unshareable:
             skip_file(e, skip::kInline);

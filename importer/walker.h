@@ -51,6 +51,10 @@ inline constexpr const char* kFlagged = "immutable or append-only flag set in th
 inline constexpr const char* kUnreadable = "unreadable";
 inline constexpr const char* kDamagedObject =
     "the pool's object for it does not match its id (see unify verify)";
+// Reflink pools: FICLONE or FIDEDUPERANGE refused (EPERM, ETXTBSY, EINVAL: linker/reflink.cc).
+inline constexpr const char* kRefused =
+    "the filesystem refused to share its blocks (an immutable, append-only or "
+    "no-copy-on-write flag set in the guest, or a swap file)";
 inline constexpr const char* kSparse = "all holes: no blocks to share";
 inline constexpr const char* kInline = "too small to share blocks (data inline in metadata)";
 }  // namespace skip

@@ -216,6 +216,29 @@ TEST_P(Reflink, PreallocatedFilesShareAndFilesOfHolesAreSkipped) {
     EXPECT_EQ(read_file(g1 + holes), std::string(5 << 20, '\0'));
 }
 
+// Files the filesystem will not remap (immutable, and on btrfs no-copy-on-write) are skipped
+// as refused, named for what they are, and left exactly as they were.
+TEST_P(Reflink, FilesTheFilesystemRefusesToShareAreSkippedAsRefused) {
+    ASSERT_EQ(unify({"init", "--share", "reflink"}).status, 0);
+    ASSERT_EQ(unify({"import", "g1", g1, "--min-size", "1"}).status, 0);
+    ASSERT_EQ(sh("chattr +i '" + g2 + "/usr/lib/mid'"), 0);
+    size_t refused = 1;
+    if (GetParam() == "btrfs") {
+        // +C only takes on an empty file: made empty, flagged, then written.
+        std::string big = g2 + "/usr/lib/big";
+        std::string content = read_file(big);
+        ASSERT_EQ(sh("rm '" + big + "' && touch '" + big + "' && chattr +C '" + big + "'"), 0);
+        file(big, content, 0600, 1000, 2);
+        refused = 2;
+    }
+    const std::string before = manifest(g2);
+    auto j = json_of(unify({"--json", "import", "g2", g2, "--min-size", "1"}));
+    EXPECT_EQ(j["skipped"]["refused"], refused) << j.dump();
+    EXPECT_EQ(j["skipped"].count("flagged"), 0u) << j.dump();
+    EXPECT_EQ(manifest(g2), before);
+    EXPECT_EQ(sh("chattr -i '" + g2 + "/usr/lib/mid'"), 0);
+}
+
 TEST_P(Reflink, ImportKeepsEveryInodeAndItsMetadataAndSharesBlocks) {
     std::string before1 = identity(g1), before2 = identity(g2);
     ASSERT_NO_FATAL_FAILURE(init_and_import(""));
