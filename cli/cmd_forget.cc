@@ -66,8 +66,13 @@ int run_forget(const Globals& g, ForgetOptions opt) {
             std::cout << "  records dropped    " << format_count(sum->unshared.not_linked)
                       << " (paths no longer linked)\n";
     }
-    std::cout << "  guest unregistered" << would << "\n"
-              << "run `unify gc` to reclaim objects no guest links any more\n";
+    std::cout << "  guest unregistered" << would << "\n";
+    // A reflink guest's files still share their objects' blocks: nothing is garbage yet.
+    if (s->pool->settings().reflink() && !opt.delete_root)
+        std::cout << "its files keep sharing blocks with the pool's objects; `unify gc` reclaims "
+                     "an object once no file shares its blocks\n";
+    else
+        std::cout << "run `unify gc` to reclaim objects no guest links any more\n";
     return kExitOk;
 }
 
