@@ -98,6 +98,13 @@ int run_import(const Globals& g, ImportArgs& a) {
         if (!s) return report(s.error());
         auto line = explain_path(*s->pool, opt, a.explain, std::cerr);
         if (!line) return report(line.error());
+        if (g.json) {
+            Json j = {{"command", "import"}, {"name", opt.name}};
+            put_path(j, "explain", a.explain);
+            j["answer"] = *line;  // printable already (importer/explain.cc)
+            print_json(j);
+            return kExitOk;
+        }
         std::cout << *line << "\n";
         return kExitOk;
     }

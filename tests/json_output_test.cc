@@ -105,6 +105,13 @@ TEST(JsonOutput, EveryCommandPrintsOneDocumentWithTheDocumentedFields) {
     // Saved is the blocks freed (README): libc (1000 bytes) and the odd file (4) one each.
     EXPECT_EQ(j["bytes_saved"], 2 * stat_path(dir.path()).st_blksize);
 
+    r = p.unify({"--json", "import", "g2", p.g2, "--explain", "/etc/conf"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    j = parse(r);
+    expect_fields(j, {"command", "name", "explain", "answer"});
+    EXPECT_EQ(j["explain"], "/etc/conf");
+    EXPECT_TRUE(contains(j["answer"].get<std::string>(), "/etc/conf: private")) << j.dump();
+
     r = p.unify({"status", "--json"});
     ASSERT_EQ(r.status, 0) << r.err;
     j = parse(r);
