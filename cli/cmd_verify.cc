@@ -19,23 +19,23 @@ struct VerifyArgs {
     bool quarantine = false;
 };
 
+Json link_json(const std::string& guest, const std::string& path) {
+    Json j;
+    j["guest"] = guest;
+    put_path(j, "path", path);
+    return j;
+}
+
 Json links_json(const std::vector<VerifyLink>& links) {
     Json out = Json::array();
-    for (const auto& l : links) {
-        Json j;
-        j["guest"] = l.guest;
-        put_path(j, "path", l.path);
-        out.push_back(std::move(j));
-    }
+    for (const auto& l : links) out.push_back(link_json(l.guest, l.path));
     return out;
 }
 
 Json unchecked_json(const std::vector<UncheckedLink>& links) {
     Json out = Json::array();
     for (const auto& l : links) {
-        Json j;
-        j["guest"] = l.guest;
-        put_path(j, "path", l.path);
+        Json j = link_json(l.guest, l.path);
         put_path(j, "error", l.error);
         out.push_back(std::move(j));
     }

@@ -63,16 +63,10 @@ void write_at_mtime(const std::string& path, const std::string& content, int64_t
 class Planter {
   public:
     Planter(std::string dir, std::string outside, std::vector<std::string> files)
-        : dir_(std::move(dir)), outside_(std::move(outside)), files_(std::move(files)) {
-        fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-        inotify_add_watch(fd_, dir_.c_str(), IN_CREATE | IN_MOVED_TO);
-        thread_ = std::thread([this] { loop(); });
-    }
-    ~Planter() {
-        stop_ = true;
-        thread_.join();
-        close(fd_);
-    }
+        : dir_(std::move(dir)),
+          outside_(std::move(outside)),
+          files_(std::move(files)),
+          watcher_(dir_, IN_CREATE | IN_MOVED_TO, [this](const std::string& n) { on_name(n); }) {}
     std::set<std::string> seen() {
         std::lock_guard<std::mutex> l(mu_);
         return seen_;
@@ -100,49 +94,33 @@ class Planter {
         std::lock_guard<std::mutex> l(mu_);
         planted_.insert(name);
     }
-    void loop() {
-        alignas(struct inotify_event) char buf[65536];
-        while (!stop_) {
-            ssize_t n = read(fd_, buf, sizeof buf);
-            if (n <= 0) {
-                usleep(200);
-                continue;
-            }
-            for (char* p = buf; p < buf + n;) {
-                auto* ev = reinterpret_cast<struct inotify_event*>(p);
-                p += sizeof *ev + ev->len;
-                if (!ev->len) continue;
-                std::string name = ev->name;
-                if (name.rfind(".unify-", 0) != 0) continue;
-                {
-                    std::lock_guard<std::mutex> l(mu_);
-                    if (planted_.count(name)) continue;
-                    seen_.insert(name);
-                }
-                size_t dot = name.find('.', 7);
-                if (dot == std::string::npos) continue;
-                token_ = name.substr(7, dot - 7);
-                // Old import names ended in .<pid>.<counter>: plant the next ones.
-                size_t last = name.rfind('.');
-                std::string head = name.substr(0, last + 1), tail = name.substr(last + 1);
-                if (!tail.empty() && tail.find_first_not_of("0123456789") == std::string::npos &&
-                    tail.size() < 9) {
-                    long k = std::stol(tail);
-                    for (long j = 1; j <= 8; ++j) plant(head + std::to_string(k + j), j % 2 == 0);
-                }
-                plant_copy_names();
-            }
+    void on_name(const std::string& name) {
+        if (name.rfind(".unify-", 0) != 0) return;
+        {
+            std::lock_guard<std::mutex> l(mu_);
+            if (planted_.count(name)) return;
+            seen_.insert(name);
         }
+        size_t dot = name.find('.', 7);
+        if (dot == std::string::npos) return;
+        token_ = name.substr(7, dot - 7);
+        // Old import names ended in .<pid>.<counter>: plant the next ones.
+        size_t last = name.rfind('.');
+        std::string head = name.substr(0, last + 1), tail = name.substr(last + 1);
+        if (!tail.empty() && tail.find_first_not_of("0123456789") == std::string::npos &&
+            tail.size() < 9) {
+            long k = std::stol(tail);
+            for (long j = 1; j <= 8; ++j) plant(head + std::to_string(k + j), j % 2 == 0);
+        }
+        plant_copy_names();
     }
 
     std::string dir_, outside_;
     std::vector<std::string> files_;
-    int fd_ = -1;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
     std::mutex mu_;
     std::set<std::string> seen_, planted_;
     std::string token_;
+    test::NameWatcher watcher_;  // last: stops first
 };
 
 TEST(Attacks, PlantedTemporariesReachNothingOutside) {

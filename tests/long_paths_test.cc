@@ -120,16 +120,7 @@ class LongPaths : public testing::TestWithParam<std::string> {
         args.insert(args.begin(), {"--pool", pool});
         return run_unify(args);
     }
-    std::set<std::string> who(const std::string& target) const {
-        auto r = unify({"--json", "who", target});
-        EXPECT_TRUE(succeeded(r)) << target;
-        std::set<std::string> out;
-        auto j = Json::parse(r.out, nullptr, false);
-        if (j.is_discarded() || !j.contains("links")) return out;
-        for (const auto& l : j["links"])
-            out.insert(l["guest"].get<std::string>() + ":" + l["path"].get<std::string>());
-        return out;
-    }
+    std::set<std::string> who(const std::string& target) const { return who_paths(pool, target); }
     // The deep file still is what h2 shares: the same inode (hardlink) or the same blocks,
     // as `who` finds them on the filesystem (reflink).
     bool deep_file_shared() const {

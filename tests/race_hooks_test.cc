@@ -146,42 +146,18 @@ TEST_P(RaceHooks, PathMovedTwiceWithinTheSwapKeepsBothFiles) {
 // that saw the name with inotify can.
 class KeptNamePlanter {
   public:
-    explicit KeptNamePlanter(std::string dir) : dir_(std::move(dir)) {
-        fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-        inotify_add_watch(fd_, dir_.c_str(), IN_CREATE);
-        thread_ = std::thread([this] { loop(); });
-    }
-    ~KeptNamePlanter() {
-        stop_ = true;
-        thread_.join();
-        close(fd_);
-    }
+    explicit KeptNamePlanter(std::string dir)
+        : dir_(std::move(dir)), watcher_(dir_, IN_CREATE, [this](const std::string& name) {
+              if (name.rfind(".unify-", 0) != 0 || name.ends_with(".kept")) return;
+              ThreeGuests::file(dir_ + "/" + name + ".kept", "planted\n", 0644, 21);
+              ++planted_;
+          }) {}
     size_t planted() const { return planted_; }
 
   private:
-    void loop() {
-        alignas(struct inotify_event) char buf[16384];
-        while (!stop_) {
-            ssize_t n = read(fd_, buf, sizeof buf);
-            if (n <= 0) {
-                usleep(200);
-                continue;
-            }
-            for (char* p = buf; p < buf + n;) {
-                auto* ev = reinterpret_cast<struct inotify_event*>(p);
-                p += sizeof *ev + ev->len;
-                std::string name = ev->len ? ev->name : "";
-                if (name.rfind(".unify-", 0) != 0 || name.ends_with(".kept")) continue;
-                ThreeGuests::file(dir_ + "/" + name + ".kept", "planted\n", 0644, 21);
-                ++planted_;
-            }
-        }
-    }
     std::string dir_;
-    int fd_ = -1;
-    std::atomic<bool> stop_{false};
     std::atomic<size_t> planted_{0};
-    std::thread thread_;
+    NameWatcher watcher_;  // last: stops first
 };
 
 // The same double move, with the ".kept" name taken by the guest beforehand: the guest's

@@ -61,14 +61,7 @@ std::string identity(const std::string& root) {
 }
 
 std::set<std::string> who(const std::string& pool, const std::string& target) {
-    auto r = run_unify({"--pool", pool, "--json", "who", target});
-    EXPECT_EQ(r.status, 0) << r.out << r.err;
-    std::set<std::string> out;
-    auto j = Json::parse(r.out, nullptr, false);
-    if (j.is_discarded() || !j.contains("links")) return out;
-    for (const auto& l : j["links"])
-        out.insert(l["guest"].get<std::string>() + ":" + l["path"].get<std::string>());
-    return out;
+    return who_paths(pool, target);
 }
 
 // Bytes no other file of a test has: nothing shares blocks with them by chance.

@@ -4,6 +4,7 @@
 #include <linux/fs.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "store/hasher.h"
@@ -476,6 +478,45 @@ TmpfsMount::~TmpfsMount() {
     if (!error_.empty()) return;
     sh("chattr -R -i '" + dir_ + "' >/dev/null 2>&1");
     if (umount2(dir_.c_str(), 0) != 0) umount2(dir_.c_str(), MNT_DETACH);
+}
+
+std::set<std::string> who_paths(const std::string& pool, const std::string& target) {
+    auto r = run_unify({"--pool", pool, "--json", "who", target});
+    EXPECT_EQ(r.status, 0) << target << ": " << r.out << r.err;
+    std::set<std::string> out;
+    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    if (j.is_discarded() || !j.contains("links")) return out;
+    for (const auto& l : j["links"])
+        out.insert(l["guest"].get<std::string>() + ":" + l["path"].get<std::string>());
+    return out;
+}
+
+NameWatcher::NameWatcher(const std::string& dir, uint32_t mask,
+                         std::function<void(const std::string&)> on_name)
+    : on_name_(std::move(on_name)) {
+    fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    inotify_add_watch(fd_, dir.c_str(), mask);
+    thread_ = std::thread([this] {
+        alignas(struct inotify_event) char buf[65536];
+        while (!stop_) {
+            ssize_t n = read(fd_, buf, sizeof buf);
+            if (n <= 0) {
+                usleep(200);
+                continue;
+            }
+            for (char* p = buf; p < buf + n;) {
+                auto* ev = reinterpret_cast<struct inotify_event*>(p);
+                p += sizeof *ev + ev->len;
+                if (ev->len) on_name_(ev->name);
+            }
+        }
+    });
+}
+
+NameWatcher::~NameWatcher() {
+    stop_ = true;
+    thread_.join();
+    close(fd_);
 }
 
 BindMount::BindMount(const std::string& from, const std::string& at) : at_(at) {

@@ -6,11 +6,13 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace unify::test {
@@ -174,6 +176,27 @@ class TmpfsMount {
 
   private:
     std::string dir_, error_;
+};
+
+// `unify who TARGET --json` on `pool`: "guest:path" of every path it lists (a test failure
+// if who fails).
+std::set<std::string> who_paths(const std::string& pool, const std::string& target);
+
+// What a guest learns with inotify: every name created in (IN_CREATE) or moved into
+// (IN_MOVED_TO) `dir`, handed to `on_name` on a thread of its own, as fast as it can, until
+// the watcher is destroyed. Declare it after what on_name uses: it must stop first.
+class NameWatcher {
+  public:
+    NameWatcher(const std::string& dir, uint32_t mask,
+                std::function<void(const std::string&)> on_name);
+    ~NameWatcher();
+    NameWatcher(const NameWatcher&) = delete;
+
+  private:
+    int fd_ = -1;
+    std::atomic<bool> stop_{false};
+    std::function<void(const std::string&)> on_name_;
+    std::thread thread_;
 };
 
 // `from` bind-mounted at `at` (made if missing) for the object's life.
