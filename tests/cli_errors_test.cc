@@ -286,6 +286,39 @@ TEST(Cli, PoolOnAReadOnlyMountSaysSoNotReindex) {
     EXPECT_EQ(unify_at(pool, {"status"}).status, 0);
 }
 
+// A filesystem that fills up during an import: the guest keeps every byte, the error says
+// what to do, and after gc and some freed space the import goes through.
+TEST(Cli, FullFilesystemStopsTheImportCleanlyAndItConvergesAfterwards) {
+    // ext4: tmpfs links each copied object right after making it, which frees its space.
+    LoopFs fs("ext4", 64);
+    UNIFY_REQUIRE(fs.reason());
+    std::string mnt = fs.path(), pool = mnt + "/pool", g = mnt + "/g";
+    // Files with a second name inside the guest become objects by copy: 8 x 2 MiB to copy.
+    for (int i = 0; i < 8; ++i) {
+        std::string f = g + "/usr/lib/lib" + std::to_string(i) + ".so";
+        write_file(f, std::string(2 << 20, char('a' + i)), 0644);
+        set_mtime(f, 1700000000, 42);
+        ASSERT_EQ(link(f.c_str(), (f + ".1").c_str()), 0);
+    }
+    ASSERT_EQ(unify_at(pool, {"init", "--protect", "none"}).status, 0);
+    const std::string m = manifest(g);
+    // Leave about 3 MiB free.
+    ASSERT_EQ(sh("sync; dd if=/dev/zero of='" + mnt + "/filler' bs=1M count=$(( $(df -m " +
+                 "--output=avail '" + mnt + "' | tail -1) - 3 )) status=none && sync"),
+              0);
+    auto r = unify_at(pool, {"import", "g", g});
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.err, "ENOSPC")) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, "the filesystem is full")) << r.err;
+    EXPECT_EQ(manifest(g), m);
+    ASSERT_EQ(unify_at(pool, {"gc"}).status, 0);
+    ASSERT_EQ(unlink((mnt + "/filler").c_str()), 0);
+    r = unify_at(pool, {"import", "g", g});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(manifest(g), m);
+    EXPECT_EQ(unify_at(pool, {"verify", "--full"}).status, 0);
+}
+
 TEST(Cli, PoolInsideAGuestRootIsRefused) {
     TempDir dir;
     std::string g1 = dir / "g1", pool = g1 + "/srv/pool";
