@@ -20,6 +20,7 @@ Result<PoolStatus> pool_status(Pool& pool, const std::optional<std::string>& onl
     struct Counted {
         uint64_t size = 0;
         uint64_t links = 0;
+        uint64_t shared_out = 0;  // links given their share of the saving so far
     };
     std::unordered_map<ObjectId, Counted> objects;
     auto r = txn.for_each_object([&](const ObjectId& id, const ObjectRecord& rec) {
@@ -50,7 +51,10 @@ Result<PoolStatus> pool_status(Pool& pool, const std::optional<std::string>& onl
     auto shares = each_link([](GuestStatus& gs, Counted& o) {
         ++gs.files_linked;
         gs.bytes_linked += o.size;
-        gs.bytes_saved += o.size * (o.links - 1) / o.links;
+        // The saving split exactly: the remainder goes one byte each to the first links, so
+        // that the guests' shares add up to the pool's figure.
+        uint64_t saved = o.size * (o.links - 1);
+        gs.bytes_saved += saved / o.links + (o.shared_out++ < saved % o.links ? 1 : 0);
     });
     if (!shares) return std::unexpected(shares.error());
     if (only) std::erase_if(ps.guests, [&](const GuestStatus& g) { return g.guest.name != *only; });
