@@ -301,7 +301,7 @@ void Importer::count_saved(const WalkEntry& e) {
     // What is freed is the blocks the inode held (a sparse file's holes hold none).
     uint64_t freed = e.st.blocks * 512;
     if (pool_.settings().reflink()) {  // the inode's blocks go the first time any name shares
-        if (++replaced_links_[e.st.ino] == 1) sum_.bytes_saved += freed;
+        if (e.st.nlink == 1 || ++replaced_links_[e.st.ino] == 1) sum_.bytes_saved += freed;
         return;
     }
     if (e.st.nlink == 1) {
@@ -411,6 +411,9 @@ Result<void> Importer::object_made(Txn& txn, const ObjectId& id, ObjectState& ob
     obj.recorded = true;
     ++sum_.new_objects;
     sum_.bytes_new_objects += made.rec.size;
+    // A reflink object is a clone of this inode: its other names, shared after it, free
+    // nothing either (count_saved).
+    if (pool_.settings().reflink() && e.st.nlink > 1) ++replaced_links_[e.st.ino];
     if (opt_.verbose) log_ << "new object " << id.hex() << " from " << shown(e) << "\n";
     if (e.st.nlink != 1 && !pool_.settings().reflink()) return {};  // a copy: not the path
     ++sum_.newly_linked;
@@ -994,8 +997,11 @@ Result<void> Importer::predict_group(Txn& txn, const ObjectId& id,
     size_t start = 0;
     if (!obj.st && dry_new_.insert(id).second && !pending.empty()) {
         ++sum_.new_objects;
-        sum_.bytes_new_objects += batch[pending[0]].st.size;
+        const FileStat& made = batch[pending[0]].st;
+        sum_.bytes_new_objects += made.size;
         ++sum_.newly_linked;
+        if (pool_.settings().reflink() && made.nlink > 1)
+            ++replaced_links_[made.ino];  // as object_made
         start = 1;
     }
     for (size_t k = start; k < pending.size(); ++k) {

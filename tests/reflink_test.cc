@@ -232,6 +232,26 @@ TEST_P(Reflink, FilesTheFilesystemRefusesToShareAreSkippedAsRefused) {
     EXPECT_EQ(sh("chattr -i '" + g2 + "/usr/lib/mid'"), 0);
 }
 
+// bytes_saved is the blocks freed: a file with a second name in its guest is one inode, whose
+// blocks go once; and the first guest's file an object is cloned from frees nothing, by any
+// of its names (README, "What the commands print").
+TEST_P(Reflink, BytesSavedCountsAnInodeOnceAndTheObjectsSourceNever) {
+    for (const auto& g : {g1, g2})
+        ASSERT_EQ(link((g + "/usr/lib/big").c_str(), (g + "/usr/lib/big.2").c_str()), 0);
+    ASSERT_EQ(unify({"init", "--share", "reflink"}).status, 0);
+    // g2 shares big (one inode, two names), mid and the apt list with g1's objects.
+    uint64_t g2_freed = 0;
+    for (const char* f : {"/usr/lib/big", "/usr/lib/mid", kLists})
+        g2_freed += uint64_t(stat_path(g2 + f).st_blocks) * 512;
+    for (const auto& [name, root] : {std::pair{"g1", g1}, {"g2", g2}}) {
+        auto dry = json_of(unify({"--json", "import", name, root, "--dry-run"}));
+        auto j = json_of(unify({"--json", "import", name, root}));
+        EXPECT_EQ(dry["bytes_saved"], j["bytes_saved"]) << name;
+        EXPECT_EQ(j["bytes_saved"], std::string(name) == "g1" ? 0 : g2_freed) << j.dump();
+    }
+    EXPECT_TRUE(share_blocks(g1 + "/usr/lib/big", g2 + "/usr/lib/big.2"));
+}
+
 TEST_P(Reflink, ImportKeepsEveryInodeAndItsMetadataAndSharesBlocks) {
     std::string before1 = identity(g1), before2 = identity(g2);
     ASSERT_NO_FATAL_FAILURE(init_and_import(""));
