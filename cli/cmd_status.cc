@@ -29,7 +29,7 @@ int run_status(const Globals& g, const std::string& name) {
     std::cout << "  share mode        " << to_string(set.share) << "\n"
               << "  objects           " << format_count(st->objects) << "\n"
               << "  bytes in pool     " << format_bytes(st->pool_bytes) << "\n"
-              << "  guests            " << format_count(st->guests.size()) << "\n"
+              << "  guests            " << format_count(st->guest_count) << "\n"
               << "  linked paths      " << format_count(st->links) << "\n"
               << "  bytes unshared    " << format_bytes(st->logical_bytes)
               << " (what the linked files would take without sharing)\n"
@@ -41,7 +41,10 @@ int run_status(const Globals& g, const std::string& name) {
                   << "  bytes saved       " << format_bytes(gs.bytes_saved) << "\n"
                   << "  last import       " << format_time(gs.guest.last_import) << "\n"
                   << "  package database  "
-                  << describe_package_dbs(gs.guest.package_dbs, gs.guest.config_files) << "\n"
+                  << (gs.guest.last_import == 0 && gs.guest.package_dbs.empty()
+                          ? "not recorded (no import of it completed)"
+                          : describe_package_dbs(gs.guest.package_dbs, gs.guest.config_files))
+                  << "\n"
                   << "  user rules        " << describe_rules(gs.guest.excludes) << "\n";
     return kExitOk;
 }

@@ -54,8 +54,9 @@ Result<ForgetSummary> forget_guest(Pool& pool, const ForgetOptions& opt, std::os
                 list += "\n  " + sum.deleted.left[k];
             if (sum.deleted.left.size() > 10)
                 list += "\n  ... and " + std::to_string(sum.deleted.left.size() - 10) + " more";
-            return fail(what + ": " + std::to_string(sum.deleted.left.size()) +
-                        " paths could not be deleted; the guest stays registered (run forget "
+            size_t n = sum.deleted.left.size();
+            return fail(what + ": " + std::to_string(n) + (n == 1 ? " path" : " paths") +
+                        " could not be deleted; the guest stays registered (run forget "
                         "--delete-root again once they are dealt with):" +
                         list);
         }
@@ -74,7 +75,9 @@ Result<ForgetSummary> forget_guest(Pool& pool, const ForgetOptions& opt, std::os
         sum.unshared = *r;
     }
     // (Unshare dropped the records of the links it handled; none are left without keep_links.)
-    if (opt.keep_links || pool.settings().reflink()) {
+    // With --delete-root: the records of a root that was gone already, or of links it could
+    // not reach.
+    if (opt.keep_links || opt.delete_root || pool.settings().reflink()) {
         auto n = count_links(pool, g->id);
         if (!n) return std::unexpected(context(n.error(), what));
         sum.records_dropped = *n;

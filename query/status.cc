@@ -15,6 +15,7 @@ Result<PoolStatus> pool_status(Pool& pool, const std::optional<std::string>& onl
                              [&](const GuestRecord& g) { return g.name == *only; }))
         return fail("status: no guest named '" + *only + "' (see unify list)");
     for (const auto& g : *guests) ps.guests.push_back(GuestStatus{g});
+    ps.guest_count = ps.guests.size();
     // Links are read guest by guest (each guest's records are contiguous), never object by
     // object: a lookup of one object's links costs a seek per guest.
     struct Counted {

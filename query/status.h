@@ -26,6 +26,7 @@ struct PoolStatus {
     uint64_t links = 0;
     uint64_t logical_bytes = 0;  // what the linked guest files would take unshared
     uint64_t bytes_saved = 0;
+    uint64_t guest_count = 0;  // in the pool, also when `guests` is one guest's (status NAME)
     std::vector<GuestStatus> guests;
 };
 
