@@ -26,9 +26,24 @@ Result<void> Trash::take(int dirfd, const std::string& name, const FileStat& see
     std::string trash;
     for (;;) {
         trash = "trash." + random_hex(8);
-        if (renameat2(dirfd, name.c_str(), tmp_fd_, trash.c_str(), RENAME_NOREPLACE) == 0) break;
-        if (errno == EEXIST) continue;
-        if (unlinkat(dirfd, name.c_str(), 0) != 0) return sys_fail("unlinkat", shown);
+        // The target exists first, as an empty regular file: rename(2) lets a file replace it
+        // but never a directory (ENOTDIR). A guest that exchanges one of its directories in
+        // at `name` after our look cannot have it moved into POOL/tmp, where a process holding
+        // it open would climb out through "..".
+        int placeholder =
+            openat(tmp_fd_, trash.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (placeholder < 0 && errno == EEXIST) continue;
+        if (placeholder >= 0) {
+            close(placeholder);
+            if (renameat2(dirfd, name.c_str(), tmp_fd_, trash.c_str(), 0) == 0) break;
+            int err = errno;
+            unlinkat(tmp_fd_, trash.c_str(), 0);
+            if (err == ENOTDIR || err == EISDIR) return {};  // the guest's directory: left alone
+        }
+        if (unlinkat(dirfd, name.c_str(), 0) != 0) {
+            if (errno == EISDIR) return {};
+            return sys_fail("unlinkat", shown);
+        }
         return {};
     }
     std::string moved = tmp_shown_ + "/" + trash;

@@ -32,8 +32,9 @@ class Trash {
     // Removes dirfd/name, which was just seen to be `seen`, from its directory now and frees
     // it later. Where it cannot be moved (a rename that fails), it is unlinked in place, here.
     // In a guest directory the name is the guest's to change between that look and the move:
-    // whatever else arrived in POOL/tmp (a directory, another file) is put back, never
-    // removed, and never left where the next writer's sweep would trip on it.
+    // a directory never leaves the guest's tree (it is left where it is: a process inside it
+    // would reach POOL/tmp and the host through ".." while it was there), and whatever else
+    // arrived in POOL/tmp is put back, never removed.
     Result<void> take(int dirfd, const std::string& name, const FileStat& seen,
                       const std::string& shown);
     // Waits until everything taken is unlinked. The first unlink that failed, if any.
