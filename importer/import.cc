@@ -783,6 +783,9 @@ struct Importer::LinkWork {
     std::unordered_map<size_t, Fd> held;        // their leases
     std::vector<std::optional<Replaced>> done;  // per member; unset: not tried
     std::optional<Error> error;
+    // A guest changed the object's metadata in the window: what it was before, for the
+    // scatter that record_linked runs with the index (linker/scatter.h scatter_changed).
+    std::optional<Metadata> changed;
 };
 
 // Steps 3 to 5 of a hardlink batch with the objects' windows side by side (parallel_windows_):
@@ -845,9 +848,16 @@ void Importer::link_group(LinkWork& w, unsigned worker, std::vector<WalkEntry>& 
         }
         return {};
     };
-    if (auto r = pool_.with_links_allowed(w.id, w.replica, fd->get(), act, {}, 1 + worker); !r) {
-        w.error = r.error();
-        stop = true;
+    Metadata before;
+    before.st.ino = 0;
+    if (auto r = pool_.with_links_allowed(w.id, w.replica, fd->get(), act, {}, 1 + worker, &before);
+        !r) {
+        if (r.error().err == EUCLEAN && before.st.ino) {
+            w.changed = std::move(before);  // not this import's failure: answered in order
+        } else {
+            w.error = r.error();
+            stop = true;
+        }
     }
     // A writer waiting on a lease goes on now, not at the batch's end; the close of the last
     // fd on a displaced inode, which frees its blocks, is this thread's work too.
@@ -867,6 +877,13 @@ Result<void> Importer::record_linked(Txn& txn, LinkWork& w, std::vector<WalkEntr
             break;
         }
         if (auto r = record_replaced(txn, w.id, obj, batch[w.members[k]], *w.done[k]); !r) return r;
+    }
+    if (w.changed) {
+        // The links just recorded are among the names that get private copies.
+        if (auto r = scatter_changed(pool_, txn, w.id, w.replica, *w.changed, log_); !r) return r;
+        auto now = pool_.stat_object(w.id, w.replica);
+        if (!now) return std::unexpected(now.error());
+        if (*now) obj.st = **now;
     }
     if (w.error) return std::unexpected(*w.error);
     if (rest.empty()) return {};

@@ -112,10 +112,11 @@ static Result<MadeObject> adopt_unlogged(const Pool& pool, const ObjectId& id, i
 
 // `over`: the object's name exists and is replaced (renamed over from POOL/tmp) instead of
 // made.
+// `as`: metadata for the copy other than src_fd's own (st still says what src_fd must stay).
 static Result<MadeObject> copy_unlogged(const Pool& pool, const ObjectId& id, uint32_t replica,
                                         int src_fd, const FileStat& st, const Xattrs& xattrs,
                                         const Digest& content, const std::string& shown,
-                                        bool over = false) {
+                                        bool over = false, const Metadata* as = nullptr) {
     MadeObject out;
     std::string tmp_shown = pool.path() + "/tmp/(unnamed)";
     std::string obj_name = Pool::object_name(id, replica),
@@ -123,7 +124,8 @@ static Result<MadeObject> copy_unlogged(const Pool& pool, const ObjectId& id, ui
     auto tmp = create_unnamed(pool.tmp_fd(), pool.path() + "/tmp");
     if (!tmp) return std::unexpected(tmp.error());
     int tfd = tmp->get();
-    auto h = copy_with_metadata(src_fd, st, xattrs, tfd, shown, tmp_shown);
+    auto h = copy_with_metadata(src_fd, as ? as->st : st, as ? as->xattrs : xattrs, tfd, shown,
+                                tmp_shown);
     if (!h) return std::unexpected(h.error());
     auto src_now = stat_fd(src_fd, shown);
     if (!src_now) return std::unexpected(src_now.error());
@@ -213,15 +215,17 @@ Result<MadeObject> copy_object(const Pool& pool, const ObjectId& id, uint32_t re
     return r;
 }
 
-Result<MadeObject> renew_object(const Pool& pool, const ObjectId& id, uint32_t replica,
-                                int src_fd) {
+Result<MadeObject> renew_object(const Pool& pool, const ObjectId& id, uint32_t replica, int src_fd,
+                                const Metadata* as) {
     std::string shown = pool.object_shown(id, replica);
     auto now = rehash(pool, src_fd, shown);
     if (!now) return std::unexpected(now.error());
-    if (now->id != id)
+    // With `as`, only the content must be what it was: the copy's own re-hash (copy_unlogged)
+    // checks that content and `as` give the id.
+    if (!as && now->id != id)
         return fail("object " + shown + " no longer matches its id: run unify verify");
     auto made = copy_unlogged(pool, id, replica, src_fd, now->st, now->xattrs, now->hash.sha256,
-                              shown, true);
+                              shown, true, as);
     if (made && made->outcome != MadeObject::made)
         return fail("object " + shown + " changed while it was copied: run unify verify");
     return made;

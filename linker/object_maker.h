@@ -61,8 +61,11 @@ Result<MadeObject> copy_object(const Pool& pool, const ObjectId& id, uint32_t re
 
 // The pool's name of `id` (replica) becomes a fresh copy of src_fd, verified against the id
 // and protected; the inode it named keeps only its other names. Runs inside the object's
-// window (linker/scatter.h), whose intent record covers the name.
-Result<MadeObject> renew_object(const Pool& pool, const ObjectId& id, uint32_t replica, int src_fd);
+// window (linker/scatter.h), whose intent record covers the name. `as`: the metadata the copy
+// gets instead of src_fd's own (a guest changed it in a window); the copy must then give the
+// id with it.
+Result<MadeObject> renew_object(const Pool& pool, const ObjectId& id, uint32_t replica, int src_fd,
+                                const Metadata* as = nullptr);
 
 // Another inode for `id` once `replica - 1` has reached the link limit (EMLINK).
 Result<MadeObject> make_replica(const Pool& pool, const ObjectId& id, uint32_t replica);

@@ -38,7 +38,7 @@ void renamed_into_place(const Prepared& p) {
 Result<std::optional<Prepared>> prepare_copy(Pool& pool, int root_fd, const std::string& root,
                                              const LinkRecord& l,
                                              const std::optional<ObjectRecord>& rec, size_t index,
-                                             CopyDirs& dirs) {
+                                             CopyDirs& dirs, const Metadata* as) {
     using None = std::optional<Prepared>;
     std::string shown = join_path(root, l.path);
     auto gp = open_guest_parent(root_fd, l.path, shown);
@@ -78,7 +78,8 @@ Result<std::optional<Prepared>> prepare_copy(Pool& pool, int root_fd, const std:
     auto t = create_unnamed(dirfd, shown + " (copy)");
     if (!t) return failed(t.error());
     int tfd = t->get();
-    auto h = copy_with_metadata(obj->get(), *obj_st, *xattrs, tfd, obj_shown, shown);
+    auto h = copy_with_metadata(obj->get(), as ? as->st : *obj_st, as ? as->xattrs : *xattrs, tfd,
+                                obj_shown, shown);
     if (h && rec && h->sha256 != rec->content)
         h = fail("object " + obj_shown + " does not match its recorded content; run unify verify");
     if (!h) return failed(h.error());

@@ -48,9 +48,11 @@ void renamed_into_place(const Prepared& p);
 // Writes the copy of link `l` (under root_fd, shown as `root`); nothing when the path is no
 // longer the object. Stale copies of a killed run are removed by name, once per directory,
 // before any copy is made there. Safe to call from several threads at once.
+// `as`: the metadata the copy gets instead of the object's own (an object whose metadata a
+// guest changed in a window: linker/scatter.h).
 Result<std::optional<Prepared>> prepare_copy(Pool& pool, int root_fd, const std::string& root,
                                              const LinkRecord& l,
                                              const std::optional<ObjectRecord>& rec, size_t index,
-                                             CopyDirs& dirs);
+                                             CopyDirs& dirs, const Metadata* as = nullptr);
 
 }  // namespace unify

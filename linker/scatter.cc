@@ -1,5 +1,6 @@
 #include "linker/scatter.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <map>
@@ -24,8 +25,10 @@ struct Scattered {
 // Every recorded name of the object (id, replica) onto its own copy, then the pool's name
 // onto a fresh object. Runs with the lease held; the object's flag is lifted again for the
 // renames over its names and set once they are done.
+// `restore`: the metadata the object had before a guest changed it in a window, which the
+// copies and the fresh object get instead of its own.
 Result<Scattered> scatter_object(Pool& pool, Txn& txn, const ObjectId& id, uint32_t replica,
-                                 int object_fd) {
+                                 int object_fd, const Metadata* restore) {
     const std::string shown = pool.object_shown(id, replica);
     Scattered out;
     std::vector<LinkRecord> links;
@@ -63,7 +66,8 @@ Result<Scattered> scatter_object(Pool& pool, Txn& txn, const ObjectId& id, uint3
             }
             root = roots.emplace(l.guest, std::move(*opened)).first;
         }
-        auto p = prepare_copy(pool, root->second.fd.get(), root->second.path, l, *rec, i, dirs);
+        auto p =
+            prepare_copy(pool, root->second.fd.get(), root->second.path, l, *rec, i, dirs, restore);
         if (!p)
             outcome = std::unexpected(p.error());
         else if (*p)
@@ -102,7 +106,7 @@ Result<Scattered> scatter_object(Pool& pool, Txn& txn, const ObjectId& id, uint3
     dir_times.restore();
     // 4. The pool's name: a fresh object, so that no later link reaches the writer's inode.
     if (outcome) {
-        auto made = renew_object(pool, id, replica, object_fd);
+        auto made = renew_object(pool, id, replica, object_fd, restore);
         if (!made) outcome = std::unexpected(made.error());
     }
     // Names nobody recorded (a link a guest made during the window) stay unwritable by path.
@@ -114,34 +118,56 @@ Result<Scattered> scatter_object(Pool& pool, Txn& txn, const ObjectId& id, uint3
 
 }  // namespace
 
+// The scatter of a window, or of one that had no index at hand, logged. `restore`: as for
+// scatter_object.
+static Result<void> scatter_logged(Pool& pool, Txn* txn, const ObjectId& id, uint32_t replica,
+                                   int object_fd, const Metadata* restore, std::ostream& log) {
+    std::unique_ptr<Txn> own;
+    if (!txn) {
+        auto w = pool.index().write();
+        if (!w) return std::unexpected(w.error());
+        own = std::move(*w);
+    }
+    auto done = scatter_object(pool, txn ? *txn : *own, id, replica, object_fd, restore);
+    if (own) {
+        if (auto c = own->commit(); !c && done) return std::unexpected(c.error());
+    }
+    if (!done)
+        return std::unexpected(context(
+            done.error(), "scattering the names of object " + pool.object_shown(id, replica)));
+    log << "unify: warning: object " << pool.object_shown(id, replica)
+        << (restore ? " had its mode, owner, mtime or xattrs changed through a guest's name of "
+                      "it while its protection was lifted; its "
+                    : " was opened for writing while its protection was lifted, on a "
+                      "filesystem where the immutable flag does not stop that writer "
+                      "afterwards; its ")
+        << done->copies << " linked paths were given private copies of its bytes"
+        << (restore ? " with the metadata it had before" : "")
+        << " and the pool a fresh object, so that no guest sees the change of another. The "
+           "next import shares them again\n";
+    return {};
+}
+
 Result<void> with_links_guarded(Pool& pool, Txn* txn, const ObjectId& id, uint32_t replica,
                                 int object_fd, const std::function<Result<void>()>& act,
                                 std::ostream& log, bool* scattered) {
-    auto scatter = [&]() -> Result<void> {
-        std::unique_ptr<Txn> own;
-        if (!txn) {
-            auto w = pool.index().write();
-            if (!w) return std::unexpected(w.error());
-            own = std::move(*w);
-        }
-        auto done = scatter_object(pool, txn ? *txn : *own, id, replica, object_fd);
-        if (own) {
-            if (auto c = own->commit(); !c && done) return std::unexpected(c.error());
-        }
+    auto scatter = [&](const Metadata* restore) -> Result<void> {
         if (scattered) *scattered = true;
-        if (!done)
-            return std::unexpected(context(
-                done.error(), "scattering the names of object " + pool.object_shown(id, replica)));
-        log << "unify: warning: object " << pool.object_shown(id, replica)
-            << " was opened for writing while its protection was lifted, on a filesystem "
-               "where the immutable flag does not stop that writer afterwards; its "
-            << done->copies
-            << " linked paths were given private copies of its bytes and the pool a fresh "
-               "object, so that writer changes no guest's file. The next import shares them "
-               "again\n";
-        return {};
+        return scatter_logged(pool, txn, id, replica, object_fd, restore, log);
     };
     return pool.with_links_allowed(id, replica, object_fd, act, scatter);
+}
+
+Result<void> scatter_changed(Pool& pool, Txn& txn, const ObjectId& id, uint32_t replica,
+                             const Metadata& restore, std::ostream& log) {
+    auto fd = pool.open_object(id, replica);
+    if (!fd) return std::unexpected(fd.error());
+    // As in a window: a writer waits in open() while the names move (if the lease can be had;
+    // the copies are checked against the recorded content either way).
+    bool leased = fcntl(fd->get(), F_SETLEASE, F_RDLCK) == 0;
+    auto r = scatter_logged(pool, &txn, id, replica, fd->get(), &restore, log);
+    if (leased) fcntl(fd->get(), F_SETLEASE, F_UNLCK);
+    return r;
 }
 
 }  // namespace unify

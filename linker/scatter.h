@@ -24,4 +24,11 @@ Result<void> with_links_guarded(Pool& pool, Txn* txn, const ObjectId& id, uint32
                                 int object_fd, const std::function<Result<void>()>& act,
                                 std::ostream& log, bool* scattered = nullptr);
 
+// The same answer for an object whose metadata a guest changed in a window that could not
+// scatter itself (import's windows side by side, without the index: Protection::run_lifted's
+// `tampered`): every recorded name gets a private copy with `restore`'s metadata, the pool's
+// name a fresh object.
+Result<void> scatter_changed(Pool& pool, Txn& txn, const ObjectId& id, uint32_t replica,
+                             const Metadata& restore, std::ostream& log);
+
 }  // namespace unify

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -77,6 +78,13 @@ void outside_link(const std::string& from_to) {
     close(fd);
 }
 
+// UNIFY_FAULT_TAMPER's PATH: what a guest can do through its own name of an object while
+// the object's flag is lifted: chmod it set-uid for all, and give it an xattr.
+void outside_tamper(const std::string& path) {
+    (void)!chmod(path.c_str(), 04777);
+    (void)!setxattr(path.c_str(), "user.unify-tamper", "guest", 5, 0);
+}
+
 // UNIFY_FAULT_RENAME's FROM:TO: FROM is renamed over TO.
 void outside_rename(const std::string& from_to) {
     if (auto names = from_and_to(from_to))
@@ -135,7 +143,9 @@ void fault_point(const char* step) {
     static const char* writer_spec = getenv("UNIFY_FAULT_WRITER");
     static const char* rename_spec = getenv("UNIFY_FAULT_RENAME");
     static const char* pause_spec = getenv("UNIFY_FAULT_PAUSE");
-    if (!spec && !trace && !write_spec && !link_spec && !writer_spec && !rename_spec && !pause_spec)
+    static const char* tamper_spec = getenv("UNIFY_FAULT_TAMPER");
+    if (!spec && !trace && !write_spec && !link_spec && !writer_spec && !rename_spec &&
+        !pause_spec && !tamper_spec)
         return;
     std::lock_guard<std::mutex> lock(mu);
     long n = ++hits[step];
@@ -156,6 +166,7 @@ void fault_point(const char* step) {
         std::string one(rename_spec + at, end - at);
         if (auto from_to = armed(one.c_str(), step, n)) outside_rename(*from_to);
     }
+    if (auto path = tamper_spec ? armed(tamper_spec, step, n) : std::nullopt) outside_tamper(*path);
     if (auto ms = pause_spec ? armed(pause_spec, step, n) : std::nullopt)
         usleep(useconds_t(atol(ms->c_str())) * 1000);
     if (spec && names_hit(spec, step, n)) kill(getpid(), SIGKILL);

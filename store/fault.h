@@ -25,6 +25,9 @@
 //       check before removing an object must see it.
 //   UNIFY_FAULT_RENAME="step:N:FROM:TO"  at that point FROM is renamed over TO, as dpkg
 //       installs a new version of a file: a path replaced exactly where a check must see it.
+//   UNIFY_FAULT_TAMPER="step:N:PATH"  at that point PATH is made mode 04777 and given the
+//       xattr user.unify-tamper, as a guest can through its own name of an object whose flag
+//       a window has lifted (chmod, setxattr: the lease does not stop them).
 //   UNIFY_FAULT_PAUSE="step:N:MS"  at that point the run sleeps MS milliseconds: time for a
 //       test's inotify watcher, acting as a guest, to plant something at a name it just saw.
 #pragma once

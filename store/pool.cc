@@ -241,8 +241,8 @@ namespace unify {
 
 Result<void> Pool::with_links_allowed(const ObjectId& id, uint32_t replica, int object_fd,
                                       const std::function<Result<void>()>& act,
-                                      const std::function<Result<void>()>& scatter,
-                                      size_t slot) const {
+                                      const ScatterFn& scatter, size_t slot,
+                                      Metadata* tampered) const {
     if (protection_.mode() != ProtectMode::immutable) return act();
     intent_.begin(IntentOp::window, object_name(id, replica), slot);
     // Where the lease cannot vouch for the window, the object is hashed again against its id.
@@ -251,7 +251,8 @@ Result<void> Pool::with_links_allowed(const ObjectId& id, uint32_t replica, int 
         if (!now) return std::unexpected(now.error());
         return now->id == id;
     };
-    auto r = protection_.run_lifted(object_fd, object_shown(id, replica), act, intact, scatter);
+    auto r = protection_.run_lifted(object_fd, object_shown(id, replica), act, intact, scatter,
+                                    tampered);
     // On failure the record stays: the next writer makes sure the flag is back.
     if (r) intent_.end(slot);
     return r;

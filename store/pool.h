@@ -99,10 +99,11 @@ class Pool {
     // `scatter` answers a writer that got into the window where the flag would not stop it
     // afterwards (Protection::run_lifted; linker/scatter.h is the answer the writers give).
     // `slot`: the intent slot (store/intent.h); windows open side by side each need their own.
+    // `tampered`: see Protection::run_lifted.
     Result<void> with_links_allowed(const ObjectId& id, uint32_t replica, int object_fd,
                                     const std::function<Result<void>()>& act,
-                                    const std::function<Result<void>()>& scatter = {},
-                                    size_t slot = 0) const;
+                                    const ScatterFn& scatter = {}, size_t slot = 0,
+                                    Metadata* tampered = nullptr) const;
 
     // ".unify-<token>.": the prefix of every temporary name unify makes inside a guest.
     std::string temp_prefix() const { return ".unify-" + settings_.token + "."; }

@@ -146,12 +146,20 @@ Result<bool> Protection::is_protected(int fd, const std::string& shown) const {
     return (*flags & bits) == bits;
 }
 
+Result<Metadata> metadata_of(int fd, const std::string& shown) {
+    auto st = stat_fd(fd, shown);
+    if (!st) return std::unexpected(st.error());
+    auto x = read_xattrs(fd, shown);
+    if (!x) return std::unexpected(x.error());
+    return Metadata{*st, std::move(*x)};
+}
+
 Result<void> Protection::run_lifted(int object_fd, const std::string& shown,
                                     const std::function<Result<void>()>& act,
                                     const std::function<Result<bool>()>& intact,
-                                    const std::function<Result<void>()>& scatter) const {
+                                    const ScatterFn& scatter, Metadata* tampered) const {
     if (mode_ != ProtectMode::immutable) return act();
-    auto before = stat_fd(object_fd, shown);
+    auto before = metadata_of(object_fd, shown);
     if (!before) return std::unexpected(before.error());
     // The lease is taken while the flag is still set, so no writable fd can appear before it.
     // A writable fd that exists now (on ext4 a harmless one, left by a writer that waited
@@ -179,24 +187,31 @@ Result<void> Protection::run_lifted(int object_fd, const std::string& shown,
     Result<void> restored = protect(object_fd, shown);
     // F_UNLCK here: someone opened the object for writing and waits for us to let go.
     bool broken = leased && fcntl(object_fd, F_GETLEASE) != F_RDLCK;
+    // With the flag back nothing can change the metadata any more: what differs now was
+    // done through a guest's name of the object in the window.
+    auto after = metadata_of(object_fd, shown);
+    bool changed = restored && after && !after->same_as(*before);
     // Where the flag spares earlier fds, that writer will write the shared inode once we let
     // go. It is still held in open(), so the bytes are intact: every name moves off the
     // inode first, whatever act() did, and the writer is left with an inode nobody shares.
-    bool scattered = broken && scatter && flag_spares_earlier_writers(object_fd);
-    Result<void> moved = scattered ? scatter() : Result<void>();
+    // Changed metadata is answered the same way, the copies and the fresh object getting
+    // the metadata from before the window.
+    bool scattered = scatter && (changed || (broken && flag_spares_earlier_writers(object_fd)));
+    Result<void> moved = scattered ? scatter(changed ? &*before : nullptr) : Result<void>();
     if (leased) fcntl(object_fd, F_SETLEASE, F_UNLCK);
     if (!moved) return moved;
     if (!acted) return acted;
     if (scattered) return restored;
-    auto after = stat_fd(object_fd, shown);
     if (!restored) return restored;
     if (!after) return std::unexpected(after.error());
     const std::string lifted = " while its immutable flag was lifted for linking";
-    if (after->size != before->size || after->mtime_ns != before->mtime_ns ||
-        after->mode != before->mode || after->uid != before->uid || after->gid != before->gid)
+    if (changed) {
+        if (tampered) *tampered = *before;
         return fail("object " + shown + " was changed" + lifted +
-                    " (size, mtime, mode or owner); it no longer matches its id: run unify "
-                    "verify --full");
+                        " (size, mtime, mode, owner or xattrs); it no longer matches its id: run "
+                        "unify verify --full",
+                    EUCLEAN);
+    }
     if (broken && flag_spares_earlier_writers(object_fd))
         return fail("object " + shown + " was opened for writing" + lifted +
                         ", on a filesystem where the flag does not stop an fd opened before it: "

@@ -19,6 +19,26 @@ namespace unify {
 
 enum class ProtectMode { none, immutable, iunlink };
 
+// What a window must leave as it found it. The lease stops writers, not chmod, chown,
+// utimensat or setxattr: a guest can run those through its own name of the object while the
+// flag is lifted, and every other guest linking it would see the result (a capability on a
+// shared binary).
+struct Metadata {
+    FileStat st;
+    Xattrs xattrs;
+    // Mode, owner, mtime, size and xattrs equal (what an id covers, and the size).
+    bool same_as(const Metadata& o) const {
+        return st.size == o.st.size && st.mtime_ns == o.st.mtime_ns && st.mode == o.st.mode &&
+               st.uid == o.st.uid && st.gid == o.st.gid && xattrs == o.xattrs;
+    }
+};
+Result<Metadata> metadata_of(int fd, const std::string& shown);
+
+// A window's answer to what it cannot take back by itself: `restore` is null when a writer
+// got in (the bytes are still intact), else the metadata the object had before the window,
+// which every copy and the fresh object must get (linker/scatter.h).
+using ScatterFn = std::function<Result<void>(const Metadata* restore)>;
+
 std::string to_string(ProtectMode m);
 std::optional<ProtectMode> parse_protect_mode(const std::string& s);
 
@@ -64,10 +84,13 @@ class Protection {
     // open() and the bytes are intact, and must move every name of the inode onto other
     // inodes (linker/scatter.h); without `scatter` the window is reported as an error
     // naming the object (docs/threat-model.md).
+    // Metadata changed meanwhile is answered by `scatter` with the metadata from before;
+    // without one it is an error (EUCLEAN), and `tampered`, if given, gets that metadata so
+    // that the caller can scatter later, where it has the index.
     Result<void> run_lifted(int object_fd, const std::string& shown,
                             const std::function<Result<void>()>& act,
                             const std::function<Result<bool>()>& intact = {},
-                            const std::function<Result<void>()>& scatter = {}) const;
+                            const ScatterFn& scatter = {}, Metadata* tampered = nullptr) const;
 
   private:
     ProtectMode mode_;

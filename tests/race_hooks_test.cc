@@ -13,10 +13,12 @@
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
+#include <memory>
 #include <set>
 #include <string>
 #include <thread>
@@ -197,6 +199,50 @@ TEST_P(RaceHooks, PathMovedTwiceWithAPlantedKeptNameKeepsEveryFile) {
     EXPECT_EQ(read_file(dir + "/" + *copies.begin()), kContent) << "the guest's copy was swept";
     EXPECT_EQ(read_file(dir + "/" + *planted.begin()), "planted\n");
     EXPECT_EQ(objects_not_matching_their_id(s.pool), std::vector<std::string>{});
+}
+
+// While a window has the object's flag lifted, a guest changes its metadata through its own
+// name of the object (the lease stops writers, not chmod or setxattr): the change must reach
+// no other guest. Every linked path gets a private copy with the metadata from before and the
+// pool a fresh object; the import goes on. On the default filesystem (ext4: the windows run
+// side by side, without the index, and are answered after) and on XFS (one at a time).
+TEST_P(RaceHooks, MetadataChangedThroughAGuestsLinkInAWindowReachesNoGuest) {
+    for (const std::string fs : {"", "xfs"}) {
+        SCOPED_TRACE(fs.empty() ? "default filesystem" : fs);
+        std::unique_ptr<LoopFs> loop;
+        TwoGuests s;
+        std::string top = s.dir.path();
+        if (!fs.empty()) {
+            loop = std::make_unique<LoopFs>(fs, 320);
+            UNIFY_REQUIRE(loop->reason());
+            top = loop->path();
+        }
+        UNIFY_REQUIRE(need_immutable(top));
+        std::string pool = top + "/pool", g1 = top + "/g1", g2 = top + "/g2";
+        for (const auto& g : {g1, g2}) ThreeGuests::file(g + "/usr/lib/f", kContent, 0644, 21);
+        ASSERT_EQ(run_unify({"--pool", pool, "init", "--share", "hardlink"}).status, 0);
+        ASSERT_EQ(run_unify({"--pool", pool, "import", "g1", g1}).status, 0);
+        // g2's link opens a window on the object g1's path is: g1 changes it right then.
+        auto r = run_unify_faults({"--pool", pool, "import", "g2", g2},
+                                  {"UNIFY_FAULT_TAMPER=window.protect:1:" + g1 + "/usr/lib/f"});
+        EXPECT_EQ(r.status, 0) << show(r);
+        EXPECT_NE(r.err.find("had its mode, owner, mtime or xattrs changed"), std::string::npos)
+            << show(r);
+        for (const auto& g : {g1, g2}) {
+            std::string f = g + "/usr/lib/f";
+            EXPECT_EQ(stat_path(f).st_mode & 07777, 0644u) << f;
+            EXPECT_LT(getxattr(f.c_str(), "user.unify-tamper", nullptr, 0), 0) << f;
+            EXPECT_EQ(read_file(f), kContent) << f;
+        }
+        EXPECT_EQ(objects_not_matching_their_id(pool), std::vector<std::string>{});
+        r = run_unify({"--pool", pool, "verify", "--full"});
+        EXPECT_EQ(r.status, 0) << show(r);
+        // The next import shares the file again, with its own metadata.
+        r = run_unify({"--pool", pool, "import", "g2", g2});
+        EXPECT_EQ(r.status, 0) << show(r);
+        EXPECT_EQ(stat_path(g2 + "/usr/lib/f").st_mode & 07777, 0644u);
+        sh("chattr -R -i '" + top + "' 2>/dev/null");
+    }
 }
 
 // The same for unshare: the guest's upgrade lands between unshare's check and its swap of
