@@ -140,6 +140,8 @@ class Importer {
                                const std::vector<WalkEntry>& batch);
     std::string damaged_object(const ObjectState& obj, const std::vector<size_t>& members,
                                const std::vector<WalkEntry>& batch) const;
+    void skip_busy_object(const Error& e, std::vector<size_t>& members,
+                          std::vector<WalkEntry>& batch);
     bool refuse_damaged(const ObjectId& id, const ObjectState& obj,
                         const std::vector<size_t>& members, const std::vector<WalkEntry>& batch);
     std::vector<size_t> split_linked(const ObjectState& obj, const std::vector<size_t>& members,
@@ -696,8 +698,11 @@ Result<void> Importer::link_members(Txn& txn, const ObjectId& id, ObjectState& o
         bool scattered = false;
         if (auto r =
                 with_links_guarded(pool_, &txn, id, obj.replica, fd->get(), act, log_, &scattered);
-            !r)
-            return r;
+            !r) {
+            if (r.error().err != EAGAIN) return r;
+            skip_busy_object(r.error(), pending, batch);
+            return {};
+        }
         // A window a writer broke into gave the pool's name a fresh inode (linker/scatter.h).
         if (scattered) {
             auto now = pool_.stat_object(id, obj.replica);
@@ -708,6 +713,18 @@ Result<void> Importer::link_members(Txn& txn, const ObjectId& id, ObjectState& o
         if (auto r = next_replica(txn, id, obj); !r) return r;
     }
     return {};
+}
+
+// An object some process holds open for writing refused its window before anything was
+// lifted (store/protect.h): the paths that wanted it are skipped as busy, and the import goes
+// on. A guest's writable mapping of a file adopted on ext4 must not stop every other guest's
+// import for as long as it lasts.
+void Importer::skip_busy_object(const Error& e, std::vector<size_t>& members,
+                                std::vector<WalkEntry>& batch) {
+    log_ << "unify: warning: " << e.message << "\n";
+    sum_.warnings.push_back(e.message);
+    for (size_t i : members) skip_file(batch[i], skip::kBusy);
+    members.clear();
 }
 
 // Steps 1 and 2 of pass 5 for one object, in either mode: what is on disk but not in the
@@ -786,6 +803,7 @@ struct Importer::LinkWork {
     // A guest changed the object's metadata in the window: what it was before, for the
     // scatter that record_linked runs with the index (linker/scatter.h scatter_changed).
     std::optional<Metadata> changed;
+    std::optional<Error> busy;  // the window was refused: an fd open for writing on the object
 };
 
 // Steps 3 to 5 of a hardlink batch with the objects' windows side by side (parallel_windows_):
@@ -854,6 +872,8 @@ void Importer::link_group(LinkWork& w, unsigned worker, std::vector<WalkEntry>& 
         !r) {
         if (r.error().err == EUCLEAN && before.st.ino) {
             w.changed = std::move(before);  // not this import's failure: answered in order
+        } else if (r.error().err == EAGAIN) {
+            w.busy = r.error();  // nothing was lifted, no member linked
         } else {
             w.error = r.error();
             stop = true;
@@ -869,6 +889,10 @@ void Importer::link_group(LinkWork& w, unsigned worker, std::vector<WalkEntry>& 
 // goes on with its next replica here, one window at a time.
 Result<void> Importer::record_linked(Txn& txn, LinkWork& w, std::vector<WalkEntry>& batch) {
     ObjectState& obj = objects_[w.id];
+    if (w.busy) {
+        skip_busy_object(*w.busy, w.members, batch);
+        return {};
+    }
     std::vector<size_t> rest;
     for (size_t k = 0; k < w.members.size(); ++k) {
         if (!w.done[k]) continue;

@@ -171,12 +171,13 @@ Result<void> Protection::run_lifted(int object_fd, const std::string& shown,
         usleep(useconds_t(wait_us));
         wait_us *= 2;
     }
+    // EAGAIN: nothing was lifted, and the caller may skip what wanted the window.
     if (!leased && (errno == EAGAIN || errno == EBUSY))
         return fail("object " + shown +
                         " is open for writing by some process although it is protected; its "
                         "protection is not lifted for linking. Find the process (fuser), then "
                         "run unify verify --full",
-                    EBUSY);
+                    EAGAIN);
     fault_point("window.unprotect");
     if (auto r = unprotect(object_fd, shown); !r) {
         if (leased) fcntl(object_fd, F_SETLEASE, F_UNLCK);

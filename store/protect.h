@@ -84,6 +84,8 @@ class Protection {
     // open() and the bytes are intact, and must move every name of the inode onto other
     // inodes (linker/scatter.h); without `scatter` the window is reported as an error
     // naming the object (docs/threat-model.md).
+    // An object open for writing is refused before anything is lifted, with EAGAIN (a
+    // guest's writable mapping of a file adopted on ext4, say).
     // Metadata changed meanwhile is answered by `scatter` with the metadata from before;
     // without one it is an error (EUCLEAN), and `tampered`, if given, gets that metadata so
     // that the caller can scatter later, where it has the index.

@@ -10,6 +10,7 @@
 // Each runs on both of import's paths (tests/test_support.h).
 // And gc's last check before it removes an object: a link added after gc listed the object
 // as garbage (UNIFY_FAULT_LINK at gc.check) must keep it.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -23,6 +24,7 @@
 #include <string>
 #include <thread>
 
+#include "store/fd.h"
 #include "tests/sample_guests.h"
 #include "tests/test_support.h"
 
@@ -243,6 +245,37 @@ TEST_P(RaceHooks, MetadataChangedThroughAGuestsLinkInAWindowReachesNoGuest) {
         EXPECT_EQ(stat_path(g2 + "/usr/lib/f").st_mode & 07777, 0644u);
         sh("chattr -R -i '" + top + "' 2>/dev/null");
     }
+}
+
+// A guest keeps a settled file open for writing (a writable mapping would do the same) across
+// its import on ext4, where the flag stops that fd's writes, so the file is adopted. Every
+// later window on that object is refused while the fd lives: another guest's import skips its
+// copy of the file as busy, with a warning, and goes on, where it used to fail as a whole.
+TEST(RaceHooksExt4, AnObjectHeldOpenForWritingSkipsOnlyItsFiles) {
+    LoopFs fs("ext4", 64);
+    UNIFY_REQUIRE(fs.reason());
+    UNIFY_REQUIRE(need_immutable(fs.path()));
+    std::string pool = fs / "pool", g1 = fs / "g1", g2 = fs / "g2";
+    for (const auto& g : {g1, g2}) {
+        ThreeGuests::file(g + "/usr/lib/held", kContent, 0644, 21);
+        ThreeGuests::file(g + "/usr/lib/other", "another shared file\n", 0644, 22);
+    }
+    ASSERT_EQ(run_unify({"--pool", pool, "init"}).status, 0);
+    Fd held(open((g1 + "/usr/lib/held").c_str(), O_RDWR | O_CLOEXEC));
+    ASSERT_TRUE(held.valid());
+    auto r = run_unify_faults({"--pool", pool, "import", "g1", g1}, {"UNIFY_FAULT_SETTLE=settled"});
+    ASSERT_EQ(r.status, 0) << show(r);
+    ASSERT_TRUE(is_immutable(g1 + "/usr/lib/held")) << "not adopted: the premise does not hold";
+    r = run_unify({"--pool", pool, "--json", "import", "g2", g2});
+    EXPECT_EQ(r.status, 0) << show(r);
+    EXPECT_NE(r.out.find("\"busy\": 1"), std::string::npos) << show(r);
+    EXPECT_NE(r.err.find("is open for writing"), std::string::npos) << show(r);
+    EXPECT_EQ(stat_path(g2 + "/usr/lib/other").st_ino, stat_path(g1 + "/usr/lib/other").st_ino);
+    EXPECT_EQ(read_file(g2 + "/usr/lib/held"), kContent);
+    held = Fd();
+    r = run_unify({"--pool", pool, "import", "g2", g2});
+    EXPECT_EQ(r.status, 0) << show(r);
+    EXPECT_EQ(stat_path(g2 + "/usr/lib/held").st_ino, stat_path(g1 + "/usr/lib/held").st_ino);
 }
 
 // The same for unshare: the guest's upgrade lands between unshare's check and its swap of
