@@ -8,7 +8,7 @@ bool is_unreadable(const Error& e) {
 
 Result<GuestFile> open_guest_file(const WalkEntry& e, const std::string& shown) {
     GuestFile out;
-    auto fd = open_read(e.dir->get(), e.name, shown);
+    auto fd = open_guest_read(e.dir->get(), e.name, shown);
     if (!fd) {
         int err = fd.error().err;
         // Gone, a symlink now, a directory in the way, or a FIFO; EWOULDBLOCK: someone holds a

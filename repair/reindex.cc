@@ -183,7 +183,7 @@ const InoEntry* find_inode(const Scan& scan, uint64_t ino) {
 // A reflink pool: the object a guest file shares all its blocks with, if any.
 Result<const InoEntry*> shared_object(const Pool& pool, const Scan& scan, const WalkEntry& e,
                                       const std::string& shown) {
-    auto fd = open_read(e.dir->get(), e.name, shown);
+    auto fd = open_guest_read(e.dir->get(), e.name, shown);
     if (!fd) return nullptr;  // gone or swapped meanwhile: not a link now
     auto block = first_block(fd->get(), shown);
     if (!block) return std::unexpected(block.error());

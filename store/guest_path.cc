@@ -43,8 +43,9 @@ Result<std::optional<OpenedGuestFile>> open_recorded_file(int root_fd, const std
     auto gp = open_guest_parent(root_fd, path, shown);
     if (!gp) return std::unexpected(gp.error());
     if (!*gp) return None();
-    auto fd = open_read((*gp)->dir.get(), (*gp)->name, shown);
-    if (!fd && (fd.error().err == ENOENT || fd.error().err == ELOOP)) return None();
+    auto fd = open_guest_read((*gp)->dir.get(), (*gp)->name, shown);
+    if (!fd && (fd.error().err == ENOENT || fd.error().err == ELOOP || fd.error().err == ENXIO))
+        return None();
     if (!fd) return std::unexpected(fd.error());
     auto st = stat_fd(fd->get(), shown);
     if (!st) return std::unexpected(st.error());

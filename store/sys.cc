@@ -131,6 +131,24 @@ Result<Fd> open_read(int dirfd, const std::string& name, const std::string& show
     return Fd(fd);
 }
 
+Result<Fd> open_guest_read(int dirfd, const std::string& name, const std::string& shown) {
+    int path_fd = openat(dirfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (path_fd < 0) return sys_fail("open", shown);
+    Fd held(path_fd);
+    struct stat st;
+    if (fstat(path_fd, &st) != 0) return sys_fail("fstat", shown);
+    if (!S_ISREG(st.st_mode)) return sys_fail("open", shown + " (not a regular file)", ENXIO);
+    // The magic link is followed on purpose (no O_NOFOLLOW): it is the inode held, no name.
+    std::string proc = "/proc/self/fd/" + std::to_string(path_fd);
+    constexpr int kFlags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
+    int fd = open(proc.c_str(), kFlags | O_NOATIME);
+    if (fd < 0 && errno == EPERM) fd = open(proc.c_str(), kFlags);
+    if (fd >= 0) return Fd(fd);
+    // No /proc: the name once more (O_NONBLOCK; the caller checks what it got).
+    if (errno == ENOENT) return open_read(dirfd, name, shown);
+    return sys_fail("open", shown);
+}
+
 Result<Fd> open_dir_path(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return sys_fail("open", path);

@@ -71,6 +71,11 @@ Result<Fd> open_beneath(int dirfd, const std::string& rel, int flags, const std:
 // symlink (ELOOP), never blocking on a FIFO (O_NONBLOCK), with O_NOATIME where the kernel
 // allows it (it refuses EPERM for a file we neither own nor have CAP_FOWNER for).
 Result<Fd> open_read(int dirfd, const std::string& name, const std::string& shown);
+// open_read of a name a guest controls: only a regular file is opened for reading. What is
+// there is first opened O_PATH (no open() of a device, which can act: a watchdog starts, a
+// tape rewinds, a tty raises DTR) and looked at; anything but a regular file is ENXIO. The
+// file itself is then opened through /proc/self/fd, the inode already held, not the name.
+Result<Fd> open_guest_read(int dirfd, const std::string& name, const std::string& shown);
 // An administrator-given path (a guest root, the pool); O_DIRECTORY|O_CLOEXEC.
 Result<Fd> open_dir_path(const std::string& path);
 

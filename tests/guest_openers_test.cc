@@ -7,6 +7,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/limits.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -153,6 +156,41 @@ TEST(GuestOpeners, OpenBeneathOfAPathLongerThanPathMaxRefusesEveryWayOutToo) {
         ASSERT_EQ(renameat(parent, "moved", parent, names[i].c_str()), 0);
     }
     EXPECT_EQ(open_errno(g, rel + "file"), 0);
+}
+
+// A device or FIFO a guest swaps in at a file's name is never opened for reading: open()
+// alone acts on some devices (a watchdog starts counting, a tape rewinds). inotify reports
+// every open but O_PATH's, so no IN_OPEN may name them; a regular file still opens.
+TEST(GuestOpeners, GuestFilesOpenOnlyWhenRegularNeverADevice) {
+    UNIFY_REQUIRE(test::need_root());
+    TempDir dir;
+    std::string d = dir / "guest";
+    test::sh("mkdir -p '" + d + "'");
+    ASSERT_EQ(mknod((d + "/dev").c_str(), S_IFCHR | 0600, makedev(1, 3)), 0);  // /dev/null's
+    ASSERT_EQ(mkfifo((d + "/fifo").c_str(), 0600), 0);
+    test::write_file(d + "/file", "regular\n");
+    Fd dirfd(open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    int watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    ASSERT_GE(inotify_add_watch(watch, d.c_str(), IN_OPEN), 0);
+    for (const char* name : {"dev", "fifo"}) {
+        auto fd = open_guest_read(dirfd.get(), name, d + "/" + name);
+        ASSERT_FALSE(fd) << name;
+        EXPECT_EQ(fd.error().err, ENXIO) << name;
+    }
+    auto fd = open_guest_read(dirfd.get(), "file", d + "/file");
+    ASSERT_TRUE(fd) << fd.error().message;
+    char got[16] = {};
+    EXPECT_EQ(read(fd->get(), got, sizeof got), 8);
+    std::set<std::string> opened;
+    alignas(struct inotify_event) char buf[4096];
+    ssize_t n = read(watch, buf, sizeof buf);
+    for (char* p = buf; n > 0 && p < buf + n;) {
+        auto* ev = reinterpret_cast<struct inotify_event*>(p);
+        if (ev->len) opened.insert(ev->name);
+        p += sizeof *ev + ev->len;
+    }
+    close(watch);
+    EXPECT_EQ(opened, std::set<std::string>{"file"});
 }
 
 TEST(GuestOpeners, WalkerNeitherFollowsSymlinksNorCrossesMounts) {
