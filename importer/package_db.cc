@@ -152,10 +152,11 @@ Result<std::string> GuestResolver::resolve(const std::string& path) {
 Result<std::optional<std::string>> read_guest_file(int root_fd, const std::string& rel,
                                                    const std::string& shown, size_t max_bytes) {
     // O_NONBLOCK: a FIFO planted here must not block the open (importer/guest_file.h).
-    auto fd = open_beneath(root_fd, rel, O_RDONLY | O_NONBLOCK, shown);
+    auto fd = open_beneath_regular(root_fd, rel, shown);
     if (!fd) {
         int err = fd.error().err;
         if (err == ENOENT) return std::optional<std::string>();
+        if (err == ENXIO) return fail(shown + " is not a regular file");
         if (err == ELOOP)
             return fail(shown + " is reached through a symlink in the guest; not followed", ELOOP);
         return std::unexpected(fd.error());

@@ -127,10 +127,11 @@ class ScratchDir {
 // Copies guest file `name` (in dir_fd) to dest; false if it does not exist.
 Result<bool> copy_out(int dir_fd, const std::string& name, const std::string& shown,
                       const std::string& dest) {
-    // O_NONBLOCK: a FIFO planted here must not block the open (importer/guest_file.h).
-    auto in = open_beneath(dir_fd, name, O_RDONLY | O_NONBLOCK, shown);
+    // Never open()s a FIFO or device planted here (store/sys.h).
+    auto in = open_beneath_regular(dir_fd, name, shown);
     if (!in) {
         if (in.error().err == ENOENT) return false;
+        if (in.error().err == ENXIO) return fail(shown + " is not a regular file");
         return std::unexpected(in.error());
     }
     auto st = stat_fd(in->get(), shown);

@@ -131,22 +131,44 @@ Result<Fd> open_read(int dirfd, const std::string& name, const std::string& show
     return Fd(fd);
 }
 
-Result<Fd> open_guest_read(int dirfd, const std::string& name, const std::string& shown) {
-    int path_fd = openat(dirfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (path_fd < 0) return sys_fail("open", shown);
-    Fd held(path_fd);
+namespace {
+
+// The regular file an O_PATH fd holds, opened for reading through /proc/self/fd (the magic
+// link is followed on purpose: it is the inode held, no name); anything else is ENXIO.
+// ENOENT: no /proc.
+Result<Fd> reopen_regular(int path_fd, const std::string& shown) {
     struct stat st;
     if (fstat(path_fd, &st) != 0) return sys_fail("fstat", shown);
+    // O_PATH|O_NOFOLLOW holds a final symlink itself: refused as O_NOFOLLOW alone would.
+    if (S_ISLNK(st.st_mode)) return sys_fail("open", shown, ELOOP);
     if (!S_ISREG(st.st_mode)) return sys_fail("open", shown + " (not a regular file)", ENXIO);
-    // The magic link is followed on purpose (no O_NOFOLLOW): it is the inode held, no name.
     std::string proc = "/proc/self/fd/" + std::to_string(path_fd);
     constexpr int kFlags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
     int fd = open(proc.c_str(), kFlags | O_NOATIME);
     if (fd < 0 && errno == EPERM) fd = open(proc.c_str(), kFlags);
-    if (fd >= 0) return Fd(fd);
+    if (fd < 0) return sys_fail("open", shown);
+    return Fd(fd);
+}
+
+}  // namespace
+
+Result<Fd> open_guest_read(int dirfd, const std::string& name, const std::string& shown) {
+    int path_fd = openat(dirfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (path_fd < 0) return sys_fail("open", shown);
+    Fd held(path_fd);
+    auto fd = reopen_regular(path_fd, shown);
     // No /proc: the name once more (O_NONBLOCK; the caller checks what it got).
-    if (errno == ENOENT) return open_read(dirfd, name, shown);
-    return sys_fail("open", shown);
+    if (!fd && fd.error().err == ENOENT) return open_read(dirfd, name, shown);
+    return fd;
+}
+
+Result<Fd> open_beneath_regular(int dirfd, const std::string& rel, const std::string& shown) {
+    auto held = open_beneath(dirfd, rel, O_PATH, shown);
+    if (!held) return held;
+    auto fd = reopen_regular(held->get(), shown);
+    if (!fd && fd.error().err == ENOENT)
+        return open_beneath(dirfd, rel, O_RDONLY | O_NONBLOCK, shown);
+    return fd;
 }
 
 Result<Fd> open_dir_path(const std::string& path) {

@@ -76,6 +76,8 @@ Result<Fd> open_read(int dirfd, const std::string& name, const std::string& show
 // tape rewinds, a tty raises DTR) and looked at; anything but a regular file is ENXIO. The
 // file itself is then opened through /proc/self/fd, the inode already held, not the name.
 Result<Fd> open_guest_read(int dirfd, const std::string& name, const std::string& shown);
+// The same beneath dirfd (open_beneath's rules for the path), for package databases.
+Result<Fd> open_beneath_regular(int dirfd, const std::string& rel, const std::string& shown);
 // An administrator-given path (a guest root, the pool); O_DIRECTORY|O_CLOEXEC.
 Result<Fd> open_dir_path(const std::string& path);
 
