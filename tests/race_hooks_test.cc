@@ -54,6 +54,17 @@ struct TwoGuests {
     }
 };
 
+// The fault that moves `victim` twice within the swap: an upgrade renamed over it before the
+// first exchange, then a copy of what the guest had (the object's content and metadata)
+// right after it.
+std::string double_move(const TwoGuests& s, const std::string& victim) {
+    std::string upgrade = s.dir / "f.dpkg-new", again = s.dir / "f.again";
+    ThreeGuests::file(upgrade, "version 2\n", 0644, 22);
+    ThreeGuests::file(again, kContent, 0644, 21);
+    return "UNIFY_FAULT_RENAME=replace.rename:1:" + upgrade + ":" + victim +
+           ";replace.exchanged:1:" + again + ":" + victim;
+}
+
 // Nothing of the guest's write was lost, and the guest's inode was not published.
 void expect_guest_kept_its_write(const TwoGuests& s, const std::string& path, bool written) {
     EXPECT_EQ(read_file(path), written ? kContent + "!" : kContent) << path;
@@ -122,11 +133,7 @@ TEST_P(RaceHooks, PathMovedTwiceWithinTheSwapKeepsBothFiles) {
     auto r = s.object_made_by_g1("/usr/lib/f");
     ASSERT_EQ(r.status, 0) << show(r);
     std::string dir = s.g2 + "/usr/lib", victim = dir + "/f";
-    std::string upgrade = s.dir / "f.dpkg-new", again = s.dir / "f.again";
-    ThreeGuests::file(upgrade, "version 2\n", 0644, 22);
-    ThreeGuests::file(again, kContent, 0644, 21);
-    r = s.import("g2", {"UNIFY_FAULT_RENAME=replace.rename:1:" + upgrade + ":" + victim +
-                        ";replace.exchanged:1:" + again + ":" + victim});
+    r = s.import("g2", {double_move(s, victim)});
     EXPECT_NE(r.status, 0) << show(r);
     EXPECT_NE(r.err.find("changed it twice"), std::string::npos) << show(r);
     EXPECT_EQ(read_file(victim), "version 2\n");
@@ -173,14 +180,9 @@ TEST_P(RaceHooks, PathMovedTwiceWithAPlantedKeptNameKeepsEveryFile) {
     auto r = s.object_made_by_g1("/usr/lib/f");
     ASSERT_EQ(r.status, 0) << show(r);
     std::string dir = s.g2 + "/usr/lib", victim = dir + "/f";
-    std::string upgrade = s.dir / "f.dpkg-new", again = s.dir / "f.again";
-    ThreeGuests::file(upgrade, "version 2\n", 0644, 22);
-    ThreeGuests::file(again, kContent, 0644, 21);
     {
         KeptNamePlanter planter(dir);
-        r = s.import("g2", {"UNIFY_FAULT_RENAME=replace.rename:1:" + upgrade + ":" + victim +
-                                ";replace.exchanged:1:" + again + ":" + victim,
-                            "UNIFY_FAULT_PAUSE=replace.exchanged:1:300"});
+        r = s.import("g2", {double_move(s, victim), "UNIFY_FAULT_PAUSE=replace.exchanged:1:300"});
         ASSERT_EQ(planter.planted(), 1u) << show(r);
     }
     EXPECT_NE(r.status, 0) << show(r);
