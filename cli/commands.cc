@@ -85,6 +85,15 @@ int run_cli(int argc, char** argv) {
             std::cout << version_line() << "\n";
         return kExitOk;
     } catch (const CLI::ParseError& e) {
+        // CLI11 says only that a subcommand is required when the word given is none: name it.
+        auto rest = app.remaining();
+        if (e.get_name() == "RequiredError" && !rest.empty()) {
+            std::string known;
+            for (const auto& c : commands) known += (known.empty() ? "" : ", ") + c.sub->get_name();
+            std::cerr << "unify: unknown command '" << rest.front() << "' (commands: " << known
+                      << "; see unify --help)\n";
+            return kExitUsage;
+        }
         return app.exit(e) == 0 ? kExitOk : kExitUsage;
     }
     if (g.quiet && g.verbose) {

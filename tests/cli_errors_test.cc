@@ -92,6 +92,9 @@ TEST(Cli, UnknownOptionOrSubcommandIsAUsageError) {
     }
     auto r = run_unify({"--pool", pool, "--bogus", "list"});
     EXPECT_TRUE(contains_squeezed(r.err, "--bogus")) << r.err;
+    r = run_unify({"--pool", pool, "frobnicate"});
+    EXPECT_TRUE(contains_squeezed(r.err, "unknown command 'frobnicate'")) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, "status")) << r.err;
 }
 
 TEST(Cli, HelpNamesEverySubcommandAndTheExitCodes) {
