@@ -119,13 +119,6 @@ int run_verify(const Globals& g, const VerifyArgs& a) {
     opt.progress = progress.callback();
     auto sum = verify_pool(*s->pool, opt, progress.log());
     progress.finish();
-    if (!sum && sum.error().err == EINTR && !opt.quarantine) {
-        // The generic words ("everything done so far is recorded") do not fit a check.
-        Error e = sum.error();
-        e.message = "verify: " + e.message.substr(0, e.message.find(';')) +
-                    "; nothing was changed and nothing checked so far is kept: run it again";
-        return report(e);
-    }
     if (!sum) return report(sum.error());
     // Paths that could not be checked are said on stderr also with --json and --quiet.
     auto warn = [](const UncheckedLink& u) {

@@ -8,7 +8,8 @@ bool is_unreadable(const Error& e) {
 
 Result<GuestFile> open_guest_file(const WalkEntry& e, const std::string& shown) {
     GuestFile out;
-    auto fd = open_guest_read(e.dir->get(), e.name, shown);
+    FileStat st;
+    auto fd = open_guest_read(e.dir->get(), e.name, shown, &st);
     if (!fd) {
         int err = fd.error().err;
         // Gone, a symlink now, a directory in the way, or a FIFO; EWOULDBLOCK: someone holds a
@@ -20,10 +21,9 @@ Result<GuestFile> open_guest_file(const WalkEntry& e, const std::string& shown) 
         out.error = fd.error();
         return out;
     }
-    // A FIFO or device swapped in for the file opens without blocking; it is not read.
-    auto st = stat_fd(fd->get(), shown);
-    if (!st) return std::unexpected(st.error());
-    if (!st->is_reg() || !st->same_inode(e.st)) return out;  // changed
+    // A FIFO or device swapped in for the file is never opened (store/sys.h); another file is
+    // not what was walked.
+    if (!st.is_reg() || !st.same_inode(e.st)) return out;  // changed
     out.state = GuestFile::ok;
     out.fd = std::move(*fd);
     return out;

@@ -866,10 +866,10 @@ void Importer::link_group(LinkWork& w, unsigned worker, std::vector<WalkEntry>& 
         }
         return {};
     };
-    Metadata before;
-    before.st.ino = 0;
+    Metadata before;  // filled (a nonzero inode) only when the window reports changed metadata
     if (auto r = pool_.with_links_allowed(w.id, w.replica, fd->get(), act, {}, 1 + worker, &before);
         !r) {
+        // EUCLEAN alone could also be the filesystem's own (XFS: corruption) from act().
         if (r.error().err == EUCLEAN && before.st.ino) {
             w.changed = std::move(before);  // not this import's failure: answered in order
         } else if (r.error().err == EAGAIN) {

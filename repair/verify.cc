@@ -519,7 +519,8 @@ Result<VerifySummary> verify_pool(Pool& pool, const VerifyOptions& opt_in, std::
         if (!txn) return std::unexpected(txn.error());
         LinkFinder links(pool, **txn, log);
         for (size_t s = 0; s < kShards; ++s) {
-            if (interrupted()) return std::unexpected(interrupted_error());
+            // Only looked so far, also with --quarantine (pass 4 below is what changes).
+            if (interrupted()) return std::unexpected(context(interrupted_error(false), "verify"));
             if (auto r = verify_shard(pool, **txn, links, s, opt, log, sum, found); !r)
                 return std::unexpected(context(r.error(), "verify"));
             if (opt.progress)

@@ -43,14 +43,13 @@ Result<std::optional<OpenedGuestFile>> open_recorded_file(int root_fd, const std
     auto gp = open_guest_parent(root_fd, path, shown);
     if (!gp) return std::unexpected(gp.error());
     if (!*gp) return None();
-    auto fd = open_guest_read((*gp)->dir.get(), (*gp)->name, shown);
+    FileStat st;
+    auto fd = open_guest_read((*gp)->dir.get(), (*gp)->name, shown, &st);
     if (!fd && (fd.error().err == ENOENT || fd.error().err == ELOOP || fd.error().err == ENXIO))
         return None();
     if (!fd) return std::unexpected(fd.error());
-    auto st = stat_fd(fd->get(), shown);
-    if (!st) return std::unexpected(st.error());
-    if (!st->is_reg() || st->ino != ino) return None();
-    return OpenedGuestFile{std::move(*fd), *st};
+    if (!st.is_reg() || st.ino != ino) return None();
+    return OpenedGuestFile{std::move(*fd), st};
 }
 
 }  // namespace unify

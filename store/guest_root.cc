@@ -39,8 +39,12 @@ Result<GuestRoot> open_canonical(const Pool& pool, std::string path) {
     const std::string& pool_path = pool.real_path();
     const FileStat& ps = pool.stat();
     bool reflink = pool.settings().reflink();
-    std::string fs = filesystem_of(g.st.mnt_id);
-    bool same_fs = g.st.mnt_id == ps.mnt_id || (!fs.empty() && fs == filesystem_of(ps.mnt_id));
+    // mountinfo is read only where the mounts differ (a bind mount, or a btrfs subvolume's).
+    auto same_fs = [&] {
+        if (g.st.mnt_id == ps.mnt_id) return true;
+        std::string fs = filesystem_of(g.st.mnt_id);
+        return !fs.empty() && fs == filesystem_of(ps.mnt_id);
+    };
     // A hardlink pool needs the very mount: linkat between two mounts of one filesystem (a
     // bind mount) is EXDEV as well, and would fail only at the first link, mid-import. A
     // reflink pool shares blocks anywhere on one filesystem, btrfs subvolumes included,
@@ -55,7 +59,7 @@ Result<GuestRoot> open_canonical(const Pool& pool, std::string path) {
                         "guest root by its path under " +
                         mount_point_of(ps.mnt_id),
                     EXDEV);
-    if (reflink ? !same_fs : g.st.dev != ps.dev) {
+    if (reflink ? !same_fs() : g.st.dev != ps.dev) {
         auto dev = [](uint64_t d) {
             return std::to_string(major(d)) + ":" + std::to_string(minor(d));
         };

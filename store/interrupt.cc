@@ -33,10 +33,12 @@ bool interrupted() {
     return g_signal.load() != 0;
 }
 
-Error interrupted_error() {
+Error interrupted_error(bool writes) {
     return Error{std::string("interrupted by ") + sigabbrev_np(g_signal.load()) +
-                     "; everything done so far is recorded, run the same command again to "
-                     "finish",
+                     (writes ? "; everything done so far is recorded, run the same command "
+                               "again to finish"
+                             : "; nothing was changed and nothing checked so far is kept: run "
+                               "it again"),
                  EINTR};
 }
 

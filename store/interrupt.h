@@ -10,7 +10,8 @@ namespace unify {
 
 void install_interrupt_handlers();
 bool interrupted();
-// The error a loop returns when it stops for a signal.
-Error interrupted_error();
+// The error a loop returns when it stops for a signal. `writes`: the command records what it
+// did (a re-run finishes it), or, false, it only looks (a re-run starts again).
+Error interrupted_error(bool writes = true);
 
 }  // namespace unify

@@ -24,15 +24,15 @@ namespace {
 // marked "->" and do not hold it).
 // /proc/locks names the filesystem's own device, which on btrfs is not the st_dev of a
 // subvolume's files: `sb_dev` ("major:minor", decimal, store/mounts.h) is accepted too.
-bool holds_flock(pid_t pid, const struct stat& st, const std::string& sb_dev) {
+bool holds_flock(pid_t pid, const FileStat& st, const std::string& sb_dev) {
     std::ifstream locks("/proc/locks");
     auto where_of = [&](unsigned maj, unsigned min) {
         char buf[64];
         snprintf(buf, sizeof buf, "%02x:%02x:%llu", maj, min,
-                 static_cast<unsigned long long>(st.st_ino));
+                 static_cast<unsigned long long>(st.ino));
         return std::string(buf);
     };
-    std::string want = where_of(major(st.st_dev), minor(st.st_dev)), also = want;
+    std::string want = where_of(major(st.dev), minor(st.dev)), also = want;
     unsigned maj = 0, min = 0;
     if (sscanf(sb_dev.c_str(), "%u:%u", &maj, &min) == 2) also = where_of(maj, min);
     for (std::string line; std::getline(locks, line);) {
@@ -57,11 +57,10 @@ std::string holder_of(int fd) {
     if (n <= 0) return unknown;
     std::string s(buf, size_t(n));
     while (!s.empty() && (s.back() == '\n' || s.back() == '\0')) s.pop_back();
-    struct stat st;
     long pid = 0;
-    if (sscanf(s.c_str(), "pid %ld:", &pid) != 1 || pid <= 0 || fstat(fd, &st) != 0) return unknown;
-    auto fs = stat_fd(fd, "lock");
-    if (!holds_flock(pid_t(pid), st, fs ? filesystem_of(fs->mnt_id) : "")) return unknown;
+    if (sscanf(s.c_str(), "pid %ld:", &pid) != 1 || pid <= 0) return unknown;
+    auto st = stat_fd(fd, "lock");
+    if (!st || !holds_flock(pid_t(pid), *st, filesystem_of(st->mnt_id))) return unknown;
     return "another writer holds its lock (" + s + ")";
 }
 

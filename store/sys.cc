@@ -135,13 +135,14 @@ namespace {
 
 // The regular file an O_PATH fd holds, opened for reading through /proc/self/fd (the magic
 // link is followed on purpose: it is the inode held, no name); anything else is ENXIO.
-// ENOENT: no /proc.
-Result<Fd> reopen_regular(int path_fd, const std::string& shown) {
-    struct stat st;
-    if (fstat(path_fd, &st) != 0) return sys_fail("fstat", shown);
+// ENOENT: no /proc. `st` (if given) gets the inode's stat: the callers need not look again.
+Result<Fd> reopen_regular(int path_fd, const std::string& shown, FileStat* st) {
+    auto held = stat_fd(path_fd, shown);
+    if (!held) return std::unexpected(held.error());
     // O_PATH|O_NOFOLLOW holds a final symlink itself: refused as O_NOFOLLOW alone would.
-    if (S_ISLNK(st.st_mode)) return sys_fail("open", shown, ELOOP);
-    if (!S_ISREG(st.st_mode)) return sys_fail("open", shown + " (not a regular file)", ENXIO);
+    if (held->is_lnk()) return sys_fail("open", shown, ELOOP);
+    if (!held->is_reg()) return sys_fail("open", shown + " (not a regular file)", ENXIO);
+    if (st) *st = *held;
     std::string proc = "/proc/self/fd/" + std::to_string(path_fd);
     constexpr int kFlags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
     int fd = open(proc.c_str(), kFlags | O_NOATIME);
@@ -150,25 +151,38 @@ Result<Fd> reopen_regular(int path_fd, const std::string& shown) {
     return Fd(fd);
 }
 
+// Without /proc (ENOENT from reopen_regular), the name once more, O_NONBLOCK: what it got is
+// looked at again, since it may not be the inode held.
+template <typename ByName>
+Result<Fd> reopened_or(Result<Fd> fd, const ByName& by_name, const std::string& shown,
+                       FileStat* st) {
+    if (fd || fd.error().err != ENOENT) return fd;
+    fd = by_name();
+    if (!fd || !st) return fd;
+    auto now = stat_fd(fd->get(), shown);
+    if (!now) return std::unexpected(now.error());
+    *st = *now;
+    return fd;
+}
+
 }  // namespace
 
-Result<Fd> open_guest_read(int dirfd, const std::string& name, const std::string& shown) {
+Result<Fd> open_guest_read(int dirfd, const std::string& name, const std::string& shown,
+                           FileStat* st) {
     int path_fd = openat(dirfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (path_fd < 0) return sys_fail("open", shown);
     Fd held(path_fd);
-    auto fd = reopen_regular(path_fd, shown);
-    // No /proc: the name once more (O_NONBLOCK; the caller checks what it got).
-    if (!fd && fd.error().err == ENOENT) return open_read(dirfd, name, shown);
-    return fd;
+    return reopened_or(
+        reopen_regular(path_fd, shown, st), [&] { return open_read(dirfd, name, shown); }, shown,
+        st);
 }
 
 Result<Fd> open_beneath_regular(int dirfd, const std::string& rel, const std::string& shown) {
     auto held = open_beneath(dirfd, rel, O_PATH, shown);
     if (!held) return held;
-    auto fd = reopen_regular(held->get(), shown);
-    if (!fd && fd.error().err == ENOENT)
-        return open_beneath(dirfd, rel, O_RDONLY | O_NONBLOCK, shown);
-    return fd;
+    return reopened_or(
+        reopen_regular(held->get(), shown, nullptr),
+        [&] { return open_beneath(dirfd, rel, O_RDONLY | O_NONBLOCK, shown); }, shown, nullptr);
 }
 
 Result<Fd> open_dir_path(const std::string& path) {

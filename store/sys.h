@@ -75,7 +75,9 @@ Result<Fd> open_read(int dirfd, const std::string& name, const std::string& show
 // there is first opened O_PATH (no open() of a device, which can act: a watchdog starts, a
 // tape rewinds, a tty raises DTR) and looked at; anything but a regular file is ENXIO. The
 // file itself is then opened through /proc/self/fd, the inode already held, not the name.
-Result<Fd> open_guest_read(int dirfd, const std::string& name, const std::string& shown);
+// `st` (if given) gets the opened inode's stat, which the caller then need not take again.
+Result<Fd> open_guest_read(int dirfd, const std::string& name, const std::string& shown,
+                           FileStat* st = nullptr);
 // The same beneath dirfd (open_beneath's rules for the path), for package databases.
 Result<Fd> open_beneath_regular(int dirfd, const std::string& rel, const std::string& shown);
 // An administrator-given path (a guest root, the pool); O_DIRECTORY|O_CLOEXEC.

@@ -144,6 +144,18 @@ class Reflink : public testing::TestWithParam<std::string> {
         }
     }
 
+    // gc --dry-run says it would remove n objects and removes none; gc then removes the same
+    // n objects, the same bytes.
+    void expect_gc_removes(int n) const {
+        size_t before = pool_objects(pool).size();
+        Json dry = json_of(unify({"--json", "gc", "--dry-run"}));
+        EXPECT_EQ(dry["objects_removed"], n) << dry.dump();
+        EXPECT_EQ(pool_objects(pool).size(), before) << "gc --dry-run removed an object";
+        Json j = json_of(unify({"--json", "gc"}));
+        EXPECT_EQ(j["objects_removed"], n) << j.dump();
+        EXPECT_EQ(j["bytes_reclaimed"], dry["bytes_reclaimed"]) << j.dump() << dry.dump();
+    }
+
     std::unique_ptr<LoopFs> fs_;
     std::string pool, g1, g2;
 };
@@ -345,12 +357,7 @@ TEST_P(Reflink, GcRemovesObjectsThatShareBlocksOnlyWithEachOther) {
     std::string kept = object_sharing(pool, r1 + "/usr/keep");
     ASSERT_NE(kept, "");
 
-    Json dry = json_of(unify({"--json", "gc", "--dry-run"}));
-    EXPECT_EQ(dry["objects_removed"], 2) << dry.dump();
-    EXPECT_EQ(pool_objects(pool).size(), 3u) << "gc --dry-run removed an object";
-    Json j = json_of(unify({"--json", "gc"}));
-    EXPECT_EQ(j["objects_removed"], 2) << j.dump();
-    EXPECT_EQ(j["bytes_reclaimed"], dry["bytes_reclaimed"]) << j.dump() << dry.dump();
+    expect_gc_removes(2);
     EXPECT_EQ(pool_objects(pool), std::set<std::string>{kept});
     EXPECT_EQ(read_file(r1 + "/usr/keep"), keep);
     EXPECT_TRUE(share_blocks(pool + "/objects/" + kept, r1 + "/usr/keep"));
@@ -374,10 +381,7 @@ TEST_P(Reflink, GcRemovesAnUnrecordedObjectWhoseSharedBlocksAnotherObjectHolds) 
     std::string second = object_sharing(pool, f);
     ASSERT_NE(second, "");
 
-    Json dry = json_of(unify({"--json", "gc", "--dry-run"}));
-    EXPECT_EQ(dry["objects_removed"], 1) << dry.dump();
-    Json j = json_of(unify({"--json", "gc"}));
-    EXPECT_EQ(j["objects_removed"], 1) << j.dump();
+    expect_gc_removes(1);
     EXPECT_EQ(pool_objects(pool), std::set<std::string>{second});
     EXPECT_EQ(read_file(f), content + "more\n");
     EXPECT_TRUE(share_blocks(pool + "/objects/" + second, f));
@@ -400,10 +404,7 @@ TEST_P(Reflink, GcKeepsAnObjectARecordedFileSharesThoughAnotherObjectHoldsAllIts
     std::string prefix = object_sharing(pool, f);
     ASSERT_NE(prefix, "");
 
-    Json dry = json_of(unify({"--json", "gc", "--dry-run"}));
-    EXPECT_EQ(dry["objects_removed"], 1) << dry.dump();
-    Json j = json_of(unify({"--json", "gc"}));
-    EXPECT_EQ(j["objects_removed"], 1) << j.dump();
+    expect_gc_removes(1);
     EXPECT_EQ(pool_objects(pool), std::set<std::string>{prefix});
     EXPECT_EQ(read_file(f), content.substr(0, 4 << 20));
     EXPECT_TRUE(share_blocks(pool + "/objects/" + prefix, f));
