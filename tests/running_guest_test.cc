@@ -165,11 +165,12 @@ TEST_P(RunningGuest, WritersDuringImportLoseNothingAndPoisonNoObject) {
     }
     usleep(20000);
     // Several imports while the writers run, so the races land in every phase.
-    std::string skipped;
+    std::string skipped, warned;
     for (int round = 0; round < 3; ++round) {
         auto r = test::run_unify({"--pool", pool, "import", "g2", dir / "g2"});
         ASSERT_EQ(r.status, 0) << r.err;
         skipped += r.out;
+        warned += r.err;
     }
     stop = true;
     for (auto& t : threads) t.join();
@@ -181,8 +182,14 @@ TEST_P(RunningGuest, WritersDuringImportLoseNothingAndPoisonNoObject) {
         if (!w.last.empty()) {
             EXPECT_EQ(test::read_file(w.path), w.last) << w.path << " lost its writer's last write";
         }
-        if (w.last_mode) {
-            EXPECT_EQ(test::stat_path(w.path).st_mode & 07777, w.last_mode) << w.path;
+        // A chmod that came through the guest's new name of an object inside the object's
+        // window cannot be told from another guest's: it is undone, and the import says so
+        // (docs/threat-model.md, "the protection window"). Any other lost chmod is a bug.
+        if (w.last_mode && (test::stat_path(w.path).st_mode & 07777) != w.last_mode) {
+            EXPECT_NE(warned.find("had its mode, owner, mtime or xattrs changed"),
+                      std::string::npos)
+                << w.path << " lost its writer's last chmod and no window reported it:\n"
+                << warned;
         }
         EXPECT_GT(w.writes, 0) << w.path << ": its writer never got going";
     }
