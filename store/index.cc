@@ -235,6 +235,8 @@ class Reader {
     }
     // Trailing bytes are corruption too: a longer record would carry a new format byte.
     bool ok() const { return ok_ && pos_ == data_.size(); }
+    // No read ran past the end (for a look at the front of a record).
+    bool so_far() const { return ok_; }
 
   private:
     bool take(size_t n) {
@@ -393,6 +395,16 @@ std::string encode(const LinkFields& f, const Bases& base) {
 }
 
 // base: the directory's.
+// The object number alone, from the front of a link value: for_each_link_of_object tells a
+// directory's links to the object from the others without decoding the rest of each.
+std::optional<uint32_t> decode_object(std::string_view data, const Bases& base) {
+    Reader r(data);
+    r.var();
+    int64_t object = int64_t(base.object) + r.svar();
+    if (!r.so_far() || object < 0 || object > int64_t(UINT32_MAX)) return std::nullopt;
+    return uint32_t(object);
+}
+
 std::optional<LinkFields> decode_fields(std::string_view data, const Bases& base) {
     Reader r(data);
     uint64_t head = r.var();
@@ -620,23 +632,33 @@ class LmdbTxn : public Txn {
                 // The object's links in that directory: those of its links that name it. A
                 // reverse entry without any link breaks the invariant put_link and
                 // delete_link keep inside one transaction.
-                std::vector<std::pair<std::string, std::string>> here;
-                auto found =
-                    scan(env_->links, dir, dir, [&](std::string_view lk, std::string_view val) {
-                        here.emplace_back(lk, val);
-                        return Result<bool>(true);
-                    });
-                if (!found) return found;
-                if (here.empty()) return corrupt(*env_, t);
-                auto d = dir_path(from_be32(dir));
-                if (!d) return std::unexpected(d.error());
+                std::optional<DirPath> d;  // looked up once the directory has a link
                 std::vector<std::string> lkeys;
-                for (const auto& [lk, val] : here) {
-                    auto f = decode_fields(val, d->bases);
-                    if (!f) return corrupt(*env_, env_->links);
-                    if (f->object == **num) lkeys.push_back(lk);
+                auto found = scan(env_->links, dir, dir,
+                                  [&](std::string_view lk, std::string_view val) -> Result<bool> {
+                                      if (!d) {
+                                          auto p = dir_path(from_be32(dir));
+                                          if (!p) return std::unexpected(p.error());
+                                          d = std::move(*p);
+                                      }
+                                      auto object = decode_object(val, d->bases);
+                                      if (!object) return corrupt(*env_, env_->links);
+                                      if (*object == **num) lkeys.emplace_back(lk);
+                                      return true;
+                                  });
+                if (!found) return found;
+                if (lkeys.empty()) {
+                    // A damaged link record may be why none names the object: say which
+                    // table is damaged (only the front of each record was read).
+                    auto whole = scan(env_->links, dir, dir,
+                                      [&](std::string_view, std::string_view val) -> Result<bool> {
+                                          if (!decode_fields(val, d->bases))
+                                              return corrupt(*env_, env_->links);
+                                          return true;
+                                      });
+                    if (!whole) return whole;
+                    return corrupt(*env_, t);
                 }
-                if (lkeys.empty()) return corrupt(*env_, t);
                 for (const std::string& lk : lkeys) {
                     auto val = get(env_->links, lk);
                     if (!val) return std::unexpected(val.error());
