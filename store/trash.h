@@ -37,10 +37,12 @@ class Trash {
     // arrived in POOL/tmp is put back, never removed.
     Result<void> take(int dirfd, const std::string& name, const FileStat& seen,
                       const std::string& shown);
-    // Waits until everything taken is unlinked. The first unlink that failed, if any.
+    // Waits until everything taken is unlinked, and the placeholder too: tmp holds nothing of
+    // ours after. The first unlink that failed, if any.
     Result<void> drain();
 
   private:
+    bool link_placeholder(const std::string& trash);
     void work();
 
     int tmp_fd_;
@@ -56,6 +58,7 @@ class Trash {
     size_t busy_ = 0;
     bool stop_ = false;
     std::optional<Error> error_;
+    std::string placeholder_;  // the first name in tmp of the empty file renames replace
 };
 
 }  // namespace unify
