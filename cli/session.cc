@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/json.h"
+#include "repair/verify.h"
 #include "store/printable.h"
 
 namespace unify {
@@ -35,7 +36,21 @@ Result<Session> open_session(const Globals& g, const std::string& command, bool 
     }
     auto recovered = s.pool->prepare_writer();
     if (!recovered) return std::unexpected(recovered.error());
-    if (!recovered->empty()) std::cerr << "unify: " << *recovered << "\n";
+    if (!recovered->log.empty()) std::cerr << "unify: " << recovered->log << "\n";
+    for (const std::string& name : recovered->changed) {
+        std::string shown = s.pool->object_shown(name);
+        auto done = quarantine_object(*s.pool, name, std::cerr);
+        if (!done)
+            return fail("object " + shown +
+                            " changed while a killed unify had left its protection lifted, and "
+                            "could not be quarantined: " +
+                            done.error().message + "; run unify verify --quarantine",
+                        done.error().err);
+        std::cerr << "unify: warning: object " << shown
+                  << " changed (content or metadata) while a killed unify had left its "
+                     "protection lifted, so the guests that link it saw the change: "
+                  << *done << "\n";
+    }
     return s;
 }
 

@@ -509,6 +509,32 @@ static Result<void> read_link_records(Pool& pool) {
     return (*txn)->commit();
 }
 
+Result<std::string> quarantine_object(Pool& pool, const std::string& name, std::ostream& log) {
+    auto parsed = name.size() > 3 ? Pool::parse_object_file(name.substr(3)) : std::nullopt;
+    if (!parsed) return fail("quarantine: '" + name + "' is not an object name");
+    DamagedObject d;
+    d.name = name;
+    d.id = parsed->first;
+    d.replica = parsed->second;
+    d.content = d.metadata = true;  // which of them changed is not looked at: either moves it
+    {
+        auto st = pool.stat_object(d.id, d.replica);
+        if (!st) return std::unexpected(st.error());
+        if (!*st) return std::string("gone from the pool");
+        auto txn = pool.index().read();
+        if (!txn) return std::unexpected(txn.error());
+        LinkFinder links(pool, **txn, log);
+        auto l = links.linking(d.id, d.replica, **st, d.unchecked);
+        if (!l) return std::unexpected(l.error());
+        d.links = std::move(*l);
+        (void)(*txn)->commit();
+    }
+    std::optional<Fd> qfd;
+    if (auto r = quarantine_one(pool, d, VerifyOptions{}, log, qfd, utc_stamp()); !r)
+        return std::unexpected(r.error());
+    return d.action;
+}
+
 Result<VerifySummary> verify_pool(Pool& pool, const VerifyOptions& opt_in, std::ostream& log) {
     VerifyOptions opt = opt_in;
     opt.jobs = jobs_or_cores(opt.jobs);

@@ -119,4 +119,9 @@ Result<VerifySummary> verify_pool(Pool& pool, const VerifyOptions& opt, std::ost
 // The problems of `d` as one line: "content does not match ...; not protected".
 std::string describe(const DamagedObject& d, bool full);
 
+// What --quarantine does for a damaged object, for one named "ab/<hex>[.N]": the next
+// writer's answer to an object a killed writer's protection window left unprotected and that
+// changed meanwhile (Pool::Recovery::changed). Returns what was done.
+Result<std::string> quarantine_object(Pool& pool, const std::string& name, std::ostream& log);
+
 }  // namespace unify

@@ -66,7 +66,7 @@ TEST(GuestRegistry, NextWriterSweepsTemporariesAKilledWriterLeft) {
         test::write_file(dir / f, "stale");
     auto done = pool->prepare_writer();
     ASSERT_TRUE(done) << done.error().message;
-    EXPECT_NE(done->find("removed 4 temporary file(s)"), std::string::npos) << *done;
+    EXPECT_NE(done->log.find("removed 4 temporary file(s)"), std::string::npos) << done->log;
     EXPECT_NE(access((dir / "pool/.guests.conf.tmp.0123abcd").c_str(), F_OK), 0);
     EXPECT_NE(access((dir / "pool/.pool.conf.tmp.89ef").c_str(), F_OK), 0);
     EXPECT_NE(access((dir / "pool/tmp/renew.4567").c_str(), F_OK), 0);

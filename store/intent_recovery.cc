@@ -1,19 +1,26 @@
-// Finishing a killed writer's intent (store/intent.h): a window only needs the flag back; an
-// adopted object must also be hashed now that it is frozen, and withdrawn from the pool if
-// the guest wrote to it before the flag was set (its guest file stays as the guest left it).
+// Finishing a killed writer's intent (store/intent.h): the object gets its flag back and is
+// hashed now that it is frozen. Between the kill and now any guest that links it could write
+// it, change its metadata, or open it for writing (an fd the flag does not stop on XFS,
+// btrfs and tmpfs). An adopted object that changed is withdrawn from the pool (its guest
+// file stays as the guest left it); a shared object that changed is named for the
+// quarantine (Recovery::changed); one still held open for writing where the flag spares
+// that fd stops every writer until the admin ends that process.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <initializer_list>
 
 #include "store/identify.h"
 #include "store/pool.h"
+#include "store/protect.h"
 
 namespace unify {
 
 namespace {
 
-// Returns what was done, for the log.
-Result<std::string> finish(const Pool& pool, const Intent& in) {
+// Returns what was done, for the log; `changed` is set for a window's object that no longer
+// gives its id.
+Result<std::string> finish(const Pool& pool, const Intent& in, bool& changed) {
     std::string shown = pool.object_shown(in.object_name);
     auto slash = in.object_name.find('/');
     auto parsed = slash == 2 ? Pool::parse_object_file(in.object_name.substr(3)) : std::nullopt;
@@ -26,16 +33,38 @@ Result<std::string> finish(const Pool& pool, const Intent& in) {
         return std::unexpected(f.error());
     }
     int fd = f->get();
-    if (auto r = pool.protection().protect(fd, shown); !r) return std::unexpected(r.error());
-    if (in.op == IntentOp::window)
-        return "protected " + shown + " again (its window was cut short)";
+    // A read lease cannot be had while any fd is open for writing on the inode.
+    bool leased = fcntl(fd, F_SETLEASE, F_RDLCK) == 0;
+    bool held_open = !leased && errno == EAGAIN && flag_spares_earlier_writers(fd);
+    auto protected_ = pool.protection().protect(fd, shown);
+    if (leased) fcntl(fd, F_SETLEASE, F_UNLCK);
+    if (!protected_) return std::unexpected(protected_.error());
+    bool window = in.op == IntentOp::window;
+    if (held_open && window)
+        return fail("object " + shown +
+                        " is open for writing: a unify killed while its protection was lifted "
+                        "left it writable, and on this filesystem the flag set again does not "
+                        "stop an fd opened meanwhile, so that process can change it for every "
+                        "guest that links it. Find it (fuser -v " +
+                        shown + "), stop it, then run unify again",
+                    EBUSY);
     auto now = identify_fd(fd, shown, pool.settings().id_rules());
     if (!now) return std::unexpected(now.error());
-    if (now->id == *id) return "verified " + shown + " (its import was cut short)";
+    if (now->id == *id && !held_open)
+        return window ? "protected " + shown +
+                            " again (its window was cut short); its content and metadata still "
+                            "give its id"
+                      : "verified " + shown + " (its import was cut short)";
+    if (window) {
+        changed = true;
+        return std::string();
+    }
     if (auto r = pool.protection().unprotect(fd, shown); !r) return std::unexpected(r.error());
     if (unlinkat(pool.objects_fd(), in.object_name.c_str(), 0) != 0)
         return sys_fail("unlinkat", shown);
-    return "withdrew " + shown + ": it changed before it was protected";
+    return "withdrew " + shown +
+           (held_open ? ": its guest file is open for writing"
+                      : ": it changed before it was protected");
 }
 
 // Temporaries a killed writer named but never renamed into place, in the pool (which only
@@ -66,15 +95,19 @@ Result<size_t> sweep_pool_temporaries(const Pool& pool) {
 
 }  // namespace
 
-Result<std::string> Pool::prepare_writer() {
+Result<Pool::Recovery> Pool::prepare_writer() {
     auto log = IntentLog::open(fd(), path_);
     if (!log) return std::unexpected(log.error());
     intent_ = std::move(*log);
-    std::string done;
+    Recovery out;
+    std::string& done = out.log;
     for (const Intent& in : intent_.pending()) {
-        auto d = finish(*this, in);
+        bool changed = false;
+        // An error leaves every intent pending, for the next writer to look at again.
+        auto d = finish(*this, in, changed);
         if (!d) return std::unexpected(context(d.error(), "finishing an interrupted operation"));
         if (!d->empty()) done += (done.empty() ? "" : "\n") + *d;
+        if (changed) out.changed.push_back(in.object_name);
     }
     for (size_t slot = 0; slot < kIntentSlots; ++slot) intent_.end(slot);
     auto swept = sweep_pool_temporaries(*this);
@@ -82,7 +115,7 @@ Result<std::string> Pool::prepare_writer() {
     if (*swept)
         done += (done.empty() ? "" : "\n") + std::string("removed ") + std::to_string(*swept) +
                 " temporary file(s) a killed writer left in " + path_;
-    return done;
+    return out;
 }
 
 }  // namespace unify

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "store/fd.h"
 #include "store/index.h"
@@ -88,8 +89,15 @@ class Pool {
     };
     Result<Shard> list_shard(size_t shard) const;
     // Writers only: opens POOL/intent and finishes what a killed writer left in it (see
-    // store/intent.h). Returns a line for the log, empty if nothing was pending.
-    Result<std::string> prepare_writer();
+    // store/intent.h and store/intent_recovery.cc).
+    struct Recovery {
+        std::string log;  // a line per thing done, empty if nothing was pending
+        // Objects ("ab/<hex>[.N]") a cut-short window left unprotected and that no longer
+        // give their id: the guests that link them see the change. The caller quarantines
+        // them (repair/verify.h quarantine_object).
+        std::vector<std::string> changed;
+    };
+    Result<Recovery> prepare_writer();
     const IntentLog& intent() const { return intent_; }
     // The protection window, the one way to add or drop a name of a protected object: runs
     // `act` with the object's protection lifted where the kernel requires that for link,

@@ -249,6 +249,83 @@ TEST_P(RaceHooks, MetadataChangedThroughAGuestsLinkInAWindowReachesNoGuest) {
     }
 }
 
+// A writer killed inside a protection window (the OOM killer, a stop timeout) leaves the
+// object's flag off until the next writer. A guest that writes the object through its name
+// meanwhile reaches every guest that links it, and every guest imported later would be linked
+// to the changed bytes: the next writer must hash the object again and, where it no longer
+// gives its id, quarantine it (every linked path a private copy of what it has now, the
+// object out of the pool). One that a guest holds open for writing, where the flag set again
+// would not stop that fd (XFS), stops every writer until the admin ends that process.
+TEST(RaceHooksWindowCutShort, WhatAGuestDidMeanwhileIsAnsweredByTheNextWriter) {
+    for (const std::string fs : {"", "xfs"}) {
+        SCOPED_TRACE(fs.empty() ? "default filesystem" : fs);
+        std::unique_ptr<LoopFs> loop;
+        TempDir dir;
+        std::string top = dir.path();
+        if (!fs.empty()) {
+            loop = std::make_unique<LoopFs>(fs, 320);
+            UNIFY_REQUIRE(loop->reason());
+            top = loop->path();
+        }
+        UNIFY_REQUIRE(need_immutable(top));
+        std::string pool = top + "/pool";
+        auto path = [&](const std::string& g) { return top + "/" + g + "/usr/lib/f"; };
+        ASSERT_EQ(run_unify({"--pool", pool, "init", "--share", "hardlink"}).status, 0);
+        // g1 and g4 are unshared by the writers that get killed; g2 is the hostile guest.
+        for (const std::string g : {"g1", "g2", "g3", "g4"}) {
+            ThreeGuests::file(path(g), kContent, 0644, 21);
+            ASSERT_EQ(run_unify({"--pool", pool, "import", g, top + "/" + g}).status, 0);
+        }
+        std::string object = object_of(pool, path("g2"));
+        ASSERT_NE(object, "");
+        auto cut_short = [&](const std::string& g) {
+            auto r = run_unify_faults({"--pool", pool, "unshare", g, "/usr/lib/f"},
+                                      {"UNIFY_FAULT=window.protect:1"});
+            ASSERT_EQ(r.status, 128 + SIGKILL) << show(r);
+            ASSERT_FALSE(is_immutable(path("g2"))) << "the premise: the flag was left off";
+        };
+        cut_short("g1");
+        if (!fs.empty()) {
+            // g2 opens its name for writing while the flag is off, and keeps the fd.
+            Fd held(open(path("g2").c_str(), O_WRONLY | O_CLOEXEC));
+            ASSERT_TRUE(held.valid());
+            auto r = run_unify({"--pool", pool, "gc"});
+            EXPECT_EQ(r.status, 1) << show(r);
+            EXPECT_NE(r.err.find("is open for writing"), std::string::npos) << show(r);
+            EXPECT_NE(r.err.find("fuser -v"), std::string::npos) << show(r);
+            held = Fd();
+            r = run_unify({"--pool", pool, "gc"});
+            EXPECT_EQ(r.status, 0) << show(r);
+            EXPECT_NE(r.err.find("still give its id"), std::string::npos) << show(r);
+            EXPECT_TRUE(is_immutable(path("g3")));
+            EXPECT_EQ(stat_path(path("g3")).st_ino, stat_path(path("g2")).st_ino);
+            cut_short("g4");
+        }
+        // g2 writes through its name while the flag is off: g3 sees it.
+        write_file(path("g2"), "EVIL");
+        auto r = run_unify({"--pool", pool, "gc"});
+        EXPECT_EQ(r.status, 0) << show(r);
+        EXPECT_NE(r.err.find("changed (content or metadata) while a killed unify"),
+                  std::string::npos)
+            << show(r);
+        EXPECT_NE(r.err.find("moved to"), std::string::npos) << show(r);
+        for (const std::string g : {"g2", "g3"}) {
+            EXPECT_EQ(stat_path(path(g)).st_nlink, 1u) << path(g) << " still shares the inode";
+            EXPECT_FALSE(is_immutable(path(g))) << path(g);
+            EXPECT_EQ(object_of(pool, path(g)), "") << path(g);
+        }
+        EXPECT_EQ(objects_not_matching_their_id(pool), std::vector<std::string>{});
+        r = run_unify({"--pool", pool, "verify", "--full"});
+        EXPECT_EQ(r.status, 0) << show(r);
+        // A guest with the right bytes makes a fresh, correct object; g3 can take it back.
+        ThreeGuests::file(path("g5"), kContent, 0644, 21);
+        ASSERT_EQ(run_unify({"--pool", pool, "import", "g5", top + "/g5"}).status, 0);
+        EXPECT_EQ(read_file(path("g5")), kContent);
+        EXPECT_NE(object_of(pool, path("g5")), "");
+        sh("chattr -R -i '" + top + "' 2>/dev/null");
+    }
+}
+
 // A guest keeps a settled file open for writing (a writable mapping would do the same) across
 // its import on ext4, where the flag stops that fd's writes, so the file is adopted. Every
 // later window on that object is refused while the fd lives: another guest's import skips its
