@@ -24,7 +24,7 @@ struct Scattered {
 
 // Every recorded name of the object (id, replica) onto its own copy, then the pool's name
 // onto a fresh object. Runs with the lease held; the object's flag is lifted again for the
-// renames over its names and set once they are done.
+// renames over its names (not for the copies) and set once they are done.
 // `restore`: the metadata the object had before a guest changed it in a window, which the
 // copies and the fresh object get instead of its own.
 Result<Scattered> scatter_object(Pool& pool, Txn& txn, const ObjectId& id, uint32_t replica,
@@ -39,8 +39,6 @@ Result<Scattered> scatter_object(Pool& pool, Txn& txn, const ObjectId& id, uint3
     if (!listed) return std::unexpected(listed.error());
     auto rec = txn.object(id);
     if (!rec) return std::unexpected(rec.error());
-    if (auto r = pool.protection().unprotect(object_fd, shown); !r)
-        return std::unexpected(r.error());
 
     // 1. A copy beside every name, from the object's own bytes (each checked against them).
     std::map<uint32_t, GuestRoot> roots;
@@ -82,11 +80,17 @@ Result<Scattered> scatter_object(Pool& pool, Txn& txn, const ObjectId& id, uint3
         fault_point("scatter.sync");
         if (syncfs(object_fd) != 0) outcome = sys_fail("syncfs", shown);
     }
-    // 3. Renamed over the names.
+    // 3. Renamed over the names. Only now is the flag lifted (a rename over a name of an
+    // immutable inode is refused): while it is off, a guest holding an fd on the object can
+    // chmod it again, and the other guests see that until their name is moved, so the copies
+    // and the syncfs are made with the flag set.
+    if (outcome)
+        if (auto r = pool.protection().unprotect(object_fd, shown); !r) outcome = r;
     size_t installed = 0;
     for (; outcome && installed < ready.size(); ++installed) {
         const Prepared& p = ready[installed];
         const LinkRecord& l = links[p.index];
+        fault_point("scatter.rename");  // the flag is off: a guest's fchmod gets in here
         auto r = rename_over(p.gp.dir.get(), p.tmp, p.gp.name, p.now, p.shown);
         if (!r) {
             renamed_into_place(p);  // rename_over removed the copy: the directory changed

@@ -160,13 +160,17 @@ void fault_point(const char* step) {
     if (auto path = write_spec ? armed(write_spec, step, n) : std::nullopt) hostile_write(*path);
     if (auto from_to = link_spec ? armed(link_spec, step, n) : std::nullopt) outside_link(*from_to);
     if (auto path = writer_spec ? armed(writer_spec, step, n) : std::nullopt) hostile_writer(*path);
-    // Several renames, at several points, separated by ';' (a guest that moves a path twice).
-    for (size_t at = 0, end; rename_spec && rename_spec[at]; at = end + (rename_spec[end] != 0)) {
-        end = at + strcspn(rename_spec + at, ";");
-        std::string one(rename_spec + at, end - at);
-        if (auto from_to = armed(one.c_str(), step, n)) outside_rename(*from_to);
-    }
-    if (auto path = tamper_spec ? armed(tamper_spec, step, n) : std::nullopt) outside_tamper(*path);
+    // Several renames or tamperings, at several points, separated by ';' (a guest that moves
+    // a path twice, or keeps changing an object's metadata).
+    auto each = [&](const char* specs, void (*act)(const std::string&)) {
+        for (size_t at = 0, end; specs && specs[at]; at = end + (specs[end] != 0)) {
+            end = at + strcspn(specs + at, ";");
+            std::string one(specs + at, end - at);
+            if (auto arg = armed(one.c_str(), step, n)) act(*arg);
+        }
+    };
+    each(rename_spec, outside_rename);
+    each(tamper_spec, outside_tamper);
     if (auto ms = pause_spec ? armed(pause_spec, step, n) : std::nullopt)
         usleep(useconds_t(atol(ms->c_str())) * 1000);
     if (spec && names_hit(spec, step, n)) kill(getpid(), SIGKILL);

@@ -27,7 +27,8 @@
 //       installs a new version of a file: a path replaced exactly where a check must see it.
 //   UNIFY_FAULT_TAMPER="step:N:PATH"  at that point PATH is made mode 04777 and given the
 //       xattr user.unify-tamper, as a guest can through its own name of an object whose flag
-//       a window has lifted (chmod, setxattr: the lease does not stop them).
+//       a window has lifted (chmod, setxattr: the lease does not stop them). RENAME and
+//       TAMPER take several, separated by ';'.
 //   UNIFY_FAULT_PAUSE="step:N:MS"  at that point the run sleeps MS milliseconds: time for a
 //       test's inotify watcher, acting as a guest, to plant something at a name it just saw.
 #pragma once

@@ -249,6 +249,48 @@ TEST_P(RaceHooks, MetadataChangedThroughAGuestsLinkInAWindowReachesNoGuest) {
     }
 }
 
+// The guest goes on changing the object's metadata (through an fd it holds, here by the
+// pool's name) while the scatter that answers its first change runs: during the copies and
+// their syncfs the flag is set, so that fails; during the renames over the names it is off,
+// and the fresh object must still be made, with the metadata from before.
+TEST_P(RaceHooks, MetadataChangedAgainWhileTheScatterRunsReachesNoGuest) {
+    for (const std::string fs : {"", "xfs"}) {
+        SCOPED_TRACE(fs.empty() ? "default filesystem" : fs);
+        std::unique_ptr<LoopFs> loop;
+        TempDir dir;
+        std::string top = dir.path();
+        if (!fs.empty()) {
+            loop = std::make_unique<LoopFs>(fs, 320);
+            UNIFY_REQUIRE(loop->reason());
+            top = loop->path();
+        }
+        UNIFY_REQUIRE(need_immutable(top));
+        std::string pool = top + "/pool", g1 = top + "/g1", g2 = top + "/g2", g3 = top + "/g3";
+        for (const auto& g : {g1, g2, g3}) ThreeGuests::file(g + "/usr/lib/f", kContent, 0644, 21);
+        ASSERT_EQ(run_unify({"--pool", pool, "init", "--share", "hardlink"}).status, 0);
+        for (const auto& g : {"g1", "g2"})
+            ASSERT_EQ(run_unify({"--pool", pool, "import", g, top + "/" + g}).status, 0);
+        std::string object = pool + "/objects/" + object_of(pool, g1 + "/usr/lib/f");
+        auto r = run_unify_faults(
+            {"--pool", pool, "import", "g3", g3},
+            {"UNIFY_FAULT_TAMPER=window.protect:1:" + g1 + "/usr/lib/f;scatter.sync:1:" + object +
+             ";scatter.rename:1:" + object + ";renew.copy:1:" + object});
+        EXPECT_EQ(r.status, 0) << show(r);
+        EXPECT_NE(r.err.find("had its mode, owner, mtime or xattrs changed"), std::string::npos)
+            << show(r);
+        for (const auto& g : {g1, g2, g3}) {
+            std::string f = g + "/usr/lib/f";
+            EXPECT_EQ(stat_path(f).st_mode & 07777, 0644u) << f;
+            EXPECT_LT(getxattr(f.c_str(), "user.unify-tamper", nullptr, 0), 0) << f;
+            EXPECT_EQ(read_file(f), kContent) << f;
+        }
+        EXPECT_EQ(objects_not_matching_their_id(pool), std::vector<std::string>{});
+        r = run_unify({"--pool", pool, "verify", "--full"});
+        EXPECT_EQ(r.status, 0) << show(r);
+        sh("chattr -R -i '" + top + "' 2>/dev/null");
+    }
+}
+
 // A writer killed inside a protection window (the OOM killer, a stop timeout) leaves the
 // object's flag off until the next writer. A guest that writes the object through its name
 // meanwhile reaches every guest that links it, and every guest imported later would be linked
