@@ -279,6 +279,22 @@ Result<void> Deleter::root_dir(const GuestRoot& root) {
     return remove(dir->get(), name, **st, root.path);
 }
 
+// The pool, or a directory above it, must not be the root about to be deleted, whichever
+// way the root's path reaches it (a bind mount, which the path checks of open_guest_root
+// cannot see).
+Result<void> pool_outside(const Pool& pool, const GuestRoot& root) {
+    for (std::string p = pool.real_path();;) {
+        auto st = stat_at(AT_FDCWD, p, p);
+        if (!st) return std::unexpected(st.error());
+        if (st->same_inode(root.st))
+            return fail("guest root " + root.path + " is the directory " + p +
+                        ", which holds the pool " + pool.real_path() + ": nothing was deleted");
+        if (p == "/") return {};
+        auto slash = p.rfind('/');
+        p = slash == 0 ? "/" : p.substr(0, slash);
+    }
+}
+
 }  // namespace
 
 Result<DeleteRootSummary> delete_guest_root(Pool& pool, const GuestRecord& guest, bool dry_run,
@@ -292,6 +308,7 @@ Result<DeleteRootSummary> delete_guest_root(Pool& pool, const GuestRecord& guest
         gone.root_was_gone = true;
         return gone;
     }
+    if (auto r = pool_outside(pool, *root); !r) return std::unexpected(r.error());
     Deleter d(pool, guest, root->st.dev, dry_run, verbose, progress, log);
     // 1. Object links, inside their objects' windows.
     if (auto r = d.links(*root); !r) return std::unexpected(r.error());

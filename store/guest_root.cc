@@ -1,8 +1,11 @@
 #include "store/guest_root.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include "store/mounts.h"
 
@@ -27,10 +30,33 @@ Result<void> check_guest_name(const std::string& name) {
 
 namespace {
 
-Result<GuestRoot> open_canonical(const Pool& pool, std::string path) {
+// A registered root's path was canonical when it was registered: a symlink in it now (the
+// guest's directory moved and a symlink put in its place, to the pool's parent, say) is
+// never followed, or forget --delete-root and unshare would work on whatever it points to.
+Result<Fd> open_registered(const std::string& path, const std::string& name) {
+    struct open_how how {};
+    how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    for (;;) {
+        long fd = syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how);
+        if (fd >= 0) return Fd(int(fd));
+        if (errno == EAGAIN || errno == EINTR) continue;  // a rename raced with the lookup
+        if (errno == ELOOP)
+            return fail(path + " (guest " + name +
+                            "): openat2 RESOLVE_NO_SYMLINKS: a symlink stands in its path now "
+                            "(ELOOP); it was a real directory when the guest was registered, "
+                            "and unify follows no symlink there. Put the guest's directory back "
+                            "at that path, or drop the guest's records with unify forget " +
+                            name + " --keep-links",
+                        ELOOP);
+        return sys_fail("openat2", "guest root " + path);
+    }
+}
+
+Result<GuestRoot> open_canonical(const Pool& pool, std::string path, const std::string* name) {
     GuestRoot g;
     g.path = std::move(path);
-    auto fd = open_dir_path(g.path);
+    auto fd = name ? open_registered(g.path, *name) : open_dir_path(g.path);
     if (!fd) return std::unexpected(context(fd.error(), "guest root"));
     g.fd = std::move(*fd);
     auto st = stat_fd(g.fd.get(), g.path);
@@ -87,11 +113,11 @@ Result<GuestRoot> open_guest_root(const Pool& pool, const std::string& path) {
     if (!real) return sys_fail("guest root: realpath", path);
     std::string canonical = real;
     free(real);
-    return open_canonical(pool, std::move(canonical));
+    return open_canonical(pool, std::move(canonical), nullptr);
 }
 
 Result<GuestRoot> open_guest_root(const Pool& pool, const GuestRecord& guest) {
-    return open_canonical(pool, guest.root);
+    return open_canonical(pool, guest.root, &guest.name);
 }
 
 }  // namespace unify

@@ -131,5 +131,48 @@ TEST(DeleteRoot, KeepLinksAndDeleteRootExcludeEachOther) {
     EXPECT_EQ(r.status, 2) << r.out << r.err;
 }
 
+// A guest's directory moved away and a symlink put at its registered path, to the directory
+// that holds the pool (a guest's admin, or a careless mv): forget --delete-root must delete
+// nothing through it, nor must unshare copy into whatever it points to; each says why.
+TEST(DeleteRoot, ARootThatBecameASymlinkIsNeverFollowed) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    ThreeGuests t(dir);
+    ThreeGuests::file(t.g1 + "/usr/bin/tool", "tool\n", 0755, 1);
+    ThreeGuests::file(t.g2 + "/usr/bin/tool", "tool\n", 0755, 1);
+    ThreeGuests::file(t.g3 + "/usr/bin/other", "other\n", 0755, 3);
+    ASSERT_TRUE(t.init_and_import());
+    ThreeGuests::file(dir / "unrelated-host-file", "host\n", 0644, 2);
+    const std::string m2 = manifest(t.g2), m3 = manifest(t.g3);
+    const auto objects_before = objects(t.pool);
+    ASSERT_EQ(rename(t.g1.c_str(), (dir / "g1.moved").c_str()), 0);
+    for (const std::string target : {dir.path(), t.g3}) {
+        SCOPED_TRACE("g1 -> " + target);
+        ASSERT_EQ(symlink(target.c_str(), t.g1.c_str()), 0);
+        for (const std::vector<std::string>& cmd :
+             {std::vector<std::string>{"forget", "g1", "--delete-root", "--dry-run"},
+              {"forget", "g1", "--delete-root"},
+              {"unshare", "g1"}}) {
+            auto r = t.unify(cmd);
+            EXPECT_EQ(r.status, 1) << cmd[0] << "\n" << r.out << r.err;
+            EXPECT_TRUE(contains(r.err, "a symlink stands in its path now")) << r.err;
+        }
+        EXPECT_EQ(read_file(dir / "unrelated-host-file"), "host\n");
+        EXPECT_EQ(manifest(t.g2), m2);
+        EXPECT_EQ(manifest(t.g3), m3);
+        EXPECT_EQ(objects(t.pool), objects_before);
+        EXPECT_TRUE(listed(t.unify({"list"}).out, "g1"));
+        ASSERT_EQ(unlink(t.g1.c_str()), 0);
+    }
+    auto r = t.unify({"verify", "--full"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    // Put back, the guest is deleted as asked.
+    ASSERT_EQ(rename((dir / "g1.moved").c_str(), t.g1.c_str()), 0);
+    r = t.unify({"forget", "g1", "--delete-root"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(access(t.g1.c_str(), F_OK), 0);
+    EXPECT_EQ(manifest(t.g2), m2);
+}
+
 }  // namespace
 }  // namespace unify::test

@@ -19,6 +19,7 @@
 #include "store/index.h"
 #include "store/pool.h"
 #include "tests/package_fixture.h"
+#include "tests/sample_guests.h"
 #include "tests/test_support.h"
 
 namespace unify::test {
@@ -185,6 +186,28 @@ TEST_P(Reflink, GuestRootsThroughABindMountOrInASubvolumeShare) {
     r = unify({"reindex"});
     ASSERT_EQ(r.status, 0) << r.out << r.err;
     EXPECT_EQ(who(pool, sv + "/usr/lib/mid").size(), 3u) << "reindex found the subvolume's links";
+}
+
+// A reflink pool takes roots through other mounts of its filesystem; so a bind mount of the
+// directory that holds the pool, put at a registered root's path, is a real directory that
+// no path check tells from the guest's: forget --delete-root must still see that the pool is
+// inside and delete nothing.
+TEST_P(Reflink, DeleteRootOfABindMountOfThePoolsDirectoryDeletesNothing) {
+    ASSERT_EQ(unify({"init", "--share", "reflink"}).status, 0);
+    ASSERT_EQ(unify({"import", "g1", g1, "--min-size", "1"}).status, 0);
+    ASSERT_EQ(unify({"import", "g2", g2, "--min-size", "1"}).status, 0);
+    ASSERT_EQ(rename(g1.c_str(), (*fs_ / "g1.moved").c_str()), 0);
+    ASSERT_EQ(mkdir(g1.c_str(), 0755), 0);
+    const auto objects_before = objects(pool);
+    {
+        BindMount bind(fs_->path(), g1);
+        UNIFY_REQUIRE(bind.error());
+        auto r = unify({"forget", "g1", "--delete-root"});
+        EXPECT_EQ(r.status, 1) << r.out << r.err;
+        EXPECT_NE(r.err.find("which holds the pool"), std::string::npos) << r.err;
+        EXPECT_EQ(objects(pool), objects_before);
+        EXPECT_EQ(unify({"verify", "--full"}).status, 0);
+    }
 }
 
 // A file whose tail is preallocated and never written (fallocate) reads as zeros there; the
