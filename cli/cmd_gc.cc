@@ -36,13 +36,18 @@ int run_gc(const Globals& g, bool dry_run, bool reconcile) {
     }
     if (g.quiet) return done();
     std::string would = dry_run ? "would be " : "";
+    std::vector<std::pair<std::string, std::string>> rows = {
+        {"objects seen", format_count(sum->objects_seen)},
+        {"objects " + would + "removed", format_count(sum->objects_removed)},
+        {"bytes " + would + "reclaimed", format_bytes(sum->bytes_reclaimed)},
+        {"stale link records " + would + "dropped", format_count(sum->links_dropped)},
+    };
+    // Only after a gc that was killed before its commit, or objects removed by hand.
+    if (sum->object_records_dropped)
+        rows.push_back({"records of objects without a file " + would + "dropped",
+                        format_count(sum->object_records_dropped)});
     std::cout << "gc" << (dry_run ? " (dry run, nothing changed)" : "") << "\n"
-              << aligned_fields({
-                     {"objects seen", format_count(sum->objects_seen)},
-                     {"objects " + would + "removed", format_count(sum->objects_removed)},
-                     {"bytes " + would + "reclaimed", format_bytes(sum->bytes_reclaimed)},
-                     {"stale link records " + would + "dropped", format_count(sum->links_dropped)},
-                 });
+              << aligned_fields(rows);
     return done();
 }
 

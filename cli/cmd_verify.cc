@@ -167,8 +167,8 @@ int run_verify(const Globals& g, const VerifyArgs& a) {
         if (s->pool->settings().reflink()) {
             std::cout << "  sharers checked   " << format_count(sum->sharers_checked) << " ("
                       << format_count(sum->sharers_gone.size())
-                      << " no longer share their object's blocks; the next import of their "
-                         "guest drops or renews those records)\n";
+                      << " no longer share their object's blocks; gc --reconcile drops those "
+                         "records, and so does gc once it removes their object)\n";
             if (!sum->sharers_unchecked.empty())
                 std::cout << "  sharers unchecked " << format_count(sum->sharers_unchecked.size())
                           << " (could not be opened; see the warnings)\n";

@@ -160,6 +160,7 @@ Json gc_json(const GcSummary& sum, bool dry_run) {
     j["bytes_reclaimed"] = sum.bytes_reclaimed;
     j["links_dropped"] = sum.links_dropped;
     if (sum.links_unchecked) j["links_unchecked"] = sum.links_unchecked;
+    if (sum.object_records_dropped) j["object_records_dropped"] = sum.object_records_dropped;
     return j;
 }
 

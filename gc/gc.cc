@@ -10,6 +10,7 @@
 #include <ostream>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "store/extents.h"
 #include "store/fault.h"
@@ -275,12 +276,85 @@ Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log
     return {};
 }
 
+// POOL/gc-unlinking exists from before a gc's first unlink until the commit that drops the
+// records of what it removed: a gc killed in between (the OOM killer) leaves records of
+// objects that are gone, which the next gc, listing only files, would never see again.
+constexpr const char* kUnlinking = "gc-unlinking";
+
+// The index records of the objects this run removed the last file of, and, after a gc killed
+// before its commit (kUnlinking found at the start), of every object no file stands for.
+// The link records that name such an object go too where a re-import would not see they are
+// stale: in a reflink pool a record can look unchanged (one statx) though its file no longer
+// shares the object, and after a killed gc the object is not known to have had no guest
+// name. A hardlink pool's records of what this run removed are left to the guests' imports:
+// the object had no other name, so no guest path is the inode such a record names, and the
+// re-import sees that; one lookup per guest and object would cost more than gc's whole walk.
+Result<void> drop_records(Pool& pool, const GcOptions& opt, std::ostream& log,
+                          const std::vector<ObjectId>& removed, bool after_kill, GcSummary& sum) {
+    auto txn = opt.dry_run ? pool.index().read() : pool.index().write();
+    if (!txn) return std::unexpected(txn.error());
+    std::vector<std::pair<ObjectId, bool>> gone;  // and whether this run removed it
+    for (const ObjectId& id : removed) gone.push_back({id, true});
+    if (after_kill) {
+        std::unordered_set<ObjectId> now(removed.begin(), removed.end());
+        std::vector<std::pair<ObjectId, uint32_t>> records;
+        auto listed = (*txn)->for_each_object([&](const ObjectId& id, const ObjectRecord& rec) {
+            if (!now.count(id)) records.push_back({id, rec.replicas});
+            return true;
+        });
+        if (!listed) return listed;
+        for (const auto& [id, replicas] : records) {
+            bool any = false;
+            for (uint32_t r = 0; r < std::max(replicas, 1u) && !any; ++r) {
+                auto st = pool.stat_object(id, r);
+                if (!st) return std::unexpected(st.error());
+                any = st->has_value();
+            }
+            if (!any) gone.push_back({id, false});
+        }
+    }
+    for (const auto& [id, now] : gone) {
+        std::vector<std::pair<uint32_t, std::string>> naming;
+        if (!now || pool.settings().reflink()) {
+            auto r = (*txn)->for_each_link_of_object(id, [&](const LinkRecord& l) {
+                naming.emplace_back(l.guest, l.path);
+                return true;
+            });
+            if (!r) return r;
+        }
+        if (opt.verbose && !now)
+            log << "drop the record of object " << id.hex() << ", which has no file, and "
+                << naming.size() << " link records naming it\n";
+        sum.links_dropped += naming.size();
+        if (!now) ++sum.object_records_dropped;
+        if (opt.dry_run) continue;
+        for (const auto& [g, path] : naming)
+            if (auto d = (*txn)->delete_link(g, path); !d) return d;
+        if (auto d = (*txn)->delete_object(id); !d) return d;
+    }
+    if (auto c = (*txn)->commit(); !c) return c;
+    if (!opt.dry_run && unlinkat(pool.fd(), kUnlinking, 0) != 0 && errno != ENOENT)
+        return sys_fail("unlinkat", pool.path() + "/" + kUnlinking);
+    return {};
+}
+
+// Made (and made durable: a power cut may keep the unlinks and lose the commit) before the
+// first unlink of a run.
+Result<void> mark_unlinking(const Pool& pool) {
+    int fd = openat(pool.fd(), kUnlinking, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return sys_fail("open", pool.path() + "/" + kUnlinking);
+    close(fd);
+    if (fsync(pool.fd()) != 0) return sys_fail("fsync", pool.path());
+    return {};
+}
+
 // Per shard: statx in parallel (read-only), then remove on this thread.
 Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log, GcSummary& sum) {
     std::vector<std::vector<Candidate>> found(kShards);
     std::vector<std::vector<Entangled>> entangled(kShards);
     std::vector<std::vector<OwnedSpan>> spans(kShards);
     std::vector<uint64_t> seen(kShards, 0);
+    std::vector<ObjectId> removed;  // the last file of each gone
     std::vector<Error> errors(kShards);
     std::vector<bool> failed(kShards, false);
     std::mutex progress_mutex;  // the callback is never called concurrently
@@ -341,6 +415,8 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
     // Where an unlink waits for a trim, objects leave their name here and are unlinked on
     // threads (store/trash.h); the name is gone either way before the record is looked at.
     bool trims = !opt.dry_run && unlink_trims(pool.stat().mnt_id);
+    bool after_kill = faccessat(pool.fd(), kUnlinking, F_OK, AT_SYMLINK_NOFOLLOW) == 0,
+         marked = after_kill;
     Trash trash(pool.tmp_fd(), pool.path() + "/tmp", 4 * opt.jobs);
     std::unique_ptr<Txn> txn;
     uint64_t in_txn = 0;
@@ -348,7 +424,8 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
         if (found[s].empty()) continue;
         std::string shard = Pool::shard_name(s);
         if (!txn) {
-            auto t = opt.dry_run ? pool.index().read() : pool.index().write();
+            // Read only: the records of what goes are dropped after, all in one transaction.
+            auto t = pool.index().read();
             if (!t) return std::unexpected(t.error());
             txn = std::move(*t);
         }
@@ -366,7 +443,10 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                     << ")\n";
             ++sum.objects_removed;
             sum.bytes_reclaimed += c.size;
-            if (opt.dry_run) continue;
+            if (opt.dry_run) {
+                if (id) removed.push_back(*id);
+                continue;
+            }
             auto f = pool.open_object(name);
             if (!f) {
                 outcome = std::unexpected(f.error());
@@ -389,6 +469,13 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                 --sum.objects_removed;
                 sum.bytes_reclaimed -= c.size;
                 continue;
+            }
+            if (!marked) {
+                if (auto r = mark_unlinking(pool); !r) {
+                    outcome = r;
+                    break;
+                }
+                marked = true;
             }
             fault_point("gc.unprotect");
             if (auto r = pool.protection().unprotect(fd, shown); !r) {
@@ -418,12 +505,7 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                 auto left = pool.stat_object(*id, r);
                 any_left = left && *left;
             }
-            if (!any_left) {
-                if (auto r = txn->delete_object(*id); !r) {
-                    outcome = r;
-                    break;
-                }
-            }
+            if (!any_left) removed.push_back(*id);  // its records go below
         }
         in_txn += found[s].size();
         handled += found[s].size();
@@ -443,7 +525,7 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
                           .part = handled,
                           .parts = candidates});
     }
-    return {};
+    return drop_records(pool, opt, log, removed, after_kill, sum);
 }
 
 }  // namespace

@@ -37,6 +37,9 @@ struct GcSummary {
     uint64_t objects_removed = 0;
     uint64_t bytes_reclaimed = 0;
     uint64_t links_dropped = 0;
+    // Index records of objects no file stands for (beside those removed by this run): a gc
+    // killed before its commit left them.
+    uint64_t object_records_dropped = 0;
     // --reconcile: records whose path could not be checked (each named on the log); they are
     // kept, the run goes on, and the command fails at the end.
     uint64_t links_unchecked = 0;

@@ -1,6 +1,7 @@
 // End-to-end tests of gc, who and unshare through the real binary: three small guests on
 // /var/tmp share some files, differ on others; the pool's objects directory and the link
 // counts on the filesystem are the ground truth the output is checked against.
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -309,6 +310,31 @@ TEST_P(Gc, ReimportDropsRecordsOfRemovedPathsAndOfObjectsGcRemoved) {
     EXPECT_EQ(count(dump, hex_of(doc_obj)), 0u) << dump;
     r = s.unify({"verify"});
     EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+// gc killed between its unlinks and its index commit (the OOM killer): the objects are gone,
+// their records stay. The next gc lists only files, so it must find those records by the
+// index and drop them, or status, verify and re-imports would count them for ever.
+TEST_P(Gc, AKilledGcsRecordsAreDroppedByTheNextOne) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string private_obj = object_of(s.pool, s.g1 + "/usr/local/bin/private");
+    ASSERT_EQ(s.unify({"unshare", "g1", "/usr/local/bin/private"}).status, 0);
+    auto r = run_unify_faults({"--pool", s.pool, "gc"}, {"UNIFY_FAULT=index.commit:1"});
+    ASSERT_EQ(r.status, 128 + SIGKILL) << r.out << r.err;
+    ASSERT_FALSE(objects(s.pool).count(private_obj)) << "the premise: the object was removed";
+    r = s.unify({"gc", "--dry-run"});
+    EXPECT_TRUE(contains_squeezed(r.out, "records of objects without a file would be dropped 1"))
+        << r.out;
+    r = s.unify({"--json", "gc"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "\"object_records_dropped\": 1")) << r.out;
+    r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    r = s.unify({"gc"});
+    EXPECT_FALSE(contains(r.out, "without a file")) << r.out;
 }
 
 // ---------------------------------------------------------------------------------------
