@@ -65,6 +65,9 @@ int run_forget(const Globals& g, ForgetOptions opt) {
         if (sum->unshared.not_linked)
             std::cout << "  records dropped    " << format_count(sum->unshared.not_linked)
                       << " (paths no longer linked)\n";
+        if (sum->unrecorded)
+            std::cout << "  unrecorded links   " << format_count(sum->unrecorded)
+                      << " (names of objects no record named, made private too)" << would << "\n";
     }
     std::cout << "  guest unregistered" << would << "\n";
     // A reflink guest's files still share their objects' blocks: nothing is garbage yet.

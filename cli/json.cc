@@ -280,6 +280,7 @@ Json forget_json(const ForgetSummary& sum) {
     j["bytes_copied"] = sum.unshared.bytes_copied;
     j["records_dropped"] =
         sum.unshared.not_linked + sum.records_dropped + sum.deleted.records_dropped;
+    if (sum.unrecorded) j["unrecorded_links"] = sum.unrecorded;
     j["delete_root"] = sum.delete_root;
     if (sum.delete_root)
         j["deleted"] = {{"root_was_gone", sum.deleted.root_was_gone},

@@ -66,7 +66,7 @@ class Deleter {
     uint64_t root_dev_;
     uint64_t done_ = 0;
     std::set<std::string> counted_links_;  // dry run: pass 1's paths, not counted again
-    std::optional<std::unordered_map<uint64_t, std::pair<ObjectId, uint32_t>>> by_inode_;
+    std::optional<Pool::ByInode> by_inode_;
 };
 
 // Unlinks each target inside one window of its object. False if the object vanished.
@@ -166,17 +166,9 @@ Result<std::optional<std::pair<ObjectId, uint32_t>>> Deleter::object_of(const Fi
     using Found = std::optional<std::pair<ObjectId, uint32_t>>;
     if (st.dev != pool_.stat().dev || st.nlink < 2) return Found();
     if (!by_inode_) {
-        by_inode_.emplace();
-        for (size_t s = 0; s < kShards; ++s) {
-            auto shard = pool_.list_shard(s);
-            if (!shard) {
-                if (shard.error().err == ENOENT) continue;
-                return std::unexpected(shard.error());
-            }
-            std::vector<std::string> strays;
-            for (const auto& o : shard->objects(strays))
-                by_inode_->emplace(o.ino, std::make_pair(o.id, o.replica));
-        }
+        auto all = pool_.objects_by_inode();
+        if (!all) return std::unexpected(all.error());
+        by_inode_ = std::move(*all);
     }
     auto it = by_inode_->find(st.ino);
     if (it == by_inode_->end()) return Found();

@@ -2,6 +2,10 @@
 // delete the guest record, which takes every link record left with it.
 #include "linker/forget.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <ostream>
 
 #include "store/guest_registry.h"
@@ -34,6 +38,82 @@ Result<uint64_t> count_links(Pool& pool, uint32_t guest) {
     return n;
 }
 
+// Names of pool objects below the guest root that no record names: a guest can add them
+// with link() while a protection window has the flag lifted (the lease stops writers, not
+// link). Left, they would stay immutable links of a shared object: the admin's rm -rf of the
+// forgotten guest fails, and gc never frees the object. Each is recorded here (not in a dry
+// run), so that unshare gives it a private copy like the rest; returns their paths.
+class PlantedLinks {
+  public:
+    PlantedLinks(Pool& pool, const GuestRecord& g, uint64_t dev) : pool_(pool), g_(g), dev_(dev) {}
+
+    Result<std::vector<std::string>> find(int root_fd) {
+        auto all = pool_.objects_by_inode();
+        if (!all) return std::unexpected(all.error());
+        by_inode_ = std::move(*all);
+        auto txn = pool_.index().read();
+        if (!txn) return std::unexpected(txn.error());
+        txn_ = txn->get();
+        auto walked = walk(root_fd, "");
+        txn_ = nullptr;
+        if (!walked) return std::unexpected(walked.error());
+        return std::move(paths_);
+    }
+
+    Result<void> record() {
+        if (found_.empty()) return {};
+        auto txn = pool_.index().write();
+        if (!txn) return std::unexpected(txn.error());
+        for (const auto& l : found_)
+            if (auto r = (*txn)->put_link(l); !r) return r;
+        return (*txn)->commit();
+    }
+
+  private:
+    Result<void> walk(int dirfd, const std::string& rel) {
+        std::string shown = join_path(g_.root, rel);
+        auto entries = read_dir(dirfd, shown);
+        if (!entries) return std::unexpected(entries.error());
+        for (const auto& e : *entries) {
+            std::string path = rel + "/" + e.name;
+            if (e.type != DT_DIR && e.type != DT_REG && e.type != DT_UNKNOWN) continue;
+            auto st = stat_at(dirfd, e.name, join_path(g_.root, path));
+            if (!st) return std::unexpected(st.error());
+            if (st->dev != dev_) continue;  // another filesystem mounted inside
+            if (st->is_dir()) {
+                int fd =
+                    openat(dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd < 0) return sys_fail("open", join_path(g_.root, path));
+                Fd sub(fd);
+                if (auto r = walk(sub.get(), path); !r) return r;
+                continue;
+            }
+            if (!st->is_reg() || st->nlink < 2) continue;
+            auto it = by_inode_.find(st->ino);
+            if (it == by_inode_.end()) continue;
+            auto obj = pool_.stat_object(it->second.first, it->second.second);
+            if (!obj) return std::unexpected(obj.error());
+            if (!*obj || !(*obj)->same_inode(*st)) continue;
+            // A dry run unshared nothing: the recorded names are still here.
+            auto rec = txn_->link(g_.id, path);
+            if (!rec) return std::unexpected(rec.error());
+            if (*rec && (*rec)->id == it->second.first) continue;
+            found_.push_back({g_.id, path, it->second.first, it->second.second, st->ino, st->size,
+                              st->mtime_ns, st->ctime_ns});
+            paths_.push_back(path);
+        }
+        return {};
+    }
+
+    Pool& pool_;
+    const GuestRecord& g_;
+    uint64_t dev_;
+    Pool::ByInode by_inode_;
+    Txn* txn_ = nullptr;  // find's read transaction
+    std::vector<LinkRecord> found_;
+    std::vector<std::string> paths_;
+};
+
 }  // namespace
 
 Result<ForgetSummary> forget_guest(Pool& pool, const ForgetOptions& opt, std::ostream& log) {
@@ -62,7 +142,8 @@ Result<ForgetSummary> forget_guest(Pool& pool, const ForgetOptions& opt, std::os
         }
     } else if (!opt.keep_links && !pool.settings().reflink()) {
         // (A reflink pool's guest files are ordinary files of their own: only records go.)
-        if (auto root = open_guest_root(pool, *g); !root) {
+        auto root = open_guest_root(pool, *g);
+        if (!root) {
             if (root.error().err == ENOENT)
                 return fail(what + ": the guest root " + g->root +
                                 " is gone; use --keep-links to only unregister the guest",
@@ -73,6 +154,29 @@ Result<ForgetSummary> forget_guest(Pool& pool, const ForgetOptions& opt, std::os
         auto r = unshare_guest(pool, u, log);
         if (!r) return std::unexpected(context(r.error(), what));
         sum.unshared = *r;
+        // After the recorded links, any name of an object still in the root is one nobody
+        // recorded.
+        PlantedLinks planted(pool, *g, root->st.dev);
+        auto found = planted.find(root->fd.get());
+        if (!found) return std::unexpected(context(found.error(), what));
+        sum.unrecorded = found->size();
+        if (!found->empty()) {
+            log << "unify: warning: guest " << opt.name << " has " << found->size()
+                << " name(s) of pool objects that no record names (links made while a "
+                   "protection window was open); "
+                << (opt.dry_run ? "they would be made private too" : "they are made private too")
+                << "\n";
+            if (!opt.dry_run) {
+                if (auto rec = planted.record(); !rec)
+                    return std::unexpected(context(rec.error(), what));
+                u.paths = *found;
+                auto again = unshare_guest(pool, u, log);
+                if (!again) return std::unexpected(context(again.error(), what));
+                sum.unshared.unshared += again->unshared;
+                sum.unshared.bytes_copied += again->bytes_copied;
+                sum.unshared.not_linked += again->not_linked;
+            }
+        }
     }
     // (Unshare dropped the records of the links it handled; none are left without keep_links.)
     // With --delete-root: the records of a root that was gone already, or of links it could

@@ -37,6 +37,9 @@ struct ForgetSummary {
     bool dry_run = false;
     UnshareSummary unshared;       // the links made private again; zero with keep_links
     uint64_t records_dropped = 0;  // link records deleted with the guest (keep_links)
+    // Names of pool objects in the root that no record named (a guest's links made in a
+    // protection window): made private with the rest (counted in `unshared` too).
+    uint64_t unrecorded = 0;
     bool delete_root = false;
     DeleteRootSummary deleted;  // with delete_root
 };

@@ -222,6 +222,21 @@ std::vector<Pool::Shard::Object> Pool::Shard::objects(std::vector<std::string>& 
     return out;
 }
 
+Result<Pool::ByInode> Pool::objects_by_inode() const {
+    ByInode out;
+    for (size_t s = 0; s < kShards; ++s) {
+        auto shard = list_shard(s);
+        if (!shard) {
+            if (shard.error().err == ENOENT) continue;
+            return std::unexpected(shard.error());
+        }
+        std::vector<std::string> strays;
+        for (const auto& o : shard->objects(strays))
+            out.emplace(o.ino, std::make_pair(o.id, o.replica));
+    }
+    return out;
+}
+
 Result<Pool::Shard> Pool::list_shard(size_t shard) const {
     Shard s;
     s.name = shard_name(shard);

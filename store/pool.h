@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "store/fd.h"
@@ -88,6 +89,11 @@ class Pool {
         std::vector<Object> objects(std::vector<std::string>& strays) const;
     };
     Result<Shard> list_shard(size_t shard) const;
+    // Every object file by its inode number (the shard listings' d_ino): which object a name
+    // found in a guest is, where no record says. Check the inode (stat_object) before
+    // trusting an entry: the listing is a moment's.
+    using ByInode = std::unordered_map<uint64_t, std::pair<ObjectId, uint32_t>>;
+    Result<ByInode> objects_by_inode() const;
     // Writers only: opens POOL/intent and finishes what a killed writer left in it (see
     // store/intent.h and store/intent_recovery.cc).
     struct Recovery {

@@ -337,6 +337,35 @@ TEST_P(Gc, AKilledGcsRecordsAreDroppedByTheNextOne) {
     EXPECT_FALSE(contains(r.out, "without a file")) << r.out;
 }
 
+// A guest adds a name of a shared object while a window has the flag lifted (link() is not
+// stopped by the lease). forget must make that name private too: left an immutable link of
+// the shared object, the admin's rm -rf of the forgotten guest fails and gc never frees it.
+TEST_P(Unshare, ForgetMakesPrivateTheLinksAGuestPlantedUnrecorded) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string lib = s.g1 + "/usr/lib/libc.so", planted = s.g1 + "/var/planted";
+    ASSERT_EQ(sh("mkdir -p '" + s.g1 + "/var' && chattr -i '" + lib + "' && ln '" + lib + "' '" +
+                 planted + "' && chattr +i '" + lib + "'"),
+              0);
+    const std::string m2 = manifest(s.g2);
+    auto r = s.unify({"forget", "g1", "--dry-run"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "1 name(s) of pool objects that no record names")) << r.err;
+    EXPECT_TRUE(is_immutable(planted));
+    r = s.unify({"--json", "forget", "g1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "\"unrecorded_links\": 1")) << r.out;
+    EXPECT_EQ(nlink(planted), 1u);
+    EXPECT_FALSE(is_immutable(planted));
+    EXPECT_EQ(read_file(planted), kLib);
+    EXPECT_EQ(sh("rm -rf '" + s.g1 + "'"), 0) << "the forgotten guest cannot be removed";
+    EXPECT_EQ(manifest(s.g2), m2);
+    r = s.unify({"verify", "--full"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
 // ---------------------------------------------------------------------------------------
 // Who
 
