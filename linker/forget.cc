@@ -21,7 +21,7 @@ Result<GuestRecord> find_guest(Pool& pool, const std::string& name) {
     auto g = (*txn)->guest(name);
     if (!g) return std::unexpected(g.error());
     (*txn)->commit();
-    if (!*g) return fail("forget: no guest named '" + name + "' (see unify list)");
+    if (!*g) return std::unexpected(no_guest_named(pool, "forget", name));
     return **g;
 }
 

@@ -14,6 +14,7 @@
 #include "store/fd_limit.h"
 #include "store/fresh_file.h"
 #include "store/guest_path.h"
+#include "store/guest_registry.h"
 #include "store/guest_root.h"
 #include "store/interrupt.h"
 #include "store/parallel.h"
@@ -156,7 +157,7 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
     if (!rtxn) return std::unexpected(rtxn.error());
     auto g = (*rtxn)->guest(opt.name);
     if (!g) return std::unexpected(g.error());
-    if (!*g) return fail("unshare: no guest named '" + opt.name + "' (see unify list)");
+    if (!*g) return std::unexpected(no_guest_named(pool, "unshare", opt.name));
     auto root = open_guest_root(pool, **g);
     if (!root) return std::unexpected(context(root.error(), "unshare " + opt.name));
     auto links =

@@ -2,6 +2,8 @@
 
 #include <unordered_map>
 
+#include "store/guest_registry.h"
+
 namespace unify {
 
 Result<PoolStatus> pool_status(Pool& pool, const std::optional<std::string>& only) {
@@ -13,7 +15,7 @@ Result<PoolStatus> pool_status(Pool& pool, const std::optional<std::string>& onl
     if (!guests) return std::unexpected(guests.error());
     if (only && std::none_of(guests->begin(), guests->end(),
                              [&](const GuestRecord& g) { return g.name == *only; }))
-        return fail("status: no guest named '" + *only + "' (see unify list)");
+        return std::unexpected(no_guest_named(pool, "status", *only));
     for (const auto& g : *guests) ps.guests.push_back(GuestStatus{g});
     ps.guest_count = ps.guests.size();
     // Links are read guest by guest (each guest's records are contiguous), never object by

@@ -5,6 +5,7 @@
 
 #include "importer/guest_target.h"
 #include "store/guest_path.h"
+#include "store/guest_registry.h"
 #include "store/guest_root.h"
 #include "store/link_check.h"
 
@@ -87,8 +88,7 @@ Result<WhoAnswer> who(Pool& pool, const std::string& target) {
     if (colon != std::string::npos && colon > 0 && target[0] != '/') {
         auto g = txn.guest(target.substr(0, colon));
         if (!g) return std::unexpected(g.error());
-        if (!*g)
-            return fail("who: no guest named '" + target.substr(0, colon) + "' (see unify list)");
+        if (!*g) return std::unexpected(no_guest_named(pool, "who", target.substr(0, colon)));
         guest = *g;
         path = normalise(target.substr(colon + 1));
     } else if (target[0] != '/' && target[0] != '.' && is_hex(target)) {

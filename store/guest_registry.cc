@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 
 #include "store/fresh_file.h"
@@ -223,6 +224,18 @@ Result<std::vector<GuestRecord>> read_guest_registry(const Pool& pool) {
     }
     if (!have_version) return fail(shown + ": no version line");
     return out;
+}
+
+Error no_guest_named(const Pool& pool, const std::string& command, const std::string& name) {
+    std::string head = command + ": no guest named '" + name + "'";
+    auto listed = read_guest_registry(pool);
+    if (listed && std::any_of(listed->begin(), listed->end(),
+                              [&](const GuestRecord& g) { return g.name == name; }))
+        return Error{head + " in the index, though " + pool.path() +
+                         "/guests.conf lists it: the index is older than the registry (restored "
+                         "from a backup?); run unify reindex",
+                     ENOENT};
+    return Error{head + " (see unify list)", ENOENT};
 }
 
 Result<void> sync_guest_registry(Pool& pool) {

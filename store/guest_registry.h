@@ -29,6 +29,11 @@ Result<void> write_guest_registry(const Pool& pool, const std::vector<GuestRecor
 // before the registry existed, or no guest was ever registered).
 Result<std::vector<GuestRecord>> read_guest_registry(const Pool& pool);
 
+// "COMMAND: no guest named 'NAME'", with what to do: see unify list, or, where guests.conf
+// lists the name though the index does not (an index restored from an older backup), run
+// unify reindex.
+Error no_guest_named(const Pool& pool, const std::string& command, const std::string& name);
+
 // Writes the guests the index holds now (one read transaction): what a writer calls after
 // the index commit that changed a guest.
 Result<void> sync_guest_registry(Pool& pool);

@@ -70,6 +70,15 @@ Result<PoolLock> PoolLock::acquire(int pool_fd, const std::string& pool_path,
                                    const std::string& command, bool wait) {
     std::string shown = pool_path + "/lock";
     int fd = openat(pool_fd, "lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    // Not made again here: a writer still running holds its lock on the inode that was
+    // removed, and a new file would let a second writer in beside it.
+    if (fd < 0 && errno == ENOENT)
+        return fail("open(" + shown +
+                        "): No such file or directory (ENOENT): the pool's lock "
+                        "file was removed; make sure no unify writer is running on this pool "
+                        "(pgrep -a unify), then make it again: install -m 600 /dev/null " +
+                        shown,
+                    ENOENT);
     if (fd < 0) return sys_fail("open", shown);
     PoolLock lock;
     lock.fd_ = Fd(fd);

@@ -73,5 +73,19 @@ TEST(PoolLock, BusyMessageDoesNotNameADeadProcess) {
     EXPECT_EQ(m.find("verify"), std::string::npos) << m;
 }
 
+// A lock file removed by hand is not made again behind the admin's back (a writer still
+// running holds the old inode): the error says what to check and how to make it again.
+TEST(PoolLock, ARemovedLockFileIsNamedWithHowToMakeItAgain) {
+    LockDir d;
+    ASSERT_EQ(unlink((d.dir / "lock").c_str()), 0);
+    auto lock = PoolLock::acquire(d.fd.get(), d.dir.path(), "gc", false);
+    ASSERT_FALSE(lock);
+    EXPECT_EQ(lock.error().err, ENOENT);
+    const std::string& m = lock.error().message;
+    EXPECT_NE(m.find("lock file was removed"), std::string::npos) << m;
+    EXPECT_NE(m.find("install -m 600 /dev/null " + d.dir.path() + "/lock"), std::string::npos) << m;
+    EXPECT_NE(access((d.dir / "lock").c_str(), F_OK), 0) << "made again behind the admin's back";
+}
+
 }  // namespace
 }  // namespace unify
