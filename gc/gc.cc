@@ -291,6 +291,7 @@ constexpr const char* kUnlinking = "gc-unlinking";
 // re-import sees that; one lookup per guest and object would cost more than gc's whole walk.
 Result<void> drop_records(Pool& pool, const GcOptions& opt, std::ostream& log,
                           const std::vector<ObjectId>& removed, bool after_kill, GcSummary& sum) {
+    if (removed.empty() && !after_kill) return {};
     auto txn = opt.dry_run ? pool.index().read() : pool.index().write();
     if (!txn) return std::unexpected(txn.error());
     std::vector<std::pair<ObjectId, bool>> gone;  // and whether this run removed it

@@ -264,7 +264,7 @@ Result<ObjectState*> Importer::object_state(Txn& txn, const ObjectId& id) {
 }
 
 Result<bool> Importer::already_linked(Txn& txn, const WalkEntry& e) {
-    auto rec = txn.link(guest_.id, e.path);
+    auto rec = txn.link_stamp(guest_.id, e.path);  // the object's id is not needed here
     if (!rec) return std::unexpected(rec.error());
     if (!*rec || (*rec)->ino != e.st.ino || (*rec)->size != e.st.size ||
         (*rec)->mtime_ns != e.st.mtime_ns)
@@ -1060,12 +1060,20 @@ Result<std::vector<std::string>> Importer::stale_records() {
     std::sort(seen_.begin(), seen_.end());
     auto txn = pool_.index().read();
     if (!txn) return std::unexpected(txn.error());
-    std::vector<LinkRecord> unseen;
-    auto r = (*txn)->for_each_link_of_guest(guest_.id, [&](const LinkRecord& l) {
-        if (!std::binary_search(seen_.begin(), seen_.end(), path_key(l.path))) unseen.push_back(l);
+    // Paths first (no object ids: most were seen), the records of the others after.
+    std::vector<std::string> unseen_paths;
+    auto r = (*txn)->for_each_link_stamp_of_guest(guest_.id, [&](const LinkStamp& l) {
+        if (!std::binary_search(seen_.begin(), seen_.end(), path_key(l.path)))
+            unseen_paths.push_back(l.path);
         return true;
     });
     if (!r) return std::unexpected(r.error());
+    std::vector<LinkRecord> unseen;
+    for (const std::string& path : unseen_paths) {
+        auto l = (*txn)->link(guest_.id, path);
+        if (!l) return std::unexpected(l.error());
+        if (*l) unseen.push_back(std::move(**l));
+    }
     LinkChecker links(pool_);
     std::vector<std::string> stale;
     for (const LinkRecord& l : unseen) {

@@ -42,6 +42,7 @@
 #include <map>
 #include <optional>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -397,7 +398,7 @@ std::string encode(const LinkFields& f, const Bases& base) {
 // base: the directory's.
 // The object number alone, from the front of a link value: for_each_link_of_object tells a
 // directory's links to the object from the others without decoding the rest of each.
-std::optional<uint32_t> decode_object(std::string_view data, const Bases& base) {
+std::optional<uint32_t> decode_link_object(std::string_view data, const Bases& base) {
     Reader r(data);
     r.var();
     int64_t object = int64_t(base.object) + r.svar();
@@ -566,41 +567,20 @@ class LmdbTxn : public Txn {
     }
 
     Result<std::optional<LinkRecord>> link(uint32_t guest, const std::string& path) override {
-        if (auto r = live("link"); !r) return std::unexpected(r.error());
-        if (auto r = flush(); !r) return std::unexpected(r.error());
-        auto key = link_key(guest, path, false);
-        if (!key) return std::unexpected(key.error());
-        if (key->empty()) return std::nullopt;  // no link in that directory
-        auto val = get(env_->links, *key);
-        if (!val) return std::unexpected(val.error());
-        if (!*val) return std::nullopt;
-        auto l = decode_link(*key, **val);
-        if (!l) return std::unexpected(l.error());
-        if (l->guest != guest || l->path != path) return corrupt(*env_, env_->links);
-        return l;
+        return link_as<LinkRecord>(guest, path, "link");
+    }
+
+    Result<std::optional<LinkStamp>> link_stamp(uint32_t guest, const std::string& path) override {
+        return link_as<LinkStamp>(guest, path, "link_stamp");
     }
 
     Result<void> for_each_link_of_guest(uint32_t guest, const LinkVisitor& visit) override {
-        if (auto r = live("for_each_link_of_guest"); !r) return r;
-        if (auto r = flush(); !r) return r;
-        // Directory by directory (in the order they were made), each directory's links by name.
-        auto dirs = dirs_of(guest);
-        if (!dirs) return std::unexpected(dirs.error());
-        for (uint32_t dir : *dirs) {
-            std::string prefix = be32(dir);
-            bool more = true;
-            auto r =
-                scan(env_->links, prefix, prefix, [&](std::string_view key, std::string_view val) {
-                    auto l = decode_link(key, val);
-                    if (!l) return Result<bool>(std::unexpected(l.error()));
-                    if (l->guest != guest) return Result<bool>(corrupt(*env_, env_->links));
-                    more = visit(*l);
-                    return Result<bool>(more);
-                });
-            if (!r) return r;
-            if (!more) return {};
-        }
-        return {};
+        return for_each_of_guest_as<LinkRecord>(guest, visit, "for_each_link_of_guest");
+    }
+
+    Result<void> for_each_link_stamp_of_guest(
+        uint32_t guest, const std::function<bool(const LinkStamp&)>& visit) override {
+        return for_each_of_guest_as<LinkStamp>(guest, visit, "for_each_link_stamp_of_guest");
     }
 
     Result<void> for_each_link_of_object(const ObjectId& id, const LinkVisitor& visit) override {
@@ -641,7 +621,7 @@ class LmdbTxn : public Txn {
                                           if (!p) return std::unexpected(p.error());
                                           d = std::move(*p);
                                       }
-                                      auto object = decode_object(val, d->bases);
+                                      auto object = decode_link_object(val, d->bases);
                                       if (!object) return corrupt(*env_, env_->links);
                                       if (*object == **num) lkeys.emplace_back(lk);
                                       return true;
@@ -1355,25 +1335,90 @@ class LmdbTxn : public Txn {
         return be32(*num) + *nkey;
     }
 
-    Result<LinkRecord> decode_link(std::string_view key, std::string_view val) {
+    // A links entry as a stamp, with what a LinkRecord adds (guest, object number, replica).
+    struct Decoded {
+        uint32_t guest = 0, object = 0, replica = 0;
+        LinkStamp stamp;
+    };
+    Result<Decoded> decode_entry(std::string_view key, std::string_view val) {
         if (key.size() < kNumBytes) return corrupt(*env_, env_->links);
         auto dir = dir_path(from_be32(key));
         if (!dir) return std::unexpected(dir.error());
         auto f = decode_fields(val, dir->bases);
         if (!f) return corrupt(*env_, env_->links);
-        auto id = object_id(f->object);
-        if (!id) return std::unexpected(id.error());
-        LinkRecord l;
-        l.guest = dir->guest;
-        l.path = dir->path + "/";
-        l.path += f->name ? *f->name : std::string(key.substr(kNumBytes));
-        l.id = *id;
-        l.replica = f->replica;
-        l.ino = f->ino;
-        l.size = f->size;
-        l.mtime_ns = f->mtime_ns;
-        l.ctime_ns = f->ctime_ns;
-        return l;
+        Decoded d{dir->guest, f->object, f->replica, {}};
+        d.stamp.path = dir->path + "/";
+        d.stamp.path += f->name ? *f->name : std::string(key.substr(kNumBytes));
+        d.stamp.ino = f->ino;
+        d.stamp.size = f->size;
+        d.stamp.mtime_ns = f->mtime_ns;
+        d.stamp.ctime_ns = f->ctime_ns;
+        return d;
+    }
+
+    // T: LinkRecord (the object's id looked up too) or LinkStamp.
+    template <class T>
+    Result<T> decode_as(std::string_view key, std::string_view val, uint32_t* guest) {
+        auto d = decode_entry(key, val);
+        if (!d) return std::unexpected(d.error());
+        *guest = d->guest;
+        if constexpr (std::is_same_v<T, LinkStamp>) {
+            return std::move(d->stamp);
+        } else {
+            auto id = object_id(d->object);
+            if (!id) return std::unexpected(id.error());
+            LinkStamp& s = d->stamp;
+            return LinkRecord{d->guest, std::move(s.path), *id,       d->replica, s.ino,
+                              s.size,   s.mtime_ns,        s.ctime_ns};
+        }
+    }
+
+    Result<LinkRecord> decode_link(std::string_view key, std::string_view val) {
+        uint32_t guest = 0;
+        return decode_as<LinkRecord>(key, val, &guest);
+    }
+
+    template <class T>
+    Result<std::optional<T>> link_as(uint32_t guest, const std::string& path, const char* what) {
+        if (auto r = live(what); !r) return std::unexpected(r.error());
+        if (auto r = flush(); !r) return std::unexpected(r.error());
+        auto key = link_key(guest, path, false);
+        if (!key) return std::unexpected(key.error());
+        if (key->empty()) return std::nullopt;  // no link in that directory
+        auto val = get(env_->links, *key);
+        if (!val) return std::unexpected(val.error());
+        if (!*val) return std::nullopt;
+        uint32_t owner = 0;
+        auto l = decode_as<T>(*key, **val, &owner);
+        if (!l) return std::unexpected(l.error());
+        if (owner != guest || l->path != path) return corrupt(*env_, env_->links);
+        return std::move(*l);
+    }
+
+    template <class T>
+    Result<void> for_each_of_guest_as(uint32_t guest, const std::function<bool(const T&)>& visit,
+                                      const char* what) {
+        if (auto r = live(what); !r) return r;
+        if (auto r = flush(); !r) return r;
+        // Directory by directory (in the order they were made), each directory's links by name.
+        auto dirs = dirs_of(guest);
+        if (!dirs) return std::unexpected(dirs.error());
+        for (uint32_t dir : *dirs) {
+            std::string prefix = be32(dir);
+            bool more = true;
+            auto r = scan(env_->links, prefix, prefix,
+                          [&](std::string_view key, std::string_view val) -> Result<bool> {
+                              uint32_t owner = 0;
+                              auto l = decode_as<T>(key, val, &owner);
+                              if (!l) return std::unexpected(l.error());
+                              if (owner != guest) return corrupt(*env_, env_->links);
+                              more = visit(*l);
+                              return more;
+                          });
+            if (!r) return r;
+            if (!more) return {};
+        }
+        return {};
     }
 
     // Calls f(key, value) for each key >= start that begins with prefix, until f returns

@@ -64,6 +64,16 @@ struct LinkRecord {
     int64_t ctime_ns = 0;
 };
 
+// A link record without its object's id, which costs a lookup of its own: what import's look
+// at a walked path needs to tell whether the path is unchanged since it was linked.
+struct LinkStamp {
+    std::string path;
+    uint64_t ino = 0;
+    uint64_t size = 0;
+    int64_t mtime_ns = 0;
+    int64_t ctime_ns = 0;
+};
+
 // Callbacks return false to stop the iteration early.
 using LinkVisitor = std::function<bool(const LinkRecord&)>;
 using ObjectVisitor = std::function<bool(const ObjectId&, const ObjectRecord&)>;
@@ -83,6 +93,11 @@ class Txn {
 
     virtual Result<std::optional<LinkRecord>> link(uint32_t guest, const std::string& path) = 0;
     virtual Result<void> for_each_link_of_guest(uint32_t guest, const LinkVisitor& visit) = 0;
+    // The same two without the object ids.
+    virtual Result<std::optional<LinkStamp>> link_stamp(uint32_t guest,
+                                                        const std::string& path) = 0;
+    virtual Result<void> for_each_link_stamp_of_guest(
+        uint32_t guest, const std::function<bool(const LinkStamp&)>& visit) = 0;
     virtual Result<void> for_each_link_of_object(const ObjectId& id, const LinkVisitor& visit) = 0;
 
     // Write transactions only (a read transaction fails them).
