@@ -1,7 +1,5 @@
 // unify forget NAME: lock, unshare every link of the guest (or delete its root), delete its
 // record, print.
-#include <errno.h>
-
 #include <iostream>
 
 #include "cli/command.h"
@@ -26,16 +24,11 @@ int run_forget(const Globals& g, ForgetOptions opt) {
     opt.progress = progress.callback();
     auto sum = forget_guest(*s->pool, opt, progress.log());
     progress.finish();
-    if (!sum && sum.error().err == ENOSPC) {
-        // Each private copy takes room before the link it replaces frees anything; what was
-        // done so far stays done, and a re-run goes on from there.
-        Error e = sum.error();
-        e.message +=
-            "; the filesystem is full: the paths made private so far stay so; free "
-            "some space, then run the forget again";
-        return report(e);
-    }
-    if (!sum) return report(sum.error());
+    // Each private copy takes room before the link it replaces frees anything; what was done
+    // so far stays done, and a re-run goes on from there.
+    if (!sum)
+        return report_full(sum.error(), "the paths made private so far stay so; free some space",
+                           "forget");
     if (opt.keep_links) {
         std::string how =
             s->pool->settings().protect == ProtectMode::immutable

@@ -115,17 +115,14 @@ int run_import(const Globals& g, ImportArgs& a) {
     opt.progress = progress.callback();
     auto sum = import_guest(*s->pool, opt, progress.log());
     progress.finish();
-    if (!sum && sum.error().err == ENOSPC) {
-        // Objects are made (copies of files a guest has under several names) before their
-        // paths are linked, which is what frees space: a re-run on a full disk stops the same
-        // way until something is freed first.
-        Error e = sum.error();
-        e.message +=
-            "; the filesystem is full: free some space (`unify gc` removes the objects "
-            "this run made but could not link yet), then run the import again";
-        return report(e);
-    }
-    if (!sum) return report(sum.error());
+    // Objects are made (copies of files a guest has under several names) before their paths
+    // are linked, which is what frees space: a re-run on a full disk stops the same way until
+    // something is freed first.
+    if (!sum)
+        return report_full(sum.error(),
+                           "free some space (`unify gc` removes the objects this run made but "
+                           "could not link yet)",
+                           "import");
     if (g.json) {
         print_json(import_json(*sum));
         return kExitOk;

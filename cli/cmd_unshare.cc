@@ -1,6 +1,4 @@
 // unify unshare NAME [PATH...] [--package PKG...]: lock, copy back, print.
-#include <errno.h>
-
 #include <iostream>
 
 #include "cli/command.h"
@@ -23,16 +21,11 @@ int run_unshare(const Globals& g, UnshareOptions opt) {
     opt.progress = progress.callback();
     auto sum = unshare_guest(*s->pool, opt, progress.log(), unshare_selector(opt, progress.log()));
     progress.finish();
-    if (!sum && sum.error().err == ENOSPC) {
-        // Each private copy takes room before the link it replaces frees anything; what was
-        // done so far stays done, and a re-run goes on from there.
-        Error e = sum.error();
-        e.message +=
-            "; the filesystem is full: the paths made private so far stay so; free "
-            "some space, then run the unshare again";
-        return report(e);
-    }
-    if (!sum) return report(sum.error());
+    // Each private copy takes room before the link it replaces frees anything; what was done
+    // so far stays done, and a re-run goes on from there.
+    if (!sum)
+        return report_full(sum.error(), "the paths made private so far stay so; free some space",
+                           "unshare");
     if (g.json) {
         print_json(unshare_json(opt, *sum));
         return kExitOk;

@@ -1,5 +1,7 @@
 #include "cli/session.h"
 
+#include <errno.h>
+
 #include <ctime>
 #include <iostream>
 
@@ -64,6 +66,13 @@ Session::~Session() {
 namespace {
 bool json_errors = false;
 }  // namespace
+
+int report_full(const Error& e, const std::string& advice, const std::string& command) {
+    if (e.err != ENOSPC) return report(e);
+    Error full = e;
+    full.message += "; the filesystem is full: " + advice + ", then run the " + command + " again";
+    return report(full);
+}
 
 void set_json_errors(bool on) {
     json_errors = on;

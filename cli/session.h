@@ -44,6 +44,9 @@ Result<Session> open_session(const Globals& g, const std::string& command, bool 
 // {"error": "...", "errno": N} on stdout (set_json_errors, called once after parsing).
 int report(const Error& e);
 void set_json_errors(bool on);
+// report(e), where a full filesystem (ENOSPC) also gets `advice`: what stays done, what to
+// free, and to run `command` again.
+int report_full(const Error& e, const std::string& advice, const std::string& command);
 
 // "2026-11-24 13:46:08", or "never completed" for 0.
 std::string format_time(int64_t unix_seconds);

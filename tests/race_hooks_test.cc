@@ -54,6 +54,41 @@ struct TwoGuests {
     }
 };
 
+// Where a test that runs on more than one filesystem works: a temporary directory on the
+// default one (fs ""), or a fresh loop image of `fs`; either must take the immutable flag.
+struct Workspace {
+    explicit Workspace(const std::string& fs) {
+        if (!fs.empty()) {
+            loop = std::make_unique<LoopFs>(fs, 320);
+            why = loop->reason();
+            if (why.empty()) top = loop->path();
+        }
+        if (why.empty()) why = need_immutable(top);
+    }
+    // Nothing immutable is left for the loop image's or the directory's removal.
+    ~Workspace() { sh("chattr -R -i '" + top + "' 2>/dev/null"); }
+    const std::string& reason() const { return why; }
+
+    TempDir dir;
+    std::unique_ptr<LoopFs> loop;
+    std::string top = dir.path();
+    std::string why;
+};
+
+// Each guest's /usr/lib/f has the mode, xattrs and bytes it had before a guest changed the
+// object's metadata in a window (UNIFY_FAULT_TAMPER), and the pool is clean.
+void expect_untampered(const std::string& pool, const std::vector<std::string>& guests) {
+    for (const auto& g : guests) {
+        std::string f = g + "/usr/lib/f";
+        EXPECT_EQ(stat_path(f).st_mode & 07777, 0644u) << f;
+        EXPECT_LT(getxattr(f.c_str(), "user.unify-tamper", nullptr, 0), 0) << f;
+        EXPECT_EQ(read_file(f), kContent) << f;
+    }
+    EXPECT_EQ(objects_not_matching_their_id(pool), std::vector<std::string>{});
+    auto r = run_unify({"--pool", pool, "verify", "--full"});
+    EXPECT_EQ(r.status, 0) << show(r);
+}
+
 // The fault that moves `victim` twice within the swap: an upgrade renamed over it before the
 // first exchange, then a copy of what the guest had (the object's content and metadata)
 // right after it.
@@ -213,15 +248,9 @@ TEST_P(RaceHooks, PathMovedTwiceWithAPlantedKeptNameKeepsEveryFile) {
 TEST_P(RaceHooks, MetadataChangedThroughAGuestsLinkInAWindowReachesNoGuest) {
     for (const std::string fs : {"", "xfs"}) {
         SCOPED_TRACE(fs.empty() ? "default filesystem" : fs);
-        std::unique_ptr<LoopFs> loop;
-        TwoGuests s;
-        std::string top = s.dir.path();
-        if (!fs.empty()) {
-            loop = std::make_unique<LoopFs>(fs, 320);
-            UNIFY_REQUIRE(loop->reason());
-            top = loop->path();
-        }
-        UNIFY_REQUIRE(need_immutable(top));
+        Workspace w(fs);
+        UNIFY_REQUIRE(w.reason());
+        const std::string& top = w.top;
         std::string pool = top + "/pool", g1 = top + "/g1", g2 = top + "/g2";
         for (const auto& g : {g1, g2}) ThreeGuests::file(g + "/usr/lib/f", kContent, 0644, 21);
         ASSERT_EQ(run_unify({"--pool", pool, "init", "--share", "hardlink"}).status, 0);
@@ -232,20 +261,11 @@ TEST_P(RaceHooks, MetadataChangedThroughAGuestsLinkInAWindowReachesNoGuest) {
         EXPECT_EQ(r.status, 0) << show(r);
         EXPECT_NE(r.err.find("had its mode, owner, mtime or xattrs changed"), std::string::npos)
             << show(r);
-        for (const auto& g : {g1, g2}) {
-            std::string f = g + "/usr/lib/f";
-            EXPECT_EQ(stat_path(f).st_mode & 07777, 0644u) << f;
-            EXPECT_LT(getxattr(f.c_str(), "user.unify-tamper", nullptr, 0), 0) << f;
-            EXPECT_EQ(read_file(f), kContent) << f;
-        }
-        EXPECT_EQ(objects_not_matching_their_id(pool), std::vector<std::string>{});
-        r = run_unify({"--pool", pool, "verify", "--full"});
-        EXPECT_EQ(r.status, 0) << show(r);
+        expect_untampered(pool, {g1, g2});
         // The next import shares the file again, with its own metadata.
         r = run_unify({"--pool", pool, "import", "g2", g2});
         EXPECT_EQ(r.status, 0) << show(r);
         EXPECT_EQ(stat_path(g2 + "/usr/lib/f").st_mode & 07777, 0644u);
-        sh("chattr -R -i '" + top + "' 2>/dev/null");
     }
 }
 
@@ -256,15 +276,9 @@ TEST_P(RaceHooks, MetadataChangedThroughAGuestsLinkInAWindowReachesNoGuest) {
 TEST_P(RaceHooks, MetadataChangedAgainWhileTheScatterRunsReachesNoGuest) {
     for (const std::string fs : {"", "xfs"}) {
         SCOPED_TRACE(fs.empty() ? "default filesystem" : fs);
-        std::unique_ptr<LoopFs> loop;
-        TempDir dir;
-        std::string top = dir.path();
-        if (!fs.empty()) {
-            loop = std::make_unique<LoopFs>(fs, 320);
-            UNIFY_REQUIRE(loop->reason());
-            top = loop->path();
-        }
-        UNIFY_REQUIRE(need_immutable(top));
+        Workspace w(fs);
+        UNIFY_REQUIRE(w.reason());
+        const std::string& top = w.top;
         std::string pool = top + "/pool", g1 = top + "/g1", g2 = top + "/g2", g3 = top + "/g3";
         for (const auto& g : {g1, g2, g3}) ThreeGuests::file(g + "/usr/lib/f", kContent, 0644, 21);
         ASSERT_EQ(run_unify({"--pool", pool, "init", "--share", "hardlink"}).status, 0);
@@ -278,16 +292,7 @@ TEST_P(RaceHooks, MetadataChangedAgainWhileTheScatterRunsReachesNoGuest) {
         EXPECT_EQ(r.status, 0) << show(r);
         EXPECT_NE(r.err.find("had its mode, owner, mtime or xattrs changed"), std::string::npos)
             << show(r);
-        for (const auto& g : {g1, g2, g3}) {
-            std::string f = g + "/usr/lib/f";
-            EXPECT_EQ(stat_path(f).st_mode & 07777, 0644u) << f;
-            EXPECT_LT(getxattr(f.c_str(), "user.unify-tamper", nullptr, 0), 0) << f;
-            EXPECT_EQ(read_file(f), kContent) << f;
-        }
-        EXPECT_EQ(objects_not_matching_their_id(pool), std::vector<std::string>{});
-        r = run_unify({"--pool", pool, "verify", "--full"});
-        EXPECT_EQ(r.status, 0) << show(r);
-        sh("chattr -R -i '" + top + "' 2>/dev/null");
+        expect_untampered(pool, {g1, g2, g3});
     }
 }
 
@@ -301,15 +306,9 @@ TEST_P(RaceHooks, MetadataChangedAgainWhileTheScatterRunsReachesNoGuest) {
 TEST(RaceHooksWindowCutShort, WhatAGuestDidMeanwhileIsAnsweredByTheNextWriter) {
     for (const std::string fs : {"", "xfs"}) {
         SCOPED_TRACE(fs.empty() ? "default filesystem" : fs);
-        std::unique_ptr<LoopFs> loop;
-        TempDir dir;
-        std::string top = dir.path();
-        if (!fs.empty()) {
-            loop = std::make_unique<LoopFs>(fs, 320);
-            UNIFY_REQUIRE(loop->reason());
-            top = loop->path();
-        }
-        UNIFY_REQUIRE(need_immutable(top));
+        Workspace w(fs);
+        UNIFY_REQUIRE(w.reason());
+        const std::string& top = w.top;
         std::string pool = top + "/pool";
         auto path = [&](const std::string& g) { return top + "/" + g + "/usr/lib/f"; };
         ASSERT_EQ(run_unify({"--pool", pool, "init", "--share", "hardlink"}).status, 0);
@@ -364,7 +363,6 @@ TEST(RaceHooksWindowCutShort, WhatAGuestDidMeanwhileIsAnsweredByTheNextWriter) {
         ASSERT_EQ(run_unify({"--pool", pool, "import", "g5", top + "/g5"}).status, 0);
         EXPECT_EQ(read_file(path("g5")), kContent);
         EXPECT_NE(object_of(pool, path("g5")), "");
-        sh("chattr -R -i '" + top + "' 2>/dev/null");
     }
 }
 
