@@ -643,11 +643,15 @@ class LmdbTxn : public Txn {
                     auto val = get(env_->links, lk);
                     if (!val) return std::unexpected(val.error());
                     if (!*val) continue;  // the visitor deleted it
-                    auto l = decode_link(lk, **val);
-                    if (!l) return std::unexpected(l.error());
-                    if (l->guest != guest) return corrupt(*env_, t);
-                    if (l->id != id) continue;  // the visitor relinked it
-                    bool more = visit(*l);
+                    // The id is the one asked for: no lookup of it per link.
+                    auto d = decode_entry(lk, **val);
+                    if (!d) return std::unexpected(d.error());
+                    if (d->guest != guest) return corrupt(*env_, t);
+                    if (d->object != **num) continue;  // the visitor relinked it
+                    LinkStamp& s = d->stamp;
+                    LinkRecord l{guest,  std::move(s.path), id,        d->replica, s.ino,
+                                 s.size, s.mtime_ns,        s.ctime_ns};
+                    bool more = visit(l);
                     if (!txn_)
                         return fail("for_each_link_of_object(" + env_->dir +
                                     "): the transaction ended during the iteration");
