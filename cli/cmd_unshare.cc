@@ -37,8 +37,8 @@ int run_unshare(const Globals& g, UnshareOptions opt) {
         {"bytes copied", format_bytes(sum->bytes_copied) + would},
     };
     if (sum->not_linked)
-        fields.push_back(
-            {"records dropped", format_count(sum->not_linked) + " (paths no longer linked)"});
+        fields.push_back({"records dropped",
+                          format_count(sum->not_linked) + " (paths no longer linked)" + would});
     std::cout << "unshare " << opt.name << (opt.dry_run ? " (dry run, nothing changed)" : "")
               << "\n";
     for (const auto& p : sum->packages)

@@ -17,6 +17,7 @@
 #include "store/guest_registry.h"
 #include "store/guest_root.h"
 #include "store/interrupt.h"
+#include "store/link_check.h"
 #include "store/parallel.h"
 #include "store/printable.h"
 
@@ -181,7 +182,8 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
             sum.packages[*s.package].bytes_copied += bytes;
         }
     };
-    DirTimes dir_times;  // guest directories get their times back after each batch
+    LinkChecker checker(pool);  // the dry run's look at each path
+    DirTimes dir_times;         // guest directories get their times back after each batch
     CopyDirs dirs(dir_times);
     unsigned jobs = jobs_or_cores(opt.jobs);
     const size_t batch = std::min(kMaxBatch, fd_room() / 2);
@@ -220,7 +222,17 @@ Result<UnshareSummary> unshare_guest(Pool& pool, const UnshareOptions& opt, std:
         for (; outcome && i < end; ++i) {
             const LinkRecord& l = (*links)[i].link;
             if (opt.dry_run) {
-                count((*links)[i], size_of(i));
+                // Looked at as the real run would: a path that is no longer the object (a
+                // killed run's, a package upgrade's) only has its record dropped.
+                auto state = checker.check(**txn, l);
+                if (!state) {
+                    outcome = std::unexpected(state.error());
+                    break;
+                }
+                if (*state == LinkChecker::State::stale)
+                    ++sum.not_linked;
+                else
+                    count((*links)[i], size_of(i));
                 continue;
             }
             if (pool.settings().reflink()) {

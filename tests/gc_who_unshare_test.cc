@@ -653,6 +653,30 @@ TEST_P(Unshare, UnknownGuestFailsClearly) {
     EXPECT_EQ(objects(s.pool), objs);
 }
 
+// A path that is no longer its object (a killed run's, an upgrade's) only has its record
+// dropped by unshare and forget; their dry runs must say so too, not count it as a copy.
+TEST_P(Unshare, DryRunPredictsTheRecordsOfPathsNoLongerLinked) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string outside = dir.path() + "/outside-doc";
+    ASSERT_EQ(0, sh("mv '" + s.g1 + "/usr/share/doc' '" + outside + "'"));
+    write_file(s.g1 + "/usr/share/doc/readme", "the guest's own now\n");
+    for (const std::string cmd : {"unshare", "forget"}) {
+        auto r = s.unify({cmd, "--dry-run", "g1"});
+        EXPECT_EQ(r.status, 0) << r.err;
+        EXPECT_TRUE(contains_squeezed(r.out, "files made private 3 (dry run: would be)")) << r.out;
+        EXPECT_TRUE(contains_squeezed(r.out, "records dropped 1 (paths no longer linked)"))
+            << r.out;
+    }
+    auto r = s.unify({"unshare", "g1"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.out, "files made private 3\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "records dropped 1 (paths no longer linked)")) << r.out;
+    sh("chattr -R -i '" + outside + "'");
+}
+
 TEST_P(Unshare, DryRunChangesNothing) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
