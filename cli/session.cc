@@ -39,19 +39,24 @@ Result<Session> open_session(const Globals& g, const std::string& command, bool 
     auto recovered = s.pool->prepare_writer();
     if (!recovered) return std::unexpected(recovered.error());
     if (!recovered->log.empty()) std::cerr << "unify: " << recovered->log << "\n";
-    for (const std::string& name : recovered->changed) {
+    for (const auto& [name, slot] : recovered->changed) {
         std::string shown = s.pool->object_shown(name);
+        // Its intent slot stays until this is done: killed or failing here, the next writer
+        // finds the object again.
         auto done = quarantine_object(*s.pool, name, std::cerr);
         if (!done)
             return fail("object " + shown +
                             " changed while a killed unify had left its protection lifted, and "
                             "could not be quarantined: " +
-                            done.error().message + "; run unify verify --quarantine",
+                            done.error().message +
+                            "; every writer stops here until it is (a new guest would be "
+                            "linked to the changed bytes): deal with that, then run unify again",
                         done.error().err);
         std::cerr << "unify: warning: object " << shown
                   << " changed (content or metadata) while a killed unify had left its "
                      "protection lifted, so the guests that link it saw the change: "
                   << *done << "\n";
+        s.pool->intent().end(slot);
     }
     return s;
 }

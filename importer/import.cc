@@ -827,7 +827,7 @@ Result<void> Importer::link_batch(Txn& txn, const std::vector<ObjectId>& order, 
     }
     std::atomic<bool> stop{false};
     // Worker w's windows use intent slot 1 + w, free again since the batch adoption ended.
-    unsigned workers = std::min<unsigned>(opt_.jobs, kIntentSlots - 1);
+    unsigned workers = std::min<unsigned>(opt_.jobs, kWorkSlots - 1);
     parallel_for_worker(work.size(), workers,
                         [&](size_t k, unsigned w) { link_group(work[k], w, batch, stop); });
     Result<void> first;

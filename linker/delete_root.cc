@@ -17,6 +17,7 @@
 #include "store/guest_root.h"
 #include "store/interrupt.h"
 #include "store/printable.h"
+#include "store/tree_walk.h"
 
 namespace unify {
 
@@ -166,9 +167,11 @@ Result<std::optional<std::pair<ObjectId, uint32_t>>> Deleter::object_of(const Fi
     using Found = std::optional<std::pair<ObjectId, uint32_t>>;
     if (st.dev != pool_.stat().dev || st.nlink < 2) return Found();
     if (!by_inode_) {
-        auto all = pool_.objects_by_inode();
-        if (!all) return std::unexpected(all.error());
-        by_inode_ = std::move(*all);
+        by_inode_.emplace();
+        if (auto all = pool_.objects_by_inode(*by_inode_); !all) {
+            by_inode_.reset();
+            return std::unexpected(all.error());
+        }
     }
     auto it = by_inode_->find(st.ino);
     if (it == by_inode_->end()) return Found();
@@ -225,36 +228,22 @@ Result<void> Deleter::remove(int dirfd, const std::string& name, const FileStat&
 
 // Pass 2: depth first, like rm -rf --one-file-system, relative to directory fds.
 Result<void> Deleter::tree(int dirfd, const std::string& shown) {
-    auto entries = read_dir(dirfd, shown);
-    if (!entries) return std::unexpected(entries.error());
-    for (const auto& e : *entries) {
-        if (e.name == "." || e.name == "..") continue;
-        if (interrupted()) return std::unexpected(interrupted_error());
-        std::string path = join_path(shown, e.name);
-        auto st = stat_if_exists(dirfd, e.name, path);
-        if (!st) return std::unexpected(st.error());
-        if (!*st) continue;
-        if ((*st)->is_dir()) {
-            if ((*st)->mount_root || (*st)->dev != root_dev_) {
-                sum.left.push_back(path + ": a mount point; not crossed");
-                continue;
-            }
-            auto sub = open_beneath(dirfd, e.name, O_RDONLY | O_DIRECTORY, path);
-            if (!sub) {
-                int err = sub.error().err;
-                if (err == ENOENT) continue;
-                if (err == ELOOP || err == EXDEV || err == ENOTDIR) {  // swapped meanwhile
-                    sum.left.push_back(path + ": changed while it was deleted (" +
-                                       std::string(strerror(err)) + ")");
-                    continue;
-                }
-                return std::unexpected(sub.error());
-            }
-            if (auto r = tree(sub->get(), path); !r) return r;
+    TreeVisitor v;
+    v.enter = [&](const TreeItem& it) -> Result<TreeStep> {
+        if (!it.st.is_dir()) return TreeStep::leave;
+        if (it.st.mount_root || it.st.dev != root_dev_) {
+            sum.left.push_back(it.shown + ": a mount point; not crossed");
+            return TreeStep::skip;
         }
-        if (auto r = remove(dirfd, e.name, **st, path); !r) return r;
-    }
-    return {};
+        return TreeStep::into;
+    };
+    v.leave = [&](const TreeItem& it) { return remove(it.dirfd, it.name, it.st, it.shown); };
+    v.changed = [&](const TreeItem& it, int err) -> Result<void> {
+        sum.left.push_back(it.shown + ": changed while it was deleted (" +
+                           std::string(strerror(err)) + ")");
+        return {};
+    };
+    return walk_tree(dirfd, shown, v);
 }
 
 // The root directory itself, through its parent (host territory, the admin's own path).

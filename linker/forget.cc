@@ -2,14 +2,11 @@
 // delete the guest record, which takes every link record left with it.
 #include "linker/forget.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <ostream>
 
 #include "store/guest_registry.h"
 #include "store/guest_root.h"
+#include "store/tree_walk.h"
 
 namespace unify {
 
@@ -48,13 +45,12 @@ class PlantedLinks {
     PlantedLinks(Pool& pool, const GuestRecord& g, uint64_t dev) : pool_(pool), g_(g), dev_(dev) {}
 
     Result<std::vector<std::string>> find(int root_fd) {
-        auto all = pool_.objects_by_inode();
-        if (!all) return std::unexpected(all.error());
-        by_inode_ = std::move(*all);
+        if (auto all = pool_.objects_by_inode(by_inode_); !all)
+            return std::unexpected(all.error());
         auto txn = pool_.index().read();
         if (!txn) return std::unexpected(txn.error());
         txn_ = txn->get();
-        auto walked = walk(root_fd, "");
+        auto walked = walk(root_fd);
         txn_ = nullptr;
         if (!walked) return std::unexpected(walked.error());
         return std::move(paths_);
@@ -70,39 +66,31 @@ class PlantedLinks {
     }
 
   private:
-    Result<void> walk(int dirfd, const std::string& rel) {
-        std::string shown = join_path(g_.root, rel);
-        auto entries = read_dir(dirfd, shown);
-        if (!entries) return std::unexpected(entries.error());
-        for (const auto& e : *entries) {
-            std::string path = rel + "/" + e.name;
-            if (e.type != DT_DIR && e.type != DT_REG && e.type != DT_UNKNOWN) continue;
-            auto st = stat_at(dirfd, e.name, join_path(g_.root, path));
-            if (!st) return std::unexpected(st.error());
-            if (st->dev != dev_) continue;  // another filesystem mounted inside
-            if (st->is_dir()) {
-                int fd =
-                    openat(dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (fd < 0) return sys_fail("open", join_path(g_.root, path));
-                Fd sub(fd);
-                if (auto r = walk(sub.get(), path); !r) return r;
-                continue;
-            }
-            if (!st->is_reg() || st->nlink < 2) continue;
-            auto it = by_inode_.find(st->ino);
-            if (it == by_inode_.end()) continue;
-            auto obj = pool_.stat_object(it->second.first, it->second.second);
+    // Mounts inside the root (a bind mount of another guest's tree, say) are not crossed:
+    // what is there is not this guest's.
+    Result<void> walk(int root_fd) {
+        TreeVisitor v;
+        v.enter = [&](const TreeItem& it) -> Result<TreeStep> {
+            const FileStat& st = it.st;
+            if (st.dev != dev_ || st.mount_root) return TreeStep::skip;
+            if (st.is_dir()) return TreeStep::into;
+            if (!st.is_reg() || st.nlink < 2) return TreeStep::skip;
+            auto found = by_inode_.find(st.ino);
+            if (found == by_inode_.end()) return TreeStep::skip;
+            auto obj = pool_.stat_object(found->second.first, found->second.second);
             if (!obj) return std::unexpected(obj.error());
-            if (!*obj || !(*obj)->same_inode(*st)) continue;
+            if (!*obj || !(*obj)->same_inode(st)) return TreeStep::skip;
             // A dry run unshared nothing: the recorded names are still here.
-            auto rec = txn_->link(g_.id, path);
+            auto rec = txn_->link(g_.id, it.path);
             if (!rec) return std::unexpected(rec.error());
-            if (*rec && (*rec)->id == it->second.first) continue;
-            found_.push_back({g_.id, path, it->second.first, it->second.second, st->ino, st->size,
-                              st->mtime_ns, st->ctime_ns});
-            paths_.push_back(path);
-        }
-        return {};
+            if (*rec && (*rec)->id == found->second.first) return TreeStep::skip;
+            found_.push_back({g_.id, it.path, found->second.first, found->second.second, st.ino,
+                              st.size, st.mtime_ns, st.ctime_ns});
+            paths_.push_back(it.path);
+            return TreeStep::skip;
+        };
+        // A directory swapped meanwhile is the guest's doing: nothing of ours is below it.
+        return walk_tree(root_fd, g_.root, v);
     }
 
     Pool& pool_;

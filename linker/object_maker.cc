@@ -182,7 +182,7 @@ std::vector<Result<MadeObject>> adopt_objects(const Pool& pool,
                                               const std::vector<AdoptRequest>& requests,
                                               unsigned jobs) {
     std::vector<Result<MadeObject>> out(requests.size(), MadeObject{});
-    const size_t chunk = kIntentSlots - 1;
+    const size_t chunk = kWorkSlots - 1;
     for (size_t base = 0; base < requests.size(); base += chunk) {
         size_t n = std::min(chunk, requests.size() - base);
         std::vector<Fd> fds(n);

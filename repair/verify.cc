@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <ostream>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -26,6 +27,7 @@
 #include "store/interrupt.h"
 #include "store/link_check.h"
 #include "store/parallel.h"
+#include "store/tree_walk.h"
 
 namespace unify {
 
@@ -509,6 +511,38 @@ static Result<void> read_link_records(Pool& pool) {
     return (*txn)->commit();
 }
 
+// The names of `object`'s inode below the guests' roots that d.links does not hold: each is
+// recorded (one transaction) and added to d.links. A root that cannot be opened is left to
+// the paths its records name.
+Result<void> record_unrecorded_names(Pool& pool, const std::vector<GuestRecord>& guests,
+                                     DamagedObject& d, const FileStat& object) {
+    std::set<std::pair<std::string, std::string>> known;
+    for (const auto& l : d.links) known.insert({l.guest, l.path});
+    std::vector<LinkRecord> found;
+    for (const GuestRecord& g : guests) {
+        auto root = open_guest_root(pool, g);
+        if (!root) continue;
+        TreeVisitor v;
+        v.enter = [&](const TreeItem& it) -> Result<TreeStep> {
+            if (it.st.dev != object.dev || it.st.mount_root) return TreeStep::skip;
+            if (it.st.is_dir()) return TreeStep::into;
+            if (it.st.same_inode(object) && !known.count({g.name, it.path})) {
+                found.push_back({g.id, it.path, d.id, d.replica, it.st.ino, it.st.size,
+                                 it.st.mtime_ns, it.st.ctime_ns});
+                d.links.push_back({g.name, it.path});
+            }
+            return TreeStep::skip;
+        };
+        if (auto r = walk_tree(root->fd.get(), root->path, v); !r) return r;
+    }
+    if (found.empty()) return {};
+    return in_write_txn(pool, [&](Txn& txn) -> Result<void> {
+        for (const auto& l : found)
+            if (auto r = txn.put_link(l); !r) return r;
+        return {};
+    });
+}
+
 Result<std::string> quarantine_object(Pool& pool, const std::string& name, std::ostream& log) {
     auto parsed = name.size() > 3 ? Pool::parse_object_file(name.substr(3)) : std::nullopt;
     if (!parsed) return fail("quarantine: '" + name + "' is not an object name");
@@ -527,7 +561,14 @@ Result<std::string> quarantine_object(Pool& pool, const std::string& name, std::
         auto l = links.linking(d.id, d.replica, **st, d.unchecked);
         if (!l) return std::unexpected(l.error());
         d.links = std::move(*l);
+        auto guests = (*txn)->guests();
+        if (!guests) return std::unexpected(guests.error());
         (void)(*txn)->commit();
+        // A writer killed in the window had linked paths it never recorded (its index commit
+        // comes after), and a guest may have added names: every guest's tree is looked at,
+        // and each name of the inode is recorded, so that it gets its private copy too.
+        if (auto r = record_unrecorded_names(pool, *guests, d, **st); !r)
+            return std::unexpected(r.error());
     }
     std::optional<Fd> qfd;
     if (auto r = quarantine_one(pool, d, VerifyOptions{}, log, qfd, utc_stamp()); !r)

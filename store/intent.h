@@ -3,7 +3,7 @@
 // yet protected and re-hashed (adopt). A slot names such an object while it lasts, so the
 // next writer can finish the job after a SIGKILL or a crash: protect the object again and,
 // for adopt, verify it against its id (or withdraw it). Slot 0 serves one object at a time;
-// slots 1..kIntentSlots-1 let import adopt a chunk of objects and re-hash them on all cores.
+// slots 1..kWorkSlots-1 let import adopt a chunk of objects and re-hash them on all cores.
 // It is a shared mapping: marking costs two stores, no syscall, and survives the death of
 // the process (not of the machine: that case is verify's).
 #pragma once
@@ -19,6 +19,11 @@ namespace unify {
 enum class IntentOp { window, adopt };
 
 inline constexpr size_t kIntentSlots = 257;
+// The last slots are not for work: they hold the objects a writer's recovery found changed
+// after a window cut short (Pool::Recovery), until their quarantine is done, so that a writer
+// killed or failing in it leaves them to the next one. Work uses slots below kWorkSlots.
+inline constexpr size_t kPendingSlots = 8;
+inline constexpr size_t kWorkSlots = kIntentSlots - kPendingSlots;
 
 struct Intent {
     IntentOp op;

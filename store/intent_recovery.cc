@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <initializer_list>
 
 #include "store/identify.h"
@@ -101,15 +102,29 @@ Result<Pool::Recovery> Pool::prepare_writer() {
     intent_ = std::move(*log);
     Recovery out;
     std::string& done = out.log;
+    std::vector<std::string> changed;
     for (const Intent& in : intent_.pending()) {
-        bool changed = false;
+        bool now_changed = false;
         // An error leaves every intent pending, for the next writer to look at again.
-        auto d = finish(*this, in, changed);
+        auto d = finish(*this, in, now_changed);
         if (!d) return std::unexpected(context(d.error(), "finishing an interrupted operation"));
         if (!d->empty()) done += (done.empty() ? "" : "\n") + *d;
-        if (changed) out.changed.push_back(in.object_name);
+        if (now_changed &&
+            std::find(changed.begin(), changed.end(), in.object_name) == changed.end())
+            changed.push_back(in.object_name);
     }
-    for (size_t slot = 0; slot < kIntentSlots; ++slot) intent_.end(slot);
+    if (changed.size() > kPendingSlots)
+        return fail("finishing an interrupted operation: " + std::to_string(changed.size()) +
+                    " objects changed while a killed unify had left their protection lifted, "
+                    "more than can wait for their quarantine here: run unify verify --quarantine");
+    // Changed objects move to the pending slots before the work slots are cleared: until the
+    // caller's quarantine ends them, every later writer finds them again.
+    for (size_t k = 0; k < changed.size(); ++k) {
+        intent_.begin(IntentOp::window, changed[k], kWorkSlots + k);
+        out.changed.push_back({changed[k], kWorkSlots + k});
+    }
+    for (size_t slot = 0; slot < kIntentSlots; ++slot)
+        if (slot < kWorkSlots || slot >= kWorkSlots + changed.size()) intent_.end(slot);
     auto swept = sweep_pool_temporaries(*this);
     if (!swept) return std::unexpected(swept.error());
     if (*swept)

@@ -222,8 +222,8 @@ std::vector<Pool::Shard::Object> Pool::Shard::objects(std::vector<std::string>& 
     return out;
 }
 
-Result<Pool::ByInode> Pool::objects_by_inode() const {
-    ByInode out;
+Result<void> Pool::objects_by_inode(ByInode& out) const {
+    out.clear();
     for (size_t s = 0; s < kShards; ++s) {
         auto shard = list_shard(s);
         if (!shard) {
@@ -234,7 +234,7 @@ Result<Pool::ByInode> Pool::objects_by_inode() const {
         for (const auto& o : shard->objects(strays))
             out.emplace(o.ino, std::make_pair(o.id, o.replica));
     }
-    return out;
+    return {};
 }
 
 Result<Pool::Shard> Pool::list_shard(size_t shard) const {

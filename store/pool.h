@@ -93,15 +93,19 @@ class Pool {
     // found in a guest is, where no record says. Check the inode (stat_object) before
     // trusting an entry: the listing is a moment's.
     using ByInode = std::unordered_map<uint64_t, std::pair<ObjectId, uint32_t>>;
-    Result<ByInode> objects_by_inode() const;
+    Result<void> objects_by_inode(ByInode& out) const;
     // Writers only: opens POOL/intent and finishes what a killed writer left in it (see
     // store/intent.h and store/intent_recovery.cc).
     struct Recovery {
         std::string log;  // a line per thing done, empty if nothing was pending
-        // Objects ("ab/<hex>[.N]") a cut-short window left unprotected and that no longer
-        // give their id: the guests that link them see the change. The caller quarantines
-        // them (repair/verify.h quarantine_object).
-        std::vector<std::string> changed;
+        // Objects a cut-short window left unprotected and that no longer give their id: the
+        // guests that link them see the change. The caller quarantines each
+        // (repair/verify.h quarantine_object), then ends its intent slot.
+        struct Changed {
+            std::string name;  // "ab/<hex>[.N]"
+            size_t slot;
+        };
+        std::vector<Changed> changed;
     };
     Result<Recovery> prepare_writer();
     const IntentLog& intent() const { return intent_; }

@@ -3,8 +3,11 @@
 // other guests and the pool stay intact (verify --full), gc then reclaims exactly what only
 // it used; --dry-run changes nothing; the guest's own immutable flag stops it, naming the
 // file, with the record kept.
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 #include <string>
@@ -146,7 +149,7 @@ TEST(DeleteRoot, ARootThatBecameASymlinkIsNeverFollowed) {
     const std::string m2 = manifest(t.g2), m3 = manifest(t.g3);
     const auto objects_before = objects(t.pool);
     ASSERT_EQ(rename(t.g1.c_str(), (dir / "g1.moved").c_str()), 0);
-    for (const std::string target : {dir.path(), t.g3}) {
+    for (const auto& target : {dir.path(), t.g3}) {
         SCOPED_TRACE("g1 -> " + target);
         ASSERT_EQ(symlink(target.c_str(), t.g1.c_str()), 0);
         for (const std::vector<std::string>& cmd :
@@ -172,6 +175,51 @@ TEST(DeleteRoot, ARootThatBecameASymlinkIsNeverFollowed) {
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_NE(access(t.g1.c_str(), F_OK), 0);
     EXPECT_EQ(manifest(t.g2), m2);
+}
+
+// A guest can make its tree far deeper than any recursion or than RLIMIT_NOFILE allows
+// (mkdirat and openat, one level at a time). forget's look for unrecorded links and forget
+// --delete-root walk it all the same: no SIGSEGV, no EMFILE. A name of an object planted at
+// the bottom is found, and the whole tree goes.
+TEST(DeleteRoot, ATreeDeeperThanTheFdLimitIsWalkedAndDeleted) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    ThreeGuests t(dir);
+    for (const auto& g : {t.g1, t.g2, t.g3})
+        ThreeGuests::file(g + "/usr/lib/libc.so", "libc\n", 0644, 1);
+    ASSERT_TRUE(t.init_and_import());
+    struct rlimit rl {};
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    const size_t depth = std::max<size_t>(30000, size_t(rl.rlim_max) + 1000);
+    for (const auto& g : {t.g1, t.g2}) {
+        int fd = open(g.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_GE(fd, 0);
+        for (size_t k = 0; k < depth; ++k) {
+            ASSERT_EQ(mkdirat(fd, "d", 0755), 0) << k;
+            int sub = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            ASSERT_GE(sub, 0) << k;
+            close(fd);
+            fd = sub;
+        }
+        // A second name of the object, as a guest adds one while a window has the flag off.
+        std::string lib = g + "/usr/lib/libc.so";
+        ASSERT_EQ(sh("chattr -i '" + lib + "'"), 0);
+        ASSERT_EQ(linkat(AT_FDCWD, lib.c_str(), fd, "planted", 0), 0);
+        ASSERT_EQ(sh("chattr +i '" + lib + "'"), 0);
+        close(fd);
+    }
+    auto r = t.unify({"forget", "g1", "--dry-run"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "1 name(s) of pool objects that no record names")) << r.err;
+    r = t.unify({"forget", "g1"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(stat_path(t.g1 + "/usr/lib/libc.so").st_nlink, 1u);
+    r = t.unify({"forget", "g2", "--delete-root"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(access(t.g2.c_str(), F_OK), 0) << "g2's root is still there";
+    EXPECT_EQ(t.unify({"verify", "--full"}).status, 0);
+    // What is left of g1 goes without unify (its files are plain and private now).
+    EXPECT_EQ(sh("rm -rf '" + t.g1 + "'"), 0);
 }
 
 }  // namespace

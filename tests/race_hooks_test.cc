@@ -366,6 +366,42 @@ TEST(RaceHooksWindowCutShort, WhatAGuestDidMeanwhileIsAnsweredByTheNextWriter) {
     }
 }
 
+// The writer killed in the window had linked paths of its guest it never recorded (its
+// index commit comes later): the quarantine must find them by inode and give them private
+// copies too, or that guest keeps an immutable link of the changed inode. And a writer killed
+// during the quarantine itself leaves the object to the next one, which finishes it: no guest
+// imported after is linked to the changed bytes.
+TEST(RaceHooksWindowCutShort, UnrecordedLinksAndAQuarantineCutShortAreAnsweredToo) {
+    Workspace w("");
+    UNIFY_REQUIRE(w.reason());
+    const std::string& top = w.top;
+    std::string pool = top + "/pool";
+    auto path = [&](const std::string& g) { return top + "/" + g + "/usr/lib/f"; };
+    ASSERT_EQ(run_unify({"--pool", pool, "init", "--share", "hardlink"}).status, 0);
+    for (const std::string g : {"a", "b", "c"}) ThreeGuests::file(path(g), kContent, 0644, 21);
+    ASSERT_EQ(run_unify({"--pool", pool, "import", "a", top + "/a"}).status, 0);
+    // b's path is linked in the window, and the import killed before recording it.
+    auto r = run_unify_faults({"--pool", pool, "import", "b", top + "/b"},
+                              {"UNIFY_FAULT=window.protect:1"});
+    ASSERT_EQ(r.status, 128 + SIGKILL) << show(r);
+    ASSERT_EQ(stat_path(path("b")).st_ino, stat_path(path("a")).st_ino) << "the premise";
+    write_file(path("a"), "EVIL");
+    // The next writer is killed inside its quarantine; the one after finishes it.
+    r = run_unify_faults({"--pool", pool, "gc"}, {"UNIFY_FAULT=unshare.sync:1"});
+    ASSERT_EQ(r.status, 128 + SIGKILL) << show(r);
+    r = run_unify({"--pool", pool, "gc"});
+    EXPECT_EQ(r.status, 0) << show(r);
+    EXPECT_NE(r.err.find("moved to"), std::string::npos) << show(r);
+    for (const std::string g : {"a", "b"}) {
+        EXPECT_EQ(stat_path(path(g)).st_nlink, 1u) << path(g) << " still shares the inode";
+        EXPECT_FALSE(is_immutable(path(g))) << path(g);
+    }
+    // A guest imported now gets a fresh object of its own good bytes.
+    ASSERT_EQ(run_unify({"--pool", pool, "import", "c", top + "/c"}).status, 0);
+    EXPECT_EQ(read_file(path("c")), kContent);
+    EXPECT_EQ(run_unify({"--pool", pool, "verify", "--full"}).status, 0);
+}
+
 // A guest keeps a settled file open for writing (a writable mapping would do the same) across
 // its import on ext4, where the flag stops that fd's writes, so the file is adopted. Every
 // later window on that object is refused while the fd lives: another guest's import skips its

@@ -1,0 +1,122 @@
+#include "store/tree_walk.h"
+
+#include <errno.h>
+#include <fcntl.h>
+
+#include <memory>
+#include <vector>
+
+#include "store/fd.h"
+#include "store/interrupt.h"
+
+namespace unify {
+
+namespace {
+
+// Directory fds kept open at once: deeper frames close the fd of the frame this many levels
+// up, which gets it back through ".." of its child when the walk returns to it.
+constexpr size_t kOpenLevels = 128;
+
+struct Frame {
+    Fd own;  // invalid for the top, whose fd the caller holds
+    int fd;  // the directory's fd; -1 while closed (kOpenLevels)
+    std::string path, shown;
+    std::vector<DirEntry> entries;
+    size_t next = 0;
+    // The entry this directory is in its parent, for `leave` once it is done.
+    std::unique_ptr<std::string> name;
+    FileStat st;
+};
+
+Result<Frame> open_frame(Fd own, int fd, std::string path, std::string shown) {
+    auto entries = read_dir(fd, shown);
+    if (!entries) return std::unexpected(entries.error());
+    Frame f;
+    f.own = std::move(own);
+    f.fd = fd;
+    f.path = std::move(path);
+    f.shown = std::move(shown);
+    f.entries = std::move(*entries);
+    return f;
+}
+
+// `parent`'s fd again, closed while the walk was deeper: ".." of its child, which must be the
+// very directory the walk went down from (a guest that moved the child elsewhere meanwhile
+// would otherwise lead the walk into another tree).
+Result<void> reopen_parent(const Frame& child, Frame& parent) {
+    int fd = openat(child.fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return sys_fail("openat", child.shown + "/..");
+    Fd up(fd);
+    auto st = stat_fd(up.get(), parent.shown);
+    if (!st) return std::unexpected(st.error());
+    if (!st->same_inode(parent.st))
+        return fail(child.shown + " was moved while its tree was walked: " + parent.shown +
+                    " is no longer its parent");
+    parent.own = std::move(up);
+    parent.fd = parent.own.get();
+    return {};
+}
+
+}  // namespace
+
+Result<void> walk_tree(int top_fd, const std::string& top_shown, const TreeVisitor& v) {
+    std::vector<Frame> stack;
+    auto top = open_frame(Fd(), top_fd, "", top_shown);
+    if (!top) return std::unexpected(top.error());
+    stack.push_back(std::move(*top));
+    while (!stack.empty()) {
+        Frame& f = stack.back();
+        if (f.next == f.entries.size()) {
+            Frame done = std::move(stack.back());
+            stack.pop_back();
+            if (!stack.empty() && stack.back().fd < 0)
+                if (auto r = reopen_parent(done, stack.back()); !r) return r;
+            if (done.name && v.leave) {
+                TreeItem it{stack.back().fd, *done.name, done.path, done.shown, done.st};
+                if (auto r = v.leave(it); !r) return r;
+            }
+            continue;
+        }
+        const DirEntry& e = f.entries[f.next++];
+        if (e.name == "." || e.name == "..") continue;
+        if (interrupted()) return std::unexpected(interrupted_error());
+        std::string path = f.path + "/" + e.name, shown = join_path(f.shown, e.name);
+        auto st = stat_if_exists(f.fd, e.name, shown);
+        if (!st) return std::unexpected(st.error());
+        if (!*st) continue;  // gone since the directory was read
+        TreeItem it{f.fd, e.name, path, shown, **st};
+        auto step = v.enter(it);
+        if (!step) return std::unexpected(step.error());
+        if (*step == TreeStep::skip) continue;
+        if (*step == TreeStep::leave || !(*st)->is_dir()) {
+            if (v.leave)
+                if (auto r = v.leave(it); !r) return r;
+            continue;
+        }
+        auto sub = open_beneath(f.fd, e.name, O_RDONLY | O_DIRECTORY, shown);
+        if (!sub) {
+            int err = sub.error().err;
+            if (err == ENOENT) continue;
+            if (err == ELOOP || err == EXDEV || err == ENOTDIR) {
+                if (v.changed)
+                    if (auto r = v.changed(it, err); !r) return r;
+                continue;
+            }
+            return std::unexpected(sub.error());
+        }
+        int fd = sub->get();
+        auto frame = open_frame(std::move(*sub), fd, path, shown);
+        if (!frame) return std::unexpected(frame.error());
+        frame->name = std::make_unique<std::string>(e.name);
+        frame->st = **st;
+        stack.push_back(std::move(*frame));  // `f` and `e` are not used past this point
+        if (stack.size() > kOpenLevels + 1) {
+            Frame& far = stack[stack.size() - 1 - kOpenLevels];
+            far.own = Fd();
+            far.fd = -1;
+        }
+    }
+    return {};
+}
+
+}  // namespace unify

@@ -1,0 +1,43 @@
+// Depth first below a guest directory, for the commands that must see every name in a
+// guest's tree (forget's look for unrecorded links, forget --delete-root). Iterative: a
+// guest can make its tree 100,000 directories deep with mkdirat, and a recursion of that
+// depth ended in SIGSEGV. One fd per level is open (a deeper tree than RLIMIT_NOFILE allows
+// is an EMFILE error, never a crash); each directory is opened beneath its parent's fd
+// (open_beneath: no symlink, no mount crossed). A name that vanishes meanwhile is passed
+// over; one swapped for a symlink or another mount goes to `changed`.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "store/result.h"
+#include "store/sys.h"
+
+namespace unify {
+
+struct TreeItem {
+    int dirfd;                // the directory that holds it
+    const std::string& name;  // in dirfd
+    std::string path;         // below the walk's top: "/usr/bin/ls"
+    std::string shown;        // its host path, for messages
+    FileStat st;
+};
+
+// What to do with an entry after its look: walk into it (a directory), or only `leave` it,
+// or neither.
+enum class TreeStep { into, leave, skip };
+
+struct TreeVisitor {
+    // Every entry but "." and "..". `into` is taken as `leave` for anything not a directory.
+    std::function<Result<TreeStep>(const TreeItem&)> enter;
+    // After `enter` (and, for a directory walked into, after all of its entries): each
+    // entry once, with its parent's fd still open. May be empty.
+    std::function<Result<void>(const TreeItem&)> leave;
+    // A directory that could not be opened because it changed after its look (ELOOP,
+    // EXDEV, ENOTDIR); it gets no `leave`. May be empty.
+    std::function<Result<void>(const TreeItem&, int err)> changed;
+};
+
+Result<void> walk_tree(int top_fd, const std::string& top_shown, const TreeVisitor& v);
+
+}  // namespace unify
