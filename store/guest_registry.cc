@@ -234,8 +234,8 @@ Error no_guest_named(const Pool& pool, const std::string& command, const std::st
         return Error{head + " in the index, though " + pool.path() +
                          "/guests.conf lists it: the index is older than the registry (restored "
                          "from a backup?); run unify reindex",
-                     ENOENT};
-    return Error{head + " (see unify list)", ENOENT};
+                     0};
+    return Error{head + " (see unify list)", 0};
 }
 
 Result<void> sync_guest_registry(Pool& pool) {

@@ -31,7 +31,7 @@ Result<std::vector<GuestRecord>> read_guest_registry(const Pool& pool);
 
 // "COMMAND: no guest named 'NAME'", with what to do: see unify list, or, where guests.conf
 // lists the name though the index does not (an index restored from an older backup), run
-// unify reindex.
+// unify reindex. errno 0: not a system error.
 Error no_guest_named(const Pool& pool, const std::string& command, const std::string& name);
 
 // Writes the guests the index holds now (one read transaction): what a writer calls after
