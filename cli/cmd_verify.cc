@@ -155,6 +155,12 @@ int run_verify(const Globals& g, const VerifyArgs& a) {
             std::cout << "unindexed object " << s->pool->path() << "/objects/" << name
                       << " (left by an interrupted import: the next import that meets it "
                          "records it, gc removes it if nothing links it)\n";
+        // An interrupted import leaves a batch at most; more are an index older than the pool.
+        if (sum->unindexed.size() > 4096)
+            std::cout << "hint: " << format_count(sum->unindexed.size())
+                      << " unindexed objects are more than an interrupted import leaves: the "
+                         "index may be older than the pool (restored from a backup?); unify "
+                         "reindex rebuilds it from the pool and the guest roots\n";
         for (const auto& stray : sum->strays) std::cout << "stray file " << stray << "\n";
         std::cout << "verify" << (a.full ? " --full (SHA-256 of every object)" : " (XXH3)") << "\n"
                   << "  objects checked   " << format_count(sum->objects_checked) << " ("

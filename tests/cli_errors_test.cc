@@ -364,6 +364,25 @@ TEST(Cli, AGuestTheIndexLostButTheRegistryListsGetsTheReindexHint) {
     EXPECT_EQ(unify_at(pool, {"status", "g2"}).status, 0);
 }
 
+// More unindexed objects than one interrupted import leaves (a batch) mean an index older
+// than the pool: verify says so and names reindex.
+TEST(Cli, ManyUnindexedObjectsGetTheReindexHint) {
+    TempDir dir;
+    std::string g = dir / "g", pool = dir / "pool";
+    for (int i = 0; i < 4200; ++i)
+        write_file(g + "/usr/lib/f" + std::to_string(i), "file " + std::to_string(i) + "\n");
+    ASSERT_EQ(unify_at(pool, {"init", "--protect", "none"}).status, 0);
+    ASSERT_EQ(sh("cp '" + pool + "/index/data.mdb' '" + dir.path() + "/backup.mdb'"), 0);
+    ASSERT_EQ(unify_at(pool, {"import", "g", g, "--min-size", "1"}).status, 0);
+    auto r = unify_at(pool, {"verify"});
+    EXPECT_FALSE(contains_squeezed(r.out, "hint:")) << r.out;
+    ASSERT_EQ(sh("cp '" + dir.path() + "/backup.mdb' '" + pool + "/index/data.mdb'"), 0);
+    r = unify_at(pool, {"verify"});
+    EXPECT_TRUE(contains_squeezed(r.out, "4,200 unindexed objects are more than an interrupted"))
+        << r.out.substr(r.out.size() > 2000 ? r.out.size() - 2000 : 0);
+    EXPECT_TRUE(contains_squeezed(r.out, "unify reindex rebuilds it")) << r.out.substr(0, 300);
+}
+
 TEST(Cli, PoolInsideAGuestRootIsRefused) {
     TempDir dir;
     std::string g1 = dir / "g1", pool = g1 + "/srv/pool";
