@@ -111,6 +111,12 @@ Result<Outcome> unshare_blocks_of(Pool& pool, int root_fd, const std::string& ro
                                   const LinkRecord& l) {
     std::string shown = join_path(root, l.path);
     auto f = open_recorded_file(root_fd, l.path, l.ino, shown);
+    if (!f && f.error().err == EWOULDBLOCK)  // our open does not wait for a lease to break
+        return fail("unshare " + shown +
+                        ": a process holds a lease on it (open: EAGAIN), which an open would "
+                        "have to break; the paths before it are private now: run the unshare "
+                        "again once that process lets go",
+                    EWOULDBLOCK);
     if (!f) return std::unexpected(f.error());
     if (!*f) return Outcome::not_linked;
     auto r = unshare_blocks(pool, (*f)->fd.get(), (*f)->st.size, shown);

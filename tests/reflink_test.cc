@@ -5,6 +5,7 @@
 // answer from the filesystem. And init: auto picks the mode the filesystem has, reflink is
 // refused clearly on ext4 and tmpfs, --protect is for hardlink pools only.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -359,6 +360,26 @@ TEST_P(Reflink, GcRemovesExactlyTheObjectsNoFileSharesAnyMore) {
     EXPECT_EQ(who(pool, "g1:/usr/lib/big").size(), 2u);
     EXPECT_EQ(unify({"verify", "--full"}).status, 0);
     EXPECT_EQ(read_file(g2 + "/usr/lib/private"), "x");
+}
+
+// A guest process holds a write lease on one of its shared files: unshare's open of it would
+// have to break the lease, and it does not wait; it stops there saying why and what to do.
+TEST_P(Reflink, UnshareOfAFileUnderALeaseSaysSo) {
+    ASSERT_NO_FATAL_FAILURE(init_and_import());
+    std::string f = g1 + "/usr/lib/private";
+    // The lease's holder is told of a break by SIGIO, whose default action ends it.
+    auto old_sigio = signal(SIGIO, SIG_IGN);
+    int fd = open(f.c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(fcntl(fd, F_SETLEASE, F_WRLCK), 0) << strerror(errno);
+    auto r = unify({"unshare", "g1", "/usr/lib/private"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_NE(r.err.find("a process holds a lease on it"), std::string::npos) << r.err;
+    fcntl(fd, F_SETLEASE, F_UNLCK);  // the break may have taken it already
+    close(fd);
+    signal(SIGIO, old_sigio);
+    r = unify({"unshare", "g1", "/usr/lib/private"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
 // A guest points its shared file's blocks at a private copy of its own (FIDEDUPERANGE of the
