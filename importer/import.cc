@@ -237,6 +237,9 @@ Result<void> Importer::register_guest() {
     guest_ = existing->value_or(fresh);
     if (opt_.rules) guest_.excludes = *opt_.rules;
     if (opt_.min_size) guest_.min_size = *opt_.min_size;
+    // The admin named this root: it is the guest's directory from now on.
+    guest_.root_dev = root_.st.dev;
+    guest_.root_ino = root_.st.ino;
     if (opt_.dry_run) return {};
     if (auto r = (*txn)->put_guest(guest_); !r) return r;
     if (auto r = (*txn)->commit(); !r) return r;

@@ -290,6 +290,11 @@ Result<DeleteRootSummary> delete_guest_root(Pool& pool, const GuestRecord& guest
         return gone;
     }
     if (auto r = pool_outside(pool, *root); !r) return std::unexpected(r.error());
+    if (guest.root_ino && (root->st.dev != guest.root_dev || root->st.ino != guest.root_ino))
+        return fail("guest root " + root->path + " is not the directory guest " + guest.name +
+                    " was last imported from (device and inode differ): it was replaced, or "
+                    "another directory moved there; nothing was deleted. If it is the guest's "
+                    "(restored from a backup, say), import it again first");
     Deleter d(pool, guest, root->st.dev, dry_run, verbose, progress, log);
     // 1. Object links, inside their objects' windows.
     if (auto r = d.links(*root); !r) return std::unexpected(r.error());

@@ -133,6 +133,10 @@ std::optional<GuestRecord> parse_guest(const std::vector<std::string_view>& f, s
             auto v = get_number<uint64_t>(*value);
             ok = v.has_value();
             if (ok) g.config_files = *v;
+        } else if (key == "root_dev" || key == "root_ino") {
+            auto v = get_number<uint64_t>(*value);
+            ok = v.has_value();
+            if (ok) (key == "root_dev" ? g.root_dev : g.root_ino) = *v;
         } else {
             why = "unknown field '" + std::string(key) + "' (written by a newer unify?)";
             return std::nullopt;
@@ -169,6 +173,8 @@ Result<void> write_guest_registry(const Pool& pool, const std::vector<GuestRecor
         field("min_size", std::to_string(g.min_size));
         field("package_dbs", g.package_dbs);
         field("config_files", std::to_string(g.config_files));
+        field("root_dev", std::to_string(g.root_dev));
+        field("root_ino", std::to_string(g.root_ino));
         for (const auto& r : g.excludes) field("rule", r);
         text += "\n";
     }

@@ -10,7 +10,8 @@
 //   # comment
 //   version<TAB>1
 //   guest<TAB>id=1<TAB>name=web1<TAB>root=/vservers/web1<TAB>last_import=1732456000
-//        <TAB>min_size=1<TAB>package_dbs=dpkg<TAB>config_files=310[<TAB>rule=-GLOB]...
+//        <TAB>min_size=1<TAB>package_dbs=dpkg<TAB>config_files=310<TAB>root_dev=2049
+//        <TAB>root_ino=131073[<TAB>rule=-GLOB]...
 // (one line). "rule" repeats, in the guest's order. A field GuestRecord gains must be added
 // here too (write_guest_registry and its parser): reindex restores guests from this file only.
 #pragma once

@@ -54,8 +54,10 @@ namespace unify {
 namespace {
 
 constexpr uint8_t kRecordFormat = 1;
-// Guest records: format 2 adds package_dbs and config_files, and signs every rule.
-constexpr uint8_t kGuestFormat = 2;
+// Guest records: format 2 adds package_dbs and config_files, and signs every rule; format 3
+// the root directory's device and inode.
+constexpr uint8_t kGuestFormat2 = 2;
+constexpr uint8_t kGuestFormat = 3;
 // Version 2 keyed byobject by guest first (version 1 by object id first); version 3 keys
 // links by directory number and name and names objects by number; version 4 keeps byobject
 // and objids as fixed-size duplicates, link times shorter and directories with a ctime base
@@ -271,13 +273,16 @@ std::string encode(const GuestRecord& g) {
     for (const auto& e : g.excludes) w.str(e);
     w.str(g.package_dbs);
     w.u64(g.config_files);
+    w.u64(g.root_dev);
+    w.u64(g.root_ino);
     return w.data();
 }
 
 std::optional<GuestRecord> decode_guest(std::string_view data) {
     Reader r(data);
     uint8_t format = r.u8();
-    if (format != kRecordFormat && format != kGuestFormat) return std::nullopt;
+    if (format != kRecordFormat && format != kGuestFormat2 && format != kGuestFormat)
+        return std::nullopt;
     GuestRecord g;
     g.id = r.u32();
     g.name = r.str();
@@ -290,9 +295,13 @@ std::optional<GuestRecord> decode_guest(std::string_view data) {
     if (n > r.left() / 4) return std::nullopt;
     for (uint32_t i = 0; i < n; ++i)
         g.excludes.push_back(format == kRecordFormat ? "-" + r.str() : r.str());
-    if (format == kGuestFormat) {
+    if (format != kRecordFormat) {
         g.package_dbs = r.str();
         g.config_files = r.u64();
+    }
+    if (format == kGuestFormat) {
+        g.root_dev = r.u64();
+        g.root_ino = r.u64();
     }
     if (!r.ok()) return std::nullopt;
     return g;

@@ -42,6 +42,10 @@ struct GuestRecord {
     // files they name.
     std::string package_dbs;
     uint64_t config_files = 0;
+    // The root directory as its last import found it: forget --delete-root deletes nothing
+    // through another directory put at the path since. 0: not known (an older unify's).
+    uint64_t root_dev = 0;
+    uint64_t root_ino = 0;
 };
 
 struct ObjectRecord {

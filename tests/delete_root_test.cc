@@ -177,6 +177,38 @@ TEST(DeleteRoot, ARootThatBecameASymlinkIsNeverFollowed) {
     EXPECT_EQ(manifest(t.g2), m2);
 }
 
+// Another real directory put at a registered root's path (the guest's moved away, another
+// guest's root moved there): forget --delete-root must delete nothing of it. The record holds
+// the root's device and inode from its last import; an import of the new one makes it the
+// guest's.
+TEST(DeleteRoot, ADirectoryMovedInAtTheRegisteredPathIsNotDeleted) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    ThreeGuests t(dir);
+    for (const auto& g : {t.g1, t.g2, t.g3})
+        ThreeGuests::file(g + "/usr/lib/libc.so", "libc\n", 0644, 1);
+    ThreeGuests::file(t.g2 + "/usr/bin/theirs", "theirs\n", 0755, 2);
+    ASSERT_TRUE(t.init_and_import());
+    const std::string m2 = manifest(t.g2);
+    ASSERT_EQ(rename(t.g1.c_str(), (dir / "g1.moved").c_str()), 0);
+    ASSERT_EQ(rename(t.g2.c_str(), t.g1.c_str()), 0);
+    for (const std::vector<std::string>& cmd :
+         {std::vector<std::string>{"forget", "g1", "--delete-root", "--dry-run"},
+          {"forget", "g1", "--delete-root"}}) {
+        auto r = t.unify(cmd);
+        EXPECT_EQ(r.status, 1) << r.out << r.err;
+        EXPECT_TRUE(contains(r.err, "is not the directory guest g1 was last imported from"))
+            << r.err;
+    }
+    EXPECT_EQ(manifest(t.g1), m2) << "g2's tree, moved to g1's path, was changed";
+    ASSERT_EQ(rename(t.g1.c_str(), t.g2.c_str()), 0);
+    ASSERT_EQ(rename((dir / "g1.moved").c_str(), t.g1.c_str()), 0);
+    auto r = t.unify({"forget", "g1", "--delete-root"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(access(t.g1.c_str(), F_OK), 0);
+    EXPECT_EQ(manifest(t.g2), m2);
+}
+
 // A guest can make its tree far deeper than any recursion or than RLIMIT_NOFILE allows
 // (mkdirat and openat, one level at a time). forget's look for unrecorded links and forget
 // --delete-root walk it all the same: no SIGSEGV, no EMFILE. A name of an object planted at
