@@ -177,6 +177,30 @@ TEST(DeleteRoot, ARootThatBecameASymlinkIsNeverFollowed) {
     EXPECT_EQ(manifest(t.g2), m2);
 }
 
+// Another guest's tree bind-mounted inside a guest's root: its object links are not this
+// guest's, so forget's look for unrecorded links does not cross into it (store/tree_walk
+// opens each directory with RESOLVE_NO_XDEV, and forget skips mount roots besides); the
+// first walker did, counted them as planted by this guest, and could not unshare them.
+TEST(DeleteRoot, ForgetDoesNotTakeAMountedTreeForPlantedLinks) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    ThreeGuests t(dir);
+    for (const auto& g : {t.g1, t.g2, t.g3})
+        ThreeGuests::file(g + "/usr/lib/libc.so", "libc\n", 0644, 1);
+    ASSERT_TRUE(t.init_and_import());
+    const std::string m2 = manifest(t.g2);
+    {
+        BindMount bind(t.g2 + "/usr", t.g1 + "/mnt/g2usr");
+        UNIFY_REQUIRE(bind.error());
+        auto r = t.unify({"--json", "forget", "g1"});
+        EXPECT_EQ(r.status, 0) << r.err;
+        EXPECT_FALSE(contains(r.err, "no record names")) << r.err;
+        EXPECT_FALSE(contains(r.out, "unrecorded_links")) << r.out;
+    }
+    EXPECT_EQ(manifest(t.g2), m2);
+    EXPECT_TRUE(is_immutable(t.g2 + "/usr/lib/libc.so"));
+}
+
 // Another real directory put at a registered root's path (the guest's moved away, another
 // guest's root moved there): forget --delete-root must delete nothing of it. The record holds
 // the root's device and inode from its last import; an import of the new one makes it the
