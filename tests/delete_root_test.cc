@@ -59,6 +59,13 @@ size_t count_files(const std::string& root) {
     return n;
 }
 
+// The three guests, each with the same /usr/lib/libc.so, made and imported.
+bool import_sharing_libc(const ThreeGuests& t) {
+    for (const auto& g : {t.g1, t.g2, t.g3})
+        ThreeGuests::file(g + "/usr/lib/libc.so", "libc\n", 0644, 1);
+    return t.init_and_import();
+}
+
 TEST(DeleteRoot, ThousandFileGuestGoesNothingCopiedOthersAndPoolClean) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
@@ -185,9 +192,7 @@ TEST(DeleteRoot, ForgetDoesNotTakeAMountedTreeForPlantedLinks) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     ThreeGuests t(dir);
-    for (const auto& g : {t.g1, t.g2, t.g3})
-        ThreeGuests::file(g + "/usr/lib/libc.so", "libc\n", 0644, 1);
-    ASSERT_TRUE(t.init_and_import());
+    ASSERT_TRUE(import_sharing_libc(t));
     const std::string m2 = manifest(t.g2);
     {
         BindMount bind(t.g2 + "/usr", t.g1 + "/mnt/g2usr");
@@ -209,10 +214,8 @@ TEST(DeleteRoot, ADirectoryMovedInAtTheRegisteredPathIsNotDeleted) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     ThreeGuests t(dir);
-    for (const auto& g : {t.g1, t.g2, t.g3})
-        ThreeGuests::file(g + "/usr/lib/libc.so", "libc\n", 0644, 1);
     ThreeGuests::file(t.g2 + "/usr/bin/theirs", "theirs\n", 0755, 2);
-    ASSERT_TRUE(t.init_and_import());
+    ASSERT_TRUE(import_sharing_libc(t));
     const std::string m2 = manifest(t.g2);
     ASSERT_EQ(rename(t.g1.c_str(), (dir / "g1.moved").c_str()), 0);
     ASSERT_EQ(rename(t.g2.c_str(), t.g1.c_str()), 0);
@@ -241,9 +244,7 @@ TEST(DeleteRoot, ATreeDeeperThanTheFdLimitIsWalkedAndDeleted) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
     ThreeGuests t(dir);
-    for (const auto& g : {t.g1, t.g2, t.g3})
-        ThreeGuests::file(g + "/usr/lib/libc.so", "libc\n", 0644, 1);
-    ASSERT_TRUE(t.init_and_import());
+    ASSERT_TRUE(import_sharing_libc(t));
     struct rlimit rl {};
     ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
     const size_t depth = std::max<size_t>(30000, size_t(rl.rlim_max) + 1000);
