@@ -148,10 +148,18 @@ class LinkFinder {
             if (l.replica != replica) return false;
             auto state = checker_.check(txn_, l, obj);
             if (!state) return std::unexpected(state.error());
-            if (*state == LinkChecker::State::unreachable) {
+            // A path that could not be looked at, or in a root that cannot be opened: whether
+            // it still links the object is not known (the quarantine must not drop it).
+            if (*state == LinkChecker::State::unreachable ||
+                *state == LinkChecker::State::unchecked) {
                 auto g = checker_.guest(txn_, l.guest);
                 if (!g) return std::unexpected(g.error());
-                unchecked.push_back({guest_name(*g, l), l.path, checker_.path_error().message});
+                const Error* root = checker_.root_error(l.guest);
+                std::string why = *state == LinkChecker::State::unreachable
+                                      ? checker_.path_error().message
+                                  : root ? "its guest root: " + root->message
+                                         : std::string("its guest is not registered");
+                unchecked.push_back({guest_name(*g, l), l.path, why});
                 return false;
             }
             return *state == LinkChecker::State::holds;

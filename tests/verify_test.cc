@@ -207,6 +207,32 @@ TEST(Verify, CatchesAMissingFlagAndQuarantineProtectsItAgain) {
     EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
+// A damaged object linked from a guest whose root cannot be opened now (a symlink put at
+// its path): whether that guest's paths still link it is not known, so --quarantine leaves
+// the object in place and says why, instead of dropping those records and leaving the guest
+// an immutable link of the quarantined inode.
+TEST(Verify, QuarantineLeavesAnObjectWhoseGuestRootCannotBeOpened) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Pool3 s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    std::string obj = s.object_of(s.g1 + "/usr/bin/tool");
+    ASSERT_NE(obj, "");
+    damage_content(obj);
+    ASSERT_EQ(rename(s.g2.c_str(), (dir / "g2.away").c_str()), 0);
+    ASSERT_EQ(symlink((dir / "g2.away").c_str(), s.g2.c_str()), 0);
+    auto r = s.unify({"verify", "--quarantine"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "not quarantined")) << r.out;
+    EXPECT_TRUE(fs::exists(obj)) << "moved aside with g2's link unknown";
+    EXPECT_EQ(stat_path(dir / "g2.away/usr/bin/tool").st_ino, stat_path(obj).st_ino);
+    ASSERT_EQ(unlink(s.g2.c_str()), 0);
+    ASSERT_EQ(rename((dir / "g2.away").c_str(), s.g2.c_str()), 0);
+    r = s.unify({"verify", "--quarantine"});
+    EXPECT_TRUE(contains(r.out, "2 guest paths unshared")) << r.out;
+    EXPECT_FALSE(is_immutable(s.g2 + "/usr/bin/tool"));
+}
+
 TEST(Verify, QuarantineMovesTheObjectAsideAndAnImportMakesItAnew) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
