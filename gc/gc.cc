@@ -342,7 +342,7 @@ Result<void> drop_records(Pool& pool, const GcOptions& opt, std::ostream& log,
 // Made (and made durable: a power cut may keep the unlinks and lose the commit) before the
 // first unlink of a run.
 Result<void> mark_unlinking(const Pool& pool) {
-    int fd = openat(pool.fd(), kUnlinking, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    int fd = openat(pool.fd(), kUnlinking, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) return sys_fail("open", pool.path() + "/" + kUnlinking);
     close(fd);
     if (fsync(pool.fd()) != 0) return sys_fail("fsync", pool.path());

@@ -45,8 +45,7 @@ class PlantedLinks {
     PlantedLinks(Pool& pool, const GuestRecord& g, uint64_t dev) : pool_(pool), g_(g), dev_(dev) {}
 
     Result<std::vector<std::string>> find(int root_fd) {
-        if (auto all = pool_.objects_by_inode(by_inode_); !all)
-            return std::unexpected(all.error());
+        if (auto all = pool_.objects_by_inode(by_inode_); !all) return std::unexpected(all.error());
         auto txn = pool_.index().read();
         if (!txn) return std::unexpected(txn.error());
         txn_ = txn->get();
@@ -66,31 +65,26 @@ class PlantedLinks {
     }
 
   private:
-    // Mounts inside the root (a bind mount of another guest's tree, say) are not crossed:
-    // what is there is not this guest's.
+    // Mounts inside the root (a bind mount of another guest's tree, say) are not crossed
+    // (for_each_linked_file): what is there is not this guest's.
     Result<void> walk(int root_fd) {
-        TreeVisitor v;
-        v.enter = [&](const TreeItem& it) -> Result<TreeStep> {
-            const FileStat& st = it.st;
-            if (st.dev != dev_ || st.mount_root) return TreeStep::skip;
-            if (st.is_dir()) return TreeStep::into;
-            if (!st.is_reg() || st.nlink < 2) return TreeStep::skip;
-            auto found = by_inode_.find(st.ino);
-            if (found == by_inode_.end()) return TreeStep::skip;
-            auto obj = pool_.stat_object(found->second.first, found->second.second);
-            if (!obj) return std::unexpected(obj.error());
-            if (!*obj || !(*obj)->same_inode(st)) return TreeStep::skip;
-            // A dry run unshared nothing: the recorded names are still here.
-            auto rec = txn_->link(g_.id, it.path);
-            if (!rec) return std::unexpected(rec.error());
-            if (*rec && (*rec)->id == found->second.first) return TreeStep::skip;
-            found_.push_back({g_.id, it.path, found->second.first, found->second.second, st.ino,
-                              st.size, st.mtime_ns, st.ctime_ns});
-            paths_.push_back(it.path);
-            return TreeStep::skip;
-        };
-        // A directory swapped meanwhile is the guest's doing: nothing of ours is below it.
-        return walk_tree(root_fd, g_.root, v);
+        return for_each_linked_file(
+            root_fd, g_.root, dev_, [&](const TreeItem& it) -> Result<void> {
+                const FileStat& st = it.st;
+                auto found = by_inode_.find(st.ino);
+                if (found == by_inode_.end()) return {};
+                auto obj = pool_.stat_object(found->second.first, found->second.second);
+                if (!obj) return std::unexpected(obj.error());
+                if (!*obj || !(*obj)->same_inode(st)) return {};
+                // A dry run unshared nothing: the recorded names are still here.
+                auto rec = txn_->link(g_.id, it.path);
+                if (!rec) return std::unexpected(rec.error());
+                if (*rec && (*rec)->id == found->second.first) return {};
+                found_.push_back({g_.id, it.path, found->second.first, found->second.second, st.ino,
+                                  st.size, st.mtime_ns, st.ctime_ns});
+                paths_.push_back(it.path);
+                return {};
+            });
     }
 
     Pool& pool_;

@@ -530,18 +530,16 @@ Result<void> record_unrecorded_names(Pool& pool, const std::vector<GuestRecord>&
     for (const GuestRecord& g : guests) {
         auto root = open_guest_root(pool, g);
         if (!root) continue;
-        TreeVisitor v;
-        v.enter = [&](const TreeItem& it) -> Result<TreeStep> {
-            if (it.st.dev != object.dev || it.st.mount_root) return TreeStep::skip;
-            if (it.st.is_dir()) return TreeStep::into;
-            if (it.st.same_inode(object) && !known.count({g.name, it.path})) {
-                found.push_back({g.id, it.path, d.id, d.replica, it.st.ino, it.st.size,
-                                 it.st.mtime_ns, it.st.ctime_ns});
-                d.links.push_back({g.name, it.path});
-            }
-            return TreeStep::skip;
-        };
-        if (auto r = walk_tree(root->fd.get(), root->path, v); !r) return r;
+        auto r = for_each_linked_file(
+            root->fd.get(), root->path, object.dev, [&](const TreeItem& it) -> Result<void> {
+                if (it.st.same_inode(object) && !known.count({g.name, it.path})) {
+                    found.push_back({g.id, it.path, d.id, d.replica, it.st.ino, it.st.size,
+                                     it.st.mtime_ns, it.st.ctime_ns});
+                    d.links.push_back({g.name, it.path});
+                }
+                return {};
+            });
+        if (!r) return r;
     }
     if (found.empty()) return {};
     return in_write_txn(pool, [&](Txn& txn) -> Result<void> {

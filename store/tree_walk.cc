@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 
-#include <memory>
+#include <optional>
 #include <vector>
 
 #include "store/fd.h"
@@ -24,7 +24,7 @@ struct Frame {
     std::vector<DirEntry> entries;
     size_t next = 0;
     // The entry this directory is in its parent, for `leave` once it is done.
-    std::unique_ptr<std::string> name;
+    std::optional<std::string> name;
     FileStat st;
 };
 
@@ -107,7 +107,7 @@ Result<void> walk_tree(int top_fd, const std::string& top_shown, const TreeVisit
         int fd = sub->get();
         auto frame = open_frame(std::move(*sub), fd, path, shown);
         if (!frame) return std::unexpected(frame.error());
-        frame->name = std::make_unique<std::string>(e.name);
+        frame->name = e.name;
         frame->st = **st;
         stack.push_back(std::move(*frame));  // `f` and `e` are not used past this point
         if (stack.size() > kOpenLevels + 1) {
@@ -117,6 +117,20 @@ Result<void> walk_tree(int top_fd, const std::string& top_shown, const TreeVisit
         }
     }
     return {};
+}
+
+Result<void> for_each_linked_file(int top_fd, const std::string& top_shown, uint64_t dev,
+                                  const std::function<Result<void>(const TreeItem&)>& visit) {
+    TreeVisitor v;
+    v.enter = [&](const TreeItem& it) -> Result<TreeStep> {
+        if (it.st.dev != dev || it.st.mount_root) return TreeStep::skip;
+        if (it.st.is_dir()) return TreeStep::into;
+        if (it.st.is_reg() && it.st.nlink >= 2)
+            if (auto r = visit(it); !r) return std::unexpected(r.error());
+        return TreeStep::skip;
+    };
+    // A directory swapped meanwhile is the guest's doing: nothing of the pool is below it.
+    return walk_tree(top_fd, top_shown, v);
 }
 
 }  // namespace unify

@@ -40,4 +40,10 @@ struct TreeVisitor {
 
 Result<void> walk_tree(int top_fd, const std::string& top_shown, const TreeVisitor& v);
 
+// The regular files below top_fd with another name somewhere (link count 2 or more), on the
+// filesystem `dev`, mounts not crossed: where names of pool objects that no record names can
+// be (forget, the quarantine of a cut-short window).
+Result<void> for_each_linked_file(int top_fd, const std::string& top_shown, uint64_t dev,
+                                  const std::function<Result<void>(const TreeItem&)>& visit);
+
 }  // namespace unify

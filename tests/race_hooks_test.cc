@@ -55,10 +55,15 @@ struct TwoGuests {
 };
 
 // Where a test that runs on more than one filesystem works: a temporary directory on the
-// default one (fs ""), or a fresh loop image of `fs`; either must take the immutable flag.
+// default one (fs ""), a tmpfs mounted in it, or a fresh loop image of `fs`; each must take
+// the immutable flag.
 struct Workspace {
     explicit Workspace(const std::string& fs) {
-        if (!fs.empty()) {
+        if (fs == "tmpfs") {
+            tmpfs = std::make_unique<TmpfsMount>(dir / "tmpfs");
+            why = tmpfs->error();
+            if (why.empty()) top = dir / "tmpfs";
+        } else if (!fs.empty()) {
             loop = std::make_unique<LoopFs>(fs, 320);
             why = loop->reason();
             if (why.empty()) top = loop->path();
@@ -71,6 +76,7 @@ struct Workspace {
 
     TempDir dir;
     std::unique_ptr<LoopFs> loop;
+    std::unique_ptr<TmpfsMount> tmpfs;
     std::string top = dir.path();
     std::string why;
 };
@@ -302,9 +308,10 @@ TEST_P(RaceHooks, MetadataChangedAgainWhileTheScatterRunsReachesNoGuest) {
 // to the changed bytes: the next writer must hash the object again and, where it no longer
 // gives its id, quarantine it (every linked path a private copy of what it has now, the
 // object out of the pool). One that a guest holds open for writing, where the flag set again
-// would not stop that fd (XFS), stops every writer until the admin ends that process.
+// would not stop that fd (XFS, btrfs, tmpfs), stops every writer until the admin ends that
+// process. On the default filesystem (ext4 here), XFS, btrfs and tmpfs.
 TEST(RaceHooksWindowCutShort, WhatAGuestDidMeanwhileIsAnsweredByTheNextWriter) {
-    for (const std::string fs : {"", "xfs"}) {
+    for (const std::string fs : {"", "xfs", "btrfs", "tmpfs"}) {
         SCOPED_TRACE(fs.empty() ? "default filesystem" : fs);
         Workspace w(fs);
         UNIFY_REQUIRE(w.reason());
