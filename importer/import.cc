@@ -86,8 +86,11 @@ class Importer {
   private:
     Result<void> register_guest();
     struct Stage;
-    Result<bool> start_batch(Walker& walker, size_t max, Stage& st);
-    Result<std::vector<bool>> prepare_batch(const std::vector<WalkEntry>& batch);
+    struct Prepared;
+    Result<bool> walk_batch(Walker& walker, size_t max, Stage& st);
+    void check_and_hash(Stage& st);
+    Result<std::vector<Hashed>> take_checked(Stage& st);
+    Result<Prepared> prepare_batch(const std::vector<WalkEntry>& batch) const;
     struct Groups {
         std::vector<ObjectId> order;
         std::unordered_map<ObjectId, std::vector<size_t>> members;
@@ -106,7 +109,7 @@ class Importer {
     Result<void> sweep_temp(Txn& txn, const WalkEntry& e);
     Result<std::vector<std::string>> stale_records();
     Result<void> drop_records(const std::vector<std::string>& paths);
-    Result<bool> already_linked(Txn& txn, const WalkEntry& e);
+    Result<bool> already_linked(Txn& txn, const WalkEntry& e, std::vector<uint64_t>& seen) const;
     // A member's read lease taken ahead (lease_members): same, busy or changed, or the
     // error that stops the import; `lease` is held while it is same.
     struct Leased {
@@ -241,6 +244,9 @@ Result<void> Importer::register_guest() {
     guest_.root_dev = root_.st.dev;
     guest_.root_ino = root_.st.ino;
     if (opt_.dry_run) return {};
+    // A re-import with the same rules and root: the record and the registry stand as they
+    // are, and the run saves a commit and a rewrite of the registry (each an fsync or two).
+    if (*existing && **existing == guest_) return {};
     if (auto r = (*txn)->put_guest(guest_); !r) return r;
     if (auto r = (*txn)->commit(); !r) return r;
     // The guest list must outlive the index (unify reindex reads it from POOL/guests.conf).
@@ -266,7 +272,8 @@ Result<ObjectState*> Importer::object_state(Txn& txn, const ObjectId& id) {
     return &objects_.emplace(id, s).first->second;
 }
 
-Result<bool> Importer::already_linked(Txn& txn, const WalkEntry& e) {
+Result<bool> Importer::already_linked(Txn& txn, const WalkEntry& e,
+                                      std::vector<uint64_t>& seen) const {
     auto rec = txn.link_stamp(guest_.id, e.path);  // the object's id is not needed here
     if (!rec) return std::unexpected(rec.error());
     if (!*rec || (*rec)->ino != e.st.ino || (*rec)->size != e.st.size ||
@@ -276,7 +283,7 @@ Result<bool> Importer::already_linked(Txn& txn, const WalkEntry& e) {
     // else moves its ctime, so an equal ctime means it still holds the blocks it was given.
     if (pool_.settings().reflink()) {
         if ((*rec)->ctime_ns != e.st.ctime_ns) return false;
-        seen_.push_back(path_key(e.path));
+        seen.push_back(path_key(e.path));
         return true;
     }
     // One statx, the walk's: the path is the inode the index recorded as its object, and
@@ -285,7 +292,7 @@ Result<bool> Importer::already_linked(Txn& txn, const WalkEntry& e) {
     // protection. A pool changed behind the index's back is `unify verify`'s to find.
     if (e.st.nlink < 2) return false;  // the pool's name for it is gone
     if (pool_.protection().mode() != ProtectMode::none && !e.st.immutable) return false;
-    seen_.push_back(path_key(e.path));
+    seen.push_back(path_key(e.path));
     return true;
 }
 
@@ -1101,27 +1108,40 @@ Result<void> Importer::drop_records(const std::vector<std::string>& paths) {
     return (*txn)->commit();
 }
 
+// What prepare_batch found for a batch, merged by take_checked on this thread.
+struct Importer::Prepared {
+    std::vector<bool> wanted;    // to be hashed
+    std::vector<uint64_t> seen;  // path keys of the paths already linked
+    std::vector<size_t> sparse;  // reflink pools: all holes, skipped
+    uint64_t already_linked = 0;
+};
+
 // Which paths of a walked batch need hashing: not our temporaries, not paths that are
-// already linked. Reads the index only, so it runs while no write transaction is open.
-Result<std::vector<bool>> Importer::prepare_batch(const std::vector<WalkEntry>& batch) {
+// already linked. Reads the index only, in a read transaction of its own: it runs on the
+// hashing stage's thread while this thread walks the next batch and writes the previous
+// one. That one's writes may or may not be seen, as before, when this ran ahead of them:
+// they are its own paths', and a path judged linked from an older snapshot is left as it
+// is, which is what any earlier run would have done.
+Result<Importer::Prepared> Importer::prepare_batch(const std::vector<WalkEntry>& batch) const {
     auto txn = pool_.index().read();
     if (!txn) return std::unexpected(txn.error());
-    std::vector<bool> wanted(batch.size(), false);
+    Prepared p;
+    p.wanted.assign(batch.size(), false);
     for (size_t i = 0; i < batch.size(); ++i) {
         if (batch[i].temp) continue;
-        auto linked = already_linked(**txn, batch[i]);
+        auto linked = already_linked(**txn, batch[i], p.seen);
         if (!linked) return std::unexpected(linked.error());
-        if (*linked) ++sum_.already_linked;
+        if (*linked) ++p.already_linked;
         // All holes: nothing to share, and an object cloned from it would hold no extent, so
         // gc would take it for one nobody shares and leave the records behind.
         if (!*linked && pool_.settings().reflink() && batch[i].st.size && !batch[i].st.blocks) {
-            skip_file(batch[i], skip::kSparse);
+            p.sparse.push_back(i);
             continue;
         }
-        wanted[i] = !*linked;
+        p.wanted[i] = !*linked;
     }
     (*txn)->commit();
-    return wanted;
+    return p;
 }
 
 // The hashed batch (or the entries `only` marks), grouped by object id in walk order; files
@@ -1211,25 +1231,41 @@ Result<void> Importer::predict_batch(std::vector<WalkEntry>& batch, std::vector<
     return (*txn)->commit();
 }
 
-// A batch walked, checked against the index, and hashed in the background.
+// A batch walked (on this thread), then checked against the index and hashed in the
+// background.
 struct Importer::Stage {
     std::vector<WalkEntry> batch;
-    std::future<std::vector<Hashed>> hashed;
+    std::future<Result<std::pair<Prepared, std::vector<Hashed>>>> checked;
 };
 
-Result<bool> Importer::start_batch(Walker& walker, size_t max, Stage& st) {
+Result<bool> Importer::walk_batch(Walker& walker, size_t max, Stage& st) {
     st.batch.clear();
-    auto more = walker.next_batch(st.batch, max);
-    if (!more) return std::unexpected(more.error());
-    auto wanted = prepare_batch(st.batch);
-    if (!wanted) return std::unexpected(wanted.error());
-    // The hashing threads only read the batch; it stays put until the future is taken.
-    st.hashed = std::async(std::launch::async, [this, &st, w = std::move(*wanted)] {
-        if (pool_.settings().reflink())
-            return hash_known(st.batch, w, root_.path, opt_.jobs, known_);
-        return hash_batch(st.batch, w, root_.path, pool_.settings().id_rules(), opt_.jobs);
+    return walker.next_batch(st.batch, max);
+}
+
+void Importer::check_and_hash(Stage& st) {
+    // The background thread only reads the batch; it stays put until the future is taken.
+    using Out = Result<std::pair<Prepared, std::vector<Hashed>>>;
+    st.checked = std::async(std::launch::async, [this, &st]() -> Out {
+        auto p = prepare_batch(st.batch);
+        if (!p) return std::unexpected(p.error());
+        auto hashed = pool_.settings().reflink()
+                          ? hash_known(st.batch, p->wanted, root_.path, opt_.jobs, known_)
+                          : hash_batch(st.batch, p->wanted, root_.path, pool_.settings().id_rules(),
+                                       opt_.jobs);
+        return std::pair{std::move(*p), std::move(hashed)};
     });
-    return *more;
+}
+
+// The checked and hashed batch, its counts and skips taken into this run's.
+Result<std::vector<Hashed>> Importer::take_checked(Stage& st) {
+    auto out = st.checked.get();
+    if (!out) return std::unexpected(out.error());
+    Prepared& p = out->first;
+    sum_.already_linked += p.already_linked;
+    seen_.insert(seen_.end(), p.seen.begin(), p.seen.end());
+    for (size_t i : p.sparse) skip_file(st.batch[i], skip::kSparse);
+    return std::move(out->second);
 }
 
 Result<ImportSummary> Importer::run() {
@@ -1266,23 +1302,33 @@ Result<ImportSummary> Importer::run() {
     // A writer opening a leased file makes the kernel send SIGIO, whose default kills us; we
     // ask each lease instead (importer/settle.h).
     signal(SIGIO, SIG_IGN);
-    // A pipeline of two batches, as mold overlaps its passes: the next batch is walked and
-    // hashed on all cores while this thread links the current one (syscalls, one LMDB write
-    // transaction). Both batches' directory fds are open at once; batch_size allows for it.
+    // A pipeline of two batches, as mold overlaps its passes: while this thread walks the
+    // next batch, the current one is checked against the index and hashed on all cores; while
+    // this thread links the current one (syscalls, LMDB write transactions), the next one is
+    // checked and hashed. Both batches' directory fds are open at once; batch_size allows
+    // for it.
     const size_t max_batch = batch_size();
     Stage stages[2];
     Result<void> outcome;
-    auto more = start_batch(walker, max_batch, stages[0]);
+    auto more = walk_batch(walker, max_batch, stages[0]);
+    if (more) check_and_hash(stages[0]);
     for (size_t k = 0; outcome; ++k) {
         if (!more) {
             outcome = std::unexpected(more.error());
             break;
         }
         Stage& cur = stages[k % 2];
-        std::vector<Hashed> hashed = cur.hashed.get();
+        Stage& next = stages[(k + 1) % 2];
         bool last = !*more;
-        if (!last) more = start_batch(walker, max_batch, stages[(k + 1) % 2]);
-        outcome = opt_.dry_run ? predict_batch(cur.batch, hashed) : apply_batch(cur.batch, hashed);
+        if (!last) more = walk_batch(walker, max_batch, next);
+        auto hashed = take_checked(cur);
+        if (!hashed) {
+            outcome = std::unexpected(hashed.error());
+            break;
+        }
+        if (!last && more) check_and_hash(next);
+        outcome =
+            opt_.dry_run ? predict_batch(cur.batch, *hashed) : apply_batch(cur.batch, *hashed);
         if (opt_.progress)
             opt_.progress({.phase = "import",
                            .unit = "files",
@@ -1292,7 +1338,7 @@ Result<ImportSummary> Importer::run() {
     }
     // An error above may leave the other stage hashing: wait for it before its batch goes.
     for (Stage& st : stages)
-        if (st.hashed.valid()) st.hashed.wait();
+        if (st.checked.valid()) st.checked.wait();
     sum_.files_seen = walker.files_seen();
     for (const auto& [reason, n] : walker.skipped()) sum_.skipped[reason] += n;
     std::vector<std::string> stale;

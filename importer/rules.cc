@@ -9,6 +9,8 @@
 #include <fnmatch.h>
 #include <unistd.h>
 
+#include <string_view>
+
 #include "importer/path_split.h"
 #include "store/fd.h"
 
@@ -143,22 +145,25 @@ Rules::Rules(const std::vector<std::string>& user_rules, uint64_t min_size,
 
 bool Rules::matches(const Compiled& c, const std::string& path, const std::vector<size_t>& ends,
                     std::string* matched) {
+    // Every file of a walk goes through every rule: a literal one (all the defaults) is a
+    // compare of views, with no string made; a glob needs its text NUL-terminated.
+    auto hit = [&c](std::string_view text) {
+        if (c.literal) return text == c.glob;
+        return fnmatch(c.glob.c_str(), std::string(text).c_str(), FNM_PATHNAME) == 0;
+    };
+    const std::string_view all(path);
     if (c.whole) {
         size_t k = c.parts.size();
         if (k == 0 || ends.size() < k) return false;
-        std::string prefix = path.substr(0, ends[k - 1]);
-        bool hit = c.literal ? prefix == c.glob
-                             : fnmatch(c.glob.c_str(), prefix.c_str(), FNM_PATHNAME) == 0;
-        if (hit) *matched = prefix;
-        return hit;
+        std::string_view prefix = all.substr(0, ends[k - 1]);
+        if (!hit(prefix)) return false;
+        *matched = prefix;
+        return true;
     }
     size_t start = 1;
     for (size_t end : ends) {
-        std::string comp = path.substr(start, end - start);
-        bool hit =
-            c.literal ? comp == c.glob : fnmatch(c.glob.c_str(), comp.c_str(), FNM_PATHNAME) == 0;
-        if (hit) {
-            *matched = path.substr(0, end);
+        if (hit(all.substr(start, end - start))) {
+            *matched = all.substr(0, end);
             return true;
         }
         start = end + 1;

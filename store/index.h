@@ -46,6 +46,8 @@ struct GuestRecord {
     // through another directory put at the path since. 0: not known (an older unify's).
     uint64_t root_dev = 0;
     uint64_t root_ino = 0;
+
+    bool operator==(const GuestRecord&) const = default;
 };
 
 struct ObjectRecord {
