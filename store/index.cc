@@ -622,7 +622,9 @@ class LmdbTxn : public Txn {
                 // reverse entry without any link breaks the invariant put_link and
                 // delete_link keep inside one transaction.
                 std::optional<DirPath> d;  // looked up once the directory has a link
-                std::vector<std::string> lkeys;
+                // Key and, in a read transaction (which no visitor can change, and whose
+                // pages stay put until it ends), the value itself: `who` reads each link once.
+                std::vector<std::pair<std::string, std::string_view>> lkeys;
                 auto found = scan(env_->links, dir, dir,
                                   [&](std::string_view lk, std::string_view val) -> Result<bool> {
                                       if (!d) {
@@ -632,7 +634,8 @@ class LmdbTxn : public Txn {
                                       }
                                       auto object = decode_link_object(val, d->bases);
                                       if (!object) return corrupt(*env_, env_->links);
-                                      if (*object == **num) lkeys.emplace_back(lk);
+                                      if (*object == **num)
+                                          lkeys.emplace_back(lk, write_ ? std::string_view() : val);
                                       return true;
                                   });
                 if (!found) return found;
@@ -648,12 +651,16 @@ class LmdbTxn : public Txn {
                     if (!whole) return whole;
                     return corrupt(*env_, t);
                 }
-                for (const std::string& lk : lkeys) {
-                    auto val = get(env_->links, lk);
-                    if (!val) return std::unexpected(val.error());
-                    if (!*val) continue;  // the visitor deleted it
+                for (const auto& [lk, scanned] : lkeys) {
+                    std::optional<std::string_view> val = scanned;
+                    if (write_) {
+                        auto now = get(env_->links, lk);
+                        if (!now) return std::unexpected(now.error());
+                        val = *now;
+                    }
+                    if (!val) continue;  // the visitor deleted it
                     // The id is the one asked for: no lookup of it per link.
-                    auto d = decode_entry(lk, **val);
+                    auto d = decode_entry(lk, *val);
                     if (!d) return std::unexpected(d.error());
                     if (d->guest != guest) return corrupt(*env_, t);
                     if (d->object != **num) continue;  // the visitor relinked it
