@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -106,12 +108,27 @@ bool has_temp_names(const std::string& top) {
     return false;
 }
 
-std::string uninterrupted_state(size_t big_files) {
+// A hardlink pool whatever the filesystem (the scenario's fault points are a hardlink pool's;
+// on XFS or btrfs `init` alone would make a reflink pool), run as run_binary runs commands.
+std::vector<std::string> init_cmd(const TempDir& dir) {
+    return {"--pool", dir / "pool", "init", "--share", "hardlink"};
+}
+
+// micros: how long each command of the scenario took, where a test wants to kill one
+// part-way through (RandomKillsConverge): a fixed bound would miss most of them on a fast
+// filesystem (tmpfs) and hit only their start on a slow one.
+std::string uninterrupted_state(size_t big_files, std::vector<long>* micros = nullptr) {
     TempDir dir;
     build_guests(dir.path(), big_files);
-    EXPECT_EQ(run_binary(test::unify_binary(), {"--pool", dir / "pool", "init"}), 0);
-    for (const auto& cmd : scenario(dir.path()))
+    EXPECT_EQ(run_binary(test::unify_binary(), init_cmd(dir)), 0);
+    for (const auto& cmd : scenario(dir.path())) {
+        auto t0 = std::chrono::steady_clock::now();
         EXPECT_EQ(run_binary(test::unify_binary(), cmd), 0);
+        if (micros)
+            micros->push_back(std::chrono::duration_cast<std::chrono::microseconds>(
+                                  std::chrono::steady_clock::now() - t0)
+                                  .count());
+    }
     return state(dir.path());
 }
 
@@ -156,7 +173,7 @@ TEST_P(Crash, KillAtEveryFaultPointConverges) {
     {
         TempDir dir;
         build_guests(dir.path());
-        ASSERT_EQ(run_binary(test::unify_binary(), {"--pool", dir / "pool", "init"}), 0);
+        ASSERT_EQ(run_binary(test::unify_binary(), init_cmd(dir)), 0);
         for (const auto& cmd : scenario(dir.path())) {
             std::string trace = dir / "trace";
             ASSERT_EQ(run_binary(UNIFY_FAULTS_BINARY, cmd, {"UNIFY_FAULT_TRACE=" + trace}), 0);
@@ -183,7 +200,7 @@ TEST_P(Crash, KillAtEveryFaultPointConverges) {
             for (long k : counts) {
                 TempDir dir;
                 build_guests(dir.path());
-                ASSERT_EQ(run_binary(test::unify_binary(), {"--pool", dir / "pool", "init"}), 0);
+                ASSERT_EQ(run_binary(test::unify_binary(), init_cmd(dir)), 0);
                 auto cmds = scenario(dir.path());
                 for (size_t p = 0; p < c; ++p)
                     ASSERT_EQ(run_binary(test::unify_binary(), cmds[p]), 0);
@@ -228,7 +245,7 @@ TEST(CrashDeleteRoot, KilledAnywhereConverges) {
     UNIFY_REQUIRE(test::need_tool("setfattr"));
     auto prepared = [](const TempDir& dir) {
         build_guests(dir.path());
-        EXPECT_EQ(run_binary(UNIFY_BINARY, {"--pool", dir / "pool", "init"}), 0);
+        EXPECT_EQ(run_binary(UNIFY_BINARY, init_cmd(dir)), 0);
         auto cmds = scenario(dir.path());
         EXPECT_EQ(run_binary(UNIFY_BINARY, cmds[0]), 0);
         EXPECT_EQ(run_binary(UNIFY_BINARY, cmds[1]), 0);
@@ -283,7 +300,8 @@ TEST_P(Crash, RandomKillsConverge) {
     UNIFY_REQUIRE(test::need_immutable(probe.path()));
     UNIFY_REQUIRE(test::need_tool("setfattr"));
     constexpr size_t kBig = 40;
-    std::string expected = uninterrupted_state(kBig);
+    std::vector<long> micros;
+    std::string expected = uninterrupted_state(kBig, &micros);
     std::mt19937 rng(20261124);
     int killed_mid_run = 0;
     // 25 on each path: the 50 kills this test made before it ran on both.
@@ -291,7 +309,7 @@ TEST_P(Crash, RandomKillsConverge) {
     for (int run = 0; run < kRuns; ++run) {
         TempDir dir;
         build_guests(dir.path(), kBig);
-        ASSERT_EQ(run_binary(test::unify_binary(), {"--pool", dir / "pool", "init"}), 0);
+        ASSERT_EQ(run_binary(test::unify_binary(), init_cmd(dir)), 0);
         auto cmds = scenario(dir.path());
         size_t c = rng() % cmds.size();
         for (size_t p = 0; p < c; ++p) ASSERT_EQ(run_binary(test::unify_binary(), cmds[p]), 0);
@@ -309,7 +327,8 @@ TEST_P(Crash, RandomKillsConverge) {
         pid_t pid;
         ASSERT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ), 0);
         posix_spawn_file_actions_destroy(&fa);
-        usleep(useconds_t(rng() % 60000));
+        // Three quarters of its uninterrupted time: that included a shell's start.
+        usleep(useconds_t(rng() % std::max<long>(micros[c] * 3 / 4, 1000)));
         kill(pid, SIGKILL);
         int st = 0;
         waitpid(pid, &st, 0);
