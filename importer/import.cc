@@ -1249,10 +1249,11 @@ void Importer::check_and_hash(Stage& st) {
     st.checked = std::async(std::launch::async, [this, &st]() -> Out {
         auto p = prepare_batch(st.batch);
         if (!p) return std::unexpected(p.error());
-        auto hashed = pool_.settings().reflink()
-                          ? hash_known(st.batch, p->wanted, root_.path, opt_.jobs, known_)
-                          : hash_batch(st.batch, p->wanted, root_.path, pool_.settings().id_rules(),
-                                       opt_.jobs);
+        auto hashed =
+            pool_.settings().reflink()
+                ? hash_known(st.batch, p->wanted, root_.path, opt_.jobs, known_, !opt_.dry_run)
+                : hash_batch(st.batch, p->wanted, root_.path, pool_.settings().id_rules(),
+                             opt_.jobs);
         return std::pair{std::move(*p), std::move(hashed)};
     });
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_map>
 
 namespace unify {
 
@@ -25,6 +26,11 @@ std::optional<ObjectId> KnownContents::find(uint64_t size, uint64_t xxh3) const 
     return it->id;
 }
 
+bool KnownContents::has_size(uint64_t size) const {
+    auto it = std::lower_bound(sorted_.begin(), sorted_.end(), Entry{size, 0, {}});
+    return it != sorted_.end() && it->size == size;
+}
+
 ObjectId provisional_id(uint64_t size, uint64_t xxh3) {
     ObjectId id;
     id.bytes.fill(0xa5);
@@ -35,9 +41,28 @@ ObjectId provisional_id(uint64_t size, uint64_t xxh3) {
 
 std::vector<Hashed> hash_known(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
                                const std::string& root_shown, unsigned jobs,
-                               const KnownContents& known) {
-    std::vector<Hashed> out = quick_hash_batch(batch, wanted, root_shown, jobs);
-    for (Hashed& h : out) {
+                               const KnownContents& known, bool skip_unique) {
+    std::vector<bool> read = wanted;
+    if (skip_unique) {
+        std::unordered_map<uint64_t, size_t> of_size;
+        for (size_t i = 0; i < batch.size(); ++i)
+            if (wanted[i]) ++of_size[batch[i].st.size];
+        for (size_t i = 0; i < batch.size(); ++i) {
+            uint64_t size = batch[i].st.size;
+            if (wanted[i] && of_size[size] == 1 && !known.has_size(size)) read[i] = false;
+        }
+    }
+    std::vector<Hashed> out = quick_hash_batch(batch, read, root_shown, jobs);
+    for (size_t i = 0; i < batch.size(); ++i) {
+        Hashed& h = out[i];
+        if (wanted[i] && !read[i]) {
+            h.state = Hashed::ok;
+            h.quick = true;
+            h.hash.size = batch[i].st.size;
+            h.id = provisional_id(h.hash.size, 0);
+            h.provisional = true;
+            continue;
+        }
         if (h.state != Hashed::ok) continue;
         if (auto id = known.find(h.hash.size, h.hash.xxh3)) {
             h.id = *id;

@@ -27,6 +27,8 @@ class KnownContents {
     Result<void> load(Index& index);
     // The object of that size and XXH3; none if no object has them, or several do.
     std::optional<ObjectId> find(uint64_t size, uint64_t xxh3) const;
+    // Whether any object has that size.
+    bool has_size(uint64_t size) const;
     bool empty() const { return sorted_.empty(); }
 
   private:
@@ -50,8 +52,16 @@ ObjectId provisional_id(uint64_t size, uint64_t xxh3);
 // If `known` has its size and XXH3 it gets that object's id as a candidate; otherwise it gets
 // provisional_id (Hashed::provisional). New content was read twice with SHA-256 before this,
 // the guest's file and then the clone: 31-38 % of the samples of a reflink import of g1 or g4.
+//
+// With skip_unique, a file whose size no object has and no other wanted file of the batch
+// has is not read at all: its XXH3 could find no candidate and group it with nothing, so it
+// is provisional straight away (XXH3 0 in its stand-in id, which no other file of the batch
+// shares) and its clone, hashed in full, gives its id; a clone that finds its object in the
+// pool (content an earlier batch made) is shared like any other. About a third of a first
+// reflink import's reading. Not for a dry run: there the stand-in ids of all batches are
+// compared with each other (Importer::dry_new_), and (size, 0) would stand for any content.
 std::vector<Hashed> hash_known(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
                                const std::string& root_shown, unsigned jobs,
-                               const KnownContents& known);
+                               const KnownContents& known, bool skip_unique);
 
 }  // namespace unify
