@@ -126,9 +126,9 @@ class Importer {
     using Held = std::unordered_map<size_t, Fd>;
     Result<void> record_replaced(Txn& txn, const ObjectId& id, const ObjectState& obj,
                                  const WalkEntry& e, Replaced r);
-    Result<Replaced> link_member(const std::string& object_name, const std::string& tmp,
-                                 const WalkEntry& e, Held::const_iterator lease,
-                                 Held::const_iterator none);
+    Result<Replaced> link_member(const ObjectId& id, const std::string& object_name,
+                                 const std::string& tmp, const WalkEntry& e,
+                                 Held::const_iterator lease, Held::const_iterator none);
     Result<std::vector<size_t>> take_leases(const std::vector<size_t>& pending,
                                             std::vector<WalkEntry>& batch, Leases& leases,
                                             std::unordered_map<size_t, Fd>& held);
@@ -551,6 +551,7 @@ std::vector<size_t> Importer::split_linked(const ObjectState& obj,
 Importer::Leases Importer::lease_members(const std::vector<ObjectId>& order, const Pending& pending,
                                          const std::vector<WalkEntry>& batch,
                                          const std::vector<Hashed>& hashed) {
+    fault_point("lease.ahead");  // a guest writing here, after the hash, before any lease
     std::vector<size_t> need;
     for (const ObjectId& id : order)
         for (size_t i : pending.at(id))
@@ -669,13 +670,22 @@ Result<void> Importer::record_replaced(Txn& txn, const ObjectId& id, const Objec
 // One member linked over its path, inside its object's window: link_over with the member's
 // lease (`lease`, or `none` where it needs none) asked just before the rename, the
 // directory's times kept.
-Result<Replaced> Importer::link_member(const std::string& object_name, const std::string& tmp,
-                                       const WalkEntry& e, Held::const_iterator lease,
-                                       Held::const_iterator none) {
+Result<Replaced> Importer::link_member(const ObjectId& id, const std::string& object_name,
+                                       const std::string& tmp, const WalkEntry& e,
+                                       Held::const_iterator lease, Held::const_iterator none) {
     dir_times_.before(e.dir->get());
+    // Read again when its link count moved since the walk (replace.h): the bytes, xattrs
+    // and metadata must still give the object's id, and nothing may change while they are
+    // read (the stat identify_fd takes after reading is the one link_over just took).
+    auto recheck = [&](const FileStat& now) {
+        auto f = open_guest_file(e, shown(e));
+        if (!f || f->state != GuestFile::ok) return false;
+        auto again = identify_fd(f->fd.get(), shown(e), pool_.settings().id_rules());
+        return again && again->st.unchanged(now) && again->id == id;
+    };
     auto r = link_over(
         pool_.objects_fd(), object_name, e.dir->get(), e.name, e.st,
-        [&] { return lease == none || lease_intact(lease->second.get()); }, tmp,
+        [&] { return lease == none || lease_intact(lease->second.get()); }, recheck, tmp,
         trims_ ? &trash_ : nullptr, shown(e));
     dir_times_.after(e.dir->get());
     return r;
@@ -694,7 +704,7 @@ Result<void> Importer::link_members(Txn& txn, const ObjectId& id, ObjectState& o
             while (!pending.empty()) {
                 WalkEntry& e = batch[pending.front()];
                 std::string tmp = pool_.temp_prefix() + id.hex() + ".";
-                auto r = link_member(name, tmp, e, leases.find(pending.front()), leases.end());
+                auto r = link_member(id, name, tmp, e, leases.find(pending.front()), leases.end());
                 if (!r) return std::unexpected(r.error());
                 if (*r == Replaced::emlink) {
                     full = true;
@@ -869,7 +879,7 @@ void Importer::link_group(LinkWork& w, unsigned worker, std::vector<WalkEntry>& 
         for (size_t k = 0; k < w.members.size(); ++k) {
             if (stop.load(std::memory_order_relaxed) || interrupted()) return {};
             size_t i = w.members[k];
-            auto r = link_member(name, tmp, batch[i], w.held.find(i), w.held.end());
+            auto r = link_member(w.id, name, tmp, batch[i], w.held.find(i), w.held.end());
             if (!r) return std::unexpected(r.error());
             w.done[k] = *r;
             if (*r == Replaced::emlink) return {};

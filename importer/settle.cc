@@ -46,9 +46,15 @@ Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected,
                                   const IdRules& rules, Fd& lease, const std::string& shown) {
     auto leased = lease_unwritten(e, lease, shown);
     if (!leased || *leased != Recheck::same) return leased;
+    // The bytes and metadata read now are checked against the id, so the walk's ctime is not
+    // needed: it may have moved with the link count (unify swept a temporary name of this
+    // inode, or replaced another of its names). What must hold is that nothing changed while
+    // they were read, and that it is still the file the walk saw.
+    auto before = stat_fd(lease.get(), shown);
+    if (!before) return std::unexpected(before.error());
     auto now = identify_fd(lease.get(), shown, rules);
     if (!now) return std::unexpected(now.error());
-    if (!now->st.unchanged(e.st)) return Recheck::changed;
+    if (!now->st.unchanged(*before) || !before->unchanged_but_ctime(e.st)) return Recheck::changed;
     return now->id == expected ? Recheck::same : Recheck::changed;
 }
 

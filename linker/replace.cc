@@ -120,6 +120,7 @@ Result<Replaced> rename_over(int dirfd, const std::string& temp_name, const std:
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
                            const std::string& name, const FileStat& expected,
                            const std::function<bool()>& still_unwritten,
+                           const std::function<bool(const FileStat& now)>& recheck,
                            const std::string& temp_prefix, Trash* trash, const std::string& shown) {
     fault_point("replace.link");
     std::string temp_name;
@@ -134,7 +135,9 @@ Result<Replaced> link_over(int objects_fd, const std::string& object_name, int d
     return swap_in(
         dirfd, temp_name, name, expected,
         [&](const FileStat& now, const FileStat& exp, bool exchanged) {
-            return (exchanged ? now.unchanged_but_ctime(exp) : now.unchanged(exp)) &&
+            if (exchanged) return now.unchanged_but_ctime(exp) && still_unwritten();
+            if (now.unchanged(exp)) return still_unwritten();
+            return now.unchanged_but_ctime(exp) && now.nlink != exp.nlink && recheck(now) &&
                    still_unwritten();
         },
         // The temporary is a link of the pool's object, which keeps its name meanwhile.

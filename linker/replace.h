@@ -27,9 +27,14 @@ enum class Replaced {
 // an unsettled file is intact, importer/settle.h). The temporary is named temp_prefix +
 // random hex; a name that exists already (planted by the guest) is never used. The guest's
 // displaced file goes to `trash` (store/trash.h), or is unlinked here if it is null.
+// `recheck` is asked, with what the path is now, when only its link count and ctime moved
+// since `expected`: unify's own replacement of another name of the inode does that, but so
+// can a guest that also wrote, and ctime cannot tell them apart. True only if the file, read
+// again now, still gives the object's id and did not change while it was read.
 Result<Replaced> link_over(int objects_fd, const std::string& object_name, int dirfd,
                            const std::string& name, const FileStat& expected,
                            const std::function<bool()>& still_unwritten,
+                           const std::function<bool(const FileStat& now)>& recheck,
                            const std::string& temp_prefix, Trash* trash, const std::string& shown);
 
 // Renames the prepared private file dirfd/temp_name over dirfd/name, which must still be the

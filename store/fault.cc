@@ -54,6 +54,24 @@ void hostile_write(const std::string& path) {
     close(fd);
 }
 
+// UNIFY_FAULT_REWRITE's PATH: its first byte changed in place, its mtime put back.
+void hostile_rewrite(const std::string& path) {
+    int fd = open(path.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st;
+    char c = 0;
+    if (fstat(fd, &st) == 0 && pread(fd, &c, 1, 0) == 1) {
+        c = char(~c);
+        if (pwrite(fd, &c, 1, 0) == 1) {
+            struct timespec t[2] = {st.st_atim, st.st_mtim};
+            futimens(fd, t);
+            if (const char* done = getenv("UNIFY_FAULT_REWRITE_DONE"))
+                close(open(done, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+        }
+    }
+    close(fd);
+}
+
 // UNIFY_FAULT_LINK's FROM:TO: TO becomes another name of FROM, as a root process outside
 // unify could make it (the immutable flag lifted for the link and put back).
 // "FROM:TO" split at its first colon.
@@ -144,8 +162,9 @@ void fault_point(const char* step) {
     static const char* rename_spec = getenv("UNIFY_FAULT_RENAME");
     static const char* pause_spec = getenv("UNIFY_FAULT_PAUSE");
     static const char* tamper_spec = getenv("UNIFY_FAULT_TAMPER");
+    static const char* rewrite_spec = getenv("UNIFY_FAULT_REWRITE");
     if (!spec && !trace && !write_spec && !link_spec && !writer_spec && !rename_spec &&
-        !pause_spec && !tamper_spec)
+        !pause_spec && !tamper_spec && !rewrite_spec)
         return;
     std::lock_guard<std::mutex> lock(mu);
     long n = ++hits[step];
@@ -171,6 +190,7 @@ void fault_point(const char* step) {
     };
     each(rename_spec, outside_rename);
     each(tamper_spec, outside_tamper);
+    each(rewrite_spec, hostile_rewrite);
     if (auto ms = pause_spec ? armed(pause_spec, step, n) : std::nullopt)
         usleep(useconds_t(atol(ms->c_str())) * 1000);
     if (spec && names_hit(spec, step, n)) kill(getpid(), SIGKILL);

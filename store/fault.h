@@ -29,6 +29,9 @@
 //       xattr user.unify-tamper, as a guest can through its own name of an object whose flag
 //       a window has lifted (chmod, setxattr: the lease does not stop them). RENAME and
 //       TAMPER take several, separated by ';'.
+//   UNIFY_FAULT_REWRITE="step:N:PATH"  at that point PATH's first byte is overwritten in place
+//       (same size) and its mtime put back, so that only its ctime shows the write; creates
+//       $UNIFY_FAULT_REWRITE_DONE if the write went through. Several, separated by ';'.
 //   UNIFY_FAULT_PAUSE="step:N:MS"  at that point the run sleeps MS milliseconds: time for a
 //       test's inotify watcher, acting as a guest, to plant something at a name it just saw.
 #pragma once

@@ -40,11 +40,13 @@ struct FileStat {
     bool is_dir() const { return S_ISDIR(mode); }
     bool is_lnk() const { return S_ISLNK(mode); }
     bool same_inode(const FileStat& o) const { return dev == o.dev && ino == o.ino; }
-    // Nothing wrote, chmod-ed, chown-ed or re-labelled the inode between two looks at it.
-    // ctime also moves when the link count does (we replace one of several hard links of
-    // an inode), so it is only compared while the link count stands still.
+    // Nothing wrote, chmod-ed, chown-ed, re-labelled or linked the inode between two looks
+    // at it. ctime is the only witness of a write that put the mtime back, or of an xattr set,
+    // so it is always compared: when unify itself moved it (replacing another name of the
+    // inode moves its link count and ctime), the caller must read the file again instead
+    // (link_over's recheck), never take a moved link count as leave to skip ctime.
     bool unchanged(const FileStat& o) const {
-        return unchanged_but_ctime(o) && (nlink != o.nlink || ctime_ns == o.ctime_ns);
+        return unchanged_but_ctime(o) && nlink == o.nlink && ctime_ns == o.ctime_ns;
     }
     // The same, for an inode we renamed ourselves since the first look (rename moves ctime).
     bool unchanged_but_ctime(const FileStat& o) const {

@@ -2,6 +2,7 @@
 // tries to lead import somewhere else, then checks that nothing outside the guest roots and
 // the pool was linked, renamed or had its flags changed (its inode, link count, ctime and
 // flags are as before), and that the guest itself lost nothing.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <atomic>
 #include <thread>
 
+#include "tests/sample_guests.h"
 #include "tests/test_support.h"
 
 namespace unify {
@@ -246,6 +248,91 @@ TEST(Hostile, ManyHardLinksOfOneFile) {
     EXPECT_EQ(one.st_nlink, 2001u + 1u + 1u);  // g1's names, g2's, the pool's
     EXPECT_EQ(test::stat_path(s.dir / "g1/usr/lib/l1999").st_ino, one.st_ino);
     EXPECT_EQ(test::stat_path(s.dir / "g2/usr/lib/one").st_ino, one.st_ino);
+}
+
+// After unify hashed a guest file, the guest rewrites it in place (same size, mtime put
+// back: only ctime shows it) and gives it a second name. The moved link count must not excuse
+// the moved ctime: the path is skipped as changed and keeps the guest's bytes (before, the
+// object replaced it and the write survived only at the new name). On XFS, btrfs and tmpfs
+// the lease taken after this point sees the same.
+TEST(Hostile, ARewriteHiddenBehindANewLinkIsNotUndone) {
+    Guests s;
+    UNIFY_REQUIRE(test::need_immutable(s.dir.path()));
+    const std::string content(8192, 'c');
+    test::write_file(s.dir / "g1/usr/share/data", content);
+    test::set_mtime(s.dir / "g1/usr/share/data", 1700000000, 5);
+    ASSERT_EQ(s.import("g1").status, 0);
+    const std::string a = s.dir / "g2/usr/share/data", added = s.dir / "g2/usr/share/data.2";
+    test::write_file(a, content);
+    test::set_mtime(a, 1700000000, 5);
+    const std::string done = s.dir / "rewritten";
+    auto r = test::run_unify_faults(
+        {"--pool", s.pool, "--json", "import", "g2", s.dir / "g2"},
+        {"UNIFY_FAULT_SETTLE=settled", "UNIFY_FAULT_REWRITE=lease.ahead:1:" + a,
+         "UNIFY_FAULT_LINK=lease.ahead:1:" + a + ":" + added, "UNIFY_FAULT_REWRITE_DONE=" + done});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    ASSERT_TRUE(test::stat_path(done).st_ino) << "the rewrite did not land";
+    std::string rewritten = content;
+    rewritten[0] = char(~rewritten[0]);
+    EXPECT_TRUE(test::object_of(s.pool, a).empty())
+        << a << " became the object: the guest's rewrite is undone\n"
+        << r.out;
+    EXPECT_TRUE(test::read_file(a) == rewritten) << a << " lost the guest's write";
+    EXPECT_EQ(test::stat_path(a).st_ino, test::stat_path(added).st_ino);
+    EXPECT_EQ(test::run_unify({"--pool", s.pool, "verify", "--full"}).status, 0);
+}
+
+// A guest file with two names, both of an object's content. Replacing the first name moves
+// the inode's link count and ctime; the guest then rewrites the inode in place through the
+// second name. ctime cannot tell that write from unify's own unlink, so the second name is
+// read again before it is replaced (link_over's recheck): its new bytes stay (skipped as
+// changed), never lost with the inode. Where the flag does not stop earlier writers, the
+// second name's lease stops the write instead (the rewrite cannot land).
+TEST(Hostile, ARewriteAfterUnifyMovedTheLinkCountIsNotLost) {
+    Guests s;
+    UNIFY_REQUIRE(test::need_immutable(s.dir.path()));
+    const std::string content(8192, 'c');
+    test::write_file(s.dir / "g1/usr/share/data", content);
+    test::set_mtime(s.dir / "g1/usr/share/data", 1700000000, 5);
+    ASSERT_EQ(s.import("g1").status, 0);
+    const std::string a = s.dir / "g2/usr/a/data", b = s.dir / "g2/usr/b/data";
+    test::write_file(a, content);
+    test::set_mtime(a, 1700000000, 5);
+    ASSERT_EQ(mkdir((s.dir / "g2/usr/b").c_str(), 0755), 0);
+    ASSERT_EQ(link(a.c_str(), b.c_str()), 0);
+    const std::string done = s.dir / "rewritten";
+    // The walk takes /usr's entries in readdir order: the name walked second is linked second,
+    // and it is rewritten at the second replace.check, after the first became the object.
+    std::string first, second;
+    {
+        DIR* d = opendir((s.dir / "g2/usr").c_str());
+        ASSERT_NE(d, nullptr);
+        while (dirent* e = readdir(d)) {
+            std::string n = e->d_name;
+            if (n != "a" && n != "b") continue;
+            (first.empty() ? first : second) = s.dir / ("g2/usr/" + n + "/data");
+        }
+        closedir(d);
+    }
+    auto r = test::run_unify_faults(
+        {"--pool", s.pool, "--json", "import", "g2", s.dir / "g2"},
+        {"UNIFY_FAULT_SETTLE=settled", "UNIFY_FAULT_REWRITE=replace.check:2:" + second,
+         "UNIFY_FAULT_REWRITE_DONE=" + done});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    const bool wrote = test::stat_path(done).st_ino != 0;
+    std::string rewritten = content;
+    rewritten[0] = char(~rewritten[0]);
+    EXPECT_FALSE(test::object_of(s.pool, first).empty()) << first << " was not linked\n" << r.out;
+    EXPECT_TRUE(test::read_file(first) == content) << first;
+    if (wrote) {
+        EXPECT_TRUE(test::object_of(s.pool, second).empty())
+            << second << " became the object: the guest's rewrite is lost\n"
+            << r.out;
+        EXPECT_TRUE(test::read_file(second) == rewritten) << second << " lost the guest's write";
+    } else {
+        EXPECT_TRUE(test::read_file(second) == content) << second;
+    }
+    EXPECT_EQ(test::run_unify({"--pool", s.pool, "verify", "--full"}).status, 0);
 }
 
 TEST(Hostile, ArbitraryOwnersAndSetidFilesShareOnlyWhenEqual) {
