@@ -2,6 +2,7 @@
 // delete the guest record, which takes every link record left with it.
 #include "linker/forget.h"
 
+#include <algorithm>
 #include <ostream>
 
 #include "store/guest_registry.h"
@@ -167,6 +168,9 @@ Result<ForgetSummary> forget_guest(Pool& pool, const ForgetOptions& opt, std::os
         auto n = count_links(pool, g->id);
         if (!n) return std::unexpected(context(n.error(), what));
         sum.records_dropped = *n;
+        // A dry run dropped nothing: the records --delete-root would drop are still counted.
+        if (opt.dry_run && opt.delete_root)
+            sum.records_dropped -= std::min(sum.records_dropped, sum.deleted.records_dropped);
     }
     if (opt.dry_run) return sum;
 

@@ -109,6 +109,25 @@ TEST(DeleteRoot, ThousandFileGuestGoesNothingCopiedOthersAndPoolClean) {
     EXPECT_EQ(r.status, 0) << r.out << r.err;
 }
 
+// The dry run counts each link record it would drop once: it said twice as many as the real
+// run dropped (--delete-root's own count, and the records still there after a run that
+// dropped nothing).
+TEST(DeleteRoot, DryRunCountsTheRecordsTheRunDrops) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    ThreeGuests t(dir);
+    ASSERT_TRUE(import_sharing_libc(t));
+    for (const char* f : {"/usr/bin/a", "/usr/bin/b"})
+        ThreeGuests::file(t.g1 + f, std::string("own ") + f + "\n", 0644, 2);
+    ASSERT_EQ(t.unify({"import", "g1", t.g1}).status, 0);
+    auto dry = t.unify({"--json", "forget", "g1", "--delete-root", "--dry-run"});
+    ASSERT_EQ(dry.status, 0) << dry.err;
+    EXPECT_TRUE(contains(dry.out, "\"records_dropped\": 3,")) << dry.out;
+    auto real = t.unify({"--json", "forget", "g1", "--delete-root"});
+    ASSERT_EQ(real.status, 0) << real.err;
+    EXPECT_TRUE(contains(real.out, "\"records_dropped\": 3,")) << real.out;
+}
+
 TEST(DeleteRoot, GuestsOwnImmutableFlagStopsItNamingTheFileAndKeepsTheRecord) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
