@@ -101,7 +101,7 @@ Json verify_json(const VerifyArgs& a, const VerifySummary& sum) {
 void print_links(const std::vector<VerifyLink>& links, const char* how) {
     if (links.empty()) std::cout << "  " << how << " by no guest path\n";
     for (const auto& l : links)
-        std::cout << "  " << how << " by " << l.guest << ":" << l.path << "\n";
+        std::cout << "  " << how << " by " << l.guest << ":" << printable(l.path) << "\n";
 }
 
 int run_verify(const Globals& g, const VerifyArgs& a) {

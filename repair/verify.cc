@@ -27,6 +27,7 @@
 #include "store/interrupt.h"
 #include "store/link_check.h"
 #include "store/parallel.h"
+#include "store/printable.h"
 #include "store/tree_walk.h"
 
 namespace unify {
@@ -389,7 +390,7 @@ Result<void> quarantine_one(Pool& pool, DamagedObject& d, const VerifyOptions& o
     // Moving the object aside would leave an unchecked path linking it, unshared and with
     // its record dropped: nothing would ever give that guest its private copy.
     if (!d.unchecked.empty())
-        return fail(d.unchecked.front().guest + ":" + d.unchecked.front().path +
+        return fail(d.unchecked.front().guest + ":" + printable(d.unchecked.front().path) +
                     " could not be checked (" + d.unchecked.front().error + ")");
     if (!qfd) {
         auto q = quarantine_dir(pool);

@@ -116,6 +116,26 @@ TEST(Verify, CatchesChangedContentByXxh3AndSha256) {
     }
 }
 
+// A guest chooses its file names: a newline in one must not let it forge a line of verify's
+// report, nor invalid UTF-8 reach the terminal raw (who, import -v and the others print the
+// escaped form too).
+TEST(Verify, GuestPathsOfADamagedObjectArePrintedEscaped) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Pool3 s(dir);
+    const std::string odd = "/usr/bin/x\n  linked by g3:/FORGED\xff";
+    ThreeGuests::file(s.g1 + odd, "odd\n", 0644, 9);
+    ASSERT_TRUE(s.init_and_import());
+    std::string obj = s.object_of(s.g1 + odd);
+    ASSERT_NE(obj, "");
+    with_flag_lifted(obj, "chmod 0700 '" + obj + "'");
+    auto r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "linked by g1:/usr/bin/x\\n  linked by g3:/FORGED\\xff\n"))
+        << r.out;
+    EXPECT_FALSE(contains(r.out, "\n  linked by g3:")) << r.out;
+}
+
 TEST(Verify, CatchesChangedModeAsMetadata) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
