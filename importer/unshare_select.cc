@@ -28,6 +28,7 @@ LinkSelector unshare_selector(const UnshareOptions& opt, std::ostream& log) {
         }
         bool all = opt.paths.empty() && opt.packages.empty();
         std::set<std::string> named;
+        size_t dirs = 0;
         for (const auto& p : opt.paths) {
             auto gp = resolve_guest_target(root.fd.get(), root.path, p);
             if (!gp) return std::unexpected(gp.error());
@@ -35,7 +36,10 @@ LinkSelector unshare_selector(const UnshareOptions& opt, std::ostream& log) {
             if (!l) return std::unexpected(l.error());
             if (!*l) {
                 // dpkg -L lists the package's directories too; they are not worth a line each.
-                if (is_guest_directory(root.fd.get(), root.path, p)) continue;
+                if (is_guest_directory(root.fd.get(), root.path, p)) {
+                    ++dirs;
+                    continue;
+                }
                 // Said apart from "not unified", so that a typo shows; not an error, since
                 // `dpkg -L` lists files a guest's dpkg.cfg.d path-exclude never installed.
                 auto st = stat_guest_path(root.fd.get(), *gp, join_path(root.path, *gp));
@@ -47,6 +51,12 @@ LinkSelector unshare_selector(const UnshareOptions& opt, std::ostream& log) {
             }
             if (named.insert(*gp).second) out.push_back({**l, std::nullopt});
         }
+        // Quiet beside the files of a `dpkg -L` list (it names every directory of a package),
+        // but an admin who names /usr/share/doc/pkg alone must learn that it did nothing.
+        if (dirs && named.empty())
+            log << "unify: " << dirs << (dirs == 1 ? " directory" : " directories")
+                << " named, skipped: unshare takes files, not what is below a directory (name "
+                   "the files, e.g. from `dpkg -L`, or give --package PKG)\n";
         if (!all && !packages) return out;
         auto r = txn.for_each_link_of_guest(g.id, [&](const LinkRecord& l) {
             std::optional<size_t> owner = packages ? packages->owner(l.path) : std::nullopt;

@@ -207,6 +207,23 @@ TEST(PackageUpgrade, UnshareWhatDpkgListPrints) {
     EXPECT_EQ(manifest(s.g3), m3) << "g3 changed";
 }
 
+// A directory alone (as an admin names a package's doc directory) is not what unshare takes;
+// it says so instead of reporting "files made private 0" without a word.
+TEST(PackageUpgrade, UnshareOfADirectoryAloneSaysItTakesFiles) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    UNIFY_REQUIRE(need_tools({"dpkg", "dpkg-deb"}));
+    Guests s(dir);
+    ASSERT_TRUE(dpkg_fixture_imported(s));
+    const std::string m1 = manifest(s.g1);
+    auto r = s.unify({"unshare", "g1", "/usr/share/fixture"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_TRUE(contains_squeezed(r.out, "files made private 0\n")) << r.out;
+    EXPECT_TRUE(contains(r.err, "1 directory named, skipped: unshare takes files")) << r.err;
+    EXPECT_EQ(manifest(s.g1), m1);
+    EXPECT_TRUE(is_immutable(s.g1 + "/usr/share/fixture/data"));
+}
+
 // --- rpm ---
 
 void build_rpms(const std::string& out) {
