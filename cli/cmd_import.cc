@@ -141,6 +141,9 @@ int run_import(const Globals& g, ImportArgs& a) {
     std::cout << "  package database  " << describe_package_dbs(sum->package_dbs, sum->config_files)
               << "\n";
     for (const auto& w : sum->warnings) std::cout << "  warning: " << w << "\n";
+    if (sum->made_private)
+        std::cout << "  made private      " << format_count(sum->made_private) << would
+                  << " (linked, and now kept private by the rules)\n";
     if (sum->records_dropped)
         std::cout << "  records dropped   " << format_count(sum->records_dropped) << would
                   << " (paths removed or replaced since they were linked)\n";

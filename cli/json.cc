@@ -137,6 +137,7 @@ Json import_json(const ImportSummary& sum) {
     j["bytes_saved"] = sum.bytes_saved;
     j["temps_swept"] = sum.temps_swept;
     j["records_dropped"] = sum.records_dropped;
+    j["made_private"] = sum.made_private;
     j["package_dbs"] = text(sum.package_dbs);
     j["config_files"] = sum.config_files;
     Json warnings = Json::array();

@@ -37,6 +37,7 @@
 #include "linker/reflink.h"
 #include "linker/replace.h"
 #include "linker/scatter.h"
+#include "linker/unshare.h"
 #include "store/fault.h"
 #include "store/fd_limit.h"
 #include "store/guest_registry.h"
@@ -107,7 +108,9 @@ class Importer {
     Result<Temp> classify_temp(Txn& txn, const WalkEntry& e);
     Result<std::optional<ObjectId>> temp_content_id(const WalkEntry& e);
     Result<void> sweep_temp(Txn& txn, const WalkEntry& e);
-    Result<std::vector<std::string>> stale_records();
+    Result<std::vector<std::string>> stale_records(const Rules& rules,
+                                                   std::vector<std::string>& excluded);
+    Result<void> make_excluded_private(const std::vector<std::string>& excluded);
     Result<void> drop_records(const std::vector<std::string>& paths);
     Result<bool> already_linked(Txn& txn, const WalkEntry& e, std::vector<uint64_t>& seen) const;
     // A member's read lease taken ahead (lease_members): same, busy or changed, or the
@@ -1076,7 +1079,12 @@ Result<void> Importer::predict_group(Txn& txn, const ObjectId& id,
 // (removed, replaced by a directory or symlink, changed and skipped, newly excluded) are
 // checked against the filesystem once more; those that no longer hold are stale. The other
 // guests' records are not read: this costs what this guest has.
-Result<std::vector<std::string>> Importer::stale_records() {
+// `excluded` gets the paths still linked that the rules now keep private (the admin added an
+// --exclude or raised --min-size, or a package made the file a configuration file): the walk
+// skipped them, and left linked they would stay protected, which a package upgrade of a stock
+// kernel's guest then cannot replace.
+Result<std::vector<std::string>> Importer::stale_records(const Rules& rules,
+                                                         std::vector<std::string>& excluded) {
     std::sort(seen_.begin(), seen_.end());
     auto txn = pool_.index().read();
     if (!txn) return std::unexpected(txn.error());
@@ -1100,13 +1108,35 @@ Result<std::vector<std::string>> Importer::stale_records() {
         auto state = links.check(**txn, l);
         if (!state) return std::unexpected(state.error());
         if (*state == LinkChecker::State::unreachable) return std::unexpected(links.path_error());
-        if (*state == LinkChecker::State::holds) continue;
+        if (*state == LinkChecker::State::holds) {
+            RuleMatch m = rules.match(l.path);
+            if (m == RuleMatch::package_config || m == RuleMatch::default_exclusion ||
+                m == RuleMatch::user_exclusion || l.size < rules.min_size())
+                excluded.push_back(l.path);
+            continue;
+        }
         if (opt_.verbose)
             log_ << "drop record " << printable(join_path(root_.path, l.path)) << "\n";
         stale.push_back(l.path);
     }
     sum_.records_dropped = stale.size();
     return stale;
+}
+
+// What unify unshare NAME PATH... does, for the paths the rules now keep private.
+Result<void> Importer::make_excluded_private(const std::vector<std::string>& excluded) {
+    sum_.made_private = excluded.size();
+    if (excluded.empty() || opt_.dry_run) return {};
+    UnshareOptions u;
+    u.name = opt_.name;
+    u.paths = excluded;
+    u.verbose = opt_.verbose;
+    u.jobs = opt_.jobs;
+    auto r = unshare_guest(pool_, u, log_);
+    if (!r) return std::unexpected(r.error());
+    sum_.made_private = r->unshared;
+    sum_.records_dropped += r->not_linked;
+    return {};
 }
 
 Result<void> Importer::drop_records(const std::vector<std::string>& paths) {
@@ -1352,12 +1382,13 @@ Result<ImportSummary> Importer::run() {
         if (st.checked.valid()) st.checked.wait();
     sum_.files_seen = walker.files_seen();
     for (const auto& [reason, n] : walker.skipped()) sum_.skipped[reason] += n;
-    std::vector<std::string> stale;
+    std::vector<std::string> stale, excluded;
     if (outcome) {
-        auto s = stale_records();
+        auto s = stale_records(rules, excluded);
         if (s) stale = std::move(*s);
         if (!s) outcome = std::unexpected(s.error());
     }
+    if (outcome) outcome = make_excluded_private(excluded);
     if (!outcome) return std::unexpected(context(outcome.error(), "import " + opt_.name));
     if (opt_.dry_run) return sum_;
 

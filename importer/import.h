@@ -40,6 +40,9 @@ struct ImportSummary {
     uint64_t bytes_saved = 0;
     uint64_t temps_swept = 0;
     uint64_t records_dropped = 0;  // records of paths that are no longer their object
+    // Linked paths the rules now keep private (an --exclude added, --min-size raised, a new
+    // configuration file): given private copies, as `unshare` does (dry run: would be).
+    uint64_t made_private = 0;
     SkipCounts skipped;
     std::string package_dbs;            // package databases read: "dpkg", "none", ...
     uint64_t config_files = 0;          // configuration files they name

@@ -375,6 +375,56 @@ TEST_P(Import, ExcludedFilesStayPrivate) {
     EXPECT_EQ(objects(pool).size(), 1u);
 }
 
+// 4b. Rules made stricter on a re-import (an --exclude added, --min-size raised): the files
+// they now keep private and that are linked get private copies, as `unshare` gives (before,
+// the walk skipped them and they stayed protected links that `who` listed and a package
+// upgrade could not replace); the dry run says how many first and changes nothing.
+TEST_P(Import, StricterRulesMakeTheirLinkedFilesPrivate) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    std::string pool = dir / "pool", g1 = dir / "g1", g2 = dir / "g2";
+    ASSERT_TRUE(init_pool(pool));
+    for (const std::string& g : {g1, g2}) {
+        make_file(g + "/usr/share/locale/de/app.mo", "translations\n");
+        make_file(g + "/usr/share/locale/fr/app.mo", "traductions\n");
+        make_file(g + "/usr/lib/tiny", "tiny\n");
+        make_file(g + "/usr/lib/big", std::string(4000, 'b'));
+    }
+    ASSERT_TRUE(succeeded(import(pool, "g1", g1)));
+    ASSERT_TRUE(succeeded(import(pool, "g2", g2)));
+    for (const char* p : {"/usr/share/locale/de/app.mo", "/usr/lib/tiny"})
+        ASSERT_TRUE(is_immutable(g1 + p)) << p;
+    const std::string before = manifest(g1), before2 = manifest(g2);
+    const std::vector<std::string> stricter = {"--exclude", "/usr/share/locale", "--min-size",
+                                               "1000"};
+
+    std::vector<std::string> dry_args = stricter;
+    dry_args.insert(dry_args.begin(), "--dry-run");
+    RunResult dry = import(pool, "g1", g1, dry_args);
+    ASSERT_TRUE(succeeded(dry));
+    EXPECT_EQ(summary_number(dry.out, "made private"), 3) << dry.out;
+    EXPECT_TRUE(is_immutable(g1 + "/usr/lib/tiny")) << "the dry run changed something";
+
+    RunResult r = import(pool, "g1", g1, stricter);
+    ASSERT_TRUE(succeeded(r));
+    EXPECT_EQ(summary_number(r.out, "made private"), 3) << r.out;
+    for (const char* p :
+         {"/usr/share/locale/de/app.mo", "/usr/share/locale/fr/app.mo", "/usr/lib/tiny"}) {
+        EXPECT_EQ(nlink(g1 + p), 1u) << p;
+        EXPECT_FALSE(is_immutable(g1 + p)) << p;
+        EXPECT_TRUE(is_immutable(g2 + p)) << p << ": g2's rules did not change";
+        EXPECT_EQ(who_paths(pool, g2 + p), std::set<std::string>{"g2:" + std::string(p)}) << p;
+    }
+    EXPECT_EQ(ino(g1 + "/usr/lib/big"), ino(g2 + "/usr/lib/big"));
+    EXPECT_EQ(manifest(g1), before);
+    EXPECT_EQ(manifest(g2), before2);
+    // The next re-import has nothing more to do, and verify finds the pool as it should be.
+    RunResult again = import(pool, "g1", g1);
+    ASSERT_TRUE(succeeded(again));
+    EXPECT_EQ(summary_number(again.out, "made private"), -1) << again.out;
+    EXPECT_TRUE(succeeded(run_unify({"--pool", pool, "verify", "--full"})));
+}
+
 // 5. Symlinks, devices, fifos, sockets, empty and small files are never changed.
 TEST_P(Import, SpecialAndSmallFilesAreNeverChanged) {
     TempDir dir;
