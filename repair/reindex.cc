@@ -180,26 +180,35 @@ const InoEntry* find_inode(const Scan& scan, uint64_t ino) {
     return it != scan.inodes.end() && it->ino == ino ? &*it : nullptr;
 }
 
-// A reflink pool: the object a guest file shares all its blocks with, if any.
+// A reflink pool: the object a guest file shares all its blocks with, if any. Several objects
+// may start at the same block (a guest appended to a file: its new object is a clone of the
+// old one's blocks plus its own), so each of them is a candidate until its size and every
+// block match; the first one looked up used to be the only one, and a guest file of the
+// other lost its record.
 Result<const InoEntry*> shared_object(const Pool& pool, const Scan& scan, const WalkEntry& e,
                                       const std::string& shown) {
     auto fd = open_guest_read(e.dir->get(), e.name, shown);
     if (!fd) return nullptr;  // gone or swapped meanwhile: not a link now
     auto block = first_block(fd->get(), shown);
     if (!block) return std::unexpected(block.error());
-    const InoEntry* obj = *block ? find_inode(scan, *block) : nullptr;
-    if (!obj) return nullptr;
-    auto object = pool.open_object(scan.ids[obj->object], obj->replica);
-    if (!object) return std::unexpected(object.error());
+    if (!*block) return nullptr;
+    auto [from, to] =
+        std::equal_range(scan.inodes.begin(), scan.inodes.end(), InoEntry{*block, 0, 0});
+    if (from == to) return nullptr;
     auto mine = file_extents(fd->get(), shown);
     if (!mine) return std::unexpected(mine.error());
-    auto theirs =
-        file_extents(object->get(), pool.object_shown(scan.ids[obj->object], obj->replica));
-    if (!theirs) return std::unexpected(theirs.error());
-    auto ost = stat_fd(object->get(), pool.object_shown(scan.ids[obj->object], obj->replica));
-    if (!ost) return std::unexpected(ost.error());
-    if (ost->size != e.st.size || !same_blocks(*mine, *theirs, e.st.size)) return nullptr;
-    return obj;
+    for (auto it = from; it != to; ++it) {
+        std::string object_shown = pool.object_shown(scan.ids[it->object], it->replica);
+        auto object = pool.open_object(scan.ids[it->object], it->replica);
+        if (!object) return std::unexpected(object.error());
+        auto ost = stat_fd(object->get(), object_shown);
+        if (!ost) return std::unexpected(ost.error());
+        if (ost->size != e.st.size) continue;
+        auto theirs = file_extents(object->get(), object_shown);
+        if (!theirs) return std::unexpected(theirs.error());
+        if (same_blocks(*mine, *theirs, e.st.size)) return &*it;
+    }
+    return nullptr;
 }
 
 // Pass 4 for one guest. A root that cannot be walked is a warning: the other guests' links
