@@ -314,17 +314,27 @@ void Importer::count_saved(const WalkEntry& e) {
     // inode an object was copied from frees no more than the copy took. Only such inodes
     // are remembered, so memory does not grow with the guest.
     // What is freed is the blocks the inode held (a sparse file's holes hold none).
+    // A name walked after others of its inode were replaced (a later batch) shows the link
+    // count left, down to 1: the inode is known by replaced_links_ then, and is counted once
+    // (kCounted), never again for each later name (20,001 names of one 5-byte file were
+    // counted as 31.6 MB saved).
+    constexpr uint64_t kCounted = UINT64_MAX;
     uint64_t freed = e.st.blocks * 512;
+    auto known = replaced_links_.find(e.st.ino);
+    if (known == replaced_links_.end() && e.st.nlink == 1) {
+        sum_.bytes_saved += freed;
+        return;
+    }
+    uint64_t& n = replaced_links_[e.st.ino];
+    if (n == kCounted) return;
     if (pool_.settings().reflink()) {  // the inode's blocks go the first time any name shares
-        if (e.st.nlink == 1 || ++replaced_links_[e.st.ino] == 1) sum_.bytes_saved += freed;
+        if (++n == 1) sum_.bytes_saved += freed;
         return;
     }
-    if (e.st.nlink == 1) {
-        sum_.bytes_saved += freed;
-        return;
+    if (++n >= e.st.nlink) {
+        if (!copied_from_.count(e.st.ino)) sum_.bytes_saved += freed;
+        n = kCounted;
     }
-    if (++replaced_links_[e.st.ino] >= e.st.nlink && !copied_from_.count(e.st.ino))
-        sum_.bytes_saved += freed;
 }
 
 void Importer::skip_file(const WalkEntry& e, const char* reason, const std::string& detail) {
