@@ -1050,7 +1050,7 @@ Result<void> Importer::record_shared(Txn& txn, const ObjectId& id, ObjectState& 
         }
     }
     ++sum_.newly_linked;
-    count_saved(e);
+    if (!out.already) count_saved(e);
     if (opt_.verbose) log_ << "share " << shown(e) << " -> " << id.hex() << "\n";
     return record_link(txn, e, id, obj.replica, *obj.st);
 }
@@ -1080,7 +1080,19 @@ Result<void> Importer::predict_group(Txn& txn, const ObjectId& id,
     }
     for (size_t k = start; k < pending.size(); ++k) {
         ++sum_.newly_linked;
-        count_saved(batch[pending[k]]);
+        const WalkEntry& e = batch[pending[k]];
+        // As share_object will find: a file that already is the object's blocks frees nothing.
+        if (pool_.settings().reflink() && obj.st) {
+            auto f = open_guest_file(e, shown(e));
+            if (!f) return std::unexpected(f.error());
+            if (f->state == GuestFile::ok) {
+                auto already =
+                    already_shares(pool_, id, obj.replica, f->fd.get(), e.st.size, shown(e));
+                if (!already) return std::unexpected(already.error());
+                if (*already) continue;
+            }
+        }
+        count_saved(e);
     }
     return {};
 }

@@ -27,9 +27,9 @@ ShareOutcome::Kind kind_of(MadeObject::Outcome o) {
 }
 
 ShareOutcome::Kind kind_of(Shared s) {
-    return s == Shared::shared    ? ShareOutcome::shared
-           : s == Shared::changed ? ShareOutcome::changed
-                                  : ShareOutcome::flagged;
+    return s == Shared::shared || s == Shared::already ? ShareOutcome::shared
+           : s == Shared::changed                      ? ShareOutcome::changed
+                                                       : ShareOutcome::flagged;
 }
 
 bool failed(ShareOutcome& out, Error e) {
@@ -74,6 +74,7 @@ bool share_member(const Pool& pool, ShareGroup& g, const WalkEntry& e, const std
         return failed(out, r.error());
     }
     out.kind = kind_of(*r);
+    out.already = *r == Shared::already;
     return true;
 }
 

@@ -20,8 +20,9 @@ struct ShareOutcome {
     // pending: not tried (an error or an interrupt stopped the workers first).
     enum Kind { pending, made, shared, changed, flagged, unshareable, unreadable, failed };
     Kind kind = pending;
-    MadeObject object;  // made: the new object; shared: set if the clone found it existed
-    Error error;        // unreadable: why; failed: what stops the import
+    MadeObject object;     // made: the new object; shared: set if the clone found it existed
+    bool already = false;  // shared: it was the object's blocks before (Shared::already)
+    Error error;           // unreadable: why; failed: what stops the import
 };
 
 struct ShareGroup {

@@ -68,8 +68,24 @@ Result<MadeObject> clone_object(const Pool& pool, const std::optional<ObjectId>&
     return out;
 }
 
+Result<bool> already_shares(const Pool& pool, const ObjectId& id, uint32_t replica, int guest_fd,
+                            uint64_t size, const std::string& shown) {
+    auto mine = file_extents(guest_fd, shown);
+    if (!mine) return std::unexpected(mine.error());
+    if (!any_shared(*mine)) return false;
+    auto obj = pool.open_object(id, replica);
+    if (!obj) return std::unexpected(obj.error());
+    auto theirs = file_extents(obj->get(), pool.object_shown(id, replica));
+    if (!theirs) return std::unexpected(theirs.error());
+    return same_blocks(*mine, *theirs, size);
+}
+
 Result<Shared> share_object(const Pool& pool, const ObjectId& id, uint32_t replica, int guest_fd,
                             uint64_t size, const std::string& shown) {
+    // A copy that already is the object's blocks needs no dedupe, and frees nothing.
+    auto already = already_shares(pool, id, replica, guest_fd, size, shown);
+    if (!already) return std::unexpected(already.error());
+    if (*already) return Shared::already;
     auto obj = pool.open_object(id, replica);
     if (!obj) return std::unexpected(obj.error());
     auto r = dedupe_file(obj->get(), guest_fd, size, shown);

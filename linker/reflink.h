@@ -32,7 +32,15 @@ namespace unify {
 Result<MadeObject> clone_object(const Pool& pool, const std::optional<ObjectId>& expected,
                                 int guest_fd, const FileStat& walked, const std::string& shown);
 
-enum class Shared { shared, changed, refused };  // refused: EPERM (immutable, append-only)
+// refused: EPERM (immutable, append-only). already (share_object): every byte of the file
+// mapped to the object's blocks before it was asked (a cp --reflink copy of another guest's
+// file, a snapshot): nothing to do, and nothing freed.
+enum class Shared { shared, changed, refused, already };
+// Whether the guest file already maps every byte of its `size` to the object's blocks (a
+// cp --reflink copy of another guest's file, a snapshot). Only a file with a shared extent
+// can: one FIEMAP for the others, two for the rest.
+Result<bool> already_shares(const Pool& pool, const ObjectId& id, uint32_t replica, int guest_fd,
+                            uint64_t size, const std::string& shown);
 // guest_fd: open (read-only is enough as root) on a guest file of `size` bytes.
 Result<Shared> share_object(const Pool& pool, const ObjectId& id, uint32_t replica, int guest_fd,
                             uint64_t size, const std::string& shown);
