@@ -135,8 +135,10 @@ Result<WhoAnswer> who(Pool& pool, const std::string& target) {
         if (!canon) return std::unexpected(context(canon.error(), "who"));
         path = *canon;
         ans.target = guest->name + ":" + path;
+        if (path == "/")
+            return fail("who: " + target + " is the guest's root directory; who takes a file");
         auto st = stat_guest_path(root->fd.get(), path, join_path(guest->root, path));
-        if (!st) return std::unexpected(st.error());
+        if (!st) return std::unexpected(context(st.error(), "who"));
         if (!*st)
             return fail("who: " + join_path(guest->root, path) + " does not exist in the guest",
                         ENOENT);

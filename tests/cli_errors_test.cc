@@ -364,6 +364,23 @@ TEST(Cli, AGuestTheIndexLostButTheRegistryListsGetsTheReindexHint) {
     EXPECT_EQ(unify_at(pool, {"status", "g2"}).status, 0);
 }
 
+// who of a guest's root directory names the command and says what it takes (it said only
+// "not a guest path: '/'").
+TEST(Cli, WhoOfAGuestsRootSaysItTakesAFile) {
+    TempDir dir;
+    std::string g1 = dir / "g1", pool = dir / "pool";
+    make_guest(g1, "one\n");
+    ASSERT_EQ(unify_at(pool, {"init", "--protect", "none"}).status, 0);
+    ASSERT_EQ(unify_at(pool, {"import", "g1", g1}).status, 0);
+    for (const char* t : {"g1:", "g1:/", "g1:/usr/.."}) {
+        auto r = unify_at(pool, {"who", t});
+        EXPECT_EQ(r.status, 1) << t;
+        EXPECT_TRUE(contains_squeezed(
+            r.err, "who: " + std::string(t) + " is the guest's root directory; who takes a file"))
+            << r.err;
+    }
+}
+
 // More unindexed objects than one interrupted import leaves (a batch) mean an index older
 // than the pool: verify says so and names reindex.
 TEST(Cli, ManyUnindexedObjectsGetTheReindexHint) {
