@@ -9,6 +9,7 @@
 #include "cli/json.h"
 #include "cli/progress.h"
 #include "repair/verify.h"
+#include "store/protect.h"
 
 namespace unify {
 
@@ -82,6 +83,11 @@ Json verify_json(const VerifyArgs& a, const VerifySummary& sum) {
     j["wrong_records"] = sum.bad_records;
     if (a.quarantine) j["wrong_records_rewritten"] = sum.bad_records_fixed;
     j["unindexed"] = sum.unindexed;
+    Json flagged = Json::array();
+    for (const auto& [name, flags] : sum.flagged)
+        flagged.push_back({{"object", name}, {"flags", describe_guest_flags(flags)}});
+    j["flags_set_by_a_guest"] = std::move(flagged);
+    if (a.quarantine && !sum.flagged.empty()) j["flags_cleared"] = sum.flags_cleared;
     if (sum.sharers_checked) {
         j["sharers_checked"] = sum.sharers_checked;
         j["sharers_gone"] = links_json(sum.sharers_gone);
@@ -161,6 +167,14 @@ int run_verify(const Globals& g, const VerifyArgs& a) {
                       << " unindexed objects are more than an interrupted import leaves: the "
                          "index may be older than the pool (restored from a backup?); unify "
                          "reindex rebuilds it from the pool and the guest roots\n";
+        for (const auto& [name, flags] : sum->flagged)
+            std::cout << "flags set by a guest on " << s->pool->path() << "/objects/" << name
+                      << ": " << describe_guest_flags(flags)
+                      << (a.quarantine && sum->flags_cleared
+                              ? " (cleared)"
+                              : " (every guest linking it has them; verify --quarantine clears "
+                                "them)")
+                      << "\n";
         for (const auto& stray : sum->strays) std::cout << "stray file " << stray << "\n";
         std::cout << "verify" << (a.full ? " --full (SHA-256 of every object)" : " (XXH3)") << "\n"
                   << "  objects checked   " << format_count(sum->objects_checked) << " ("

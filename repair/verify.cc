@@ -66,6 +66,7 @@ struct Item {
 
     enum State { ok, damaged, bad_record, stray, failed } state = ok;
     bool content = false, metadata = false, unprotected = false;
+    unsigned guest_flags = 0;  // store/protect.h
     FileStat st;
     ContentHash full;  // when a full hash was made
     bool have_full = false;
@@ -101,6 +102,11 @@ void check_item(const Pool& pool, const std::string& name, const std::string& sh
     auto prot = pool.protection().is_protected(fd, shown);
     if (!prot) return fail_with(prot.error());
     it.unprotected = !*prot;
+    if (pool.protection().mode() != ProtectMode::none) {
+        auto flags = get_inode_flags(fd, shown);
+        if (!flags) return fail_with(flags.error());
+        it.guest_flags = guest_flags(*flags);
+    }
     auto x = read_xattrs(fd, shown);
     if (!x) return fail_with(x.error());
     Identity ident = Identity::of(*st, std::move(*x));
@@ -254,6 +260,8 @@ Result<void> verify_shard(Pool& pool, Txn& txn, LinkFinder& links, size_t s,
         ++sum.objects_checked;
         sum.bytes_checked += it.st.size;
         if (!it.rec || it.replica >= it.rec->replicas) sum.unindexed.push_back(name);
+        if (it.guest_flags && it.state != Item::damaged)
+            sum.flagged.emplace_back(name, it.guest_flags);
         if (it.state == Item::bad_record) {
             ObjectRecord fixed = *it.rec;
             fixed.size = it.full.size;
@@ -632,6 +640,22 @@ Result<VerifySummary> verify_pool(Pool& pool, const VerifyOptions& opt_in, std::
         m.action = r ? "record and " + std::to_string(n) + " link record" + (n == 1 ? "" : "s") +
                            " dropped"
                      : "not dropped: " + r.error().message;
+    }
+    // Flags a guest set: cleared on the object itself (the immutable flag may stay while
+    // other flags change), nothing else about it is wrong.
+    sum.flags_cleared = true;
+    for (const auto& [name, flags] : sum.flagged) {
+        std::string shown = pool.object_shown(name);
+        auto f = pool.open_object(name);
+        auto now =
+            f ? get_inode_flags(f->get(), shown) : Result<unsigned>(std::unexpected(f.error()));
+        auto r = now ? set_inode_flags(f->get(), *now & ~guest_flags(*now), shown)
+                     : Result<void>(std::unexpected(now.error()));
+        if (!r) {
+            sum.flags_cleared = false;
+            log << "unify: error: clearing the flags of " << shown << ": " << r.error().message
+                << "\n";
+        }
     }
     if (!found.bad_records.empty()) {
         auto r = in_write_txn(pool, [&](Txn& txn) -> Result<void> {

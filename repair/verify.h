@@ -102,13 +102,20 @@ struct VerifySummary {
     // SHA-256: the index is wrong, not the object. --quarantine rewrites those records.
     std::vector<std::string> bad_records;
     bool bad_records_fixed = false;
+    // Objects that are what their id says but carry inode flags a guest set through its name
+    // (store/protect.h guest_flags): names as above, and the flags. --quarantine clears them.
+    std::vector<std::pair<std::string, unsigned>> flagged;
+    bool flags_cleared = false;
     // Reflink pools: every link record checked on the filesystem (store/link_check.h), and
     // those whose file no longer shares all the object's blocks. Not damage: a guest may
     // write its own file; the next import of the guest drops or renews such records.
     uint64_t sharers_checked = 0;
     std::vector<VerifyLink> sharers_gone;
     std::vector<UncheckedLink> sharers_unchecked;  // reported; not damage either
-    bool ok() const { return damaged.empty() && missing.empty() && bad_records.empty(); }
+    bool ok() const {
+        return damaged.empty() && missing.empty() && bad_records.empty() &&
+               (flagged.empty() || flags_cleared);
+    }
 };
 
 // The caller holds the pool lock (also without --quarantine: an import running beside it

@@ -146,6 +146,21 @@ Result<bool> Protection::is_protected(int fd, const std::string& shown) const {
     return (*flags & bits) == bits;
 }
 
+unsigned guest_flags(unsigned flags) {
+    return flags & (FS_SECRM_FL | FS_UNRM_FL | FS_SYNC_FL | FS_NODUMP_FL | FS_NOATIME_FL);
+}
+
+std::string describe_guest_flags(unsigned flags) {
+    std::string out;
+    for (auto [bit, name] : {std::pair{FS_SECRM_FL, "secure deletion"},
+                             {FS_UNRM_FL, "undelete"},
+                             {FS_SYNC_FL, "sync"},
+                             {FS_NODUMP_FL, "nodump"},
+                             {FS_NOATIME_FL, "noatime"}})
+        if (flags & unsigned(bit)) out += (out.empty() ? "" : ", ") + std::string(name);
+    return out;
+}
+
 Result<Metadata> metadata_of(int fd, const std::string& shown) {
     auto st = stat_fd(fd, shown);
     if (!st) return std::unexpected(st.error());

@@ -61,6 +61,14 @@ Result<ProtectMode> choose_protect_mode(int scratch_dirfd, const std::string& sh
 // the capability or filesystem support).
 Result<void> check_protect_mode(ProtectMode mode, int scratch_dirfd, const std::string& shown);
 
+// Inode flags a guest can set on an object through its own name where the immutable flag
+// does not stop it (XFS, btrfs, tmpfs; ext4 refuses): secure deletion, undelete, synchronous
+// writes, nodump, noatime. Every guest linking the object then has them (nodump hides the
+// file from their dump backups). verify reports them; --quarantine clears them.
+unsigned guest_flags(unsigned flags);
+// "nodump, noatime" for those bits.
+std::string describe_guest_flags(unsigned flags);
+
 class Protection {
   public:
     explicit Protection(ProtectMode mode) : mode_(mode) {}

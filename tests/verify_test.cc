@@ -364,6 +364,44 @@ TEST(Verify, UnindexedObjectsAndStrayFilesAreReportedButDoNotFail) {
     EXPECT_TRUE(contains(r.out, "do not give its id")) << r.out;
 }
 
+// On XFS (btrfs and tmpfs alike) the immutable flag does not stop the owner of an inode from
+// setting its other flags: a guest sets nodump and noatime on a shared object through its own
+// name, and every guest linking it has them. verify names the object and the flags and exits
+// 1; --quarantine clears them, and nothing else of the object changes.
+TEST(Verify, FlagsAGuestSetOnASharedObjectAreReportedAndCleared) {
+    LoopFs xfs("xfs", 320);
+    UNIFY_REQUIRE(xfs.reason());
+    const std::string pool = xfs / "pool", g1 = xfs / "g1", g2 = xfs / "g2";
+    for (const std::string& g : {g1, g2}) ThreeGuests::file(g + "/usr/bin/tool", "tool\n", 0755, 1);
+    auto u = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {"--pool", pool});
+        return run_unify(args);
+    };
+    ASSERT_EQ(u({"init", "--share", "hardlink", "--protect", "immutable"}).status, 0);
+    ASSERT_EQ(u({"import", "g1", g1}).status, 0);
+    ASSERT_EQ(u({"import", "g2", g2}).status, 0);
+    const std::string obj = object_of(pool, g1 + "/usr/bin/tool");
+    ASSERT_NE(obj, "");
+    const std::string m1 = manifest(g1), m2 = manifest(g2);
+    ASSERT_EQ(sh("chattr +d +A '" + g1 + "/usr/bin/tool'"), 0) << "XFS refused: nothing to test";
+    auto r = u({"verify"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "flags set by a guest on " + pool + "/objects/" + obj +
+                                    ": nodump, noatime (every guest linking it has them"))
+        << r.out;
+    r = u({"--json", "verify"});
+    EXPECT_TRUE(contains(r.out, "\"flags\": \"nodump, noatime\"")) << r.out;
+    r = u({"verify", "--quarantine"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, ": nodump, noatime (cleared)")) << r.out;
+    r = u({"verify", "--full"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_TRUE(is_immutable(g2 + "/usr/bin/tool"));
+    EXPECT_EQ(object_of(pool, g2 + "/usr/bin/tool"), obj);
+    EXPECT_EQ(manifest(g1), m1);
+    EXPECT_EQ(manifest(g2), m2);
+}
+
 TEST(Verify, JsonNamesTheDamageAndExitsOne) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
