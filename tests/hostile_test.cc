@@ -250,6 +250,24 @@ TEST(Hostile, ManyHardLinksOfOneFile) {
     EXPECT_EQ(test::stat_path(s.dir / "g2/usr/lib/one").st_ino, one.st_ino);
 }
 
+// g1 imported with one 8 KiB file, and `path` in g2 written with the same bytes and mtime:
+// a file of an object's content, not linked yet. Returns the bytes.
+std::string object_content_at(Guests& s, const std::string& path) {
+    const std::string content(8192, 'c');
+    for (const std::string& p : {s.dir / "g1/usr/share/data", path}) {
+        test::write_file(p, content);
+        test::set_mtime(p, 1700000000, 5);
+    }
+    EXPECT_EQ(s.import("g1").status, 0);
+    return content;
+}
+
+// What UNIFY_FAULT_REWRITE makes of `content`: its first byte flipped.
+std::string rewritten(std::string content) {
+    content[0] = char(~content[0]);
+    return content;
+}
+
 // After unify hashed a guest file, the guest rewrites it in place (same size, mtime put
 // back: only ctime shows it) and gives it a second name. The moved link count must not excuse
 // the moved ctime: the path is skipped as changed and keeps the guest's bytes (before, the
@@ -258,13 +276,8 @@ TEST(Hostile, ManyHardLinksOfOneFile) {
 TEST(Hostile, ARewriteHiddenBehindANewLinkIsNotUndone) {
     Guests s;
     UNIFY_REQUIRE(test::need_immutable(s.dir.path()));
-    const std::string content(8192, 'c');
-    test::write_file(s.dir / "g1/usr/share/data", content);
-    test::set_mtime(s.dir / "g1/usr/share/data", 1700000000, 5);
-    ASSERT_EQ(s.import("g1").status, 0);
     const std::string a = s.dir / "g2/usr/share/data", added = s.dir / "g2/usr/share/data.2";
-    test::write_file(a, content);
-    test::set_mtime(a, 1700000000, 5);
+    const std::string content = object_content_at(s, a);
     const std::string done = s.dir / "rewritten";
     auto r = test::run_unify_faults(
         {"--pool", s.pool, "--json", "import", "g2", s.dir / "g2"},
@@ -272,12 +285,10 @@ TEST(Hostile, ARewriteHiddenBehindANewLinkIsNotUndone) {
          "UNIFY_FAULT_LINK=lease.ahead:1:" + a + ":" + added, "UNIFY_FAULT_REWRITE_DONE=" + done});
     ASSERT_EQ(r.status, 0) << r.out << r.err;
     ASSERT_TRUE(test::stat_path(done).st_ino) << "the rewrite did not land";
-    std::string rewritten = content;
-    rewritten[0] = char(~rewritten[0]);
     EXPECT_TRUE(test::object_of(s.pool, a).empty())
         << a << " became the object: the guest's rewrite is undone\n"
         << r.out;
-    EXPECT_TRUE(test::read_file(a) == rewritten) << a << " lost the guest's write";
+    EXPECT_TRUE(test::read_file(a) == rewritten(content)) << a << " lost the guest's write";
     EXPECT_EQ(test::stat_path(a).st_ino, test::stat_path(added).st_ino);
     EXPECT_EQ(test::run_unify({"--pool", s.pool, "verify", "--full"}).status, 0);
 }
@@ -291,13 +302,8 @@ TEST(Hostile, ARewriteHiddenBehindANewLinkIsNotUndone) {
 TEST(Hostile, ARewriteAfterUnifyMovedTheLinkCountIsNotLost) {
     Guests s;
     UNIFY_REQUIRE(test::need_immutable(s.dir.path()));
-    const std::string content(8192, 'c');
-    test::write_file(s.dir / "g1/usr/share/data", content);
-    test::set_mtime(s.dir / "g1/usr/share/data", 1700000000, 5);
-    ASSERT_EQ(s.import("g1").status, 0);
     const std::string a = s.dir / "g2/usr/a/data", b = s.dir / "g2/usr/b/data";
-    test::write_file(a, content);
-    test::set_mtime(a, 1700000000, 5);
+    const std::string content = object_content_at(s, a);
     ASSERT_EQ(mkdir((s.dir / "g2/usr/b").c_str(), 0755), 0);
     ASSERT_EQ(link(a.c_str(), b.c_str()), 0);
     const std::string done = s.dir / "rewritten";
@@ -320,15 +326,14 @@ TEST(Hostile, ARewriteAfterUnifyMovedTheLinkCountIsNotLost) {
          "UNIFY_FAULT_REWRITE_DONE=" + done});
     ASSERT_EQ(r.status, 0) << r.out << r.err;
     const bool wrote = test::stat_path(done).st_ino != 0;
-    std::string rewritten = content;
-    rewritten[0] = char(~rewritten[0]);
     EXPECT_FALSE(test::object_of(s.pool, first).empty()) << first << " was not linked\n" << r.out;
     EXPECT_TRUE(test::read_file(first) == content) << first;
     if (wrote) {
         EXPECT_TRUE(test::object_of(s.pool, second).empty())
             << second << " became the object: the guest's rewrite is lost\n"
             << r.out;
-        EXPECT_TRUE(test::read_file(second) == rewritten) << second << " lost the guest's write";
+        EXPECT_TRUE(test::read_file(second) == rewritten(content))
+            << second << " lost the guest's write";
     } else {
         EXPECT_TRUE(test::read_file(second) == content) << second;
     }
