@@ -465,6 +465,10 @@ TEST_P(Import, NamesOfOneInodeAcrossBatchesAreCountedOnce) {
     EXPECT_EQ(saved(real.out), saved(dry.out)) << dry.out << "\n" << real.out;
     // Every object here is a copy of a guest inode with other names: nothing is freed.
     EXPECT_EQ(saved(real.out), 0) << real.out;
+    // And every name is linked: one hashed while others of its inode were being replaced
+    // (its link count and ctime moved) is not taken for a changed file.
+    EXPECT_TRUE(contains(real.out, "\"newly_linked\": 180,")) << real.out;
+    EXPECT_TRUE(contains(real.out, "\"skipped\": {}")) << real.out;
 }
 
 // 5. Symlinks, devices, fifos, sockets, empty and small files are never changed.
