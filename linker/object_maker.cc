@@ -45,6 +45,15 @@ static Result<MadeObject> adopt_link_protect(const Pool& pool, const ObjectId& i
                                              const std::string& shown, Fd& fd) {
     MadeObject out;
     std::string obj_name = Pool::object_name(id), obj_shown = pool.object_shown(id);
+    // A writer that changed the file since it was hashed (a settled file on ext4 is not
+    // leased: the flag stops later writes) is caught here, a few syscalls before the flag,
+    // not only by the re-hash after it, by when its next write has failed with EPERM.
+    auto before = stat_at(dirfd, name, shown);
+    if (!before) {
+        if (before.error().err == ENOENT) return MadeObject{MadeObject::changed};
+        return std::unexpected(before.error());
+    }
+    if (!before->unchanged(hashed)) return MadeObject{MadeObject::changed};
     fault_point("adopt.link");
     if (linkat(dirfd, name.c_str(), pool.objects_fd(), obj_name.c_str(), 0) != 0) {
         if (errno == EPERM) return MadeObject{MadeObject::refused};
