@@ -32,8 +32,7 @@ Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules* rul
     // count that moved (unify replaced other names of the inode in the batch before) moves
     // ctime too, so ctime proves nothing then; such a path is read again right before it is
     // linked (link_over's recheck), which is what catches a write.
-    bool same = now->st.unchanged(e.st) ||
-                (now->st.unchanged_but_ctime(e.st) && now->st.nlink != e.st.nlink);
+    bool same = now->st.unchanged(e.st) || now->st.only_links_moved(e.st);
     if (!same || now->hash.size != e.st.size) {
         h.state = Hashed::changed;
         return h;

@@ -137,8 +137,7 @@ Result<Replaced> link_over(int objects_fd, const std::string& object_name, int d
         [&](const FileStat& now, const FileStat& exp, bool exchanged) {
             if (exchanged) return now.unchanged_but_ctime(exp) && still_unwritten();
             if (now.unchanged(exp)) return still_unwritten();
-            return now.unchanged_but_ctime(exp) && now.nlink != exp.nlink && recheck(now) &&
-                   still_unwritten();
+            return now.only_links_moved(exp) && recheck(now) && still_unwritten();
         },
         // The temporary is a link of the pool's object, which keeps its name meanwhile.
         [&]() -> std::optional<FileStat> {

@@ -646,12 +646,14 @@ Result<VerifySummary> verify_pool(Pool& pool, const VerifyOptions& opt_in, std::
     sum.flags_cleared = true;
     for (const auto& [name, flags] : sum.flagged) {
         std::string shown = pool.object_shown(name);
-        auto f = pool.open_object(name);
-        auto now =
-            f ? get_inode_flags(f->get(), shown) : Result<unsigned>(std::unexpected(f.error()));
-        auto r = now ? set_inode_flags(f->get(), *now & ~guest_flags(*now), shown)
-                     : Result<void>(std::unexpected(now.error()));
-        if (!r) {
+        auto clear = [&]() -> Result<void> {
+            auto f = pool.open_object(name);
+            if (!f) return std::unexpected(f.error());
+            auto now = get_inode_flags(f->get(), shown);
+            if (!now) return std::unexpected(now.error());
+            return set_inode_flags(f->get(), *now & ~guest_flags(*now), shown);
+        };
+        if (auto r = clear(); !r) {
             sum.flags_cleared = false;
             log << "unify: error: clearing the flags of " << shown << ": " << r.error().message
                 << "\n";

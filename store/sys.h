@@ -48,6 +48,12 @@ struct FileStat {
     bool unchanged(const FileStat& o) const {
         return unchanged_but_ctime(o) && nlink == o.nlink && ctime_ns == o.ctime_ns;
     }
+    // The same but for a link count that moved, and the ctime that moved with it: unify's own
+    // replacement of another name of the inode, or a guest's write hidden behind a link it
+    // added or removed. Whoever accepts it must read the file again (link_over's recheck).
+    bool only_links_moved(const FileStat& o) const {
+        return unchanged_but_ctime(o) && nlink != o.nlink;
+    }
     // The same, for an inode we renamed ourselves since the first look (rename moves ctime).
     bool unchanged_but_ctime(const FileStat& o) const {
         return same_inode(o) && size == o.size && mtime_ns == o.mtime_ns && mode == o.mode &&
