@@ -28,11 +28,12 @@ Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules* rul
         h.error = now.error();
         return h;
     }
-    // One look after reading is enough: same inode, size, times and owner as walked. A link
-    // count that moved (unify replaced other names of the inode in the batch before) moves
-    // ctime too, so ctime proves nothing then; such a path is read again right before it is
-    // linked (link_over's recheck), which is what catches a write.
-    bool same = now->st.unchanged(e.st) || now->st.only_links_moved(e.st);
+    // One look after reading is enough: same inode, size, times and owner as walked. An inode
+    // with other names is the exception: unify's own exchange and unlink of another of its
+    // names (the batch before, linked meanwhile) move its ctime, and then its link count, so
+    // ctime proves nothing there; link_over looks again before such a path is linked, strictly
+    // or by reading it again (its recheck), which is what catches a write.
+    bool same = now->st.unchanged(e.st) || (e.st.nlink > 1 && now->st.unchanged_but_ctime(e.st));
     if (!same || now->hash.size != e.st.size) {
         h.state = Hashed::changed;
         return h;
