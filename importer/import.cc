@@ -32,6 +32,7 @@
 #include "importer/package_db.h"
 #include "importer/settle.h"
 #include "importer/share_groups.h"
+#include "importer/warm_sources.h"
 #include "linker/dir_times.h"
 #include "linker/object_maker.h"
 #include "linker/reflink.h"
@@ -216,6 +217,7 @@ class Importer {
     // Reflink pools: the pool's objects by size and XXH3 when the run began
     // (importer/known_contents.h); read only, also by the hashing stage's threads.
     KnownContents known_;
+    std::optional<WarmSources> warm_;  // reflink pools (importer/warm_sources.h)
 };
 
 Result<void> Importer::register_guest() {
@@ -960,14 +962,18 @@ Result<void> Importer::share_batch(Txn& txn, const Groups& g, std::vector<WalkEn
         const std::vector<size_t>& members = g.members.at(id);
         // Content no object had (importer/known_contents.h): nothing to look up.
         if (hashed[members.front()].provisional) {
-            work.push_back({id, true, false, 0, members, {}});
+            work.push_back({id, true, false, 0, members, {}, {}});
             continue;
         }
         auto pending = prepare_group(txn, id, members, batch, hashed);
         if (!pending) return std::unexpected(pending.error());
         if (pending->empty()) continue;
         const ObjectState& obj = objects_[id];
-        work.push_back({id, false, obj.st.has_value(), obj.replica, std::move(*pending), {}});
+        work.push_back({id, false, obj.st.has_value(), obj.replica, std::move(*pending), {}, {}});
+        if (!obj.st || opt_.dry_run) continue;
+        auto warm = warm_->find(txn, id);
+        if (!warm) return std::unexpected(warm.error());
+        work.back().warm = std::move(*warm);
     }
     share_groups(pool_, work, batch, root_.path, kShareThreadsPerJob * opt_.jobs);
     // A candidate taken by XXH3 that the kernel's compare refused is hashed in full below and
@@ -1356,6 +1362,7 @@ Result<ImportSummary> Importer::run() {
     if (pool_.settings().reflink()) {
         if (auto r = known_.load(pool_.index()); !r)
             return std::unexpected(context(r.error(), "import " + opt_.name));
+        warm_.emplace(pool_, guest_.id, root_);
     }
     Rules rules(guest_.excludes, guest_.min_size, &*packages, pool_.settings().share);
     // The walk gets its own fd on the root already checked, not the path opened again.

@@ -35,11 +35,8 @@ Result<Recheck> lease_unwritten(const WalkEntry& e, Fd& lease, const std::string
     if (f->state == GuestFile::unreadable) return std::unexpected(f->error);
     if (f->state != GuestFile::ok) return Recheck::changed;
     lease = std::move(f->fd);
-    if (fcntl(lease.get(), F_SETLEASE, F_RDLCK) != 0) {
-        if (errno == EAGAIN || errno == EBUSY) return Recheck::busy;  // open for writing now
-        // EINVAL/ENOLCK: no leases on this filesystem; what the caller re-reads is all there is.
-    }
-    return Recheck::same;
+    // Without leases on this filesystem, what the caller re-reads is all there is.
+    return take_read_lease(lease.get()) == LeaseTry::busy ? Recheck::busy : Recheck::same;
 }
 
 Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected,
@@ -56,12 +53,6 @@ Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected,
     if (!now) return std::unexpected(now.error());
     if (!now->st.unchanged(*before) || !before->unchanged_but_ctime(e.st)) return Recheck::changed;
     return now->id == expected ? Recheck::same : Recheck::changed;
-}
-
-bool lease_intact(int fd) {
-    int l = fcntl(fd, F_GETLEASE);
-    // -1: no lease support here. F_UNLCK: a writer is waiting for us to let go.
-    return l == -1 || l == F_RDLCK;
 }
 
 }  // namespace unify

@@ -17,6 +17,7 @@
 
 #include "importer/walker.h"
 #include "store/fd.h"
+#include "store/lease.h"
 #include "store/object_id.h"
 
 namespace unify {
@@ -29,9 +30,6 @@ enum class Recheck { same, busy, changed };
 // Leases the file (the lease lives as long as `lease`), re-reads it and compares its id.
 Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected,
                                   const IdRules& rules, Fd& lease, const std::string& shown);
-
-// True while nobody has opened the leased file for writing since it was leased.
-bool lease_intact(int fd);
 
 // The read lease alone (no re-read): busy while any process holds the walked file open for
 // writing, changed if the name is no longer that file. The lease lives as long as `lease`.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "importer/walker.h"
+#include "importer/warm_sources.h"
 #include "linker/object_maker.h"
 #include "store/pool.h"
 
@@ -34,6 +35,9 @@ struct ShareGroup {
     uint32_t replica = 0;
     std::vector<size_t> members;         // indices into the batch
     std::vector<ShareOutcome> outcomes;  // one per member
+    // What the members are deduplicated against first (importer/warm_sources.h): a recorded
+    // sharer of the object; once a member made the object by its clone, that member's file.
+    std::optional<WarmSource> warm;
 };
 
 // `root`: the guest root as shown in messages.

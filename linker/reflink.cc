@@ -4,6 +4,7 @@
 #include "store/fault.h"
 #include "store/fresh_file.h"
 #include "store/identify.h"
+#include "store/lease.h"
 
 namespace unify {
 
@@ -20,6 +21,32 @@ Result<Fd> scratch(const Pool& pool) {
     return create_unnamed(pool.tmp_fd(), pool.path() + "/tmp");
 }
 
+// The id of what is published: the clone, which only the pool can reach. leased_guest_fd
+// (or -1): the file it was cloned from, under a read lease taken before the clone, whose
+// cached pages are read instead when the lease held throughout and the file kept its size
+// and times; otherwise the clone itself is read. Either guard alone would do: the lease
+// stops every writer that could have opened the file, and a write moves the ctime (only to
+// the clock's tick on kernels before 6.13, hence the lease).
+Result<Identified> hash_of_clone(const Pool& pool, int clone_fd, const std::string& clone_shown,
+                                 int leased_guest_fd, const std::string& guest_shown) {
+    IdRules rules = pool.settings().id_rules();
+    std::optional<FileStat> cloned;
+    if (leased_guest_fd >= 0) {
+        auto st = stat_fd(leased_guest_fd, guest_shown);
+        if (!st) return std::unexpected(st.error());
+        cloned = *st;
+    }
+    fault_point("reflink.hash");  // a write through an fd that made the lease busy
+    if (cloned) {
+        auto read = identify_fd(leased_guest_fd, guest_shown, rules);
+        if (!read) return std::unexpected(read.error());
+        bool held = lease_intact(leased_guest_fd);
+        drop_lease(leased_guest_fd);
+        if (held && read->st.unchanged(*cloned) && read->hash.size == cloned->size) return read;
+    }
+    return identify_fd(clone_fd, clone_shown, rules);
+}
+
 }  // namespace
 
 Result<MadeObject> clone_object(const Pool& pool, const std::optional<ObjectId>& expected,
@@ -29,6 +56,13 @@ Result<MadeObject> clone_object(const Pool& pool, const std::optional<ObjectId>&
     auto tmp = scratch(pool);
     if (!tmp) return std::unexpected(tmp.error());
     fault_point("reflink.clone");  // a guest writing here is what the check below catches
+    // The clone is an inode of its own, whose pages come from the disk even where the guest
+    // file's are cached (it was just read, or just written): reading it for the hash was most
+    // of a first import. A read lease held from before the clone until after the guest file
+    // is read proves that no fd could write the file meanwhile, so the guest file's pages
+    // hold exactly what was cloned, and those are hashed instead. Without the lease (a
+    // process holds the file open for writing, or no leases here) the clone is read.
+    bool leased = take_read_lease(guest_fd) == LeaseTry::held;
     if (auto r = clone_file(tmp->get(), guest_fd, shown + " -> " + obj_shown); !r) {
         if (refused(r.error().err)) return MadeObject{MadeObject::refused};
         return std::unexpected(r.error());
@@ -43,8 +77,7 @@ Result<MadeObject> clone_object(const Pool& pool, const std::optional<ObjectId>&
     auto extents = file_extents(tmp->get(), obj_shown);
     if (!extents) return std::unexpected(extents.error());
     if (!shareable(*extents)) return MadeObject{MadeObject::unshareable};
-    // Hash what is published: the clone, which only the pool can reach.
-    auto now = identify_fd(tmp->get(), obj_shown, pool.settings().id_rules());
+    auto now = hash_of_clone(pool, tmp->get(), obj_shown, leased ? guest_fd : -1, shown);
     if (!now) return std::unexpected(now.error());
     if (expected && now->id != *expected) return MadeObject{MadeObject::changed};
     const ObjectId& id = now->id;
@@ -81,11 +114,21 @@ Result<bool> already_shares(const Pool& pool, const ObjectId& id, uint32_t repli
 }
 
 Result<Shared> share_object(const Pool& pool, const ObjectId& id, uint32_t replica, int guest_fd,
-                            uint64_t size, const std::string& shown) {
+                            uint64_t size, const std::string& shown, int warm_fd) {
     // A copy that already is the object's blocks needs no dedupe, and frees nothing.
     auto already = already_shares(pool, id, replica, guest_fd, size, shown);
     if (!already) return std::unexpected(already.error());
     if (*already) return Shared::already;
+    // Any failure against the warm file (another guest's, changed since, immutable) only
+    // sends the file on to the object, below.
+    fault_point("reflink.warm");
+    if (warm_fd >= 0) {
+        if (auto r = dedupe_file(warm_fd, guest_fd, size, shown); r && *r == Dedupe::same) {
+            auto now = already_shares(pool, id, replica, guest_fd, size, shown);
+            if (!now) return std::unexpected(now.error());
+            if (*now) return Shared::shared;
+        }
+    }
     auto obj = pool.open_object(id, replica);
     if (!obj) return std::unexpected(obj.error());
     auto r = dedupe_file(obj->get(), guest_fd, size, shown);

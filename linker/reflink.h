@@ -41,9 +41,13 @@ enum class Shared { shared, changed, refused, already };
 // can: one FIEMAP for the others, two for the rest.
 Result<bool> already_shares(const Pool& pool, const ObjectId& id, uint32_t replica, int guest_fd,
                             uint64_t size, const std::string& shown);
-// guest_fd: open (read-only is enough as root) on a guest file of `size` bytes.
+// guest_fd: open (read-only is enough as root) on a guest file of `size` bytes. warm_fd (or
+// -1): a file believed to map the object's blocks, with its pages likely cached
+// (importer/warm_sources.h): the guest file is deduplicated against it first, and counts as
+// sharing the object only if it then maps the object's blocks; otherwise, or if that compare
+// refused, against the object itself, whose answer is the one that counts.
 Result<Shared> share_object(const Pool& pool, const ObjectId& id, uint32_t replica, int guest_fd,
-                            uint64_t size, const std::string& shown);
+                            uint64_t size, const std::string& shown, int warm_fd = -1);
 
 Result<Shared> unshare_blocks(const Pool& pool, int guest_fd, uint64_t size,
                               const std::string& shown);

@@ -12,6 +12,7 @@
 #include "linker/replace.h"
 #include "store/fault.h"
 #include "store/guest_root.h"
+#include "store/lease.h"
 
 namespace unify {
 
@@ -168,9 +169,9 @@ Result<void> scatter_changed(Pool& pool, Txn& txn, const ObjectId& id, uint32_t 
     if (!fd) return std::unexpected(fd.error());
     // As in a window: a writer waits in open() while the names move (if the lease can be had;
     // the copies are checked against the recorded content either way).
-    bool leased = fcntl(fd->get(), F_SETLEASE, F_RDLCK) == 0;
+    bool leased = take_read_lease(fd->get()) == LeaseTry::held;
     auto r = scatter_logged(pool, &txn, id, replica, fd->get(), &restore, log);
-    if (leased) fcntl(fd->get(), F_SETLEASE, F_UNLCK);
+    if (leased) drop_lease(fd->get());
     return r;
 }
 

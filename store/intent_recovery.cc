@@ -12,6 +12,7 @@
 #include <initializer_list>
 
 #include "store/identify.h"
+#include "store/lease.h"
 #include "store/pool.h"
 #include "store/protect.h"
 
@@ -35,10 +36,10 @@ Result<std::string> finish(const Pool& pool, const Intent& in, bool& changed) {
     }
     int fd = f->get();
     // A read lease cannot be had while any fd is open for writing on the inode.
-    bool leased = fcntl(fd, F_SETLEASE, F_RDLCK) == 0;
-    bool held_open = !leased && errno == EAGAIN && flag_spares_earlier_writers(fd);
+    LeaseTry lease = take_read_lease(fd);
+    bool held_open = lease == LeaseTry::busy && flag_spares_earlier_writers(fd);
     auto protected_ = pool.protection().protect(fd, shown);
-    if (leased) fcntl(fd, F_SETLEASE, F_UNLCK);
+    if (lease == LeaseTry::held) drop_lease(fd);
     if (!protected_) return std::unexpected(protected_.error());
     bool window = in.op == IntentOp::window;
     if (held_open && window)

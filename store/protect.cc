@@ -9,6 +9,7 @@
 
 #include "store/fault.h"
 #include "store/interrupt.h"
+#include "store/lease.h"
 
 namespace unify {
 
@@ -180,14 +181,15 @@ Result<void> Protection::run_lifted(int object_fd, const std::string& shown,
     // A writable fd that exists now (on ext4 a harmless one, left by a writer that waited
     // through an earlier window) would write while the flag is off: wait up to ~2 s for it
     // to close, then refuse.
-    bool leased = false;
-    for (int wait_us = 1000; !(leased = fcntl(object_fd, F_SETLEASE, F_RDLCK) == 0);) {
-        if ((errno != EAGAIN && errno != EBUSY) || wait_us > 512000 || interrupted()) break;
+    LeaseTry lease = take_read_lease(object_fd);
+    for (int wait_us = 1000; lease == LeaseTry::busy && wait_us <= 512000 && !interrupted();
+         wait_us *= 2) {
         usleep(useconds_t(wait_us));
-        wait_us *= 2;
+        lease = take_read_lease(object_fd);
     }
+    bool leased = lease == LeaseTry::held;
     // EAGAIN: nothing was lifted, and the caller may skip what wanted the window.
-    if (!leased && (errno == EAGAIN || errno == EBUSY))
+    if (lease == LeaseTry::busy)
         return fail("object " + shown +
                         " is open for writing by some process although it is protected; its "
                         "protection is not lifted for linking. Find the process (fuser), then "
@@ -195,14 +197,14 @@ Result<void> Protection::run_lifted(int object_fd, const std::string& shown,
                     EAGAIN);
     fault_point("window.unprotect");
     if (auto r = unprotect(object_fd, shown); !r) {
-        if (leased) fcntl(object_fd, F_SETLEASE, F_UNLCK);
+        if (leased) drop_lease(object_fd);
         return r;
     }
     Result<void> acted = act();
     fault_point("window.protect");
     Result<void> restored = protect(object_fd, shown);
     // F_UNLCK here: someone opened the object for writing and waits for us to let go.
-    bool broken = leased && fcntl(object_fd, F_GETLEASE) != F_RDLCK;
+    bool broken = leased && !lease_intact(object_fd);
     // With the flag back nothing can change the metadata any more: what differs now was
     // done through a guest's name of the object in the window.
     auto after = metadata_of(object_fd, shown);
@@ -214,7 +216,7 @@ Result<void> Protection::run_lifted(int object_fd, const std::string& shown,
     // the metadata from before the window.
     bool scattered = scatter && (changed || (broken && flag_spares_earlier_writers(object_fd)));
     Result<void> moved = scattered ? scatter(changed ? &*before : nullptr) : Result<void>();
-    if (leased) fcntl(object_fd, F_SETLEASE, F_UNLCK);
+    if (leased) drop_lease(object_fd);
     if (!moved) return moved;
     if (!acted) return acted;
     if (scattered) return restored;
