@@ -106,9 +106,15 @@ Result<std::string> explain_path(Pool& pool, const ImportOptions& opt, const std
     Decision d = r.decide(*canon);
     std::string because = why(d, *canon);
     if (!d.unifiable()) return head + ": private: " + because;
-    if (!*st)
+    if (!*st) {
+        auto mount = mount_point_above(root->fd.get(), *canon, root->path);
+        if (!mount) return std::unexpected(mount.error());
+        if (*mount)
+            return head + ": not unified: below a mount point at " + printable(**mount) +
+                   " inside the guest, which unify does not cross (" + because + ")";
         return head + ": would be unified if it were a regular file (" + because +
                "; not found in the guest)";
+    }
     const FileStat& f = **st;
     if (f.is_lnk()) return head + ": not unified: a symlink (" + because + ")";
     if (!f.is_reg()) return head + ": not unified: a device, fifo or socket (" + because + ")";

@@ -44,9 +44,20 @@ LinkSelector unshare_selector(const UnshareOptions& opt, std::ostream& log) {
                 // `dpkg -L` lists files a guest's dpkg.cfg.d path-exclude never installed.
                 auto st = stat_guest_path(root.fd.get(), *gp, join_path(root.path, *gp));
                 if (!st) return std::unexpected(st.error());
-                log << "unify: " << (*st ? "" : "warning: ") << opt.name << ":" << printable(*gp)
-                    << (*st ? " is not unified; nothing to do\n"
-                            : " does not exist in the guest; nothing to do\n");
+                std::optional<std::string> mount;
+                if (!*st) {
+                    auto m = mount_point_above(root.fd.get(), *gp, root.path);
+                    if (!m) return std::unexpected(m.error());
+                    mount = std::move(*m);
+                }
+                log << "unify: " << (*st ? "" : "warning: ") << opt.name << ":" << printable(*gp);
+                if (*st)
+                    log << " is not unified; nothing to do\n";
+                else if (mount)
+                    log << " is below a mount point at " << printable(*mount)
+                        << " inside the guest, which unify does not cross; nothing to do\n";
+                else
+                    log << " does not exist in the guest; nothing to do\n";
                 continue;
             }
             if (named.insert(*gp).second) out.push_back({**l, std::nullopt});

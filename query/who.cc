@@ -139,9 +139,19 @@ Result<WhoAnswer> who(Pool& pool, const std::string& target) {
             return fail("who: " + target + " is the guest's root directory; who takes a file");
         auto st = stat_guest_path(root->fd.get(), path, join_path(guest->root, path));
         if (!st) return std::unexpected(context(st.error(), "who"));
-        if (!*st)
+        if (!*st) {
+            auto mount = mount_point_above(root->fd.get(), path, guest->root);
+            if (!mount) return std::unexpected(context(mount.error(), "who"));
+            if (*mount)
+                return fail("who: " + join_path(guest->root, path) + " is below a mount point at " +
+                                **mount + " inside the guest (openat2 RESOLVE_NO_XDEV of " +
+                                join_path(guest->root, **mount) +
+                                ": EXDEV); unify does not cross mount points, so nothing "
+                                "below one is unified",
+                            EXDEV);
             return fail("who: " + join_path(guest->root, path) + " does not exist in the guest",
                         ENOENT);
+        }
         auto link = txn.link(guest->id, path);
         if (!link) return std::unexpected(link.error());
         std::optional<FileStat> obj;

@@ -20,6 +20,30 @@ Result<std::optional<GuestPath>> open_guest_parent(int root_fd, const std::strin
     return std::optional<GuestPath>(GuestPath{std::move(*dir), path.substr(slash + 1)});
 }
 
+Result<std::optional<std::string>> mount_point_above(int root_fd, const std::string& path,
+                                                     const std::string& root_shown) {
+    using None = std::optional<std::string>;
+    // One component at a time, each beneath the one before, so that the refusal names it.
+    Fd dir;
+    int at = root_fd;
+    std::string done;
+    for (size_t start = 1, slash; (slash = path.find('/', start)) != std::string::npos;
+         start = slash + 1) {
+        std::string name = path.substr(start, slash - start);
+        if (name.empty()) continue;
+        done += "/" + name;
+        auto next = open_beneath(at, name, O_PATH | O_DIRECTORY, join_path(root_shown, done));
+        if (!next && next.error().err == EXDEV) return None(done);
+        if (!next && (next.error().err == ENOENT || next.error().err == ENOTDIR ||
+                      next.error().err == ELOOP))
+            return None();
+        if (!next) return std::unexpected(next.error());
+        dir = std::move(*next);
+        at = dir.get();
+    }
+    return None();
+}
+
 Result<std::optional<FileStat>> stat_guest_path(int root_fd, const std::string& path,
                                                 const std::string& shown) {
     auto gp = open_guest_parent(root_fd, path, shown);

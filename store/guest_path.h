@@ -21,6 +21,16 @@ struct GuestPath {
 Result<std::optional<GuestPath>> open_guest_parent(int root_fd, const std::string& path,
                                                    const std::string& shown);
 
+// Why open_guest_parent found `path` gone, where that is a mount point: the first directory
+// on its way, from the root, that is one ("/usr/local/mnt"), since RESOLVE_NO_XDEV refuses
+// to cross it (EXDEV); empty when no directory of it is. For the commands an admin names a
+// path to (who, unshare, import --explain): `ls` shows the file, so "does not exist in the
+// guest" would send them looking for the wrong thing. The lookups that find recorded paths
+// again (gc, unshare, forget, link checks) keep taking such a path as gone: the walk never
+// links below a mount point, and what a later mount hides the guest no longer sees either.
+Result<std::optional<std::string>> mount_point_above(int root_fd, const std::string& path,
+                                                     const std::string& root_shown);
+
 // "/vservers/web1/lib/x" or "lib/x" -> "/lib/x": the guest path as written, not resolved (a
 // host path inside `root` is taken as the guest path it is).
 std::string guest_path_as_written(const std::string& root, const std::string& path);

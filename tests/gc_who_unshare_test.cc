@@ -473,6 +473,40 @@ TEST_P(Who, BadTargetsFailWithAClearMessage) {
     EXPECT_EQ(objects(s.pool), objs);
 }
 
+// A filesystem mounted inside a guest after its import: `ls` shows the files below it, so
+// "does not exist in the guest" would send the admin looking for the wrong thing. who,
+// unshare and import --explain say which directory is the mount point that unify does not
+// cross; who still fails (exit 1), unshare still has nothing to do.
+TEST_P(Who, PathBelowAMountPointNamesTheMountPoint) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    UNIFY_REQUIRE(need_root());
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    TmpfsMount mnt(s.g1 + "/usr/local/mnt");  // unmounted before `dir` is removed
+    ASSERT_EQ(mnt.error(), "");
+    write_file(s.g1 + "/usr/local/mnt/sub/file", kTool);
+    const std::string said = "below a mount point at /usr/local/mnt inside the guest";
+    for (const std::string& target :
+         {std::string("g1:/usr/local/mnt/sub/file"), s.g1 + "/usr/local/mnt/sub/file"}) {
+        auto r = s.unify({"who", target});
+        EXPECT_EQ(r.status, 1) << target;
+        EXPECT_TRUE(contains_squeezed(r.err, said)) << target << ": " << r.err;
+        EXPECT_TRUE(contains_squeezed(r.err, "EXDEV")) << target << ": " << r.err;
+        EXPECT_FALSE(contains_squeezed(r.err, "does not exist")) << target << ": " << r.err;
+    }
+    auto r = s.unify({"unshare", "g1", "/usr/local/mnt/sub/file"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.err, "g1:/usr/local/mnt/sub/file is " + said)) << r.err;
+    r = s.unify({"import", "g1", s.g1, "--explain", "/usr/local/mnt/sub/file"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains_squeezed(r.out, "not unified: " + said)) << r.out;
+    // A path that is not there, beside the mount, is still said to be missing.
+    r = s.unify({"who", "g1:/usr/local/missing"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_TRUE(contains_squeezed(r.err, "does not exist in the guest")) << r.err;
+}
+
 TEST_P(Who, PathReplacedOnTheHostIsNoLongerListedEvenBeforeGc) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
