@@ -2,6 +2,7 @@
 // the guest paths it concerns; exit 1 if anything is damaged (repair/verify.h says what counts).
 // verify takes the pool lock even without --quarantine: next to a running import it would
 // see objects half made (linked into the pool but not yet protected and hashed again).
+#include <algorithm>
 #include <iostream>
 
 #include "cli/command.h"
@@ -101,7 +102,19 @@ Json verify_json(const VerifyArgs& a, const VerifySummary& sum) {
         strays.push_back(std::move(o));
     }
     j["strays"] = std::move(strays);
+    j["gc_interrupted"] = sum.gc_interrupted;
     return j;
+}
+
+// What a gc killed between its unlinks and its commit leaves, and its next run finishes:
+// records of objects it removed, and an object it unprotected to remove but did not. For
+// those alone, verify --quarantine would only send the admin the long way round.
+bool only_gc_leftovers(const VerifySummary& sum) {
+    auto leftover = [](const DamagedObject& d) {
+        return d.unprotected && !d.content && !d.metadata && d.links.empty() && d.unchecked.empty();
+    };
+    return sum.bad_records.empty() && sum.flagged.empty() &&
+           std::all_of(sum.damaged.begin(), sum.damaged.end(), leftover);
 }
 
 void print_links(const std::vector<VerifyLink>& links, const char* how) {
@@ -193,7 +206,12 @@ int run_verify(const Globals& g, const VerifyArgs& a) {
                 std::cout << "  sharers unchecked " << format_count(sum->sharers_unchecked.size())
                           << " (could not be opened; see the warnings)\n";
         }
-        if (!sum->ok() && !a.quarantine)
+        if (sum->gc_interrupted)
+            std::cout << "a gc was interrupted (" << s->pool->path() << "/" << kGcUnlinking
+                      << " is left): the objects it removed are still recorded, and the one it "
+                         "was removing may be left unprotected; run `unify gc` again to finish "
+                         "it, then verify again\n";
+        if (!sum->ok() && !a.quarantine && !(sum->gc_interrupted && only_gc_leftovers(*sum)))
             std::cout << "run `unify verify --quarantine` to move damaged objects aside and "
                          "give the guests that link them private copies\n";
     }

@@ -276,13 +276,13 @@ Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log
     return {};
 }
 
-// POOL/gc-unlinking exists from before a gc's first unlink until the commit that drops the
-// records of what it removed: a gc killed in between (the OOM killer) leaves records of
-// objects that are gone, which the next gc, listing only files, would never see again.
-constexpr const char* kUnlinking = "gc-unlinking";
+// POOL/gc-unlinking (kGcUnlinking) exists from before a gc's first unlink until the commit
+// that drops the records of what it removed: a gc killed in between (the OOM killer) leaves
+// records of objects that are gone, which the next gc, listing only files, would never see
+// again.
 
 // The index records of the objects this run removed the last file of, and, after a gc killed
-// before its commit (kUnlinking found at the start), of every object no file stands for.
+// before its commit (kGcUnlinking found at the start), of every object no file stands for.
 // The link records that name such an object go too where a re-import would not see they are
 // stale: in a reflink pool a record can look unchanged (one statx) though its file no longer
 // shares the object, and after a killed gc the object is not known to have had no guest
@@ -334,16 +334,16 @@ Result<void> drop_records(Pool& pool, const GcOptions& opt, std::ostream& log,
         if (auto d = (*txn)->delete_object(id); !d) return d;
     }
     if (auto c = (*txn)->commit(); !c) return c;
-    if (!opt.dry_run && unlinkat(pool.fd(), kUnlinking, 0) != 0 && errno != ENOENT)
-        return sys_fail("unlinkat", pool.path() + "/" + kUnlinking);
+    if (!opt.dry_run && unlinkat(pool.fd(), kGcUnlinking, 0) != 0 && errno != ENOENT)
+        return sys_fail("unlinkat", pool.path() + "/" + kGcUnlinking);
     return {};
 }
 
 // Made (and made durable: a power cut may keep the unlinks and lose the commit) before the
 // first unlink of a run.
 Result<void> mark_unlinking(const Pool& pool) {
-    int fd = openat(pool.fd(), kUnlinking, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) return sys_fail("open", pool.path() + "/" + kUnlinking);
+    int fd = openat(pool.fd(), kGcUnlinking, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return sys_fail("open", pool.path() + "/" + kGcUnlinking);
     close(fd);
     if (fsync(pool.fd()) != 0) return sys_fail("fsync", pool.path());
     return {};
@@ -416,8 +416,7 @@ Result<void> collect_objects(Pool& pool, const GcOptions& opt, std::ostream& log
     // Where an unlink waits for a trim, objects leave their name here and are unlinked on
     // threads (store/trash.h); the name is gone either way before the record is looked at.
     bool trims = !opt.dry_run && unlink_trims(pool.stat().mnt_id);
-    bool after_kill = faccessat(pool.fd(), kUnlinking, F_OK, AT_SYMLINK_NOFOLLOW) == 0,
-         marked = after_kill;
+    bool after_kill = pool.gc_interrupted(), marked = after_kill;
     Trash trash(pool.tmp_fd(), pool.path() + "/tmp", 4 * opt.jobs);
     std::unique_ptr<Txn> txn;
     uint64_t in_txn = 0;

@@ -595,6 +595,7 @@ Result<VerifySummary> verify_pool(Pool& pool, const VerifyOptions& opt_in, std::
     VerifyOptions opt = opt_in;
     opt.jobs = jobs_or_cores(opt.jobs);
     VerifySummary sum;
+    sum.gc_interrupted = pool.gc_interrupted();  // the caller holds the lock: no gc runs now
     Found found;
     {
         auto txn = pool.index().read();

@@ -106,6 +106,9 @@ struct VerifySummary {
     // (store/protect.h guest_flags): names as above, and the flags. --quarantine clears them.
     std::vector<std::pair<std::string, unsigned>> flagged;
     bool flags_cleared = false;
+    // A gc was killed between its unlinks and its commit (Pool::gc_interrupted): the records
+    // of what it removed are counted missing until `unify gc` runs again and drops them.
+    bool gc_interrupted = false;
     // Reflink pools: every link record checked on the filesystem (store/link_check.h), and
     // those whose file no longer shares all the object's blocks. Not damage: a guest may
     // write its own file; the next import of the guest drops or renews such records.

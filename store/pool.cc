@@ -170,6 +170,10 @@ std::string Pool::object_name(const ObjectId& id, uint32_t replica) {
     return name;
 }
 
+bool Pool::gc_interrupted() const {
+    return faccessat(fd(), kGcUnlinking, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
 std::string Pool::object_shown(const ObjectId& id, uint32_t replica) const {
     return object_shown(object_name(id, replica));
 }

@@ -6,6 +6,7 @@
 //   tmp/                scratch files while an object is being written
 //   lock                flock()ed by the one writer; holds that writer's pid and command
 //   index/              the LMDB index (store/index.h)
+//   gc-unlinking        only while a gc removes objects, until it commits (gc/gc.cc)
 // Every operation works relative to the long-lived fds opened here.
 #pragma once
 
@@ -26,6 +27,9 @@
 namespace unify {
 
 inline constexpr size_t kShards = 256;  // objects/00 .. objects/ff
+// Made before a gc's first unlink and removed by the commit that drops the records of what it
+// removed: found by anyone else, a gc was killed in between (gc/gc.cc).
+inline constexpr const char* kGcUnlinking = "gc-unlinking";
 
 struct PoolSettings {
     ShareMode share = ShareMode::hardlink;         // a pool.conf without share= is a hardlink pool
@@ -122,6 +126,10 @@ class Pool {
                                     const std::function<Result<void>()>& act,
                                     const ScatterFn& scatter = {}, size_t slot = 0,
                                     Metadata* tampered = nullptr) const;
+
+    // POOL/gc-unlinking is there: the records of objects a killed gc removed are still in
+    // the index (verify counts them missing) until a gc runs again.
+    bool gc_interrupted() const;
 
     // ".unify-<token>.": the prefix of every temporary name unify makes inside a guest.
     std::string temp_prefix() const { return ".unify-" + settings_.token + "."; }

@@ -337,6 +337,38 @@ TEST_P(Gc, AKilledGcsRecordsAreDroppedByTheNextOne) {
     EXPECT_FALSE(contains(r.out, "without a file")) << r.out;
 }
 
+// After such a kill verify counts what that gc removed as missing and the object it was
+// removing as not protected (exit 1, rightly: the index is not the pool's mirror). It must say
+// that a gc was interrupted and that running gc again finishes it, not send the admin to
+// verify --quarantine for damage there is none of.
+TEST_P(Gc, VerifyAfterAKilledGcSaysToRunGcAgain) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    Sample s(dir);
+    ASSERT_TRUE(s.init_and_import());
+    // Two objects no guest links any more: g1's private file and g3's own tool.
+    ASSERT_EQ(s.unify({"unshare", "g1", "/usr/local/bin/private"}).status, 0);
+    ASSERT_EQ(s.unify({"unshare", "g3", "/usr/bin/tool"}).status, 0);
+    // Killed after unprotecting the second, before unlinking it.
+    auto r = run_unify_faults({"--pool", s.pool, "gc"}, {"UNIFY_FAULT=gc.unlink:2"});
+    ASSERT_EQ(r.status, 128 + SIGKILL) << r.out << r.err;
+    ASSERT_TRUE(fs::exists(s.pool + "/gc-unlinking")) << "the premise: a gc was killed";
+    r = s.unify({"verify"});
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_TRUE(contains_squeezed(r.out, "missing 1\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "damaged 1\n")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "a gc was interrupted")) << r.out;
+    EXPECT_TRUE(contains_squeezed(r.out, "run `unify gc` again to finish it")) << r.out;
+    EXPECT_FALSE(contains_squeezed(r.out, "verify --quarantine")) << r.out;
+    r = s.unify({"--json", "verify"});
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_TRUE(contains(r.out, "\"gc_interrupted\": true")) << r.out;
+    ASSERT_EQ(s.unify({"gc"}).status, 0);
+    r = s.unify({"--json", "verify"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "\"gc_interrupted\": false")) << r.out;
+}
+
 // A guest adds a name of a shared object while a window has the flag lifted (link() is not
 // stopped by the lease). forget must make that name private too: left an immutable link of
 // the shared object, the admin's rm -rf of the forgotten guest fails and gc never frees it.
