@@ -95,6 +95,11 @@ Result<std::string> explain_path(Pool& pool, const ImportOptions& opt, const std
 
     auto st = stat_guest_path(root->fd.get(), *canon, join_path(root->path, *canon));
     if (!st) return std::unexpected(st.error());
+    // The name of a mount point inside the guest: its stat is the mounted root's.
+    if (*st && (*st)->is_dir() && ((*st)->mount_root || (*st)->dev != root->st.dev))
+        return head +
+               ": a mount point inside the guest, which unify does not cross: nothing "
+               "below it is unified";
     if (*st && (*st)->is_dir()) {
         Decision d;
         bool walked = r.walk_dir(*canon, &d);

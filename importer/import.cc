@@ -953,8 +953,10 @@ Result<void> Importer::record_linked(Txn& txn, LinkWork& w, std::vector<WalkEntr
 // Pass 5 in a reflink pool, the other side of the share seam: steps 1 and 2 here, then every
 // group's members are cloned or deduplicated on worker threads (importer/share_groups.h),
 // then what each one came to is recorded here, in order. The guest's paths, inodes and
-// metadata stay as they are; nothing is leased, since the object is the pool's alone and the
-// kernel compares the bytes under lock.
+// metadata stay as they are; no lease guards a share, since the object is the pool's alone
+// and the kernel compares the bytes under lock (a new object's clone is hashed under one,
+// briefly: linker/reflink.h). Each group with an object gets a recorded sharer to compare
+// with first (importer/warm_sources.h).
 Result<void> Importer::share_batch(Txn& txn, const Groups& g, std::vector<WalkEntry>& batch,
                                    std::vector<Hashed>& hashed) {
     std::vector<ShareGroup> work;

@@ -2,13 +2,16 @@
 // guest file is never replaced, renamed or linked; it keeps its inode, path, owner, mode,
 // xattrs and times, and only its blocks change owner.
 //   clone_object   a new object: an unnamed file in POOL/tmp made with FICLONE from the
-//                  guest file, hashed from the clone (a guest writing its own file after the
-//                  clone gives itself private blocks and cannot reach the object), then
-//                  linked at its name. The guest file already shares its blocks. Where the
-//                  guest file was read with XXH3 alone, the clone's hash is the id.
-//   share_object   a further guest file: FIDEDUPERANGE against the object; the kernel
-//                  compares the bytes under lock, so a file that changed since it was hashed
-//                  is left as it is (`changed`).
+//                  guest file (a guest writing its own file after the clone gives itself
+//                  private blocks and cannot reach the object), hashed from what was cloned
+//                  (the guest file's cached pages under a read lease held from before the
+//                  clone, else the clone), then linked at its name. The guest file already
+//                  shares its blocks. Where the guest file was read with XXH3 alone, that
+//                  hash is the id.
+//   share_object   a further guest file: FIDEDUPERANGE against a recorded sharer's file, kept
+//                  only if the guest file then maps the object's blocks, else against the
+//                  object; the kernel compares the bytes under lock, so a file that changed
+//                  since it was hashed is left as it is (`changed`).
 //   unshare_blocks private blocks for a guest file, same inode: a plain (not reflinked) copy
 //                  of its bytes in POOL/tmp, then FIDEDUPERANGE of the copy over the file, so
 //                  a guest write in between makes the kernel refuse rather than lose it; the

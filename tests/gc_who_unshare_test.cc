@@ -533,6 +533,11 @@ TEST_P(Who, PathBelowAMountPointNamesTheMountPoint) {
     r = s.unify({"import", "g1", s.g1, "--explain", "/usr/local/mnt/sub/file"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_TRUE(contains_squeezed(r.out, "not unified: " + said)) << r.out;
+    r = s.unify({"import", "g1", s.g1, "--explain", "/usr/local/mnt"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(
+        contains_squeezed(r.out, "a mount point inside the guest, which unify does not cross"))
+        << r.out;
     // A path that is not there, beside the mount, is still said to be missing.
     r = s.unify({"who", "g1:/usr/local/missing"});
     EXPECT_EQ(r.status, 1);
