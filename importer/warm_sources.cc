@@ -28,13 +28,19 @@ int WarmSources::root_of(Txn& txn, uint32_t guest, std::string& root_path) {
 
 Result<std::optional<WarmSource>> WarmSources::find(Txn& txn, const ObjectId& id) {
     std::optional<WarmSource> found;
-    auto r = txn.for_each_link_of_object(id, [&](const LinkRecord& l) {
-        std::string root_path;
-        int fd = root_of(txn, l.guest, root_path);
-        if (fd < 0 || l.replica != 0) return true;
-        found = WarmSource{fd, l.path, l.ino, join_path(root_path, l.path)};
-        return false;
-    });
+    // The first guests only: each guest costs the lookup its seeks, and content that only
+    // late guests of a big host share would make every such file look through all of them.
+    constexpr uint32_t kGuestsLookedAt = 8;
+    auto r = txn.for_each_link_of_object(
+        id,
+        [&](const LinkRecord& l) {
+            std::string root_path;
+            int fd = root_of(txn, l.guest, root_path);
+            if (fd < 0 || l.replica != 0) return true;
+            found = WarmSource{fd, l.path, l.ino, join_path(root_path, l.path)};
+            return false;
+        },
+        kGuestsLookedAt);
     if (!r) return std::unexpected(r.error());
     return found;
 }

@@ -592,7 +592,8 @@ class LmdbTxn : public Txn {
         return for_each_of_guest_as<LinkStamp>(guest, visit, "for_each_link_stamp_of_guest");
     }
 
-    Result<void> for_each_link_of_object(const ObjectId& id, const LinkVisitor& visit) override {
+    Result<void> for_each_link_of_object(const ObjectId& id, const LinkVisitor& visit,
+                                         uint32_t max_guests = UINT32_MAX) override {
         if (auto r = live("for_each_link_of_object"); !r) return r;
         if (auto r = flush(); !r) return r;
         auto num = object_number(id, false);
@@ -604,7 +605,7 @@ class LmdbTxn : public Txn {
         // index may not match): the object's entries among the guest's duplicates, one per
         // directory that holds links to it, found by one seek. Each is collected before its
         // links are visited, so a visitor may write.
-        for (uint64_t from = 0; from <= UINT32_MAX;) {
+        for (uint64_t from = 0, seen = 0; from <= UINT32_MAX && seen < max_guests; ++seen) {
             auto gkey = key_from(t, be32(uint32_t(from)));
             if (!gkey) return std::unexpected(gkey.error());
             if (!*gkey) return {};

@@ -104,7 +104,10 @@ class Txn {
                                                         const std::string& path) = 0;
     virtual Result<void> for_each_link_stamp_of_guest(
         uint32_t guest, const std::function<bool(const LinkStamp&)>& visit) = 0;
-    virtual Result<void> for_each_link_of_object(const ObjectId& id, const LinkVisitor& visit) = 0;
+    // max_guests: look at that many guests' links at most (from guest 0 up; each costs its
+    // seeks whether it has links of the object or not).
+    virtual Result<void> for_each_link_of_object(const ObjectId& id, const LinkVisitor& visit,
+                                                 uint32_t max_guests = UINT32_MAX) = 0;
 
     // Write transactions only (a read transaction fails them).
     // put_guest with id 0 allocates the next free id and stores it in `g`.

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <initializer_list>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -809,6 +810,32 @@ TEST(Index, ForEachStopsEarly) {
     ASSERT_OK(
         (*txn)->for_each_object([&](const ObjectId&, const ObjectRecord&) { return ++n < 5; }));
     EXPECT_EQ(n, 5);
+}
+
+// max_guests bounds the guests looked at, from guest 0 up, whether they link the object or
+// not (importer/warm_sources.h asks the first few only).
+TEST(Index, LinksOfAnObjectFromTheFirstGuestsOnly) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    ObjectId a = oid({0x6}), b = oid({0x7});
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    for (uint32_t g = 1; g <= 5; ++g) {
+        ASSERT_OK((*txn)->put_link(make_link(g, "/b", b)));
+        if (g >= 3) ASSERT_OK((*txn)->put_link(make_link(g, "/a", a)));
+    }
+    std::set<uint32_t> seen;
+    auto guests_of = [&](const ObjectId& id, uint32_t max) {
+        seen.clear();
+        EXPECT_TRUE((*txn)->for_each_link_of_object(
+            id, [&](const LinkRecord& l) { return seen.insert(l.guest).second; }, max));
+        return seen;
+    };
+    EXPECT_EQ(guests_of(b, 2), (std::set<uint32_t>{1, 2}));
+    EXPECT_EQ(guests_of(a, 2), std::set<uint32_t>{});  // guests 1 and 2 link only b
+    EXPECT_EQ(guests_of(a, 3), std::set<uint32_t>{3});
+    EXPECT_EQ(guests_of(a, UINT32_MAX), (std::set<uint32_t>{3, 4, 5}));
 }
 
 TEST(Index, VisitorMayWriteWhatItVisits) {
