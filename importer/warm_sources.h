@@ -34,8 +34,9 @@ class WarmSources {
     WarmSources(const Pool& pool, uint32_t own_guest, const GuestRoot& own_root)
         : pool_(pool), own_guest_(own_guest), own_root_(own_root) {}
 
-    // A sharer of `id` to compare against: the first link record of it whose guest root can
-    // be opened (this guest's own, from an earlier batch, too); none: the object itself.
+    // A sharer of `id` to compare against: the first link record of it, among the index's
+    // first 8 guests, whose guest root can be opened (this guest's own, from an earlier
+    // batch, too); none: the object itself is compared against.
     Result<std::optional<WarmSource>> find(Txn& txn, const ObjectId& id);
 
   private:
