@@ -101,36 +101,49 @@ Result<MadeObject> clone_object(const Pool& pool, const std::optional<ObjectId>&
     return out;
 }
 
-Result<bool> already_shares(const Pool& pool, const ObjectId& id, uint32_t replica, int guest_fd,
-                            uint64_t size, const std::string& shown) {
+namespace {
+
+// The guest file maps every byte to the object's blocks (`object`: their extents), where that
+// proves it holds the object's bytes (same_bytes_by_blocks: nothing compressed).
+Result<bool> holds_object_blocks(int guest_fd, const std::vector<Extent>& object, uint64_t size,
+                                 const std::string& shown) {
     auto mine = file_extents(guest_fd, shown);
     if (!mine) return std::unexpected(mine.error());
-    if (!any_shared(*mine)) return false;
+    return any_shared(*mine) && same_bytes_by_blocks(*mine, object, size);
+}
+
+}  // namespace
+
+Result<bool> already_shares(const Pool& pool, const ObjectId& id, uint32_t replica, int guest_fd,
+                            uint64_t size, const std::string& shown) {
     auto obj = pool.open_object(id, replica);
     if (!obj) return std::unexpected(obj.error());
     auto theirs = file_extents(obj->get(), pool.object_shown(id, replica));
     if (!theirs) return std::unexpected(theirs.error());
-    return same_blocks(*mine, *theirs, size);
+    return holds_object_blocks(guest_fd, *theirs, size, shown);
 }
 
 Result<Shared> share_object(const Pool& pool, const ObjectId& id, uint32_t replica, int guest_fd,
                             uint64_t size, const std::string& shown, int warm_fd) {
+    auto obj = pool.open_object(id, replica);
+    if (!obj) return std::unexpected(obj.error());
+    auto theirs = file_extents(obj->get(), pool.object_shown(id, replica));
+    if (!theirs) return std::unexpected(theirs.error());
     // A copy that already is the object's blocks needs no dedupe, and frees nothing.
-    auto already = already_shares(pool, id, replica, guest_fd, size, shown);
+    auto already = holds_object_blocks(guest_fd, *theirs, size, shown);
     if (!already) return std::unexpected(already.error());
     if (*already) return Shared::already;
     // Any failure against the warm file (another guest's, changed since, immutable) only
-    // sends the file on to the object, below.
+    // sends the file on to the object, below. A compressed object's blocks would prove
+    // nothing afterwards, so there only the object's own compare is made.
     fault_point("reflink.warm");
-    if (warm_fd >= 0) {
+    if (warm_fd >= 0 && !any_encoded(*theirs)) {
         if (auto r = dedupe_file(warm_fd, guest_fd, size, shown); r && *r == Dedupe::same) {
-            auto now = already_shares(pool, id, replica, guest_fd, size, shown);
+            auto now = holds_object_blocks(guest_fd, *theirs, size, shown);
             if (!now) return std::unexpected(now.error());
             if (*now) return Shared::shared;
         }
     }
-    auto obj = pool.open_object(id, replica);
-    if (!obj) return std::unexpected(obj.error());
     auto r = dedupe_file(obj->get(), guest_fd, size, shown);
     if (!r && refused(r.error().err)) return Shared::refused;
     if (!r) return std::unexpected(r.error());

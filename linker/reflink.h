@@ -40,8 +40,9 @@ Result<MadeObject> clone_object(const Pool& pool, const std::optional<ObjectId>&
 // file, a snapshot): nothing to do, and nothing freed.
 enum class Shared { shared, changed, refused, already };
 // Whether the guest file already maps every byte of its `size` to the object's blocks (a
-// cp --reflink copy of another guest's file, a snapshot). Only a file with a shared extent
-// can: one FIEMAP for the others, two for the rest.
+// cp --reflink copy of another guest's file, a snapshot), where that proves its bytes are the
+// object's: never where an extent is compressed (same_bytes_by_blocks), which the kernel's
+// compare must then decide.
 Result<bool> already_shares(const Pool& pool, const ObjectId& id, uint32_t replica, int guest_fd,
                             uint64_t size, const std::string& shown);
 // guest_fd: open (read-only is enough as root) on a guest file of `size` bytes. warm_fd (or

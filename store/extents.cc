@@ -175,6 +175,16 @@ bool same_blocks(const std::vector<Extent>& a, const std::vector<Extent>& b, uin
         });
 }
 
+bool any_encoded(const std::vector<Extent>& extents) {
+    return std::any_of(extents.begin(), extents.end(),
+                       [](const Extent& e) { return e.flags & FIEMAP_EXTENT_ENCODED; });
+}
+
+bool same_bytes_by_blocks(const std::vector<Extent>& a, const std::vector<Extent>& b,
+                          uint64_t size) {
+    return !any_encoded(a) && !any_encoded(b) && same_blocks(a, b, size);
+}
+
 Result<void> probe_shared_extents(int dirfd, const std::string& shown) {
     auto a = create_unnamed(dirfd, shown);
     if (!a) return std::unexpected(a.error());

@@ -66,9 +66,18 @@ std::optional<std::vector<Span>> shared_spans(const std::vector<Extent>& extents
 // tail-packed data (btrfs keeps files up to 2 KiB inside its metadata), nothing still
 // unallocated.
 bool shareable(const std::vector<Extent>& extents);
-// a and b map every byte of [0, size) to the same physical blocks (the same holes too):
-// the two files share all their data, so they hold the same bytes there.
+// a and b map every byte of [0, size) to the same physical blocks (the same holes too), as
+// FIEMAP tells them. Where no extent is compressed the two files share all their data, so
+// they hold the same bytes there; see same_bytes_by_blocks.
 bool same_blocks(const std::vector<Extent>& a, const std::vector<Extent>& b, uint64_t size);
+// Some extent is compressed (FIEMAP_EXTENT_ENCODED, btrfs): FIEMAP gives it the start of its
+// on-disk extent whichever part of it the file uses.
+bool any_encoded(const std::vector<Extent>& extents);
+// same_blocks where that proves the bytes equal: no extent of either file compressed. A
+// guest on btrfs can clone other parts of one compressed extent into its files (its own
+// chattr +c, FICLONERANGE), and same_blocks then holds for files of different bytes.
+bool same_bytes_by_blocks(const std::vector<Extent>& a, const std::vector<Extent>& b,
+                          uint64_t size);
 
 // init's probe for real: FICLONE between two scratch files made (unnamed) in dirfd.
 // Ok where the filesystem shares extents; otherwise the error names the filesystem.

@@ -5,10 +5,14 @@
 // answer from the filesystem. And init: auto picks the mode the filesystem has, reflink is
 // refused clearly on ext4 and tmpfs, --protect is for hardlink pools only.
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+#include <xxhash.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -878,6 +882,94 @@ TEST_P(Reflink, ARecordedSharerThatLeftTheObjectsBlocksIsNotWhatALaterGuestShare
     EXPECT_EQ(read_file(g4 + "/usr/lib/y"), y);
     EXPECT_EQ(who(pool, "g4:/usr/lib/y").count("g4:/usr/lib/y"), 1u);
     EXPECT_EQ(unify({"verify", "--full"}).status, 0);
+}
+
+// btrfs gives every part of a compressed extent the extent's start in FIEMAP, so a guest that
+// compresses a file of its own (chattr +c) and clones other parts of its one extent into its
+// files makes files of different bytes map "the same blocks". With two 4 KiB blocks whose
+// XXH3-64 sums collide (w0 w1: a carry moved between two stripes), a file w1 w0*15 becomes an
+// object, and files of bytes w0*16 are its candidates by size and XXH3. Neither the same
+// import (a file that seems to be the object's blocks already) nor a later guest (compared with
+// a recorded sharer the guest rewrote to w0*16, then checked by FIEMAP) may record such a file
+// as sharing the object: only a byte compare, the kernel's, proves that there.
+TEST(ReflinkBtrfs, PartsOfACompressedExtentProveNoBytes) {
+    LoopFs fs("btrfs", 320);
+    UNIFY_REQUIRE(fs.reason());
+    // XXH3's first 16 bytes of secret; the sums of the two files are checked below.
+    const unsigned char secret[16] = {0xb8, 0xfe, 0x6c, 0x39, 0x23, 0xa4, 0x4b, 0xbe,
+                                      0x7c, 0x01, 0x81, 0x2c, 0xf7, 0x21, 0xad, 0x1c};
+    uint64_t s0, s8;
+    memcpy(&s0, secret, 8);
+    memcpy(&s8, secret + 8, 8);
+    auto block = [](uint64_t at0, uint64_t at64) {
+        std::string b(4096, '\0');
+        memcpy(b.data(), &at0, 8);
+        memcpy(b.data() + 64, &at64, 8);
+        return b;
+    };
+    std::string w0 = block((1ull << 32) | (s0 & 0xffffffffu), (1ull << 32) | (s8 & 0xffffffffu));
+    std::string w1 = block((2ull << 32) | (s0 & 0xffffffffu), s8 & 0xffffffffu);
+    std::string evil = w1, good;
+    for (int i = 0; i < 15; ++i) evil += w0;
+    for (int i = 0; i < 16; ++i) good += w0;
+    ASSERT_EQ(XXH3_64bits(evil.data(), evil.size()), XXH3_64bits(good.data(), good.size()));
+    // One compressed extent holding w0 at 0 and w1 at 4 KiB.
+    std::string w = fs / "w";
+    Fd wfd(open(w.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    ASSERT_TRUE(wfd.valid());
+    int flags = FS_COMPR_FL;
+    ASSERT_EQ(ioctl(wfd.get(), FS_IOC_SETFLAGS, &flags), 0) << strerror(errno);
+    std::string content = w0 + w1 + std::string(30 * 4096, '\0');
+    ASSERT_EQ(pwrite(wfd.get(), content.data(), content.size(), 0), ssize_t(content.size()));
+    ASSERT_EQ(fsync(wfd.get()), 0);
+    // `to` gets W's block at `from` at each offset of `at`.
+    auto clone_blocks = [&](const std::string& to, uint64_t from, std::vector<uint64_t> at) {
+        Fd fd(open(to.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+        ASSERT_TRUE(fd.valid()) << to;
+        for (uint64_t a : at) {
+            file_clone_range r{wfd.get(), from, 4096, a};
+            ASSERT_EQ(ioctl(fd.get(), FICLONERANGE, &r), 0) << to << ": " << strerror(errno);
+        }
+        ASSERT_EQ(fsync(fd.get()), 0);
+    };
+    std::vector<uint64_t> rest, all;  // blocks 1..15, and 0..15
+    for (uint64_t i = 0; i < 16; ++i) {
+        all.push_back(i * 4096);
+        if (i) rest.push_back(i * 4096);
+    }
+    std::string c = fs / "c", a = fs / "a", b = fs / "b";
+    for (const std::string& d : {c, a, b})
+        ASSERT_TRUE(std::filesystem::create_directories(d + "/usr/lib"));
+    clone_blocks(c + "/usr/lib/evil", 4096, {0});
+    clone_blocks(c + "/usr/lib/evil", 0, rest);
+    clone_blocks(c + "/usr/lib/good", 0, all);
+    clone_blocks(a + "/usr/lib/e", 4096, {0});
+    clone_blocks(a + "/usr/lib/e", 0, rest);
+    ASSERT_EQ(read_file(c + "/usr/lib/evil"), evil);
+    ASSERT_EQ(read_file(c + "/usr/lib/good"), good);
+    ASSERT_TRUE(any_encoded(extents_of(c + "/usr/lib/good"))) << "the premise: compressed";
+    ASSERT_TRUE(
+        same_blocks(extents_of(c + "/usr/lib/good"), extents_of(c + "/usr/lib/evil"), good.size()))
+        << "the premise: FIEMAP cannot tell them apart";
+    // One pool for the same import, one for the later guest.
+    std::string pool = fs / "pool", pool2 = fs / "pool2";
+    auto import = [&](const std::string& p, const std::string& name, const std::string& root) {
+        return run_unify({"--pool", p, "--json", "import", name, root, "--min-size", "4096"});
+    };
+    for (const std::string& p : {pool, pool2})
+        ASSERT_EQ(run_unify({"--pool", p, "init", "--share", "reflink"}).status, 0);
+    ASSERT_EQ(import(pool, "c", c).status, 0);
+    EXPECT_EQ(who(pool, "c:/usr/lib/good").count("c:/usr/lib/evil"), 0u);
+    EXPECT_EQ(who(pool, "c:/usr/lib/evil").count("c:/usr/lib/good"), 0u);
+    ASSERT_EQ(import(pool2, "a", a).status, 0);
+    // a's recorded sharer now reads w0*16; its FIEMAP is what it was.
+    clone_blocks(a + "/usr/lib/e", 0, {0});
+    ASSERT_EQ(read_file(a + "/usr/lib/e"), good);
+    write_file(b + "/usr/lib/e", good);
+    Json j = json_of(import(pool2, "b", b));
+    EXPECT_EQ(who(pool2, "b:/usr/lib/e").count("a:/usr/lib/e"), 0u) << j.dump();
+    EXPECT_EQ(read_file(b + "/usr/lib/e"), good);
+    EXPECT_EQ(read_file(c + "/usr/lib/evil"), evil);
 }
 
 TEST(ReflinkInit, AutoChoosesWhatTheFilesystemHasAndReflinkIsRefusedClearlyElsewhere) {
