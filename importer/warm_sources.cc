@@ -5,8 +5,9 @@
 namespace unify {
 
 // -1 where the guest is gone from the index or its root cannot be opened now: that sharer is
-// passed over (the object itself is always there to compare against).
-int WarmSources::root_of(Txn& txn, uint32_t guest, std::string& root_path) {
+// passed over (the object itself is always there to compare against). An index that cannot
+// be read is an error.
+Result<int> WarmSources::root_of(Txn& txn, uint32_t guest, std::string& root_path) {
     if (guest == own_guest_) {
         root_path = own_root_.path;
         return own_root_.fd.get();
@@ -14,7 +15,9 @@ int WarmSources::root_of(Txn& txn, uint32_t guest, std::string& root_path) {
     auto it = roots_.find(guest);
     if (it == roots_.end()) {
         Root r;
-        if (auto g = txn.guest(guest); g && *g) {
+        auto g = txn.guest(guest);
+        if (!g) return std::unexpected(g.error());
+        if (*g) {
             if (auto opened = open_guest_root(pool_, **g)) {
                 r.root = std::move(*opened);
                 r.open = true;
@@ -28,6 +31,7 @@ int WarmSources::root_of(Txn& txn, uint32_t guest, std::string& root_path) {
 
 Result<std::optional<WarmSource>> WarmSources::find(Txn& txn, const ObjectId& id) {
     std::optional<WarmSource> found;
+    std::optional<Error> failed;
     // The first guests only: each guest costs the lookup its seeks, and content that only
     // late guests of a big host share would make every such file look through all of them.
     constexpr uint32_t kGuestsLookedAt = 8;
@@ -35,13 +39,18 @@ Result<std::optional<WarmSource>> WarmSources::find(Txn& txn, const ObjectId& id
         id,
         [&](const LinkRecord& l) {
             std::string root_path;
-            int fd = root_of(txn, l.guest, root_path);
-            if (fd < 0 || l.replica != 0) return true;
-            found = WarmSource{fd, l.path, l.ino, join_path(root_path, l.path)};
+            auto fd = root_of(txn, l.guest, root_path);
+            if (!fd) {
+                failed = fd.error();
+                return false;
+            }
+            if (*fd < 0 || l.replica != 0) return true;
+            found = WarmSource{*fd, l.path, l.ino, join_path(root_path, l.path)};
             return false;
         },
         kGuestsLookedAt);
     if (!r) return std::unexpected(r.error());
+    if (failed) return std::unexpected(*failed);
     return found;
 }
 

@@ -40,7 +40,7 @@ class WarmSources {
     Result<std::optional<WarmSource>> find(Txn& txn, const ObjectId& id);
 
   private:
-    int root_of(Txn& txn, uint32_t guest, std::string& root_path);
+    Result<int> root_of(Txn& txn, uint32_t guest, std::string& root_path);
 
     const Pool& pool_;
     uint32_t own_guest_;

@@ -24,9 +24,10 @@ Result<Fd> scratch(const Pool& pool) {
 // The id of what is published: the clone, which only the pool can reach. leased_guest_fd
 // (or -1): the file it was cloned from, under a read lease taken before the clone, whose
 // cached pages are read instead when the lease held throughout and the file kept its size
-// and times; otherwise the clone itself is read. Either guard alone would do: the lease
-// stops every writer that could have opened the file, and a write moves the ctime (only to
-// the clock's tick on kernels before 6.13, hence the lease).
+// and times; otherwise the clone itself is read. The lease is the proof: no fd could write
+// the file while it held (a store through a mapping made earlier needs an fd open for
+// writing, which refuses the lease). The stat is a second look; alone it would not do, since
+// a write moves the ctime only to the clock's tick on kernels before 6.13.
 Result<Identified> hash_of_clone(const Pool& pool, int clone_fd, const std::string& clone_shown,
                                  int leased_guest_fd, const std::string& guest_shown) {
     IdRules rules = pool.settings().id_rules();
