@@ -276,11 +276,6 @@ Result<void> reconcile_links(Pool& pool, const GcOptions& opt, std::ostream& log
     return {};
 }
 
-// POOL/gc-unlinking (kGcUnlinking) exists from before a gc's first unlink until the commit
-// that drops the records of what it removed: a gc killed in between (the OOM killer) leaves
-// records of objects that are gone, which the next gc, listing only files, would never see
-// again.
-
 // The index records of the objects this run removed the last file of, and, after a gc killed
 // before its commit (kGcUnlinking found at the start), of every object no file stands for.
 // The link records that name such an object go too where a re-import would not see they are

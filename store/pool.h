@@ -28,7 +28,9 @@ namespace unify {
 
 inline constexpr size_t kShards = 256;  // objects/00 .. objects/ff
 // Made before a gc's first unlink and removed by the commit that drops the records of what it
-// removed: found by anyone else, a gc was killed in between (gc/gc.cc).
+// removed: found by anyone else, a gc was killed in between (the OOM killer), and its records
+// of objects that are gone are still there, which the next gc, listing only files, would
+// never see again without it (gc/gc.cc).
 inline constexpr const char* kGcUnlinking = "gc-unlinking";
 
 struct PoolSettings {
