@@ -7,8 +7,9 @@ namespace unify {
 
 namespace {
 
-// rules null: XXH3 and size only.
-Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules* rules) {
+// rules null: XXH3 and size only. candidate: an object the file may be a copy of.
+Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules* rules,
+                const Pool* pool = nullptr, const Candidate* candidate = nullptr) {
     Hashed h;
     auto f = open_guest_file(e, shown);
     if (!f) {
@@ -21,8 +22,9 @@ Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules* rul
         h.error = f->error;
         return h;
     }
+    int fd = f->fd.get();
     auto now =
-        rules ? identify_fd(f->fd.get(), shown, *rules) : quick_identify_fd(f->fd.get(), shown);
+        rules ? identify_file(fd, shown, *rules, pool, candidate) : quick_identify_fd(fd, shown);
     if (!now) {
         h.state = is_unreadable(now.error()) ? Hashed::unreadable : Hashed::failed;
         h.error = now.error();
@@ -43,15 +45,20 @@ Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules* rul
     h.xattrs = std::move(now->xattrs);
     h.id = now->id;
     h.quick = !rules;
+    if (candidate && h.hash.sha256 == candidate->content.sha256) h.copy_of = *candidate;
     return h;
 }
 
 std::vector<Hashed> hash_each(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
-                              const std::string& root_shown, const IdRules* rules, unsigned jobs) {
+                              const std::string& root_shown, const IdRules* rules, unsigned jobs,
+                              const Pool* pool = nullptr,
+                              const std::vector<std::optional<Candidate>>* candidates = nullptr) {
     std::vector<Hashed> out(batch.size());
     parallel_for(batch.size(), jobs, [&](size_t i) {
         if (!wanted[i]) return;
-        out[i] = hash_one(batch[i], join_path(root_shown, batch[i].path), rules);
+        const Candidate* c =
+            candidates && i < candidates->size() && (*candidates)[i] ? &*(*candidates)[i] : nullptr;
+        out[i] = hash_one(batch[i], join_path(root_shown, batch[i].path), rules, pool, c);
     });
     return out;
 }
@@ -61,6 +68,13 @@ std::vector<Hashed> hash_each(const std::vector<WalkEntry>& batch, const std::ve
 std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
                                const std::string& root_shown, const IdRules& rules, unsigned jobs) {
     return hash_each(batch, wanted, root_shown, &rules, jobs);
+}
+
+std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
+                               const std::string& root_shown, const IdRules& rules, unsigned jobs,
+                               const Pool& pool,
+                               const std::vector<std::optional<Candidate>>& candidates) {
+    return hash_each(batch, wanted, root_shown, &rules, jobs, &pool, &candidates);
 }
 
 std::vector<Hashed> quick_hash_batch(const std::vector<WalkEntry>& batch,

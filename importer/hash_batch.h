@@ -10,8 +10,10 @@
 
 #include "importer/walker.h"
 #include "store/hasher.h"
+#include "store/identify.h"
 #include "store/object_id.h"
 #include "store/parallel.h"
+#include "store/pool.h"
 
 namespace unify {
 
@@ -28,12 +30,23 @@ struct Hashed {
     // `id` only stands for them (provisional_id) and the object's real id is the hash of the
     // clone that makes it (clone_object). Never written to the index.
     bool provisional = false;
+    // Hardlink pools: the object it was compared with and has the bytes of, if any; its
+    // re-read under a lease compares it with that object again (importer/settle.h).
+    std::optional<Candidate> copy_of;
 };
 
 // One Hashed per entry, in the same order; entries with wanted[i] false stay pending. Never
 // fails as a whole: per-file errors land in Hashed::state / error.
 std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
                                const std::string& root_shown, const IdRules& rules, unsigned jobs);
+
+// hash_batch where candidates[i] names an object that file i may be a copy of: it is compared
+// with that object instead of hashed (identify_as_object), and hashed only if it differs or
+// the object cannot be opened. An empty candidates vector: none.
+std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
+                               const std::string& root_shown, const IdRules& rules, unsigned jobs,
+                               const Pool& pool,
+                               const std::vector<std::optional<Candidate>>& candidates);
 
 // The same with XXH3 only (quick_hash_fd): Hashed::quick set, no id.
 std::vector<Hashed> quick_hash_batch(const std::vector<WalkEntry>& batch,

@@ -94,6 +94,7 @@ class Importer {
     void check_and_hash(Stage& st);
     Result<std::vector<Hashed>> take_checked(Stage& st);
     Result<Prepared> prepare_batch(const std::vector<WalkEntry>& batch) const;
+    Result<std::optional<Candidate>> candidate_of(Txn& txn, const WalkEntry& e) const;
     struct Groups {
         std::vector<ObjectId> order;
         std::unordered_map<ObjectId, std::vector<size_t>> members;
@@ -175,7 +176,8 @@ class Importer {
     Result<void> object_made(Txn& txn, const ObjectId& id, ObjectState& obj, const MadeObject& made,
                              const WalkEntry& e);
     Result<void> adopt_new_objects(Txn& txn, const std::vector<ObjectId>& order, Pending& groups,
-                                   std::vector<WalkEntry>& batch, Leases& leases);
+                                   std::vector<WalkEntry>& batch, const std::vector<Hashed>& hashed,
+                                   Leases& leases);
     Result<void> record_link(Txn& txn, const WalkEntry& e, const ObjectId& id, uint32_t replica,
                              const FileStat& obj);
     void count_saved(const WalkEntry& e);
@@ -220,6 +222,11 @@ class Importer {
     // (importer/known_contents.h); read only, also by the hashing stage's threads.
     KnownContents known_;
     std::optional<WarmSources> warm_;  // reflink pools (importer/warm_sources.h)
+    // Hardlink pools: the guest, imported before, whose object at a walked path is the
+    // candidate the file is compared with instead of hashed (candidate_of). The oldest one:
+    // guests are mostly made from one distribution, so the same path mostly holds the same
+    // bytes.
+    std::optional<uint32_t> reference_guest_;
 };
 
 Result<void> Importer::register_guest() {
@@ -231,6 +238,9 @@ Result<void> Importer::register_guest() {
     if (!all) return std::unexpected(all.error());
     for (const auto& g : *all) {
         if (g.name == opt_.name) continue;
+        if (!pool_.settings().reflink() && g.last_import &&
+            (!reference_guest_ || g.id < *reference_guest_))
+            reference_guest_ = g.id;
         if (g.root == root_.path)
             return fail("guest root " + root_.path + " is already registered as guest '" + g.name +
                         "'; one root belongs to one guest name");
@@ -460,7 +470,7 @@ Result<void> Importer::object_made(Txn& txn, const ObjectId& id, ObjectState& ob
 // that changed or is busy) go through apply_group one by one.
 Result<void> Importer::adopt_new_objects(Txn& txn, const std::vector<ObjectId>& order,
                                          Pending& groups, std::vector<WalkEntry>& batch,
-                                         Leases& leases) {
+                                         const std::vector<Hashed>& hashed, Leases& leases) {
     std::vector<AdoptRequest> requests;
     std::vector<Fd> held;  // the leases, held until every object is protected
     for (const ObjectId& id : order) {
@@ -479,7 +489,8 @@ Result<void> Importer::adopt_new_objects(Txn& txn, const std::vector<ObjectId>& 
             held.push_back(std::move(l->second.lease));
             leases.erase(l);
         }
-        requests.push_back({id, e.dir->get(), e.name, e.st, shown(e), std::move(unwritten)});
+        requests.push_back(
+            {id, e.dir->get(), e.name, e.st, shown(e), std::move(unwritten), hashed[i].copy_of});
     }
     auto made = adopt_objects(pool_, requests, opt_.jobs);
     for (size_t k = 0; k < requests.size(); ++k) {
@@ -583,7 +594,9 @@ Importer::Leases Importer::lease_members(const std::vector<ObjectId>& order, con
     parallel_for(need.size(), opt_.jobs, [&](size_t k) {
         const WalkEntry& e = batch[need[k]];
         Leased& l = got[k];
-        l.state = unsettled(e) ? lease_and_recheck(e, hashed[need[k]].id, rules, l.lease, shown(e))
+        const Hashed& h = hashed[need[k]];
+        l.state = unsettled(e) ? lease_and_recheck(e, h.id, rules, l.lease, shown(e), &pool_,
+                                                   h.copy_of ? &*h.copy_of : nullptr)
                                : lease_unwritten(e, l.lease, shown(e));
     });
     Leases out;
@@ -1187,9 +1200,10 @@ Result<void> Importer::drop_records(const std::vector<std::string>& paths) {
 
 // What prepare_batch found for a batch, merged by take_checked on this thread.
 struct Importer::Prepared {
-    std::vector<bool> wanted;    // to be hashed
-    std::vector<uint64_t> seen;  // path keys of the paths already linked
-    std::vector<size_t> sparse;  // reflink pools: all holes, skipped
+    std::vector<bool> wanted;                          // to be hashed
+    std::vector<std::optional<Candidate>> candidates;  // hardlink pools (candidate_of)
+    std::vector<uint64_t> seen;                        // path keys of the paths already linked
+    std::vector<size_t> sparse;                        // reflink pools: all holes, skipped
     uint64_t already_linked = 0;
 };
 
@@ -1216,9 +1230,30 @@ Result<Importer::Prepared> Importer::prepare_batch(const std::vector<WalkEntry>&
             continue;
         }
         p.wanted[i] = !*linked;
+        if (p.wanted[i] && reference_guest_) {
+            auto c = candidate_of(**txn, batch[i]);
+            if (!c) return std::unexpected(c.error());
+            if (*c) {
+                p.candidates.resize(batch.size());
+                p.candidates[i] = std::move(*c);
+            }
+        }
     }
     (*txn)->commit();
     return p;
+}
+
+// The object the reference guest has at e's path, if it has e's size: e is most likely a
+// copy of it, and comparing bytes with it is cheaper than SHA-256 (identify_as_object).
+Result<std::optional<Candidate>> Importer::candidate_of(Txn& txn, const WalkEntry& e) const {
+    if (!e.st.size) return std::nullopt;
+    auto l = txn.link(*reference_guest_, e.path);
+    if (!l) return std::unexpected(l.error());
+    if (!*l || (*l)->size != e.st.size) return std::nullopt;
+    auto rec = txn.object((*l)->id);
+    if (!rec) return std::unexpected(rec.error());
+    if (!*rec || (*rec)->size != e.st.size) return std::nullopt;
+    return Candidate{(*l)->id, (*l)->replica, {(*rec)->content, (*rec)->xxh3, (*rec)->size}};
 }
 
 // The hashed batch (or the entries `only` marks), grouped by object id in walk order; files
@@ -1279,7 +1314,8 @@ Result<void> Importer::apply_batch(std::vector<WalkEntry>& batch, std::vector<Ha
         pending[id] = std::move(*p);
     }
     Leases leases = lease_members(g.order, pending, batch, hashed);
-    if (auto r = adopt_new_objects(txn, g.order, pending, batch, leases); !r) return finish(r);
+    if (auto r = adopt_new_objects(txn, g.order, pending, batch, hashed, leases); !r)
+        return finish(r);
     if (parallel_windows_) return finish(link_batch(txn, g.order, pending, batch, hashed, leases));
     size_t applied = 0;
     for (const ObjectId& id : g.order) {
@@ -1330,7 +1366,7 @@ void Importer::check_and_hash(Stage& st) {
             pool_.settings().reflink()
                 ? hash_known(st.batch, p->wanted, root_.path, opt_.jobs, known_, !opt_.dry_run)
                 : hash_batch(st.batch, p->wanted, root_.path, pool_.settings().id_rules(),
-                             opt_.jobs);
+                             opt_.jobs, pool_, p->candidates);
         return std::pair{std::move(*p), std::move(hashed)};
     });
 }

@@ -40,7 +40,8 @@ Result<Recheck> lease_unwritten(const WalkEntry& e, Fd& lease, const std::string
 }
 
 Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected,
-                                  const IdRules& rules, Fd& lease, const std::string& shown) {
+                                  const IdRules& rules, Fd& lease, const std::string& shown,
+                                  const Pool* pool, const Candidate* copy_of) {
     auto leased = lease_unwritten(e, lease, shown);
     if (!leased || *leased != Recheck::same) return leased;
     // The bytes and metadata read now are checked against the id, so the walk's ctime is not
@@ -49,7 +50,7 @@ Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected,
     // they were read, and that it is still the file the walk saw.
     auto before = stat_fd(lease.get(), shown);
     if (!before) return std::unexpected(before.error());
-    auto now = identify_fd(lease.get(), shown, rules);
+    auto now = identify_file(lease.get(), shown, rules, pool, copy_of);
     if (!now) return std::unexpected(now.error());
     if (!now->st.unchanged(*before) || !before->unchanged_but_ctime(e.st)) return Recheck::changed;
     return now->id == expected ? Recheck::same : Recheck::changed;

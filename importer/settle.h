@@ -15,6 +15,7 @@
 
 #include <cstdint>
 
+#include "importer/hash_batch.h"
 #include "importer/walker.h"
 #include "store/fd.h"
 #include "store/lease.h"
@@ -28,8 +29,11 @@ int64_t settle_cutoff_ns();
 enum class Recheck { same, busy, changed };
 
 // Leases the file (the lease lives as long as `lease`), re-reads it and compares its id.
+// copy_of: the object whose bytes it had when it was hashed (Hashed::copy_of), compared with
+// again instead of SHA-256 (pool: where it is).
 Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected,
-                                  const IdRules& rules, Fd& lease, const std::string& shown);
+                                  const IdRules& rules, Fd& lease, const std::string& shown,
+                                  const Pool* pool = nullptr, const Candidate* copy_of = nullptr);
 
 // The read lease alone (no re-read): busy while any process holds the walked file open for
 // writing, changed if the name is no longer that file. The lease lives as long as `lease`.

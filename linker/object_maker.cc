@@ -208,7 +208,10 @@ std::vector<Result<MadeObject>> adopt_objects(const Pool& pool,
         std::vector<Result<Identified>> again(n, std::unexpected(Error{}));
         parallel_for(n, jobs, [&](size_t k) {
             if (!fds[k].valid()) return;
-            again[k] = rehash(pool, fds[k].get(), pool.object_shown(requests[base + k].id));
+            const AdoptRequest& r = requests[base + k];
+            again[k] =
+                identify_file(fds[k].get(), pool.object_shown(r.id), pool.settings().id_rules(),
+                              &pool, r.copy_of ? &*r.copy_of : nullptr);
         });
         // Serial: keep or withdraw.
         for (size_t k = 0; k < n; ++k) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "store/hasher.h"
+#include "store/identify.h"
 #include "store/index.h"
 #include "store/pool.h"
 
@@ -49,6 +50,9 @@ struct AdoptRequest {
     FileStat hashed;
     std::string shown;
     std::function<bool()> unwritten;  // as for adopt_object
+    // The object it had the bytes of when it was hashed (importer/hash_batch.h Hashed::copy_of):
+    // the re-read after the flag compares with that object again instead of SHA-256.
+    std::optional<Candidate> copy_of;
 };
 std::vector<Result<MadeObject>> adopt_objects(const Pool& pool,
                                               const std::vector<AdoptRequest>& requests,

@@ -7,6 +7,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -194,7 +195,35 @@ Result<ContentHash> stream(int src, int dst, const std::string& src_shown,
     return out;
 }
 
+// Reads up to len bytes at off, fewer only at EOF.
+Result<size_t> read_full(int fd, char* buf, size_t len, off_t off, const std::string& shown) {
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read_at(fd, buf + got, len - got, off + off_t(got), shown);
+        if (n < 0) return sys_fail("read", shown);
+        if (n == 0) break;
+        got += size_t(n);
+    }
+    return got;
+}
+
 }  // namespace
+
+Result<bool> same_bytes_fd(int a, int b, const std::string& a_shown, const std::string& b_shown) {
+    hashers();  // the thread's buffer: half for each side
+    const size_t half = t_buffer.size() / 2;
+    char* pa = t_buffer.data();
+    char* pb = pa + half;
+    for (off_t off = 0;;) {
+        auto na = read_full(a, pa, half, off, a_shown);
+        if (!na) return std::unexpected(na.error());
+        auto nb = read_full(b, pb, half, off, b_shown);
+        if (!nb) return std::unexpected(nb.error());
+        if (*na != *nb || std::memcmp(pa, pb, *na) != 0) return false;
+        if (*na < half) return true;  // both at EOF
+        off += off_t(*na);
+    }
+}
 
 Result<ContentHash> hash_fd(int fd, const std::string& shown) {
     return stream(fd, -1, shown, "");

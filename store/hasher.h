@@ -24,6 +24,9 @@ Result<ContentHash> hash_fd(int fd, const std::string& shown);
 // collisions on purpose.
 Result<ContentHash> quick_hash_fd(int fd, const std::string& shown);
 
+// Whether a and b hold the same bytes, from offset 0 to EOF (equal lengths included).
+Result<bool> same_bytes_fd(int a, int b, const std::string& a_shown, const std::string& b_shown);
+
 // Copies src (from offset 0) into the empty file dst (at the same offsets) and hashes what
 // it copied, so the hash is of the bytes that were written, not of a source that may change
 // under us. Holes stay holes.

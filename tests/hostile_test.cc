@@ -293,6 +293,29 @@ TEST(Hostile, ARewriteHiddenBehindANewLinkIsNotUndone) {
     EXPECT_EQ(test::run_unify({"--pool", s.pool, "verify", "--full"}).status, 0);
 }
 
+// A just-made file of a later guest has the bytes of the first guest's object at its path, so
+// it is compared with that object instead of hashed, and so is its re-read under the lease
+// (importer/settle.h). The guest rewrites it between the two (same size, mtime put back): the
+// re-read must see the new bytes, and the path keeps them.
+TEST(Hostile, ARewriteOfACopyBeforeItsLeaseIsSeenByTheReRead) {
+    Guests s;
+    UNIFY_REQUIRE(test::need_immutable(s.dir.path()));
+    const std::string a = s.dir / "g2/usr/share/data";
+    const std::string content = object_content_at(s, a);
+    const std::string done = s.dir / "rewritten";
+    auto r = test::run_unify_faults(
+        {"--pool", s.pool, "--json", "import", "g2", s.dir / "g2"},
+        {"UNIFY_FAULT_SETTLE=unsettled", "UNIFY_FAULT_REWRITE=lease.ahead:1:" + a,
+         "UNIFY_FAULT_REWRITE_DONE=" + done});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    ASSERT_TRUE(test::stat_path(done).st_ino) << "the rewrite did not land";
+    EXPECT_TRUE(test::object_of(s.pool, a).empty())
+        << a << " became an object: the guest's rewrite is undone\n"
+        << r.out;
+    EXPECT_TRUE(test::read_file(a) == rewritten(content)) << a << " lost the guest's write";
+    EXPECT_EQ(test::run_unify({"--pool", s.pool, "verify", "--full"}).status, 0);
+}
+
 // A guest file with two names, both of an object's content. Replacing the first name moves
 // the inode's link count and ctime; the guest then rewrites the inode in place through the
 // second name. ctime cannot tell that write from unify's own unlink, so the second name is

@@ -548,4 +548,24 @@ bool write_many(const std::string& dir, const std::string& prefix, size_t count,
     return ok;
 }
 
+testing::AssertionResult edit_only_object_record(const std::string& pool,
+                                                 const std::function<void(ObjectRecord&)>& edit) {
+    auto index = Index::open(pool + "/index", false);
+    if (!index) return testing::AssertionFailure() << index.error().message;
+    auto txn = (*index)->write();
+    if (!txn) return testing::AssertionFailure() << txn.error().message;
+    std::vector<std::pair<ObjectId, ObjectRecord>> all;
+    auto r = (*txn)->for_each_object([&](const ObjectId& id, const ObjectRecord& rec) {
+        all.emplace_back(id, rec);
+        return true;
+    });
+    if (!r) return testing::AssertionFailure() << r.error().message;
+    if (all.size() != 1) return testing::AssertionFailure() << all.size() << " objects, not 1";
+    edit(all[0].second);
+    if (auto p = (*txn)->put_object(all[0].first, all[0].second); !p)
+        return testing::AssertionFailure() << p.error().message;
+    if (auto c = (*txn)->commit(); !c) return testing::AssertionFailure() << c.error().message;
+    return testing::AssertionSuccess();
+}
+
 }  // namespace unify::test

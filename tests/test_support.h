@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "store/index.h"
+
 namespace unify::test {
 
 // A fresh directory under `base`; by default under test_filesystem() (below). The destructor
@@ -222,5 +224,10 @@ std::map<ino_t, std::string> objects_by_inode(const std::string& pool);
 // Objects whose content, mode, owner, mtime or xattrs no longer give their id (a pool made
 // without --ignore-mtime). Empty when every object is what its id says.
 std::vector<std::string> objects_not_matching_their_id(const std::string& pool);
+
+// Rewrites the index record of the pool's only object with `edit`, for a test that damages
+// it on purpose; fails unless the pool has exactly one object.
+testing::AssertionResult edit_only_object_record(const std::string& pool,
+                                                 const std::function<void(ObjectRecord&)>& edit);
 
 }  // namespace unify::test
