@@ -58,6 +58,9 @@ namespace {
 
 constexpr size_t kMaxBatch = 4096;
 
+// Smallest file compared with a candidate object instead of hashed (Importer::candidate_of).
+constexpr uint64_t kCompareFrom = 16 * 1024;
+
 // Object groups recorded per write transaction within a batch.
 constexpr size_t kGroupsPerTxn = 512;
 
@@ -1246,7 +1249,10 @@ Result<Importer::Prepared> Importer::prepare_batch(const std::vector<WalkEntry>&
 // The object the reference guest has at e's path, if it has e's size: e is most likely a
 // copy of it, and comparing bytes with it is cheaper than SHA-256 (identify_as_object).
 Result<std::optional<Candidate>> Importer::candidate_of(Txn& txn, const WalkEntry& e) const {
-    if (!e.st.size) return std::nullopt;
+    // The compare costs about six system calls more than hashing (the object opened, stat,
+    // xattrs, read, closed): below about 10 KB, SHA-256 of the file alone is cheaper (100-byte
+    // synthetic guests imported 5 % slower with every file compared).
+    if (e.st.size < kCompareFrom) return std::nullopt;
     auto l = txn.link(*reference_guest_, e.path);
     if (!l) return std::unexpected(l.error());
     if (!*l || (*l)->size != e.st.size) return std::nullopt;

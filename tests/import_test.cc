@@ -300,8 +300,11 @@ TEST_P(Import, ALaterGuestsFileIsComparedWithTheSamePathsObjectToTheLastByte) {
     big2.back() = 'Z';
     make_file(g1 + "/usr/lib/big", big);
     make_file(g2 + "/usr/lib/big", big2);
-    make_file(g1 + "/usr/lib/small", "first guest's bytes\n");
-    make_file(g2 + "/usr/lib/small", "other guest's bytes\n");
+    // The smallest file compared (16 KiB) rather than hashed, its first byte different.
+    std::string small(16 * 1024, 's'), small2 = small;
+    small2.front() = 'S';
+    make_file(g1 + "/usr/lib/small", small);
+    make_file(g2 + "/usr/lib/small", small2);
     make_file(g1 + "/usr/lib/same", "the same in both\n");
     make_file(g2 + "/usr/lib/same", "the same in both\n");
     ASSERT_EQ(stat_path(g2 + "/usr/lib/small").st_size, stat_path(g1 + "/usr/lib/small").st_size);
@@ -319,7 +322,7 @@ TEST_P(Import, ALaterGuestsFileIsComparedWithTheSamePathsObjectToTheLastByte) {
         EXPECT_EQ(nlink(p2), 2u) << f << ": expected its own object (guest + pool)";
     }
     EXPECT_EQ(read_file(g2 + "/usr/lib/big"), big2);
-    EXPECT_EQ(read_file(g2 + "/usr/lib/small"), "other guest's bytes\n");
+    EXPECT_EQ(read_file(g2 + "/usr/lib/small"), small2);
     EXPECT_EQ(manifest(g1), before1);
     EXPECT_EQ(manifest(g2), before2);
     EXPECT_TRUE(succeeded(run_unify({"--pool", pool, "verify", "--full"})));
@@ -333,8 +336,9 @@ TEST_P(Import, ADamagedObjectRecordIsNotTrustedForTheIdOfACopy) {
     UNIFY_REQUIRE(need_immutable(dir.path()));
     std::string pool = dir / "pool", g1 = dir / "g1", g2 = dir / "g2";
     ASSERT_TRUE(init_pool(pool));
-    make_file(g1 + "/usr/lib/f", "identical bytes and metadata\n");
-    make_file(g2 + "/usr/lib/f", "identical bytes and metadata\n");
+    const std::string same(16 * 1024, 'f');  // compared, not hashed (16 KiB and more)
+    make_file(g1 + "/usr/lib/f", same);
+    make_file(g2 + "/usr/lib/f", same);
     ASSERT_TRUE(succeeded(import(pool, "g1", g1)));
     ASSERT_TRUE(edit_only_object_record(pool, [](ObjectRecord& r) { r.content[0] ^= 0xff; }));
     ASSERT_TRUE(succeeded(import(pool, "g2", g2)));
