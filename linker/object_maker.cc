@@ -195,21 +195,23 @@ std::vector<Result<MadeObject>> adopt_objects(const Pool& pool,
     for (size_t base = 0; base < requests.size(); base += chunk) {
         size_t n = std::min(chunk, requests.size() - base);
         std::vector<Fd> fds(n);
-        std::vector<Result<Identified>> again(n, std::unexpected(Error{}));
-        // On all cores: link, flag and read every object again, each in its own intent slot
-        // from its link on (a serial link-and-flag loop was 40 % of a first import's adopt).
-        parallel_for(n, jobs, [&](size_t k) {
+        // Serial: links and flags, each object in its own intent slot from its link on.
+        for (size_t k = 0; k < n; ++k) {
             const AdoptRequest& r = requests[base + k];
             pool.intent().begin(IntentOp::adopt, Pool::object_name(r.id), 1 + k);
             out[base + k] =
                 adopt_link_protect(pool, r.id, r.dirfd, r.name, r.hashed, r.shown, fds[k]);
-            if (!out[base + k] || out[base + k]->outcome != MadeObject::made) {
+            if (!out[base + k] || out[base + k]->outcome != MadeObject::made)
                 pool.intent().end(1 + k);  // nothing left in the pool, or a failure to report
-                return;
-            }
-            again[k] = identify_file(fds[k].get(), pool.object_shown(r.id),
-                                     pool.settings().id_rules(), &pool,
-                                     r.copy_of ? &*r.copy_of : nullptr);
+        }
+        // Parallel: read every frozen object again.
+        std::vector<Result<Identified>> again(n, std::unexpected(Error{}));
+        parallel_for(n, jobs, [&](size_t k) {
+            if (!fds[k].valid()) return;
+            const AdoptRequest& r = requests[base + k];
+            again[k] =
+                identify_file(fds[k].get(), pool.object_shown(r.id), pool.settings().id_rules(),
+                              &pool, r.copy_of ? &*r.copy_of : nullptr);
         });
         // Serial: keep or withdraw.
         for (size_t k = 0; k < n; ++k) {
