@@ -9,7 +9,8 @@ namespace {
 
 // rules null: XXH3 and size only. candidate: an object the file may be a copy of.
 Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules* rules,
-                const Pool* pool = nullptr, const Candidate* candidate = nullptr) {
+                const Pool* pool = nullptr,
+                const std::shared_ptr<const Candidate>& candidate = {}) {
     Hashed h;
     auto f = open_guest_file(e, shown);
     if (!f) {
@@ -23,8 +24,8 @@ Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules* rul
         return h;
     }
     int fd = f->fd.get();
-    auto now =
-        rules ? identify_file(fd, shown, *rules, pool, candidate) : quick_identify_fd(fd, shown);
+    auto now = rules ? identify_file(fd, shown, *rules, pool, candidate.get())
+                     : quick_identify_fd(fd, shown);
     if (!now) {
         h.state = is_unreadable(now.error()) ? Hashed::unreadable : Hashed::failed;
         h.error = now.error();
@@ -45,19 +46,18 @@ Hashed hash_one(const WalkEntry& e, const std::string& shown, const IdRules* rul
     h.xattrs = std::move(now->xattrs);
     h.id = now->id;
     h.quick = !rules;
-    if (candidate && h.hash.sha256 == candidate->content.sha256) h.copy_of = *candidate;
+    if (candidate && h.hash.sha256 == candidate->content.sha256) h.copy_of = candidate;
     return h;
 }
 
 std::vector<Hashed> hash_each(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
                               const std::string& root_shown, const IdRules* rules, unsigned jobs,
-                              const Pool* pool = nullptr,
-                              const std::vector<std::optional<Candidate>>* candidates = nullptr) {
+                              const Pool* pool = nullptr, const Candidates* candidates = nullptr) {
     std::vector<Hashed> out(batch.size());
+    static const std::shared_ptr<const Candidate> none;
     parallel_for(batch.size(), jobs, [&](size_t i) {
         if (!wanted[i]) return;
-        const Candidate* c =
-            candidates && i < candidates->size() && (*candidates)[i] ? &*(*candidates)[i] : nullptr;
+        const auto& c = candidates && i < candidates->size() ? (*candidates)[i] : none;
         out[i] = hash_one(batch[i], join_path(root_shown, batch[i].path), rules, pool, c);
     });
     return out;
@@ -72,8 +72,7 @@ std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::v
 
 std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
                                const std::string& root_shown, const IdRules& rules, unsigned jobs,
-                               const Pool& pool,
-                               const std::vector<std::optional<Candidate>>& candidates) {
+                               const Pool& pool, const Candidates& candidates) {
     return hash_each(batch, wanted, root_shown, &rules, jobs, &pool, &candidates);
 }
 

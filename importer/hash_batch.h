@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -32,7 +33,8 @@ struct Hashed {
     bool provisional = false;
     // Hardlink pools: the object it was compared with and has the bytes of, if any; its
     // re-read under a lease compares it with that object again (importer/settle.h).
-    std::optional<Candidate> copy_of;
+    // Shared, not inline: a batch holds 4,096 of these twice, and most have none.
+    std::shared_ptr<const Candidate> copy_of;
 };
 
 // One Hashed per entry, in the same order; entries with wanted[i] false stay pending. Never
@@ -43,10 +45,10 @@ std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::v
 // hash_batch where candidates[i] names an object that file i may be a copy of: it is compared
 // with that object instead of hashed (identify_as_object), and hashed only if it differs or
 // the object cannot be opened. An empty candidates vector: none.
+using Candidates = std::vector<std::shared_ptr<const Candidate>>;
 std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
                                const std::string& root_shown, const IdRules& rules, unsigned jobs,
-                               const Pool& pool,
-                               const std::vector<std::optional<Candidate>>& candidates);
+                               const Pool& pool, const Candidates& candidates);
 
 // The same with XXH3 only (quick_hash_fd): Hashed::quick set, no id.
 std::vector<Hashed> quick_hash_batch(const std::vector<WalkEntry>& batch,

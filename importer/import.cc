@@ -599,7 +599,7 @@ Importer::Leases Importer::lease_members(const std::vector<ObjectId>& order, con
         Leased& l = got[k];
         const Hashed& h = hashed[need[k]];
         l.state = unsettled(e) ? lease_and_recheck(e, h.id, rules, l.lease, shown(e), &pool_,
-                                                   h.copy_of ? &*h.copy_of : nullptr)
+                                                   h.copy_of.get())
                                : lease_unwritten(e, l.lease, shown(e));
     });
     Leases out;
@@ -1203,10 +1203,10 @@ Result<void> Importer::drop_records(const std::vector<std::string>& paths) {
 
 // What prepare_batch found for a batch, merged by take_checked on this thread.
 struct Importer::Prepared {
-    std::vector<bool> wanted;                          // to be hashed
-    std::vector<std::optional<Candidate>> candidates;  // hardlink pools (candidate_of)
-    std::vector<uint64_t> seen;                        // path keys of the paths already linked
-    std::vector<size_t> sparse;                        // reflink pools: all holes, skipped
+    std::vector<bool> wanted;    // to be hashed
+    Candidates candidates;       // hardlink pools (candidate_of); empty if none
+    std::vector<uint64_t> seen;  // path keys of the paths already linked
+    std::vector<size_t> sparse;  // reflink pools: all holes, skipped
     uint64_t already_linked = 0;
 };
 
@@ -1238,7 +1238,7 @@ Result<Importer::Prepared> Importer::prepare_batch(const std::vector<WalkEntry>&
             if (!c) return std::unexpected(c.error());
             if (*c) {
                 p.candidates.resize(batch.size());
-                p.candidates[i] = std::move(*c);
+                p.candidates[i] = std::make_shared<const Candidate>(std::move(**c));
             }
         }
     }

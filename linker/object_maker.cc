@@ -209,9 +209,8 @@ std::vector<Result<MadeObject>> adopt_objects(const Pool& pool,
         parallel_for(n, jobs, [&](size_t k) {
             if (!fds[k].valid()) return;
             const AdoptRequest& r = requests[base + k];
-            again[k] =
-                identify_file(fds[k].get(), pool.object_shown(r.id), pool.settings().id_rules(),
-                              &pool, r.copy_of ? &*r.copy_of : nullptr);
+            again[k] = identify_file(fds[k].get(), pool.object_shown(r.id),
+                                     pool.settings().id_rules(), &pool, r.copy_of.get());
         });
         // Serial: keep or withdraw.
         for (size_t k = 0; k < n; ++k) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,7 +53,7 @@ struct AdoptRequest {
     std::function<bool()> unwritten;  // as for adopt_object
     // The object it had the bytes of when it was hashed (importer/hash_batch.h Hashed::copy_of):
     // the re-read after the flag compares with that object again instead of SHA-256.
-    std::optional<Candidate> copy_of;
+    std::shared_ptr<const Candidate> copy_of;
 };
 std::vector<Result<MadeObject>> adopt_objects(const Pool& pool,
                                               const std::vector<AdoptRequest>& requests,
