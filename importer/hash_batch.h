@@ -14,7 +14,6 @@
 #include "store/identify.h"
 #include "store/object_id.h"
 #include "store/parallel.h"
-#include "store/pool.h"
 
 namespace unify {
 

@@ -15,9 +15,9 @@
 
 #include <cstdint>
 
-#include "importer/hash_batch.h"
 #include "importer/walker.h"
 #include "store/fd.h"
+#include "store/identify.h"
 #include "store/lease.h"
 #include "store/object_id.h"
 
