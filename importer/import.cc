@@ -484,16 +484,17 @@ Result<void> Importer::adopt_new_objects(Txn& txn, const std::vector<ObjectId>& 
         const WalkEntry& e = batch[i];
         if (e.st.nlink != 1) continue;
         std::function<bool()> unwritten;
+        int lease_fd = -1;
         if (auto l = leases.find(i); l != leases.end()) {
             // Busy, changed or failed: make_object takes it and says so.
             if (!l->second.state || *l->second.state != Recheck::same) continue;
-            int fd = l->second.lease.get();
-            unwritten = [fd] { return lease_intact(fd); };
+            lease_fd = l->second.lease.get();
+            unwritten = [lease_fd] { return lease_intact(lease_fd); };
             held.push_back(std::move(l->second.lease));
             leases.erase(l);
         }
-        requests.push_back(
-            {id, e.dir->get(), e.name, e.st, shown(e), std::move(unwritten), hashed[i].copy_of});
+        requests.push_back({id, e.dir->get(), e.name, e.st, shown(e), std::move(unwritten),
+                            hashed[i].copy_of, lease_fd, hashed[i].hash});
     }
     auto made = adopt_objects(pool_, requests, opt_.jobs);
     for (size_t k = 0; k < requests.size(); ++k) {
@@ -584,14 +585,28 @@ std::vector<size_t> Importer::split_linked(const ObjectState& obj,
 // any process holds open for writing is never adopted or linked. All of a batch's members
 // are leased ahead, on all cores: for just-made copies the re-reads were a quarter of the
 // main thread's time (g4 on ext4).
+// A settled file that adopt_new_objects will make an object of is leased too, everywhere:
+// a lease that holds until its flag is set spares the object's re-read (AdoptRequest::
+// lease_fd), which was most of a first guest's import. If some fd has it open for writing,
+// it goes unleased and is re-read after its flag as before (on ext4 the flag stops that fd).
 Importer::Leases Importer::lease_members(const std::vector<ObjectId>& order, const Pending& pending,
                                          const std::vector<WalkEntry>& batch,
                                          const std::vector<Hashed>& hashed) {
     fault_point("lease.ahead");  // a guest writing here, after the hash, before any lease
     std::vector<size_t> need;
-    for (const ObjectId& id : order)
-        for (size_t i : pending.at(id))
-            if (guard_writers_ || unsettled(batch[i])) need.push_back(i);
+    std::vector<bool> to_adopt;  // need[k] is leased only to spare its object's re-read
+    for (const ObjectId& id : order) {
+        const std::vector<size_t>& members = pending.at(id);
+        // adopt_new_objects' choice: a group with no object yet adopts its first path.
+        bool adopts =
+            !members.empty() && !objects_.at(id).st && batch[members.front()].st.nlink == 1;
+        for (size_t i : members) {
+            bool guard = guard_writers_ || unsettled(batch[i]);
+            if (!guard && !(adopts && i == members.front())) continue;
+            need.push_back(i);
+            to_adopt.push_back(!guard);
+        }
+    }
     std::vector<Leased> got(need.size());
     const IdRules rules = pool_.settings().id_rules();
     parallel_for(need.size(), opt_.jobs, [&](size_t k) {
@@ -603,7 +618,11 @@ Importer::Leases Importer::lease_members(const std::vector<ObjectId>& order, con
                                : lease_unwritten(e, l.lease, shown(e));
     });
     Leases out;
-    for (size_t k = 0; k < need.size(); ++k) out.emplace(need[k], std::move(got[k]));
+    for (size_t k = 0; k < need.size(); ++k) {
+        // Refused or failed, a lease taken only to spare a re-read is not taken at all.
+        if (to_adopt[k] && (!got[k].state || *got[k].state == Recheck::busy)) continue;
+        out.emplace(need[k], std::move(got[k]));
+    }
     return out;
 }
 

@@ -1,7 +1,9 @@
 // Making a new object, always "hash what you publish" (docs/DESIGN.md invariant 2):
 //   adopt  the guest's own inode becomes the object (no data written): link it into the
-//          pool, protect it, then hash it again now that nobody can write it. Only for an
-//          inode with one link, so no path outside the import gains protection.
+//          pool, protect it, then hash it again now that nobody can write it, or, where a
+//          read lease held from before the last look at its stat to after the flag proves
+//          nobody wrote it since it was hashed, read its metadata again. Only for an inode
+//          with one link, so no path outside the import gains protection.
 //   copy   a private copy in POOL/tmp (O_TMPFILE) that nobody else can reach, hashed while it
 //          is written; for inodes with other hard links, and for overflow replicas.
 // An inode that changed under us yields `changed` and leaves nothing behind in the pool.
@@ -42,7 +44,8 @@ Result<MadeObject> adopt_object(const Pool& pool, const ObjectId& id, int dirfd,
                                 const std::function<bool()>& unwritten = {});
 
 // adopt_object for many objects at once, as import makes a batch's new objects: links and
-// flags on this thread, then the verifying re-reads on `jobs` threads. One intent slot per
+// flags on this thread, then the verifying re-reads (or, under a lease, reads of metadata) on
+// `jobs` threads. One intent slot per
 // object in flight, so a crash anywhere leaves each for the next writer to verify.
 struct AdoptRequest {
     ObjectId id;
@@ -54,6 +57,13 @@ struct AdoptRequest {
     // The object it had the bytes of when it was hashed (importer/hash_batch.h Hashed::copy_of):
     // the re-read after the flag compares with that object again instead of SHA-256.
     std::shared_ptr<const Candidate> copy_of;
+    // The guest file open with a read lease taken before `hashed` was compared with its stat,
+    // and `content`, what hashing it gave. If the lease still holds once the object is
+    // protected (lease_held), nothing wrote the file from before that compare until the flag
+    // stopped every writer, so its bytes are not read again: its id is `content` with the
+    // metadata it has then (identify_unwritten). -1: read again, as adopt_object does.
+    int lease_fd = -1;
+    ContentHash content;
 };
 std::vector<Result<MadeObject>> adopt_objects(const Pool& pool,
                                               const std::vector<AdoptRequest>& requests,

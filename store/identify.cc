@@ -59,6 +59,23 @@ Result<std::optional<Identified>> identify_as_object(int fd, const std::string& 
     return out;
 }
 
+Result<Identified> identify_unwritten(int fd, const std::string& shown, const IdRules& rules,
+                                      const ContentHash& content) {
+    Identified out;
+    auto x = rules.content_only ? Result<Xattrs>{} : read_xattrs(fd, shown);
+    if (!x) return std::unexpected(x.error());
+    auto st = stat_fd(fd, shown);
+    if (!st) return std::unexpected(st.error());
+    out.hash = content;
+    out.st = *st;
+    out.xattrs = std::move(*x);
+    // A size other than the content's gives no id at all.
+    out.id = st->size == content.size
+                 ? rules.id_of(content.sha256, Identity::of(out.st, out.xattrs))
+                 : ObjectId{};
+    return out;
+}
+
 Result<Identified> identify_file(int fd, const std::string& shown, const IdRules& rules,
                                  const Pool* pool, const Candidate* candidate) {
     if (candidate) {

@@ -54,4 +54,11 @@ Result<std::optional<Identified>> identify_as_object(int fd, const std::string& 
 Result<Identified> identify_file(int fd, const std::string& shown, const IdRules& rules,
                                  const Pool* pool, const Candidate* candidate);
 
+// The id of a file whose bytes are known to be `content` without reading them: a read lease
+// taken before its stat was found unmoved since `content` was read from it, and still held
+// (lease_held), proves nothing wrote it since (store/lease.h). Its xattrs and stat are read
+// now, so metadata changed meanwhile (chmod, setxattr: no lease stops those) shows in the id.
+Result<Identified> identify_unwritten(int fd, const std::string& shown, const IdRules& rules,
+                                      const ContentHash& content);
+
 }  // namespace unify

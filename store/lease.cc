@@ -16,6 +16,10 @@ bool lease_intact(int fd) {
     return l == -1 || l == F_RDLCK;
 }
 
+bool lease_held(int fd) {
+    return fcntl(fd, F_GETLEASE) == F_RDLCK;
+}
+
 void drop_lease(int fd) {
     fcntl(fd, F_SETLEASE, F_UNLCK);
 }

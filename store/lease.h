@@ -20,6 +20,10 @@ LeaseTry take_read_lease(int fd);
 // supported at all (the caller's other checks are all there is).
 bool lease_intact(int fd);
 
+// True only while a lease taken on fd is held and unbroken: unlike lease_intact, false where
+// leases are not supported. What skips a re-read on the lease's word asks this.
+bool lease_held(int fd);
+
 // Lets a waiting writer go before the fd is closed.
 void drop_lease(int fd);
 

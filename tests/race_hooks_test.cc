@@ -3,10 +3,11 @@
 // mtime put back, as a hostile guest would) instead of by a race that may or may not land:
 //   - between hashing and the rename: replace.cc's recheck (and, on the leased path, the
 //     lease) must see it; the guest keeps its bytes and its own inode;
-//   - between the link into the pool and the protection of an adopted inode: the re-hash
-//     after protection (object_maker.cc adopt_verify) must withdraw the object, one at a
-//     time (adopt_object) or in a batch (adopt_objects); killed right there, the next
-//     writer's intent recovery must do the same.
+//   - between the link into the pool and the protection of an adopted inode: the lease held
+//     across it, or where none can be taken the re-hash after protection (object_maker.cc
+//     adopt_verify), must withdraw the object; so must its metadata read after the flag, for
+//     a chmod (no lease stops that); killed right there, the next writer's intent recovery
+//     must do the same.
 // Each runs on both of import's paths (tests/test_support.h).
 // And gc's last check before it removes an object: a link added after gc listed the object
 // as garbage (UNIFY_FAULT_LINK at gc.check) must keep it.
@@ -25,6 +26,7 @@
 #include <thread>
 
 #include "store/fd.h"
+#include "store/protect.h"
 #include "tests/sample_guests.h"
 #include "tests/test_support.h"
 
@@ -474,12 +476,33 @@ TEST_P(RaceHooks, WriteBetweenLinkAndProtectWithdrawsTheObject) {
     std::string victim = s.g2 + "/usr/lib/own";
     auto r = s.import("g2", {"UNIFY_FAULT_WRITE=adopt.protect:1:" + victim});
     ASSERT_EQ(r.status, 0) << show(r);
-    // Settled: the write lands and the re-hash withdraws the object. Fresh: the file is
-    // leased across its adoption, so the writer's open only breaks the lease (it would wait
-    // for it), and the broken lease withdraws the object all the same.
-    bool written = settle_path() == SettlePath::settled;
-    expect_guest_kept_its_write(s, victim, written);
+    // Settled or fresh, the file is leased across its adoption, so the writer's open only
+    // breaks the lease (it would wait for it), and the broken lease withdraws the object.
+    // A settled file's lease spares its re-read (AdoptRequest::lease_fd): had it been taken
+    // on the lease's word without asking the lease again, the object would stay.
+    expect_guest_kept_its_write(s, victim, false);
     EXPECT_TRUE(objects(s.pool).empty());
+}
+
+// The same write, with some process holding the file open for writing since before the
+// import: no lease can be taken. Settled on ext4, the file is adopted all the same (the flag
+// stops that fd too), and the re-read after the flag, which no lease spares now, must see
+// the write. Where the flag spares earlier fds, or fresh, the busy file is not adopted.
+TEST_P(RaceHooks, WriteBetweenLinkAndProtectOfAFileHeldOpenIsCaughtByTheReRead) {
+    TwoGuests s;
+    UNIFY_REQUIRE(need_immutable(s.dir.path()));
+    s.add("/usr/lib/own", {s.g2});
+    ASSERT_EQ(run_unify({"--pool", s.pool, "init"}).status, 0);
+    std::string victim = s.g2 + "/usr/lib/own";
+    Fd holder(open(victim.c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(holder.valid());
+    auto r = s.import("g2", {"UNIFY_FAULT_WRITE=adopt.protect:1:" + victim});
+    ASSERT_EQ(r.status, 0) << show(r);
+    bool adopted =
+        settle_path() == SettlePath::settled && !flag_spares_earlier_writers(holder.get());
+    expect_guest_kept_its_write(s, victim, adopted);
+    EXPECT_TRUE(objects(s.pool).empty());
+    if (!adopted) EXPECT_NE(r.out.find("open for writing"), std::string::npos) << show(r);
 }
 
 // The same write, and the writer killed right after it, before its re-hash: the next
@@ -502,18 +525,60 @@ TEST_P(RaceHooks, WriteBetweenLinkAndProtectThenKilledIsWithdrawnByRecovery) {
     // Any writer recovers; gc touches no guest file, so what it leaves is recovery's work.
     r = run_unify({"--pool", s.pool, "gc"});
     ASSERT_EQ(r.status, 0) << show(r);
-    if (settle_path() == SettlePath::fresh) {
-        // The lease kept the write out (see above): recovery finds the object what its id
-        // says, protects it and keeps it.
-        EXPECT_EQ(read_file(victim), kContent);
-        EXPECT_TRUE(is_immutable(victim));
-        EXPECT_EQ(objects_not_matching_their_id(s.pool), std::vector<std::string>{});
-        EXPECT_TRUE(intent_adopt_slots(s.pool).empty());
+    // The lease kept the write out (see above): recovery finds the object what its id says,
+    // protects it and keeps it.
+    EXPECT_EQ(read_file(victim), kContent);
+    EXPECT_TRUE(is_immutable(victim));
+    EXPECT_EQ(objects_not_matching_their_id(s.pool), std::vector<std::string>{});
+    EXPECT_TRUE(intent_adopt_slots(s.pool).empty());
+}
+
+// The same kill, with the write let in: some process holds the file open for writing, so no
+// lease is taken (see above). Settled on ext4 the write lands, and recovery's re-hash must
+// withdraw the object.
+TEST_P(RaceHooks, WriteBetweenLinkAndProtectOfAFileHeldOpenThenKilledIsWithdrawnByRecovery) {
+    TwoGuests s;
+    UNIFY_REQUIRE(need_immutable(s.dir.path()));
+    s.add("/usr/lib/own", {s.g2});
+    ASSERT_EQ(run_unify({"--pool", s.pool, "init"}).status, 0);
+    std::string victim = s.g2 + "/usr/lib/own";
+    Fd holder(open(victim.c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(holder.valid());
+    auto r = s.import(
+        "g2", {"UNIFY_FAULT_WRITE=adopt.protect:1:" + victim, "UNIFY_FAULT=adopt.protect:1"});
+    bool adopted =
+        settle_path() == SettlePath::settled && !flag_spares_earlier_writers(holder.get());
+    if (!adopted) {
+        ASSERT_EQ(r.status, 0) << show(r);  // busy: never adopted, never killed
+        expect_guest_kept_its_write(s, victim, false);
         return;
     }
+    ASSERT_EQ(r.status, 128 + SIGKILL) << show(r);
+    ASSERT_EQ(objects(s.pool).size(), 1u) << "the object was linked before the kill";
+    r = run_unify({"--pool", s.pool, "gc"});
+    ASSERT_EQ(r.status, 0) << show(r);
     expect_guest_kept_its_write(s, victim, true);
     EXPECT_TRUE(objects(s.pool).empty());
     EXPECT_TRUE(intent_adopt_slots(s.pool).empty());
+}
+
+// What no lease stops: a guest's chmod and setxattr of its file between the link and the
+// flag (UNIFY_FAULT_TAMPER). The object is not read again under its lease, but its metadata
+// is, and the id it gives then is not the one hashed: withdrawn.
+TEST_P(RaceHooks, MetadataChangedBetweenLinkAndProtectWithdrawsTheObject) {
+    TwoGuests s;
+    UNIFY_REQUIRE(need_immutable(s.dir.path()));
+    s.add("/usr/lib/own", {s.g2});
+    ASSERT_EQ(run_unify({"--pool", s.pool, "init"}).status, 0);
+    std::string victim = s.g2 + "/usr/lib/own";
+    auto r = s.import("g2", {"UNIFY_FAULT_TAMPER=adopt.protect:1:" + victim});
+    ASSERT_EQ(r.status, 0) << show(r);
+    EXPECT_TRUE(objects(s.pool).empty());
+    EXPECT_EQ(stat_path(victim).st_mode & 07777, 04777u);
+    EXPECT_EQ(read_file(victim), kContent);
+    EXPECT_EQ(stat_path(victim).st_nlink, 1u);
+    EXPECT_FALSE(is_immutable(victim));
+    EXPECT_EQ(objects_not_matching_their_id(s.pool), std::vector<std::string>{});
 }
 
 // g1's only file is made private, so its object is linked by the pool alone: garbage at
