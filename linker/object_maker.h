@@ -45,8 +45,8 @@ Result<MadeObject> adopt_object(const Pool& pool, const ObjectId& id, int dirfd,
 
 // adopt_object for many objects at once, as import makes a batch's new objects: links and
 // flags on this thread, then the verifying re-reads (or, under a lease, reads of metadata) on
-// `jobs` threads. One intent slot per
-// object in flight, so a crash anywhere leaves each for the next writer to verify.
+// `jobs` threads. One intent slot per object in flight, so a crash anywhere leaves each for
+// the next writer to verify.
 struct AdoptRequest {
     ObjectId id;
     int dirfd;
