@@ -75,6 +75,11 @@ const std::string& test_filesystem() {
     return fs.path;
 }
 
+bool filesystem_repeat() {
+    const char* type = getenv("UNIFY_TEST_FS");
+    return type && *type;
+}
+
 TempDir::TempDir(const std::string& base_in) {
     std::string base = base_in.empty() ? test_filesystem() : base_in;
     std::string tmpl = base + "/unify-test.XXXXXX";

@@ -38,6 +38,8 @@ class TempDir {
 // filesystem made for this test process (a 1 GB loop image or tmpfs, removed at exit), so
 // the same tests run on each (CMakeLists.txt registers those runs with ctest).
 const std::string& test_filesystem();
+// True in those runs (UNIFY_TEST_FS set): the repeats of the end-to-end suites.
+bool filesystem_repeat();
 
 // Removes a tree that may hold immutable files (chattr -R -i, then rm -rf).
 void remove_tree(const std::string& path);
