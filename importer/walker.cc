@@ -3,6 +3,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 
+#include "store/tree_walk.h"
+
 namespace unify {
 
 Walker::Walker(Fd root, std::string root_shown, const Rules& rules, const FileStat& pool_dir,
@@ -16,7 +18,26 @@ Walker::Walker(Fd root, std::string root_shown, const Rules& rules, const FileSt
 Result<void> Walker::push_dir(SharedFd fd, std::string path) {
     auto entries = read_dir(fd->get(), join_path(root_shown_, path));
     if (!entries) return std::unexpected(entries.error());
-    stack_.push_back(Frame{std::move(fd), std::move(path), std::move(*entries), 0});
+    stack_.push_back(Frame{std::move(fd), std::move(path), std::move(*entries), 0, {}});
+    if (stack_.size() > kOpenDirLevels + 1) {  // the root's frame is never closed
+        Frame& far = stack_[stack_.size() - 1 - kOpenDirLevels];
+        auto st = stat_fd(far.fd->get(), join_path(root_shown_, far.path));
+        if (!st) return std::unexpected(st.error());
+        far.st = *st;
+        far.fd.reset();  // batches in flight may still hold it
+    }
+    return {};
+}
+
+Result<void> Walker::pop_dir() {
+    Frame done = std::move(stack_.back());
+    stack_.pop_back();
+    if (stack_.empty() || stack_.back().fd) return {};
+    Frame& up = stack_.back();
+    auto fd = reopen_parent(done.fd->get(), join_path(root_shown_, done.path), up.st,
+                            join_path(root_shown_, up.path));
+    if (!fd) return std::unexpected(fd.error());
+    up.fd = std::make_shared<Fd>(std::move(*fd));
     return {};
 }
 
@@ -31,7 +52,7 @@ Result<bool> Walker::next_batch(std::vector<WalkEntry>& out, size_t max) {
     while (!stack_.empty() && out.size() < max) {
         Frame& f = stack_.back();
         if (f.next == f.entries.size()) {
-            stack_.pop_back();
+            if (auto r = pop_dir(); !r) return std::unexpected(r.error());
             continue;
         }
         DirEntry e = std::move(f.entries[f.next++]);

@@ -2,7 +2,9 @@
 // with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV) relative to its
 // parent, so a guest that swaps a directory for a symlink mid-walk, or mounts something
 // inside its root, leads us nowhere outside it. Files come out in bounded batches, each
-// holding a shared fd of its directory, so memory stays flat in the size of the guest.
+// holding a shared fd of its directory, so memory stays flat in the size of the guest. At most
+// kOpenDirLevels directory fds of the walk are open (store/tree_walk.h): a guest's chain of
+// directories deeper than the fd limit is walked all the same.
 #pragma once
 
 #include <cstdint>
@@ -72,12 +74,14 @@ class Walker {
 
   private:
     struct Frame {
-        SharedFd fd;
+        SharedFd fd;       // null while closed (kOpenDirLevels)
         std::string path;  // "" for the root
         std::vector<DirEntry> entries;
         size_t next = 0;
+        FileStat st;  // taken when its fd is closed, to check the one reopen_parent gives
     };
     Result<void> push_dir(SharedFd fd, std::string path);
+    Result<void> pop_dir();
     Result<void> visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& out);
 
     std::string root_shown_;

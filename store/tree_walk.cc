@@ -13,13 +13,9 @@ namespace unify {
 
 namespace {
 
-// Directory fds kept open at once: deeper frames close the fd of the frame this many levels
-// up, which gets it back through ".." of its child when the walk returns to it.
-constexpr size_t kOpenLevels = 128;
-
 struct Frame {
     Fd own;  // invalid for the top, whose fd the caller holds
-    int fd;  // the directory's fd; -1 while closed (kOpenLevels)
+    int fd;  // the directory's fd; -1 while closed (kOpenDirLevels)
     std::string path, shown;
     std::vector<DirEntry> entries;
     size_t next = 0;
@@ -40,24 +36,20 @@ Result<Frame> open_frame(Fd own, int fd, std::string path, std::string shown) {
     return f;
 }
 
-// `parent`'s fd again, closed while the walk was deeper: ".." of its child, which must be the
-// very directory the walk went down from (a guest that moved the child elsewhere meanwhile
-// would otherwise lead the walk into another tree).
-Result<void> reopen_parent(const Frame& child, Frame& parent) {
-    int fd = openat(child.fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return sys_fail("openat", child.shown + "/..");
-    Fd up(fd);
-    auto st = stat_fd(up.get(), parent.shown);
-    if (!st) return std::unexpected(st.error());
-    if (!st->same_inode(parent.st))
-        return fail(child.shown + " was moved while its tree was walked: " + parent.shown +
-                    " is no longer its parent");
-    parent.own = std::move(up);
-    parent.fd = parent.own.get();
-    return {};
-}
-
 }  // namespace
+
+Result<Fd> reopen_parent(int child_fd, const std::string& child_shown, const FileStat& parent,
+                         const std::string& parent_shown) {
+    int fd = openat(child_fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return sys_fail("openat", child_shown + "/..");
+    Fd up(fd);
+    auto st = stat_fd(up.get(), parent_shown);
+    if (!st) return std::unexpected(st.error());
+    if (!st->same_inode(parent))
+        return fail(child_shown + " was moved while its tree was walked: " + parent_shown +
+                    " is no longer its parent");
+    return up;
+}
 
 Result<void> walk_tree(int top_fd, const std::string& top_shown, const TreeVisitor& v) {
     std::vector<Frame> stack;
@@ -69,8 +61,13 @@ Result<void> walk_tree(int top_fd, const std::string& top_shown, const TreeVisit
         if (f.next == f.entries.size()) {
             Frame done = std::move(stack.back());
             stack.pop_back();
-            if (!stack.empty() && stack.back().fd < 0)
-                if (auto r = reopen_parent(done, stack.back()); !r) return r;
+            if (!stack.empty() && stack.back().fd < 0) {
+                Frame& up = stack.back();
+                auto fd = reopen_parent(done.fd, done.shown, up.st, up.shown);
+                if (!fd) return std::unexpected(fd.error());
+                up.own = std::move(*fd);
+                up.fd = up.own.get();
+            }
             if (done.name && v.leave) {
                 TreeItem it{stack.back().fd, *done.name, done.path, done.shown, done.st};
                 if (auto r = v.leave(it); !r) return r;
@@ -110,8 +107,8 @@ Result<void> walk_tree(int top_fd, const std::string& top_shown, const TreeVisit
         frame->name = e.name;
         frame->st = **st;
         stack.push_back(std::move(*frame));  // `f` and `e` are not used past this point
-        if (stack.size() > kOpenLevels + 1) {
-            Frame& far = stack[stack.size() - 1 - kOpenLevels];
+        if (stack.size() > kOpenDirLevels + 1) {
+            Frame& far = stack[stack.size() - 1 - kOpenDirLevels];
             far.own = Fd();
             far.fd = -1;
         }

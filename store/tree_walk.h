@@ -1,19 +1,32 @@
 // Depth first below a guest directory, for the commands that must see every name in a
 // guest's tree (forget's look for unrecorded links, forget --delete-root). Iterative: a
 // guest can make its tree 100,000 directories deep with mkdirat, and a recursion of that
-// depth ended in SIGSEGV. One fd per level is open (a deeper tree than RLIMIT_NOFILE allows
-// is an EMFILE error, never a crash); each directory is opened beneath its parent's fd
-// (open_beneath: no symlink, no mount crossed). A name that vanishes meanwhile is passed
-// over; one swapped for a symlink or another mount goes to `changed`.
+// depth ended in SIGSEGV. At most kOpenDirLevels directory fds are open, however deep the
+// tree (RLIMIT_NOFILE is no bound on a guest's depth); each directory is opened beneath its
+// parent's fd (open_beneath: no symlink, no mount crossed). A name that vanishes meanwhile is
+// passed over; one swapped for a symlink or another mount goes to `changed`.
 #pragma once
 
 #include <functional>
 #include <string>
 
+#include "store/fd.h"
 #include "store/result.h"
 #include "store/sys.h"
 
 namespace unify {
+
+// Directory fds a depth-first walk keeps open at once (this one and importer/walker.h): a
+// deeper level closes the fd of the level this many above it, and the walk gets it back
+// with reopen_parent when it returns there.
+inline constexpr size_t kOpenDirLevels = 128;
+
+// A directory's fd again, closed while the walk was deeper: ".." of its child, which must be
+// the very directory (`parent`, its stat taken while it was open) the walk went down from. A
+// guest that moved the child elsewhere meanwhile would otherwise lead the walk into another
+// tree, so that is an error naming both.
+Result<Fd> reopen_parent(int child_fd, const std::string& child_shown, const FileStat& parent,
+                         const std::string& parent_shown);
 
 struct TreeItem {
     int dirfd;                // the directory that holds it

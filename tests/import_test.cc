@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -1034,6 +1035,55 @@ TEST_P(Import, GuestPathsAreReplacedByRenameNeverRemovedFirst) {
     }
     close(in);
     EXPECT_EQ(removed, "") << "a guest path was missing for a moment";
+}
+
+// A guest can nest directories deeper than the open-file limit (mkdirat and openat, one level
+// at a time). Its import walks it all the same, under a hard limit of 1,024 fds, instead of
+// ending in EMFILE: the walk keeps at most kOpenDirLevels directory fds open and reopens an
+// ancestor through "..". Files at every 100th level, down to the bottom, are shared.
+TEST_P(Import, ADirectoryChainDeeperThanTheFdLimitIsImported) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    UNIFY_REQUIRE(need_tool("prlimit"));
+    constexpr size_t kLimit = 1024, kDepth = 1500, kEvery = 100;
+    std::string pool = dir / "pool", g1 = dir / "g1", g2 = dir / "g2";
+    ASSERT_TRUE(init_pool(pool));
+    std::string chain;  // "d/d/.../d", kDepth levels
+    for (const std::string& g : {g1, g2}) {
+        make_file(g + "/usr/share/top", "at the top\n");
+        int fd = open(g.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_GE(fd, 0);
+        chain.clear();
+        for (size_t k = 1; k <= kDepth; ++k) {
+            ASSERT_EQ(mkdirat(fd, "d", 0755), 0) << k;
+            int sub = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            ASSERT_GE(sub, 0) << k;
+            close(fd);
+            fd = sub;
+            chain += chain.empty() ? "d" : "/d";
+            if (k % kEvery == 0) make_file(g + "/" + chain + "/f", "level " + std::to_string(k));
+        }
+        close(fd);
+    }
+    std::string bottom = "/" + chain + "/f";
+    ASSERT_LT((g1 + bottom).size(), size_t(PATH_MAX));
+    for (const auto& [name, root] : {std::pair{"g1", g1}, std::pair{"g2", g2}}) {
+        RunResult r =
+            run_program("/usr/bin/prlimit",
+                        {"--nofile=" + std::to_string(kLimit) + ":" + std::to_string(kLimit),
+                         unify_binary(), "--pool", pool, "import", name, root});
+        ASSERT_TRUE(succeeded(r));
+    }
+    EXPECT_EQ(ino(g1 + "/usr/share/top"), ino(g2 + "/usr/share/top"));
+    std::string level;
+    for (size_t k = 1; k <= kDepth; ++k) {
+        level += "/d";
+        if (k % kEvery) continue;
+        EXPECT_EQ(ino(g1 + level + "/f"), ino(g2 + level + "/f")) << "level " << k;
+        EXPECT_EQ(nlink(g1 + level + "/f"), 3u) << "level " << k;
+    }
+    EXPECT_TRUE(succeeded(run_unify({"--pool", pool, "verify", "--full"})));
+    EXPECT_EQ(read_file(g2 + bottom), "level " + std::to_string(kDepth));
 }
 
 }  // namespace
