@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <map>
+
 #include "importer/guest_target.h"
 #include "store/guest_path.h"
 #include "store/guest_registry.h"
@@ -44,17 +46,18 @@ std::optional<GuestRecord> guest_containing(const std::vector<GuestRecord>& gues
     return std::nullopt;
 }
 
-// Reports every recorded link of `id` whose path still is the object's inode, and those
-// whose path could not be looked at.
-Result<void> verified_links(Pool& pool, Txn& txn, const ObjectId& id, WhoAnswer& ans) {
-    LinkChecker links(pool);
-    Result<void> err;
-    auto r = txn.for_each_link_of_object(id, [&](const LinkRecord& l) {
+// Checks each recorded link `visit` is given: one whose path still is the object's inode goes
+// to `ans.links`, one whose path could not be looked at to `ans.unchecked`. `holds` counts
+// the first kind by replica, with an entry for every replica seen.
+LinkVisitor checked_into(LinkChecker& links, Txn& txn, WhoAnswer& ans,
+                         std::map<uint32_t, uint64_t>& holds, Result<void>& err) {
+    return [&](const LinkRecord& l) {
         auto state = links.check(txn, l);
         if (!state) {
             err = std::unexpected(state.error());
             return false;
         }
+        uint64_t& held = holds[l.replica];
         bool unreachable = *state == LinkChecker::State::unreachable;
         if (*state != LinkChecker::State::holds && !unreachable) return true;
         auto g = links.guest(txn, l.guest);
@@ -62,12 +65,62 @@ Result<void> verified_links(Pool& pool, Txn& txn, const ObjectId& id, WhoAnswer&
             err = std::unexpected(g.error());
             return false;
         }
-        if (unreachable)
+        if (unreachable) {
             ans.unchecked.push_back({(*g)->name, l.path, links.path_error().message});
-        else
+        } else {
             ans.links.push_back({(*g)->name, l.path});
+            ++held;
+        }
         return true;
-    });
+    };
+}
+
+// Every name of each of the object's `replicas` is among the paths that held: its link count
+// is one (the pool's name) more than them. A replica no asked name held (another name of it
+// in a directory that also has the asked one) must have no name but the pool's.
+Result<bool> every_name_held(const Pool& pool, const ObjectId& id, uint32_t replicas,
+                             const std::map<uint32_t, uint64_t>& holds) {
+    if (replicas == 0 || (!holds.empty() && holds.rbegin()->first >= replicas)) return false;
+    for (uint32_t r = 0; r < replicas; ++r) {
+        auto it = holds.find(r);
+        uint64_t held = it == holds.end() ? 0 : it->second;
+        auto st = pool.stat_object(id, r);
+        if (!st) return std::unexpected(st.error());
+        if (*st ? (*st)->nlink != held + 1 : held != 0) return false;
+    }
+    return true;
+}
+
+// Reports every recorded link of `id` whose path still is the object's inode, and those
+// whose path could not be looked at. name: the asked path's file name. The links of that name
+// are looked up first, one per directory that holds the object, without a scan of each such
+// directory's links (in a real guest's /usr/bin a thousand, in 100 guests: 10 ms of a `who`
+// of 100 sharers against 4). They are the whole answer when every such directory had one and
+// the object's link count leaves no other name: the object can have no other name among the
+// records that holds. Otherwise (another name, a link count the records do not explain, a
+// reflink pool whose objects are not linked) every link of the object is looked at.
+// replicas: the object record's count (0: no record).
+Result<void> verified_links(Pool& pool, Txn& txn, const ObjectId& id, const std::string* name,
+                            uint32_t replicas, WhoAnswer& ans) {
+    LinkChecker links(pool);
+    Result<void> err;
+    std::map<uint32_t, uint64_t> holds;
+    if (name && !pool.settings().reflink()) {
+        WhoAnswer named;
+        auto every_dir = txn.for_each_link_of_object_named(
+            id, *name, checked_into(links, txn, named, holds, err));
+        if (!every_dir) return std::unexpected(every_dir.error());
+        if (!err) return err;
+        auto all = *every_dir ? every_name_held(pool, id, replicas, holds) : Result<bool>(false);
+        if (!all) return std::unexpected(all.error());
+        if (*all) {
+            ans.links = std::move(named.links);
+            ans.unchecked = std::move(named.unchecked);
+            return {};
+        }
+        holds.clear();
+    }
+    auto r = txn.for_each_link_of_object(id, checked_into(links, txn, ans, holds, err));
     if (!r) return r;
     return err;
 }
@@ -185,7 +238,10 @@ Result<WhoAnswer> who(Pool& pool, const std::string& target) {
     } else if (auto st = pool.stat_object(ans.id); st && *st) {
         ans.size = (*st)->size;
     }
-    if (auto r = verified_links(pool, txn, ans.id, ans); !r) return std::unexpected(r.error());
+    std::string name = path.substr(path.rfind('/') + 1);
+    uint32_t replicas = *rec ? (*rec)->replicas : 0;
+    if (auto r = verified_links(pool, txn, ans.id, guest ? &name : nullptr, replicas, ans); !r)
+        return std::unexpected(r.error());
     ans.unified = true;
     return ans;
 }

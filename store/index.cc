@@ -594,11 +594,32 @@ class LmdbTxn : public Txn {
 
     Result<void> for_each_link_of_object(const ObjectId& id, const LinkVisitor& visit,
                                          uint32_t max_guests = UINT32_MAX) override {
-        if (auto r = live("for_each_link_of_object"); !r) return r;
-        if (auto r = flush(); !r) return r;
+        auto r = links_of_object(id, nullptr, visit, max_guests, "for_each_link_of_object");
+        if (!r) return std::unexpected(r.error());
+        return {};
+    }
+
+    Result<bool> for_each_link_of_object_named(const ObjectId& id, std::string_view name,
+                                               const LinkVisitor& visit) override {
+        return links_of_object(id, &name, visit, UINT32_MAX, "for_each_link_of_object_named");
+    }
+
+    // name: only the links of that name, looked up in each directory; else all, scanned.
+    // True when every directory with a link of the object had one of that name.
+    Result<bool> links_of_object(const ObjectId& id, const std::string_view* name,
+                                 const LinkVisitor& visit, uint32_t max_guests, const char* what) {
+        if (auto r = live(what); !r) return std::unexpected(r.error());
+        if (auto r = flush(); !r) return std::unexpected(r.error());
         auto num = object_number(id, false);
         if (!num) return std::unexpected(num.error());
-        if (!*num) return {};
+        if (!*num) return true;
+        std::string nkey;
+        if (name) {
+            auto k = short_key(*env_, *name, kMaxInlineName);
+            if (!k) return std::unexpected(k.error());
+            nkey = std::move(*k);
+        }
+        bool every_dir_named = true;
         const Table& t = env_->byobject;
         const std::string numb = be32(**num);
         // Guest by guest, from guest 0 up (without reading the guests table, which a damaged
@@ -608,7 +629,7 @@ class LmdbTxn : public Txn {
         for (uint64_t from = 0, seen = 0; from <= UINT32_MAX && seen < max_guests; ++seen) {
             auto gkey = key_from(t, be32(uint32_t(from)));
             if (!gkey) return std::unexpected(gkey.error());
-            if (!*gkey) return {};
+            if (!*gkey) break;
             if ((*gkey)->size() != kNumBytes) return corrupt(*env_, t);
             uint32_t guest = from_be32(**gkey);
             std::vector<std::string> dirs;
@@ -617,40 +638,17 @@ class LmdbTxn : public Txn {
                 dirs.emplace_back(dup.substr(kNumBytes, kNumBytes));
                 return Result<bool>(true);
             });
-            if (!r) return r;
+            if (!r) return std::unexpected(r.error());
             for (const std::string& dir : dirs) {
-                // The object's links in that directory: those of its links that name it. A
-                // reverse entry without any link breaks the invariant put_link and
-                // delete_link keep inside one transaction.
-                std::optional<DirPath> d;  // looked up once the directory has a link
                 // Key and, in a read transaction (which no visitor can change, and whose
                 // pages stay put until it ends), the value itself: `who` reads each link once.
                 std::vector<std::pair<std::string, std::string_view>> lkeys;
-                auto found = scan(env_->links, dir, dir,
-                                  [&](std::string_view lk, std::string_view val) -> Result<bool> {
-                                      if (!d) {
-                                          auto p = dir_path(from_be32(dir));
-                                          if (!p) return std::unexpected(p.error());
-                                          d = std::move(*p);
-                                      }
-                                      auto object = decode_link_object(val, d->bases);
-                                      if (!object) return corrupt(*env_, env_->links);
-                                      if (*object == **num)
-                                          lkeys.emplace_back(lk, write_ ? std::string_view() : val);
-                                      return true;
-                                  });
-                if (!found) return found;
-                if (lkeys.empty()) {
-                    // A damaged link record may be why none names the object: say which
-                    // table is damaged (only the front of each record was read).
-                    auto whole = scan(env_->links, dir, dir,
-                                      [&](std::string_view, std::string_view val) -> Result<bool> {
-                                          if (!decode_fields(val, d->bases))
-                                              return corrupt(*env_, env_->links);
-                                          return true;
-                                      });
-                    if (!whole) return whole;
-                    return corrupt(*env_, t);
+                auto found =
+                    name ? link_named(dir, nkey, **num, lkeys) : links_in_dir(dir, **num, lkeys);
+                if (!found) return std::unexpected(found.error());
+                if (!*found) {
+                    every_dir_named = false;
+                    continue;
                 }
                 for (const auto& [lk, scanned] : lkeys) {
                     std::optional<std::string_view> val = scanned;
@@ -666,18 +664,73 @@ class LmdbTxn : public Txn {
                     if (d->guest != guest) return corrupt(*env_, t);
                     if (d->object != **num) continue;  // the visitor relinked it
                     LinkStamp& s = d->stamp;
+                    // A long name's key is a hash of it (short_key): another name may have it.
+                    if (name && std::string_view(s.path).substr(s.path.rfind('/') + 1) != *name) {
+                        every_dir_named = false;
+                        continue;
+                    }
                     LinkRecord l{guest,  std::move(s.path), id,        d->replica, s.ino,
                                  s.size, s.mtime_ns,        s.ctime_ns};
                     bool more = visit(l);
                     if (!txn_)
-                        return fail("for_each_link_of_object(" + env_->dir +
+                        return fail(std::string(what) + "(" + env_->dir +
                                     "): the transaction ended during the iteration");
-                    if (!more) return {};
+                    if (!more) return every_dir_named;
                 }
             }
             from = uint64_t(guest) + 1;
         }
-        return {};
+        return every_dir_named;
+    }
+
+    using LinkKeys = std::vector<std::pair<std::string, std::string_view>>;
+
+    // The links in directory `dir` (its number's key) that name object `num`, by a scan of all
+    // of the directory's links. A reverse entry without any link breaks the invariant put_link
+    // and delete_link keep inside one transaction: the index is damaged. Always true.
+    Result<bool> links_in_dir(const std::string& dir, uint32_t num, LinkKeys& out) {
+        std::optional<DirPath> d;  // looked up once the directory has a link
+        auto found = scan(env_->links, dir, dir,
+                          [&](std::string_view lk, std::string_view val) -> Result<bool> {
+                              if (!d) {
+                                  auto p = dir_path(from_be32(dir));
+                                  if (!p) return std::unexpected(p.error());
+                                  d = std::move(*p);
+                              }
+                              auto object = decode_link_object(val, d->bases);
+                              if (!object) return corrupt(*env_, env_->links);
+                              if (*object == num)
+                                  out.emplace_back(lk, write_ ? std::string_view() : val);
+                              return true;
+                          });
+        if (!found) return std::unexpected(found.error());
+        if (!out.empty()) return true;
+        // A damaged link record may be why none names the object: say which table is damaged
+        // (only the front of each record was read).
+        auto whole = scan(env_->links, dir, dir,
+                          [&](std::string_view, std::string_view val) -> Result<bool> {
+                              if (!decode_fields(val, d->bases)) return corrupt(*env_, env_->links);
+                              return true;
+                          });
+        if (!whole) return std::unexpected(whole.error());
+        return corrupt(*env_, env_->byobject);
+    }
+
+    // The link of name key `nkey` in directory `dir`, if it names object `num`: one lookup.
+    // False when there is none.
+    Result<bool> link_named(const std::string& dir, const std::string& nkey, uint32_t num,
+                            LinkKeys& out) {
+        std::string lk = dir + nkey;
+        auto val = get(env_->links, lk);
+        if (!val) return std::unexpected(val.error());
+        if (!*val) return false;
+        auto d = dir_path(from_be32(dir));
+        if (!d) return std::unexpected(d.error());
+        auto object = decode_link_object(**val, d->bases);
+        if (!object) return corrupt(*env_, env_->links);
+        if (*object != num) return false;
+        out.emplace_back(std::move(lk), write_ ? std::string_view() : **val);
+        return true;
     }
 
     Result<void> put_guest(GuestRecord& g) override {

@@ -108,6 +108,12 @@ class Txn {
     // seeks whether it has links of the object or not).
     virtual Result<void> for_each_link_of_object(const ObjectId& id, const LinkVisitor& visit,
                                                  uint32_t max_guests = UINT32_MAX) = 0;
+    // Only the links of `id` named `name` (the last component), one lookup in each directory
+    // that holds a link of it instead of a scan of all of that directory's links (a real
+    // guest's /usr/bin has a thousand). False when some such directory has no link of that
+    // name to it: then only for_each_link_of_object sees every link.
+    virtual Result<bool> for_each_link_of_object_named(const ObjectId& id, std::string_view name,
+                                                       const LinkVisitor& visit) = 0;
 
     // Write transactions only (a read transaction fails them).
     // put_guest with id 0 allocates the next free id and stores it in `g`.

@@ -733,6 +733,61 @@ TEST(Index, LinksOfObjectAcrossSparseGuestsAndNeighbourIds) {
     EXPECT_EQ(links_of_object(**txn, last).size(), 10u);
 }
 
+// for_each_link_of_object_named: the links of one name, one lookup in each directory that
+// holds the object; false as soon as such a directory has no link of that name to it.
+TEST(Index, LinksOfObjectNamedLookUpOneNameInEachDirectory) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    ObjectId a = oid({0x41}), b = oid({0x42});
+    auto named = [&](Txn& txn, std::vector<std::string>& out) {
+        out.clear();
+        auto r = txn.for_each_link_of_object_named(a, "ls", [&](const LinkRecord& l) {
+            EXPECT_EQ(l.id, a);
+            out.push_back(std::to_string(l.guest) + ":" + l.path);
+            return true;
+        });
+        EXPECT_TRUE(r) << r.error().message;
+        return r && *r;
+    };
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    ASSERT_OK((*txn)->put_link(make_link(1, "/usr/bin/ls", a)));
+    ASSERT_OK((*txn)->put_link(make_link(2, "/usr/bin/ls", a)));
+    ASSERT_OK((*txn)->put_link(make_link(2, "/usr/bin/dir", a)));  // a second name, same dir
+    ASSERT_OK((*txn)->put_link(make_link(2, "/usr/bin/ls.b", b)));
+    ASSERT_OK((*txn)->commit());
+    std::vector<std::string> seen;
+    txn = (*index)->read();
+    ASSERT_TRUE(txn);
+    EXPECT_TRUE(named(**txn, seen));
+    EXPECT_EQ(seen, (std::vector<std::string>{"1:/usr/bin/ls", "2:/usr/bin/ls"}));
+    ASSERT_OK((*txn)->commit());
+
+    // Another directory with a link of `a` under another name; one whose "ls" is `b`.
+    using Links = std::vector<std::pair<std::string, ObjectId>>;
+    for (const auto& [guest, links] : {std::pair{3u, Links{{"/sbin/ls2", a}}},
+                                       std::pair{4u, Links{{"/bin/ls", b}, {"/bin/lsof", a}}}}) {
+        txn = (*index)->write();
+        ASSERT_TRUE(txn);
+        for (const auto& [path, id] : links)
+            ASSERT_OK((*txn)->put_link(make_link(guest, path, id)));
+        ASSERT_OK((*txn)->commit());
+        txn = (*index)->read();
+        ASSERT_TRUE(txn);
+        EXPECT_FALSE(named(**txn, seen)) << guest;
+        EXPECT_EQ(seen, (std::vector<std::string>{"1:/usr/bin/ls", "2:/usr/bin/ls"})) << guest;
+        ASSERT_OK((*txn)->commit());
+        txn = (*index)->write();
+        ASSERT_TRUE(txn);
+        for (const auto& [path, id] : links) ASSERT_OK((*txn)->delete_link(guest, path));
+        ASSERT_OK((*txn)->commit());
+    }
+    txn = (*index)->read();
+    ASSERT_TRUE(txn);
+    EXPECT_TRUE(named(**txn, seen));
+}
+
 // The layout put_link writes: guest id -> duplicates of object number + directory number
 // (big endian). A reverse entry without its links is reported, not skipped.
 TEST(Index, ReverseEntryWithoutItsLinkIsCorrupt) {

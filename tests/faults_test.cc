@@ -112,6 +112,11 @@ TEST(Faults, EmlinkMakesAnOverflowReplica) {
     // Importing again finds all of them linked.
     r = test::run_unify({"--pool", pool, "import", "g1", g1});
     EXPECT_NE(r.out.find("already linked    65,010"), std::string::npos) << r.out;
+    // `who` of one name: its 7 namesakes, one per directory, are not the whole answer, and
+    // the link counts of both replicas say so (query/who.cc).
+    r = test::run_unify({"--pool", pool, "who", "g1:/usr/share/d0/f0"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("shared by 65010 paths"), std::string::npos) << r.out.substr(0, 300);
 }
 
 TEST(Faults, UnreadableFileIsSkippedAndCounted) {

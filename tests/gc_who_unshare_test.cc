@@ -440,6 +440,52 @@ TEST_P(Who, HostPathGuestPathAndIdPrefixesListExactlyTheSharers) {
         << r.out;
 }
 
+// `who` of a guest path looks up only that name in each directory that holds the object, and
+// trusts that answer only when the object's link count leaves room for no other name. Every
+// way it must not: a second name in the same directory, a name in another directory, and a
+// path of that name replaced by another file while another name in its directory holds.
+TEST_P(Who, AskedByPathListsEveryOtherNameOfTheObjectToo) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    ThreeGuests s(dir);
+    const std::string a = "object a\n", b = "object b\n", d = "object d\n", e = "object e\n";
+    for (const auto& g : {s.g1, s.g2, s.g3}) {
+        ThreeGuests::file(g + "/usr/lib/a", a, 0644, 1);
+        ThreeGuests::file(g + "/usr/lib/d", d, 0644, 3);
+        ThreeGuests::file(g + "/usr/lib/e", e, 0644, 4);
+    }
+    ThreeGuests::file(s.g1 + "/usr/lib/a.copy", a, 0644, 1);  // same directory
+    ThreeGuests::file(s.g1 + "/usr/lib/b", b, 0644, 2);       // b: another directory in g2
+    ThreeGuests::file(s.g2 + "/usr/share/b.elsewhere", b, 0644, 2);
+    ThreeGuests::file(s.g2 + "/usr/lib/d.copy", d, 0644, 3);  // holds once g2's d is gone
+    ASSERT_TRUE(s.init_and_import());
+    // g2's d becomes another file behind unify's back (as in a window a guest raced).
+    std::string g2d = s.g2 + "/usr/lib/d";
+    ASSERT_EQ(sh("chattr -i '" + g2d + "'"), 0);
+    write_file(s.g2 + "/usr/lib/d.new", "g2's own d\n");
+    ASSERT_EQ(rename((s.g2 + "/usr/lib/d.new").c_str(), g2d.c_str()), 0);
+    ASSERT_EQ(sh("chattr +i '" + s.g2 + "/usr/lib/d.copy'"), 0);
+
+    auto listed = [&](const std::string& target) {
+        auto r = s.unify({"who", target});
+        EXPECT_EQ(r.status, 0) << target << ": " << r.err;
+        return who_links(r.out);
+    };
+    using Set = std::set<std::string>;
+    EXPECT_EQ(listed("g3:/usr/lib/a"),
+              (Set{"g1:/usr/lib/a", "g1:/usr/lib/a.copy", "g2:/usr/lib/a", "g3:/usr/lib/a"}));
+    EXPECT_EQ(listed("g1:/usr/lib/b"), (Set{"g1:/usr/lib/b", "g2:/usr/share/b.elsewhere"}));
+    EXPECT_EQ(listed("g1:/usr/lib/d"),
+              (Set{"g1:/usr/lib/d", "g2:/usr/lib/d.copy", "g3:/usr/lib/d"}));
+    // One name in each directory: the answer of the lookups alone.
+    EXPECT_EQ(listed(s.g2 + "/usr/lib/e"),
+              (Set{"g1:/usr/lib/e", "g2:/usr/lib/e", "g3:/usr/lib/e"}));
+    // By id, every link is looked at, as before: the same answers.
+    std::string a_hex = hex_of(object_of(s.pool, s.g1 + "/usr/lib/a"));
+    ASSERT_EQ(a_hex.size(), 64u);
+    EXPECT_EQ(listed(a_hex), listed("g1:/usr/lib/a.copy"));
+}
+
 TEST_P(Who, FileThatIsNotUnifiedIsReportedAsSuch) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
