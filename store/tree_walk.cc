@@ -6,6 +6,7 @@
 #include <optional>
 #include <vector>
 
+#include "store/fault.h"
 #include "store/fd.h"
 #include "store/interrupt.h"
 
@@ -40,6 +41,7 @@ Result<Frame> open_frame(Fd own, int fd, std::string path, std::string shown) {
 
 Result<Fd> reopen_parent(int child_fd, const std::string& child_shown, const FileStat& parent,
                          const std::string& parent_shown) {
+    fault_point("walk.reopen");  // tests: the guest moves the child right here
     int fd = openat(child_fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return sys_fail("openat", child_shown + "/..");
     Fd up(fd);

@@ -592,6 +592,44 @@ TEST_P(RaceHooks, MetadataChangedBetweenLinkAndProtectWithdrawsTheObject) {
 // gc's first look. Right before gc's last check a root process outside unify gives it
 // another name; gc must see that and keep the object (the link count on the filesystem is
 // the truth, invariant 5), or that name would hold an inode the pool no longer has.
+// The import walk keeps kOpenDirLevels directory fds open (store/tree_walk.h): going back
+// up past them it reopens a directory as ".." of its child. A guest that has moved that child
+// elsewhere meanwhile (UNIFY_FAULT_RENAME at walk.reopen, the first reopen: level 73 of a
+// chain of 200 moves to /x/moved) would lead the walk on in /x under the old directory's
+// paths; the inode check stops the import instead, naming both, and a later import, once the
+// guest holds still, imports every file at its true path.
+TEST(WalkRace, AChildMovedWhileTheWalkIsDeepBelowItsParentStopsTheImport) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    std::string pool = dir / "pool", g = dir / "g1";
+    ASSERT_EQ(run_unify({"--pool", pool, "init"}).status, 0);
+    std::string chain = g + "/a", level73;
+    for (int k = 2; k <= 200; ++k) {
+        chain += "/d";
+        if (k == 73) level73 = chain;
+        if (k % 50 == 0) ThreeGuests::file(chain + "/f", "level " + std::to_string(k), 0644, 7);
+    }
+    ThreeGuests::file(g + "/x/keep", "in x\n", 0644, 7);
+    ThreeGuests::file(g + "/a/top", "in a\n", 0644, 7);
+    RunResult r =
+        run_unify_faults({"--pool", pool, "import", "g1", g},
+                         {"UNIFY_FAULT_RENAME=walk.reopen:1:" + level73 + ":" + g + "/x/moved"});
+    EXPECT_NE(r.status, 0) << show(r);
+    EXPECT_TRUE(contains(r.err, "was moved while its tree was walked")) << show(r);
+    ASSERT_TRUE(std::filesystem::exists(g + "/x/moved/d")) << "the guest's move was not made";
+    r = run_unify({"--pool", pool, "import", "g1", g});
+    ASSERT_TRUE(succeeded(r));
+    EXPECT_TRUE(succeeded(run_unify({"--pool", pool, "verify", "--full"})));
+    // The file of level 100 is recorded where it is now, 27 levels below /x/moved.
+    std::string moved100 = "/x/moved";
+    for (int k = 74; k <= 100; ++k) moved100 += "/d";
+    moved100 += "/f";
+    ASSERT_EQ(read_file(g + moved100), "level 100");
+    auto listed = run_unify({"--pool", pool, "who", "g1:" + moved100});
+    EXPECT_TRUE(contains(listed.out, "shared by 1 path") && contains(listed.out, moved100))
+        << show(listed);
+}
+
 TEST(GcRace, LinkAddedBeforeTheLastCheckKeepsTheObject) {
     TwoGuests s;
     UNIFY_REQUIRE(need_immutable(s.dir.path()));
