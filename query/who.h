@@ -1,8 +1,8 @@
 // unify who: which guests share a file. The answer comes from the index (byobject) and each
 // path is then checked against the filesystem: a path that is no longer the object's inode
-// (in a reflink pool: no longer shares all the object's blocks) is not reported. Asked by
-// path, it reads only the links of that name where the object's link count proves there is
-// no other (query/who.cc verified_links).
+// (in a reflink pool: no longer shares all the object's blocks) is not reported. It reads
+// only the links of the asked name (asked by id: its first link's) where the object's link
+// count proves there is no other (query/who.cc verified_links).
 #pragma once
 
 #include <string>
