@@ -92,15 +92,14 @@ Result<bool> every_name_held(const Pool& pool, const ObjectId& id, uint32_t repl
 }
 
 // Reports every recorded link of `id` whose path still is the object's inode, and those
-// whose path could not be looked at. name: the asked path's file name (or, asked by id, its
-// first link's). The links of that name
-// are looked up first, one per directory that holds the object, without a scan of each such
-// directory's links (in a real guest's /usr/bin a thousand, in 100 guests: 10 ms of a `who`
-// of 100 sharers against 4). They are the whole answer when every such directory had one and
-// the object's link count leaves no other name: the object can have no other name among the
-// records that holds. Otherwise (another name, a link count the records do not explain, a
-// reflink pool whose objects are not linked) every link of the object is looked at.
-// replicas: the object record's count (0: no record).
+// whose path could not be looked at. `name`: the asked path's file name (asked by id: its
+// first link's); `replicas`: the object record's count (0: no record).
+// The links of that name are looked up first, one per directory that holds the object,
+// instead of reading all of each such directory's links (a real guest's /usr/bin holds a
+// thousand; 100 sharers in such directories: 10 ms of a `who` against 4). They are the whole
+// answer when every such directory had one and the link counts leave no name of the object
+// unaccounted for. Otherwise (another name, a count the records do not explain, a reflink
+// pool, whose objects are not linked) every link of the object is read.
 Result<void> verified_links(Pool& pool, Txn& txn, const ObjectId& id, const std::string* name,
                             uint32_t replicas, WhoAnswer& ans) {
     LinkChecker links(pool);
