@@ -78,13 +78,13 @@ LinkVisitor checked_into(LinkChecker& links, Txn& txn, WhoAnswer& ans,
 // Every name of each of the object's `replicas` is among the paths that held: its link count
 // is one (the pool's name) more than them. A replica no asked name held (another name of it
 // in a directory that also has the asked one) must have no name but the pool's.
-Result<bool> every_name_held(const Pool& pool, const ObjectId& id, uint32_t replicas,
+Result<bool> every_name_held(LinkChecker& links, const ObjectId& id, uint32_t replicas,
                              const std::map<uint32_t, uint64_t>& holds) {
     if (replicas == 0 || (!holds.empty() && holds.rbegin()->first >= replicas)) return false;
     for (uint32_t r = 0; r < replicas; ++r) {
         auto it = holds.find(r);
         uint64_t held = it == holds.end() ? 0 : it->second;
-        auto st = pool.stat_object(id, r);
+        auto st = links.object(id, r);  // the checks' own look at it
         if (!st) return std::unexpected(st.error());
         if (*st ? (*st)->nlink != held + 1 : held != 0) return false;
     }
@@ -111,7 +111,7 @@ Result<void> verified_links(Pool& pool, Txn& txn, const ObjectId& id, const std:
             id, *name, checked_into(links, txn, named, holds, err));
         if (!every_dir) return std::unexpected(every_dir.error());
         if (!err) return err;
-        auto all = *every_dir ? every_name_held(pool, id, replicas, holds) : Result<bool>(false);
+        auto all = *every_dir ? every_name_held(links, id, replicas, holds) : Result<bool>(false);
         if (!all) return std::unexpected(all.error());
         if (*all) {
             ans.links = std::move(named.links);

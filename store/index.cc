@@ -36,6 +36,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -468,6 +469,8 @@ std::pair<std::string_view, std::string_view> split_path(std::string_view path) 
 }
 
 constexpr size_t kMaxInlineName = 400;
+// A file name is its own key, never a hash of it: for_each_link_of_object_named relies on it.
+static_assert(kMaxInlineName >= NAME_MAX);
 
 int nibble(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -664,11 +667,6 @@ class LmdbTxn : public Txn {
                     if (d->guest != guest) return corrupt(*env_, t);
                     if (d->object != **num) continue;  // the visitor relinked it
                     LinkStamp& s = d->stamp;
-                    // A long name's key is a hash of it (short_key): another name may have it.
-                    if (name && std::string_view(s.path).substr(s.path.rfind('/') + 1) != *name) {
-                        every_dir_named = false;
-                        continue;
-                    }
                     LinkRecord l{guest,  std::move(s.path), id,        d->replica, s.ino,
                                  s.size, s.mtime_ns,        s.ctime_ns};
                     bool more = visit(l);

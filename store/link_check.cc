@@ -41,16 +41,22 @@ const Error* LinkChecker::root_error(uint32_t id) const {
     return &*it->second->error;
 }
 
-Result<LinkChecker::State> LinkChecker::check(Txn& txn, const LinkRecord& l) {
-    auto key = std::make_pair(l.id, l.replica);
+Result<std::optional<FileStat>> LinkChecker::object(const ObjectId& id, uint32_t replica) {
+    auto key = std::make_pair(id, replica);
     auto it = objects_.find(key);
     if (it == objects_.end()) {
-        auto st = pool_.stat_object(l.id, l.replica);
+        auto st = pool_.stat_object(id, replica);
         if (!st) return std::unexpected(st.error());
         it = objects_.emplace(key, *st).first;
     }
-    if (!it->second) return State::stale;
-    return check(txn, l, *it->second);
+    return it->second;
+}
+
+Result<LinkChecker::State> LinkChecker::check(Txn& txn, const LinkRecord& l) {
+    auto obj = object(l.id, l.replica);
+    if (!obj) return std::unexpected(obj.error());
+    if (!*obj) return State::stale;
+    return check(txn, l, **obj);
 }
 
 Result<LinkChecker::State> LinkChecker::check(Txn& txn, const LinkRecord& l,

@@ -38,6 +38,8 @@ class LinkChecker {
     // Against a given inode (verify: the object file it is looking at).
     Result<State> check(Txn& txn, const LinkRecord& l, const FileStat& object);
 
+    // The object file of (id, replica), looked at once; nullopt if it is gone.
+    Result<std::optional<FileStat>> object(const ObjectId& id, uint32_t replica);
     // The guest of a record, looked up once; nullptr if the index has none.
     Result<const GuestRecord*> guest(Txn& txn, uint32_t id);
     // Why the root of guest `id` could not be opened, after check() said unchecked.
