@@ -1440,7 +1440,8 @@ Result<ImportSummary> Importer::run() {
     // The walk gets its own fd on the root already checked, not the path opened again.
     auto walk_fd = open_beneath(root_.fd.get(), "", O_RDONLY | O_DIRECTORY, root_.path);
     if (!walk_fd) return std::unexpected(walk_fd.error());
-    Walker walker(std::move(*walk_fd), root_.path, rules, pool_.stat(), pool_.temp_prefix());
+    Walker walker(std::move(*walk_fd), root_.path, rules, pool_.stat(), pool_.temp_prefix(),
+                  opt_.jobs);
     // A writer opening a leased file makes the kernel send SIGIO, whose default kills us; we
     // ask each lease instead (importer/settle.h).
     signal(SIGIO, SIG_IGN);

@@ -3,16 +3,21 @@
 #include <dirent.h>
 #include <fcntl.h>
 
+#include <algorithm>
+
+#include "store/fault.h"
+#include "store/parallel.h"
 #include "store/tree_walk.h"
 
 namespace unify {
 
 Walker::Walker(Fd root, std::string root_shown, const Rules& rules, const FileStat& pool_dir,
-               std::string temp_prefix)
+               std::string temp_prefix, unsigned jobs)
     : root_shown_(std::move(root_shown)),
       rules_(rules),
       pool_dir_(pool_dir),
       temp_prefix_(std::move(temp_prefix)),
+      jobs_(jobs),
       root_(std::make_shared<Fd>(std::move(root))) {}
 
 Result<void> Walker::push_dir(SharedFd fd, std::string path) {
@@ -49,7 +54,7 @@ Result<bool> Walker::next_batch(std::vector<WalkEntry>& out, size_t max) {
         root_st_ = *st;
         if (auto r = push_dir(root_, ""); !r) return std::unexpected(r.error());
     }
-    while (!stack_.empty() && out.size() < max) {
+    while (!stack_.empty() && out.size() + listed_.size() < max) {
         Frame& f = stack_.back();
         if (f.next == f.entries.size()) {
             if (auto r = pop_dir(); !r) return std::unexpected(r.error());
@@ -57,14 +62,14 @@ Result<bool> Walker::next_batch(std::vector<WalkEntry>& out, size_t max) {
         }
         DirEntry e = std::move(f.entries[f.next++]);
         // visit() may push a frame, which invalidates `f`.
-        if (auto r = visit(f, e, out); !r) return std::unexpected(r.error());
+        if (auto r = visit(f, e); !r) return std::unexpected(r.error());
     }
+    if (auto r = stat_files(out); !r) return std::unexpected(r.error());
     return !stack_.empty();
 }
 
-Result<void> Walker::visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& out) {
+Result<void> Walker::visit(Frame& f, const DirEntry& e) {
     std::string path = f.path + "/" + e.name;
-    std::string shown = join_path(root_shown_, path);
     SharedFd parent = f.fd;
     if (e.type == DT_LNK) {
         ++files_seen_;
@@ -72,6 +77,7 @@ Result<void> Walker::visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& 
         return {};
     }
     if (e.type == DT_DIR) {
+        std::string shown = join_path(root_shown_, path);
         // The pool inside a guest root: d_ino is enough, as no mount is crossed below.
         if (e.ino == pool_dir_.ino && pool_dir_.dev == root_st_.dev) {
             ++skipped_[skip::kPool];
@@ -99,39 +105,64 @@ Result<void> Walker::visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& 
         // No statx: openat2's RESOLVE_NO_XDEV already refused a mount point (EXDEV above).
         return push_dir(std::make_shared<Fd>(std::move(*dir)), path);
     }
-    // Regular, special or unknown: statx tells, without following anything.
-    auto st = stat_if_exists(parent->get(), e.name, shown);
-    if (!st) return std::unexpected(st.error());
-    if (!*st) {
+    Listed l{parent, e.name, std::move(path), {}, 0, false};
+    if (e.type == DT_UNKNOWN) {  // a filesystem without d_type: statx tells, following nothing
+        l.err = stat_at_errno(parent->get(), e.name.c_str(), l.st);
+        l.stated = true;
+        if (!l.err && l.st.is_dir()) return visit(f, DirEntry{e.name, DT_DIR, l.st.ino});
+    }
+    listed_.push_back(std::move(l));
+    return {};
+}
+
+// statx, without following anything, of every file the batch listed. The threads do nothing
+// else (no allocation); what each answer means is decided here after, in walk order.
+Result<void> Walker::stat_files(std::vector<WalkEntry>& out) {
+    constexpr size_t kPerThread = 256;  // fewer are not worth starting a thread for
+    unsigned jobs = unsigned(std::min<size_t>(jobs_, listed_.size() / kPerThread + 1));
+    fault_point("walk.stat");  // tests: the guest swaps a listed file for a symlink here
+    parallel_for(listed_.size(), jobs, [&](size_t i) {
+        Listed& l = listed_[i];
+        if (!l.stated) l.err = stat_at_errno(l.dir->get(), l.name.c_str(), l.st);
+    });
+    Result<void> r;
+    for (Listed& l : listed_)
+        if (r) r = classify(l, out);
+    listed_.clear();
+    return r;
+}
+
+Result<void> Walker::classify(Listed& l, std::vector<WalkEntry>& out) {
+    // A directory now where the walk listed a file: the file is gone; the directory came
+    // after the walk read its parent, as a file created then would have.
+    if (l.err == ENOENT || l.err == ENOTDIR || (!l.err && l.st.is_dir())) {
         ++skipped_[skip::kVanished];
         return {};
     }
-    if ((*st)->is_dir()) {  // DT_UNKNOWN filesystems land here
-        DirEntry again{e.name, DT_DIR, (*st)->ino};
-        return visit(f, again, out);
-    }
+    if (l.err) return sys_fail("statx", join_path(root_shown_, l.path), l.err);
+    const FileStat& st = l.st;
     ++files_seen_;
-    if (e.name.compare(0, temp_prefix_.size(), temp_prefix_) == 0 && (*st)->is_reg()) {
-        out.push_back(WalkEntry{parent, e.name, path, **st, true});
+    if (l.name.compare(0, temp_prefix_.size(), temp_prefix_) == 0 && st.is_reg()) {
+        out.push_back(WalkEntry{std::move(l.dir), std::move(l.name), std::move(l.path), st, true});
         return {};
     }
-    Decision rule = rules_.decide(path);
+    Decision rule = rules_.decide(l.path);
     if (rule.match == RuleMatch::package_config)
         ++skipped_[skip::config_reason(rule.owner->db)];
     else if (rule.match == RuleMatch::default_exclusion)
         ++skipped_[skip::kDefaultRule];
     else if (rule.match == RuleMatch::user_exclusion)
         ++skipped_[skip::kUserRule];
-    else if ((*st)->is_lnk())
+    else if (st.is_lnk())
         ++skipped_[skip::kSymlink];
-    else if (!(*st)->is_reg())
+    else if (!st.is_reg())
         ++skipped_[skip::kSpecial];
-    else if ((*st)->mount_root || (*st)->dev != root_st_.dev)
+    else if (st.mount_root || st.dev != root_st_.dev)
         ++skipped_[skip::kMount];
-    else if ((*st)->size < rules_.min_size())
+    else if (st.size < rules_.min_size())
         ++skipped_[skip::kSmall];
     else
-        out.push_back(WalkEntry{parent, e.name, path, **st, false});
+        out.push_back(WalkEntry{std::move(l.dir), std::move(l.name), std::move(l.path), st, false});
     return {};
 }
 

@@ -228,7 +228,8 @@ Result<void> walk_guest(Pool& pool, Index& index, const GuestRecord& g, const Sc
     for (const auto& r : g.excludes)
         if (parse_stored_rule(r).include) includes.push_back(r);
     Rules rules(includes, 0, nullptr, pool.settings().share);
-    Walker walker(std::move(root->fd), root->path, rules, pool.stat(), pool.temp_prefix());
+    Walker walker(std::move(root->fd), root->path, rules, pool.stat(), pool.temp_prefix(),
+                  opt.jobs);
     std::vector<WalkEntry> batch;
     for (bool more = true; more;) {
         if (interrupted()) return std::unexpected(interrupted_error());

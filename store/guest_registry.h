@@ -2,7 +2,8 @@
 // it survives the loss of the index and `unify reindex` knows which roots to walk. The index
 // stays the source every command reads; this file is its durable copy, rewritten whole (temp
 // file, fsync, rename, fsync of the pool directory) by every writer that changes a guest:
-// import after registering a guest and after it completes, forget after removing one.
+// import after registering a guest and after it completes (unless only its last import time
+// moved: sync_guest_registry), forget after removing one.
 //
 // Format, one record per line, fields separated by TAB; in a value, backslash, TAB, newline
 // and other control bytes are written as \\, \t, \n and \xHH, every other byte as it is
@@ -36,7 +37,9 @@ Result<std::vector<GuestRecord>> read_guest_registry(const Pool& pool);
 Error no_guest_named(const Pool& pool, const std::string& command, const std::string& name);
 
 // Writes the guests the index holds now (one read transaction): what a writer calls after
-// the index commit that changed a guest.
+// the index commit that changed a guest. A file that differs only in the guests' last import
+// times (each still 0 where the index's is) is left as it is: the time it keeps for a guest
+// is that of the import that last changed the file, and `list` reads the index's.
 Result<void> sync_guest_registry(Pool& pool);
 
 }  // namespace unify

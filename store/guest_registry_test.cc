@@ -1,6 +1,7 @@
 #include "store/guest_registry.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tests/test_support.h"
@@ -74,6 +75,55 @@ TEST(GuestRegistry, NextWriterSweepsTemporariesAKilledWriterLeft) {
     EXPECT_EQ(access((dir / "pool/tmp/keep-me").c_str(), F_OK), 0);
     EXPECT_EQ(access((dir / "pool/guests.conf.tmp").c_str(), F_OK), 0);
     EXPECT_TRUE(read_guest_registry(*pool));
+}
+
+ino_t registry_inode(const TempDir& dir) {
+    struct stat st {};
+    EXPECT_EQ(::stat((dir / "pool/guests.conf").c_str(), &st), 0);
+    return st.st_ino;
+}
+
+// Each rewrite is a new file renamed into place (a new inode); an import that only moved the
+// guest's last import time leaves the file alone (two fsyncs saved), anything else rewrites it.
+TEST(GuestRegistry, SyncRewritesTheFileOnlyWhenMoreThanImportTimesChanged) {
+    TempDir dir;
+    auto pool = make_pool(dir);
+    ASSERT_TRUE(pool);
+    auto put = [&](GuestRecord& g) {  // put_guest gives a new guest its id
+        auto txn = pool->index().write();
+        ASSERT_TRUE(txn) << txn.error().message;
+        ASSERT_TRUE((*txn)->put_guest(g));
+        ASSERT_TRUE((*txn)->commit());
+        auto r = sync_guest_registry(*pool);
+        ASSERT_TRUE(r) << r.error().message;
+    };
+    GuestRecord g{0, "web1", "/vservers/web1", 0, {"-/srv"}, 1};
+    put(g);
+    ASSERT_NE(g.id, 0u);
+    ino_t first = registry_inode(dir);
+
+    g.last_import = 1732456000;  // first completed import: the file must say so
+    put(g);
+    ino_t imported = registry_inode(dir);
+    EXPECT_NE(imported, first);
+    auto back = read_guest_registry(*pool);
+    ASSERT_TRUE(back && back->size() == 1u);
+    EXPECT_EQ((*back)[0].last_import, 1732456000);
+
+    g.last_import = 1732459999;  // an unchanged re-import
+    put(g);
+    EXPECT_EQ(registry_inode(dir), imported);
+    back = read_guest_registry(*pool);
+    ASSERT_TRUE(back && back->size() == 1u);
+    EXPECT_EQ((*back)[0].last_import, 1732456000);
+
+    g.excludes.push_back("-/opt");  // new rules
+    put(g);
+    EXPECT_NE(registry_inode(dir), imported);
+    back = read_guest_registry(*pool);
+    ASSERT_TRUE(back && back->size() == 1u);
+    EXPECT_EQ((*back)[0].excludes, g.excludes);
+    EXPECT_EQ((*back)[0].last_import, 1732459999);
 }
 
 TEST(GuestRegistry, RejectsWhatItCannotRead) {

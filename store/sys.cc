@@ -55,11 +55,18 @@ constexpr unsigned kStatxMask = STATX_BASIC_STATS | STATX_MNT_ID;
 
 }  // namespace
 
-Result<FileStat> stat_at(int dirfd, const std::string& name, const std::string& shown) {
+int stat_at_errno(int dirfd, const char* name, FileStat& out) {
     struct statx sx;
-    int flags = AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT | (name.empty() ? AT_EMPTY_PATH : 0);
-    if (statx(dirfd, name.c_str(), flags, kStatxMask, &sx) != 0) return sys_fail("statx", shown);
-    return from_statx(sx);
+    int flags = AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_AS_STAT | (*name ? 0 : AT_EMPTY_PATH);
+    if (statx(dirfd, name, flags, kStatxMask, &sx) != 0) return errno;
+    out = from_statx(sx);
+    return 0;
+}
+
+Result<FileStat> stat_at(int dirfd, const std::string& name, const std::string& shown) {
+    FileStat st;
+    if (int err = stat_at_errno(dirfd, name.c_str(), st)) return sys_fail("statx", shown, err);
+    return st;
 }
 
 Result<FileStat> stat_fd(int fd, const std::string& shown) {

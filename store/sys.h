@@ -67,6 +67,9 @@ using Xattrs = std::vector<std::pair<std::string, std::string>>;
 // statx(dirfd, name, AT_SYMLINK_NOFOLLOW). name "" stats dirfd itself (AT_EMPTY_PATH).
 Result<FileStat> stat_at(int dirfd, const std::string& name, const std::string& shown);
 Result<FileStat> stat_fd(int fd, const std::string& shown);
+// stat_at without the message: 0, or the errno. For a worker thread that must not allocate
+// (each thread that does gets a malloc arena of its own: importer/walker.h).
+int stat_at_errno(int dirfd, const char* name, FileStat& out);
 // Like stat_at, but a missing name (ENOENT, ENOTDIR) is an empty optional, not an error.
 Result<std::optional<FileStat>> stat_if_exists(int dirfd, const std::string& name,
                                                const std::string& shown);

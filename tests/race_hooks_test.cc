@@ -630,6 +630,43 @@ TEST(WalkRace, AChildMovedWhileTheWalkIsDeepBelowItsParentStopsTheImport) {
         << show(listed);
 }
 
+// The walk lists a batch's files first and stats them together at the batch's end, on both
+// cores (importer/walker.h). A guest that swaps a listed file for a symlink in between (here
+// at the fault point walk.stat) gets a symlink at that stat: skipped, never followed, and
+// the host file it points to is left alone.
+TEST(WalkRace, AFileSwappedForASymlinkBeforeItsBatchIsStatedIsSkipped) {
+    TempDir dir;
+    UNIFY_REQUIRE(need_immutable(dir.path()));
+    std::string pool = dir / "pool", g = dir / "g1", host = dir / "host-file";
+    ThreeGuests::file(host, "the host's own\n", 0644, 7);
+    const int n = 600;  // more than one thread's share of a batch
+    for (int k = 0; k < n; ++k)
+        ThreeGuests::file(g + "/usr/lib/many/f" + std::to_string(k),
+                          "file " + std::to_string(k) + "\n", 0644, 7);
+    std::filesystem::create_symlink(host, g + "/usr/lib/many/link");
+    ASSERT_EQ(run_unify({"--pool", pool, "init"}).status, 0);
+    std::string swapped = g + "/usr/lib/many/f300";
+    RunResult r =
+        run_unify_faults({"--pool", pool, "import", "g1", g},
+                         {"UNIFY_FAULT_RENAME=walk.stat:1:" + g + "/usr/lib/many/link:" + swapped});
+    ASSERT_TRUE(succeeded(r)) << show(r);
+    ASSERT_TRUE(std::filesystem::is_symlink(swapped)) << "the guest's swap was not made";
+    struct stat st {};
+    ASSERT_EQ(::stat(host.c_str(), &st), 0);
+    EXPECT_EQ(st.st_nlink, 1u) << "the host file was linked into the pool";
+    EXPECT_EQ(read_file(host), "the host's own\n");
+    EXPECT_FALSE(is_immutable(host));
+    // Two: the symlink the listing met, and the file it became before its stat.
+    EXPECT_TRUE(contains(r.out, "    2  symlink\n")) << show(r);
+    EXPECT_FALSE(contains(r.out, "changed while being imported")) << show(r);
+    // Every other file was stat'ed and linked; the swapped name is not recorded.
+    auto listed = run_unify({"--pool", pool, "who", "g1:/usr/lib/many/f299"});
+    EXPECT_TRUE(contains(listed.out, "shared by 1 path")) << show(listed);
+    listed = run_unify({"--pool", pool, "who", "g1:/usr/lib/many/f300"});
+    EXPECT_FALSE(contains(listed.out, "shared by")) << show(listed);
+    EXPECT_TRUE(succeeded(run_unify({"--pool", pool, "verify", "--full"})));
+}
+
 TEST(GcRace, LinkAddedBeforeTheLastCheckKeepsTheObject) {
     TwoGuests s;
     UNIFY_REQUIRE(need_immutable(s.dir.path()));
