@@ -126,8 +126,10 @@ Result<void> Protection::protect(int fd, const std::string& shown) const {
     if (!bits) return {};
     auto flags = get_inode_flags(fd, shown);
     if (!flags) return std::unexpected(flags.error());
-    if ((*flags & bits) == bits) return {};
-    return set_inode_flags(fd, *flags | bits, shown);
+    // Flags a guest set through its name (guest_flags) go in the same call: an object carries
+    // none of one guest's wishes (nodump would hide it from every sharer's backups).
+    if ((*flags & bits) == bits && !guest_flags(*flags)) return {};
+    return set_inode_flags(fd, (*flags | bits) & ~guest_flags(*flags), shown);
 }
 
 Result<void> Protection::unprotect(int fd, const std::string& shown) const {

@@ -64,7 +64,8 @@ Result<void> check_protect_mode(ProtectMode mode, int scratch_dirfd, const std::
 // Inode flags a guest can set on an object through its own name where the immutable flag
 // does not stop it (XFS, btrfs, tmpfs; ext4 refuses): secure deletion, undelete, synchronous
 // writes, nodump, noatime. Every guest linking the object then has them (nodump hides the
-// file from their dump backups). verify reports them; --quarantine clears them.
+// file from their dump backups). verify reports them; --quarantine clears them, and so does
+// every protection of the object (Protection::protect: each window an import opens on it).
 unsigned guest_flags(unsigned flags);
 // "nodump, noatime" for those bits.
 std::string describe_guest_flags(unsigned flags);

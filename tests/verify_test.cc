@@ -402,6 +402,34 @@ TEST(Verify, FlagsAGuestSetOnASharedObjectAreReportedAndCleared) {
     EXPECT_EQ(manifest(g2), m2);
 }
 
+// The next import that links the object (its window: flag lifted, link, flag set again)
+// clears them too, without waiting for a verify --quarantine.
+TEST(Verify, FlagsAGuestSetOnASharedObjectAreClearedByTheNextImportLinkingIt) {
+    LoopFs xfs("xfs", 320);
+    UNIFY_REQUIRE(xfs.reason());
+    const std::string pool = xfs / "pool", g1 = xfs / "g1", g2 = xfs / "g2", g3 = xfs / "g3";
+    for (const std::string& g : {g1, g2, g3})
+        ThreeGuests::file(g + "/usr/bin/tool", "tool\n", 0755, 1);
+    auto u = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {"--pool", pool});
+        return run_unify(args);
+    };
+    ASSERT_EQ(u({"init", "--share", "hardlink", "--protect", "immutable"}).status, 0);
+    ASSERT_EQ(u({"import", "g1", g1}).status, 0);
+    ASSERT_EQ(u({"import", "g2", g2}).status, 0);
+    const std::string obj = object_of(pool, g1 + "/usr/bin/tool");
+    ASSERT_NE(obj, "");
+    ASSERT_EQ(sh("chattr +d +A '" + g1 + "/usr/bin/tool'"), 0) << "XFS refused: nothing to test";
+    ASSERT_EQ(u({"verify"}).status, 1) << "verify did not see the flags";
+    auto r = u({"import", "g3", g3});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_EQ(object_of(pool, g3 + "/usr/bin/tool"), obj);
+    r = u({"verify", "--full"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_FALSE(contains(r.out, "flags set by a guest")) << r.out;
+    EXPECT_TRUE(is_immutable(g1 + "/usr/bin/tool"));
+}
+
 TEST(Verify, JsonNamesTheDamageAndExitsOne) {
     TempDir dir;
     UNIFY_REQUIRE(need_immutable(dir.path()));
