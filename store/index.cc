@@ -1367,11 +1367,19 @@ class LmdbTxn : public Txn {
     // A copy: the cache may be emptied by the next lookup. Walks up to the root (or to a
     // directory in the cache), then builds the path down.
     Result<DirPath> dir_path(uint32_t num) {
+        auto d = cached_dir_path(num);
+        if (!d) return std::unexpected(d.error());
+        return **d;
+    }
+
+    // The same, not copied (a path string per link decoded): valid until the next call, which
+    // may clear the cache.
+    Result<const DirPath*> cached_dir_path(uint32_t num) {
         std::vector<DirEntry> chain;  // num, its parent, ...
         std::string path;
         for (uint32_t n = num;;) {
             if (auto it = dir_paths_.find(n); it != dir_paths_.end()) {
-                if (chain.empty()) return it->second;
+                if (chain.empty()) return &it->second;
                 if (it->second.guest != chain.back().guest) return corrupt(*env_, env_->dirpaths);
                 path = it->second.path;
                 break;
@@ -1389,8 +1397,8 @@ class LmdbTxn : public Txn {
         }
         for (auto it = chain.rbegin(); it != chain.rend(); ++it)
             if (it->parent != 0) (path += '/') += it->name;
-        return remember(dir_paths_, num,
-                        DirPath{chain.front().guest, std::move(path), chain.front().bases});
+        return &remember(dir_paths_, num,
+                         DirPath{chain.front().guest, std::move(path), chain.front().bases});
     }
 
     // The links key of (guest, path): directory number + name key. Without create, "" when
@@ -1414,13 +1422,19 @@ class LmdbTxn : public Txn {
     };
     Result<Decoded> decode_entry(std::string_view key, std::string_view val) {
         if (key.size() < kNumBytes) return corrupt(*env_, env_->links);
-        auto dir = dir_path(from_be32(key));
-        if (!dir) return std::unexpected(dir.error());
+        auto found = cached_dir_path(from_be32(key));
+        if (!found) return std::unexpected(found.error());
+        const DirPath* dir = *found;
         auto f = decode_fields(val, dir->bases);
         if (!f) return corrupt(*env_, env_->links);
         Decoded d{dir->guest, f->object, f->replica, {}};
-        d.stamp.path = dir->path + "/";
-        d.stamp.path += f->name ? *f->name : std::string(key.substr(kNumBytes));
+        d.stamp.path.reserve(dir->path.size() + 1 + (f->name ? f->name->size() : key.size()));
+        d.stamp.path = dir->path;
+        d.stamp.path += '/';
+        if (f->name)
+            d.stamp.path += *f->name;
+        else
+            d.stamp.path += key.substr(kNumBytes);
         d.stamp.ino = f->ino;
         d.stamp.size = f->size;
         d.stamp.mtime_ns = f->mtime_ns;
