@@ -204,7 +204,8 @@ class Importer {
     std::unordered_set<uint64_t> copied_from_;               // inodes a new object copies
     // XXH3 of every path that is linked at the end of this run, for stale_records.
     std::vector<uint64_t> seen_;
-    int64_t settle_cutoff_ = settle_cutoff_ns();  // see importer/settle.h
+    uint64_t links_deleted_ = pool_.index().links_deleted();  // before this run's first write
+    int64_t settle_cutoff_ = settle_cutoff_ns();              // see importer/settle.h
     // Settled files are leased too (importer/settle.h): the flag does not stop earlier fds.
     bool guard_writers_ = false;
     uint64_t bytes_hashed_ = 0;  // for opt_.progress
@@ -1158,8 +1159,18 @@ Result<void> Importer::predict_group(Txn& txn, const ObjectId& id,
 Result<std::vector<std::string>> Importer::stale_records(const Rules& rules,
                                                          std::vector<std::string>& excluded) {
     std::sort(seen_.begin(), seen_.end());
+    seen_.erase(std::unique(seen_.begin(), seen_.end()), seen_.end());
     auto txn = pool_.index().read();
     if (!txn) return std::unexpected(txn.error());
+    // Each path in seen_ has a record (already linked, or recorded by this run) unless a dry
+    // run only predicted it or this run deleted records (a scatter): otherwise as many records
+    // as paths means that none went unseen, and none is stale or newly excluded. The pass
+    // below decodes every record: 3 ms of a 30 ms re-import of a 10,000-file guest.
+    if (!opt_.dry_run && pool_.index().links_deleted() == links_deleted_) {
+        auto n = (*txn)->count_links_of_guest(guest_.id);
+        if (!n) return std::unexpected(n.error());
+        if (*n == seen_.size()) return std::vector<std::string>{};
+    }
     // Paths first (no object ids: most were seen), the records of the others after.
     std::vector<std::string> unseen_paths;
     auto r = (*txn)->for_each_link_stamp_of_guest(guest_.id, [&](const LinkStamp& l) {

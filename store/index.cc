@@ -36,6 +36,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -101,6 +102,7 @@ struct Env {
     Table links{0, "links"};                // directory number (4) + name key -> link fields
     Table byobject{0, "byobject", kFixedDups};  // guest -> many (object, directory)
     Table meta{0, "meta"};
+    std::atomic<uint64_t> links_deleted{0};  // Index::links_deleted
 
     Env() = default;
     Env(const Env&) = delete;
@@ -595,6 +597,24 @@ class LmdbTxn : public Txn {
         return for_each_of_guest_as<LinkStamp>(guest, visit, "for_each_link_stamp_of_guest");
     }
 
+    Result<uint64_t> count_links_of_guest(uint32_t guest) override {
+        if (auto r = live("count_links_of_guest"); !r) return std::unexpected(r.error());
+        if (auto r = flush(); !r) return std::unexpected(r.error());
+        auto dirs = dirs_of(guest);
+        if (!dirs) return std::unexpected(dirs.error());
+        uint64_t n = 0;
+        for (uint32_t dir : *dirs) {
+            std::string prefix = be32(dir);
+            auto r = scan(env_->links, prefix, prefix,
+                          [&](std::string_view, std::string_view) -> Result<bool> {
+                              ++n;
+                              return true;
+                          });
+            if (!r) return std::unexpected(r.error());
+        }
+        return n;
+    }
+
     Result<void> for_each_link_of_object(const ObjectId& id, const LinkVisitor& visit,
                                          uint32_t max_guests = UINT32_MAX) override {
         auto r = links_of_object(id, nullptr, visit, max_guests, "for_each_link_of_object");
@@ -885,6 +905,7 @@ class LmdbTxn : public Txn {
             auto f = decode_fields(p->second, dir->bases);
             count_link(guest, f->object, *key, -1);
             pending_links_.erase(p);
+            ++env_->links_deleted;
             return {};
         }
         auto val = get(env_->links, *key);
@@ -894,6 +915,7 @@ class LmdbTxn : public Txn {
         if (!f) return corrupt(*env_, env_->links);
         if (auto r = del(env_->links, *key); !r) return std::unexpected(r.error());
         count_link(guest, f->object, *key, -1);
+        ++env_->links_deleted;
         return {};
     }
 
@@ -1566,6 +1588,7 @@ class LmdbIndex : public Index {
 
     Result<std::unique_ptr<Txn>> read() override { return begin(true); }
     Result<std::unique_ptr<Txn>> write() override { return begin(false); }
+    uint64_t links_deleted() const override { return env_->links_deleted; }
 
     // XFS keeps several MB allocated past the end of a file that is reopened and grown run
     // after run, as data.mdb is, and `df` counts them until its background scan, minutes

@@ -104,6 +104,8 @@ class Txn {
                                                         const std::string& path) = 0;
     virtual Result<void> for_each_link_stamp_of_guest(
         uint32_t guest, const std::function<bool(const LinkStamp&)>& visit) = 0;
+    // How many link records the guest has: its directories' keys counted, nothing decoded.
+    virtual Result<uint64_t> count_links_of_guest(uint32_t guest) = 0;
     // max_guests: look at that many guests' links at most (from guest 0 up; each costs its
     // seeks whether it has links of the object or not).
     virtual Result<void> for_each_link_of_object(const ObjectId& id, const LinkVisitor& visit,
@@ -147,6 +149,9 @@ class Index {
     // (XFS's speculative preallocation). Takes the write transaction, so the pool lock's
     // holder should call it: no other writer can then grow the file meanwhile.
     virtual Result<void> give_back_preallocation() = 0;
+    // Link records deleted through this index since it was opened (in any transaction, also
+    // one not committed): import's stale pass trusts its own count only if none was.
+    virtual uint64_t links_deleted() const = 0;
 };
 
 }  // namespace unify

@@ -487,6 +487,20 @@ TEST(Index, PutReplaceDeleteLinkKeepsByObjectInStep) {
     EXPECT_EQ(links_of_object(**txn, b), (std::vector<std::string>{"1:/bin/cat"}));
     EXPECT_EQ(links_of_guest(**txn, 1), (std::vector<std::string>{"/bin/cat"}));
 
+    // Counted by keys, with the deletes in this open index counted too (one per record gone:
+    // the second and the absent ones deleted nothing).
+    EXPECT_EQ((*index)->links_deleted(), 1u);
+    auto n1 = (*txn)->count_links_of_guest(1), n2 = (*txn)->count_links_of_guest(2),
+         n9 = (*txn)->count_links_of_guest(9);
+    ASSERT_TRUE(n1 && n2 && n9);
+    EXPECT_EQ(*n1, 1u);
+    EXPECT_EQ(*n2, 1u);
+    EXPECT_EQ(*n9, 0u);
+    ASSERT_OK((*txn)->put_link(make_link(2, "/usr/bin/ls", a)));
+    auto n2b = (*txn)->count_links_of_guest(2);  // a pending write is counted
+    ASSERT_TRUE(n2b);
+    EXPECT_EQ(*n2b, 2u);
+
     auto relative = (*txn)->put_link(make_link(1, "bin/ls", a));
     ASSERT_FALSE(relative);
     EXPECT_NE(relative.error().message.find("does not start with '/'"), std::string::npos);
