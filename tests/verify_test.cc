@@ -366,68 +366,75 @@ TEST(Verify, UnindexedObjectsAndStrayFilesAreReportedButDoNotFail) {
 
 // On XFS (btrfs and tmpfs alike) the immutable flag does not stop the owner of an inode from
 // setting its other flags: a guest sets nodump and noatime on a shared object through its own
-// name, and every guest linking it has them. verify names the object and the flags and exits
-// 1; --quarantine clears them, and nothing else of the object changes.
-TEST(Verify, FlagsAGuestSetOnASharedObjectAreReportedAndCleared) {
-    LoopFs xfs("xfs", 320);
-    UNIFY_REQUIRE(xfs.reason());
+// name, and every guest linking it has them.
+struct FlaggedObject {
+    LoopFs xfs{"xfs", 320};
     const std::string pool = xfs / "pool", g1 = xfs / "g1", g2 = xfs / "g2";
-    for (const std::string& g : {g1, g2}) ThreeGuests::file(g + "/usr/bin/tool", "tool\n", 0755, 1);
-    auto u = [&](std::vector<std::string> args) {
+    std::string obj;  // under POOL/objects
+    RunResult u(std::vector<std::string> args) const {
         args.insert(args.begin(), {"--pool", pool});
         return run_unify(args);
-    };
-    ASSERT_EQ(u({"init", "--share", "hardlink", "--protect", "immutable"}).status, 0);
-    ASSERT_EQ(u({"import", "g1", g1}).status, 0);
-    ASSERT_EQ(u({"import", "g2", g2}).status, 0);
-    const std::string obj = object_of(pool, g1 + "/usr/bin/tool");
-    ASSERT_NE(obj, "");
-    const std::string m1 = manifest(g1), m2 = manifest(g2);
-    ASSERT_EQ(sh("chattr +d +A '" + g1 + "/usr/bin/tool'"), 0) << "XFS refused: nothing to test";
-    auto r = u({"verify"});
+    }
+    // g1 and g2 imported, sharing /usr/bin/tool.
+    void share() {
+        for (const std::string& g : {g1, g2})
+            ThreeGuests::file(g + "/usr/bin/tool", "tool\n", 0755, 1);
+        ASSERT_EQ(u({"init", "--share", "hardlink", "--protect", "immutable"}).status, 0);
+        ASSERT_EQ(u({"import", "g1", g1}).status, 0);
+        ASSERT_EQ(u({"import", "g2", g2}).status, 0);
+        obj = object_of(pool, g1 + "/usr/bin/tool");
+        ASSERT_NE(obj, "");
+    }
+    // What g1's root does through its name of the object.
+    void flag() {
+        ASSERT_EQ(sh("chattr +d +A '" + g1 + "/usr/bin/tool'"), 0)
+            << "XFS refused: nothing to test";
+    }
+};
+
+// verify names the object and the flags and exits 1; --quarantine clears them, and nothing
+// else of the object changes.
+TEST(Verify, FlagsAGuestSetOnASharedObjectAreReportedAndCleared) {
+    FlaggedObject f;
+    UNIFY_REQUIRE(f.xfs.reason());
+    ASSERT_NO_FATAL_FAILURE(f.share());
+    const std::string m1 = manifest(f.g1), m2 = manifest(f.g2);
+    ASSERT_NO_FATAL_FAILURE(f.flag());
+    auto r = f.u({"verify"});
     EXPECT_EQ(r.status, 1) << r.out << r.err;
-    EXPECT_TRUE(contains(r.out, "flags set by a guest on " + pool + "/objects/" + obj +
+    EXPECT_TRUE(contains(r.out, "flags set by a guest on " + f.pool + "/objects/" + f.obj +
                                     ": nodump, noatime (every guest linking it has them"))
         << r.out;
-    r = u({"--json", "verify"});
+    r = f.u({"--json", "verify"});
     EXPECT_TRUE(contains(r.out, "\"flags\": \"nodump, noatime\"")) << r.out;
-    r = u({"verify", "--quarantine"});
+    r = f.u({"verify", "--quarantine"});
     EXPECT_EQ(r.status, 0) << r.out << r.err;
     EXPECT_TRUE(contains(r.out, ": nodump, noatime (cleared)")) << r.out;
-    r = u({"verify", "--full"});
+    r = f.u({"verify", "--full"});
     EXPECT_EQ(r.status, 0) << r.out << r.err;
-    EXPECT_TRUE(is_immutable(g2 + "/usr/bin/tool"));
-    EXPECT_EQ(object_of(pool, g2 + "/usr/bin/tool"), obj);
-    EXPECT_EQ(manifest(g1), m1);
-    EXPECT_EQ(manifest(g2), m2);
+    EXPECT_TRUE(is_immutable(f.g2 + "/usr/bin/tool"));
+    EXPECT_EQ(object_of(f.pool, f.g2 + "/usr/bin/tool"), f.obj);
+    EXPECT_EQ(manifest(f.g1), m1);
+    EXPECT_EQ(manifest(f.g2), m2);
 }
 
 // The next import that links the object (its window: flag lifted, link, flag set again)
 // clears them too, without waiting for a verify --quarantine.
 TEST(Verify, FlagsAGuestSetOnASharedObjectAreClearedByTheNextImportLinkingIt) {
-    LoopFs xfs("xfs", 320);
-    UNIFY_REQUIRE(xfs.reason());
-    const std::string pool = xfs / "pool", g1 = xfs / "g1", g2 = xfs / "g2", g3 = xfs / "g3";
-    for (const std::string& g : {g1, g2, g3})
-        ThreeGuests::file(g + "/usr/bin/tool", "tool\n", 0755, 1);
-    auto u = [&](std::vector<std::string> args) {
-        args.insert(args.begin(), {"--pool", pool});
-        return run_unify(args);
-    };
-    ASSERT_EQ(u({"init", "--share", "hardlink", "--protect", "immutable"}).status, 0);
-    ASSERT_EQ(u({"import", "g1", g1}).status, 0);
-    ASSERT_EQ(u({"import", "g2", g2}).status, 0);
-    const std::string obj = object_of(pool, g1 + "/usr/bin/tool");
-    ASSERT_NE(obj, "");
-    ASSERT_EQ(sh("chattr +d +A '" + g1 + "/usr/bin/tool'"), 0) << "XFS refused: nothing to test";
-    ASSERT_EQ(u({"verify"}).status, 1) << "verify did not see the flags";
-    auto r = u({"import", "g3", g3});
+    FlaggedObject f;
+    UNIFY_REQUIRE(f.xfs.reason());
+    ASSERT_NO_FATAL_FAILURE(f.share());
+    ASSERT_NO_FATAL_FAILURE(f.flag());
+    ASSERT_EQ(f.u({"verify"}).status, 1) << "verify did not see the flags";
+    const std::string g3 = f.xfs / "g3";
+    ThreeGuests::file(g3 + "/usr/bin/tool", "tool\n", 0755, 1);
+    auto r = f.u({"import", "g3", g3});
     ASSERT_EQ(r.status, 0) << r.out << r.err;
-    EXPECT_EQ(object_of(pool, g3 + "/usr/bin/tool"), obj);
-    r = u({"verify", "--full"});
+    EXPECT_EQ(object_of(f.pool, g3 + "/usr/bin/tool"), f.obj);
+    r = f.u({"verify", "--full"});
     EXPECT_EQ(r.status, 0) << r.out << r.err;
     EXPECT_FALSE(contains(r.out, "flags set by a guest")) << r.out;
-    EXPECT_TRUE(is_immutable(g1 + "/usr/bin/tool"));
+    EXPECT_TRUE(is_immutable(f.g1 + "/usr/bin/tool"));
 }
 
 TEST(Verify, JsonNamesTheDamageAndExitsOne) {
