@@ -54,7 +54,8 @@ Result<bool> Walker::next_batch(std::vector<WalkEntry>& out, size_t max) {
         root_st_ = *st;
         if (auto r = push_dir(root_, ""); !r) return std::unexpected(r.error());
     }
-    while (!stack_.empty() && out.size() + listed_.size() < max) {
+    const size_t first = out.size();
+    while (!stack_.empty() && out.size() < max) {
         Frame& f = stack_.back();
         if (f.next == f.entries.size()) {
             if (auto r = pop_dir(); !r) return std::unexpected(r.error());
@@ -62,13 +63,13 @@ Result<bool> Walker::next_batch(std::vector<WalkEntry>& out, size_t max) {
         }
         DirEntry e = std::move(f.entries[f.next++]);
         // visit() may push a frame, which invalidates `f`.
-        if (auto r = visit(f, e); !r) return std::unexpected(r.error());
+        if (auto r = visit(f, e, out); !r) return std::unexpected(r.error());
     }
-    if (auto r = stat_files(out); !r) return std::unexpected(r.error());
+    if (auto r = stat_files(out, first); !r) return std::unexpected(r.error());
     return !stack_.empty();
 }
 
-Result<void> Walker::visit(Frame& f, const DirEntry& e) {
+Result<void> Walker::visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& out) {
     std::string path = f.path + "/" + e.name;
     SharedFd parent = f.fd;
     if (e.type == DT_LNK) {
@@ -105,48 +106,63 @@ Result<void> Walker::visit(Frame& f, const DirEntry& e) {
         // No statx: openat2's RESOLVE_NO_XDEV already refused a mount point (EXDEV above).
         return push_dir(std::make_shared<Fd>(std::move(*dir)), path);
     }
-    Listed l{parent, e.name, std::move(path), {}, 0, false};
+    WalkEntry w{parent, e.name, std::move(path), {}, false};
+    int err = kNotStated;
     if (e.type == DT_UNKNOWN) {  // a filesystem without d_type: statx tells, following nothing
-        l.err = stat_at_errno(parent->get(), e.name.c_str(), l.st);
-        l.stated = true;
-        if (!l.err && l.st.is_dir()) return visit(f, DirEntry{e.name, DT_DIR, l.st.ino});
+        err = stat_at_errno(parent->get(), e.name.c_str(), w.st);
+        if (!err && w.st.is_dir()) return visit(f, DirEntry{e.name, DT_DIR, w.st.ino}, out);
     }
-    listed_.push_back(std::move(l));
+    out.push_back(std::move(w));
+    stat_err_.push_back(err);
     return {};
 }
 
-// statx, without following anything, of every file the batch listed. The threads do nothing
-// else (no allocation); what each answer means is decided here after, in walk order.
-Result<void> Walker::stat_files(std::vector<WalkEntry>& out) {
+// statx, without following anything, of every file the batch appended to `out` from `first`
+// on. The threads do nothing else (no allocation); what each answer means is decided here
+// after, in walk order, and the entries not kept are dropped.
+Result<void> Walker::stat_files(std::vector<WalkEntry>& out, size_t first) {
     constexpr size_t kPerThread = 256;  // fewer are not worth starting a thread for
-    unsigned jobs = unsigned(std::min<size_t>(jobs_, listed_.size() / kPerThread + 1));
+    const size_t n = out.size() - first;
+    unsigned jobs = unsigned(std::min<size_t>(jobs_, n / kPerThread + 1));
     fault_point("walk.stat");  // tests: the guest swaps a listed file for a symlink here
-    parallel_for(listed_.size(), jobs, [&](size_t i) {
-        Listed& l = listed_[i];
-        if (!l.stated) l.err = stat_at_errno(l.dir->get(), l.name.c_str(), l.st);
+    parallel_for(n, jobs, [&](size_t i) {
+        WalkEntry& e = out[first + i];
+        if (stat_err_[i] == kNotStated)
+            stat_err_[i] = stat_at_errno(e.dir->get(), e.name.c_str(), e.st);
     });
-    Result<void> r;
-    for (Listed& l : listed_)
-        if (r) r = classify(l, out);
-    listed_.clear();
-    return r;
+    size_t kept = first;
+    for (size_t i = 0; i < n; ++i) {
+        auto k = keep(out[first + i], stat_err_[i]);
+        if (!k) {
+            out.resize(first);
+            stat_err_.clear();
+            return std::unexpected(k.error());
+        }
+        if (!*k) continue;
+        if (kept != first + i) out[kept] = std::move(out[first + i]);
+        ++kept;
+    }
+    out.resize(kept);
+    stat_err_.clear();
+    return {};
 }
 
-Result<void> Walker::classify(Listed& l, std::vector<WalkEntry>& out) {
+// Whether a stat'ed file goes into the batch; counts it as seen or skipped.
+Result<bool> Walker::keep(WalkEntry& e, int err) {
     // A directory now where the walk listed a file: the file is gone; the directory came
     // after the walk read its parent, as a file created then would have.
-    if (l.err == ENOENT || l.err == ENOTDIR || (!l.err && l.st.is_dir())) {
+    if (err == ENOENT || err == ENOTDIR || (!err && e.st.is_dir())) {
         ++skipped_[skip::kVanished];
-        return {};
+        return false;
     }
-    if (l.err) return sys_fail("statx", join_path(root_shown_, l.path), l.err);
-    const FileStat& st = l.st;
+    if (err) return sys_fail("statx", join_path(root_shown_, e.path), err);
+    const FileStat& st = e.st;
     ++files_seen_;
-    if (l.name.compare(0, temp_prefix_.size(), temp_prefix_) == 0 && st.is_reg()) {
-        out.push_back(WalkEntry{std::move(l.dir), std::move(l.name), std::move(l.path), st, true});
-        return {};
+    if (e.name.compare(0, temp_prefix_.size(), temp_prefix_) == 0 && st.is_reg()) {
+        e.temp = true;
+        return true;
     }
-    Decision rule = rules_.decide(l.path);
+    Decision rule = rules_.decide(e.path);
     if (rule.match == RuleMatch::package_config)
         ++skipped_[skip::config_reason(rule.owner->db)];
     else if (rule.match == RuleMatch::default_exclusion)
@@ -162,8 +178,8 @@ Result<void> Walker::classify(Listed& l, std::vector<WalkEntry>& out) {
     else if (st.size < rules_.min_size())
         ++skipped_[skip::kSmall];
     else
-        out.push_back(WalkEntry{std::move(l.dir), std::move(l.name), std::move(l.path), st, false});
-    return {};
+        return true;
+    return false;
 }
 
 }  // namespace unify

@@ -82,20 +82,11 @@ class Walker {
         size_t next = 0;
         FileStat st;  // taken when its fd is closed, to check the one reopen_parent gives
     };
-    // A file met by the walk, stat'ed with the rest of its batch (stat_files).
-    struct Listed {
-        SharedFd dir;
-        std::string name;
-        std::string path;
-        FileStat st;
-        int err = 0;          // statx's errno
-        bool stated = false;  // DT_UNKNOWN: stat'ed when met, to know whether to walk it
-    };
     Result<void> push_dir(SharedFd fd, std::string path);
     Result<void> pop_dir();
-    Result<void> visit(Frame& f, const DirEntry& e);
-    Result<void> stat_files(std::vector<WalkEntry>& out);
-    Result<void> classify(Listed& l, std::vector<WalkEntry>& out);
+    Result<void> visit(Frame& f, const DirEntry& e, std::vector<WalkEntry>& out);
+    Result<void> stat_files(std::vector<WalkEntry>& out, size_t first);
+    Result<bool> keep(WalkEntry& e, int err);
 
     std::string root_shown_;
     const Rules& rules_;
@@ -103,7 +94,10 @@ class Walker {
     std::string temp_prefix_;
     FileStat root_st_;
     std::vector<Frame> stack_;
-    std::vector<Listed> listed_;  // this batch's files, in walk order
+    // The statx errno of each file this batch appended to `out`, in order; kNotStated until
+    // stat_files (a DT_UNKNOWN entry is stat'ed when met, to know whether to walk it).
+    static constexpr int kNotStated = -1;
+    std::vector<int> stat_err_;
     unsigned jobs_;
     SkipCounts skipped_;
     uint64_t files_seen_ = 0;
