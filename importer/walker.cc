@@ -55,17 +55,23 @@ Result<bool> Walker::next_batch(std::vector<WalkEntry>& out, size_t max) {
         if (auto r = push_dir(root_, ""); !r) return std::unexpected(r.error());
     }
     const size_t first = out.size();
+    // On an error none of this batch's files, not yet stat'ed, is left in `out`.
+    auto failed = [&](const Error& e) {
+        out.resize(first);
+        stat_err_.clear();
+        return std::unexpected(e);
+    };
     while (!stack_.empty() && out.size() < max) {
         Frame& f = stack_.back();
         if (f.next == f.entries.size()) {
-            if (auto r = pop_dir(); !r) return std::unexpected(r.error());
+            if (auto r = pop_dir(); !r) return failed(r.error());
             continue;
         }
         DirEntry e = std::move(f.entries[f.next++]);
         // visit() may push a frame, which invalidates `f`.
-        if (auto r = visit(f, e, out); !r) return std::unexpected(r.error());
+        if (auto r = visit(f, e, out); !r) return failed(r.error());
     }
-    if (auto r = stat_files(out, first); !r) return std::unexpected(r.error());
+    if (auto r = stat_files(out, first); !r) return failed(r.error());
     return !stack_.empty();
 }
 
@@ -133,11 +139,7 @@ Result<void> Walker::stat_files(std::vector<WalkEntry>& out, size_t first) {
     size_t kept = first;
     for (size_t i = 0; i < n; ++i) {
         auto k = keep(out[first + i], stat_err_[i]);
-        if (!k) {
-            out.resize(first);
-            stat_err_.clear();
-            return std::unexpected(k.error());
-        }
+        if (!k) return std::unexpected(k.error());  // next_batch drops the batch's files
         if (!*k) continue;
         if (kept != first + i) out[kept] = std::move(out[first + i]);
         ++kept;
