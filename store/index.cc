@@ -598,20 +598,13 @@ class LmdbTxn : public Txn {
     }
 
     Result<uint64_t> count_links_of_guest(uint32_t guest) override {
-        if (auto r = live("count_links_of_guest"); !r) return std::unexpected(r.error());
-        if (auto r = flush(); !r) return std::unexpected(r.error());
-        auto dirs = dirs_of(guest);
-        if (!dirs) return std::unexpected(dirs.error());
         uint64_t n = 0;
-        for (uint32_t dir : *dirs) {
-            std::string prefix = be32(dir);
-            auto r = scan(env_->links, prefix, prefix,
-                          [&](std::string_view, std::string_view) -> Result<bool> {
-                              ++n;
-                              return true;
-                          });
-            if (!r) return std::unexpected(r.error());
-        }
+        auto r = scan_links_of_guest(guest, "count_links_of_guest",
+                                     [&](std::string_view, std::string_view) -> Result<bool> {
+                                         ++n;
+                                         return true;
+                                     });
+        if (!r) return std::unexpected(r.error());
         return n;
     }
 
@@ -1506,9 +1499,22 @@ class LmdbTxn : public Txn {
     template <class T>
     Result<void> for_each_of_guest_as(uint32_t guest, const std::function<bool(const T&)>& visit,
                                       const char* what) {
+        return scan_links_of_guest(guest, what,
+                                   [&](std::string_view key, std::string_view val) -> Result<bool> {
+                                       uint32_t owner = 0;
+                                       auto l = decode_as<T>(key, val, &owner);
+                                       if (!l) return std::unexpected(l.error());
+                                       if (owner != guest) return corrupt(*env_, env_->links);
+                                       return visit(*l);
+                                   });
+    }
+
+    // Calls f(key, value) for each link record of the guest, directory by directory (in the
+    // order they were made), each directory's links by name, until f returns false or an error.
+    template <class F>
+    Result<void> scan_links_of_guest(uint32_t guest, const char* what, F&& f) {
         if (auto r = live(what); !r) return r;
         if (auto r = flush(); !r) return r;
-        // Directory by directory (in the order they were made), each directory's links by name.
         auto dirs = dirs_of(guest);
         if (!dirs) return std::unexpected(dirs.error());
         for (uint32_t dir : *dirs) {
@@ -1516,12 +1522,9 @@ class LmdbTxn : public Txn {
             bool more = true;
             auto r = scan(env_->links, prefix, prefix,
                           [&](std::string_view key, std::string_view val) -> Result<bool> {
-                              uint32_t owner = 0;
-                              auto l = decode_as<T>(key, val, &owner);
-                              if (!l) return std::unexpected(l.error());
-                              if (owner != guest) return corrupt(*env_, env_->links);
-                              more = visit(*l);
-                              return more;
+                              auto m = f(key, val);
+                              if (m) more = *m;
+                              return m;
                           });
             if (!r) return r;
             if (!more) return {};

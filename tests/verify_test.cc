@@ -368,8 +368,9 @@ TEST(Verify, UnindexedObjectsAndStrayFilesAreReportedButDoNotFail) {
 // setting its other flags: a guest sets nodump and noatime on a shared object through its own
 // name, and every guest linking it has them.
 struct FlaggedObject {
-    LoopFs xfs{"xfs", 320};
-    const std::string pool = xfs / "pool", g1 = xfs / "g1", g2 = xfs / "g2";
+    explicit FlaggedObject(const std::string& type = "xfs") : fs(type, 320) {}
+    LoopFs fs;
+    const std::string pool = fs / "pool", g1 = fs / "g1", g2 = fs / "g2";
     std::string obj;  // under POOL/objects
     RunResult u(std::vector<std::string> args) const {
         args.insert(args.begin(), {"--pool", pool});
@@ -388,7 +389,7 @@ struct FlaggedObject {
     // What g1's root does through its name of the object.
     void flag() {
         ASSERT_EQ(sh("chattr +d +A '" + g1 + "/usr/bin/tool'"), 0)
-            << "XFS refused: nothing to test";
+            << "the filesystem refused: nothing to test";
     }
 };
 
@@ -396,7 +397,7 @@ struct FlaggedObject {
 // else of the object changes.
 TEST(Verify, FlagsAGuestSetOnASharedObjectAreReportedAndCleared) {
     FlaggedObject f;
-    UNIFY_REQUIRE(f.xfs.reason());
+    UNIFY_REQUIRE(f.fs.reason());
     ASSERT_NO_FATAL_FAILURE(f.share());
     const std::string m1 = manifest(f.g1), m2 = manifest(f.g2);
     ASSERT_NO_FATAL_FAILURE(f.flag());
@@ -420,13 +421,11 @@ TEST(Verify, FlagsAGuestSetOnASharedObjectAreReportedAndCleared) {
 
 // The next import that links the object (its window: flag lifted, link, flag set again)
 // clears them too, without waiting for a verify --quarantine.
-TEST(Verify, FlagsAGuestSetOnASharedObjectAreClearedByTheNextImportLinkingIt) {
-    FlaggedObject f;
-    UNIFY_REQUIRE(f.xfs.reason());
+void cleared_by_the_next_import(FlaggedObject& f) {
     ASSERT_NO_FATAL_FAILURE(f.share());
     ASSERT_NO_FATAL_FAILURE(f.flag());
     ASSERT_EQ(f.u({"verify"}).status, 1) << "verify did not see the flags";
-    const std::string g3 = f.xfs / "g3";
+    const std::string g3 = f.fs / "g3";
     ThreeGuests::file(g3 + "/usr/bin/tool", "tool\n", 0755, 1);
     auto r = f.u({"import", "g3", g3});
     ASSERT_EQ(r.status, 0) << r.out << r.err;
@@ -435,6 +434,15 @@ TEST(Verify, FlagsAGuestSetOnASharedObjectAreClearedByTheNextImportLinkingIt) {
     EXPECT_EQ(r.status, 0) << r.out << r.err;
     EXPECT_FALSE(contains(r.out, "flags set by a guest")) << r.out;
     EXPECT_TRUE(is_immutable(f.g1 + "/usr/bin/tool"));
+}
+
+TEST(Verify, FlagsAGuestSetOnASharedObjectAreClearedByTheNextImportLinkingIt) {
+    for (const char* type : {"xfs", "btrfs"}) {
+        SCOPED_TRACE(type);
+        FlaggedObject f(type);
+        UNIFY_REQUIRE(f.fs.reason());
+        ASSERT_NO_FATAL_FAILURE(cleared_by_the_next_import(f));
+    }
 }
 
 TEST(Verify, JsonNamesTheDamageAndExitsOne) {
