@@ -1395,7 +1395,7 @@ Result<bool> Importer::walk_batch(Walker& walker, size_t max, Stage& st) {
 void Importer::check_and_hash(Stage& st) {
     // The background thread only reads the batch; it stays put until the future is taken.
     using Out = Result<std::pair<Prepared, std::vector<Hashed>>>;
-    st.checked = std::async(std::launch::async, [this, &st]() -> Out {
+    st.checked = in_background([this, &st]() -> Out {
         auto p = prepare_batch(st.batch);
         if (!p) return std::unexpected(p.error());
         auto hashed =

@@ -4,6 +4,8 @@
 
 #include <cstddef>
 #include <functional>
+#include <future>
+#include <memory>
 
 namespace unify {
 
@@ -13,6 +15,19 @@ void parallel_for(size_t n, unsigned jobs, const std::function<void(size_t)>& bo
 // what each worker must have to itself, such as an intent slot.
 void parallel_for_worker(size_t n, unsigned jobs,
                          const std::function<void(size_t i, unsigned worker)>& body);
+
+// Runs `task` on a kept thread of those loops while the caller goes on (import's hashing of
+// the next batch); the thread is kept again once it is done.
+void run_in_background(std::function<void()> task);
+
+// The same, with the task's result in the future.
+template <class F>
+auto in_background(F&& f) -> std::future<decltype(f())> {
+    auto task = std::make_shared<std::packaged_task<decltype(f())()>>(std::forward<F>(f));
+    auto result = task->get_future();
+    run_in_background([task] { (*task)(); });
+    return result;
+}
 
 // --jobs: 0 means one thread per core.
 unsigned jobs_or_cores(unsigned jobs);
