@@ -13,7 +13,7 @@ namespace {
 int run_who(const Globals& g, const std::string& target) {
     auto s = open_session(g, "who", false);
     if (!s) return report(s.error());
-    auto ans = who(*s->pool, target);
+    auto ans = who(*s->pool, target, g.jobs);
     if (!ans) return report(ans.error());
     // A path that could not be checked is not part of the answer, and says why.
     for (const auto& u : ans->unchecked)

@@ -60,7 +60,7 @@ int run_cli(int argc, char** argv) {
     app.add_flag("-v,--verbose", g.verbose, "log every action on stderr");
     app.add_flag("-q,--quiet", g.quiet, "print no summary");
     app.add_option("-j,--jobs", g.jobs,
-                   "threads for hashing, linking, copying and gc (default: one per core)");
+                   "threads for hashing, linking, copying, gc and who (default: one per core)");
     app.add_flag("--json", g.json, "print one JSON document on stdout instead of the summary");
     // After --json, whose value is set first: `unify --version --json` prints a document.
     app.set_version_flag("--version", "", "print the version (and git revision) and exit");

@@ -3,17 +3,24 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <iterator>
 #include <map>
+#include <memory>
+#include <optional>
 
 #include "importer/guest_target.h"
 #include "store/guest_path.h"
 #include "store/guest_registry.h"
 #include "store/guest_root.h"
 #include "store/link_check.h"
+#include "store/parallel.h"
 
 namespace unify {
 
 namespace {
+
+// More threads than this would each start for a handful of guests.
+constexpr unsigned kMaxParts = 4;
 
 bool is_hex(const std::string& s) {
     return !s.empty() && s.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
@@ -91,6 +98,57 @@ Result<bool> every_name_held(LinkChecker& links, const ObjectId& id, uint32_t re
     return true;
 }
 
+// One run of the guests (Txn::for_each_link_of_object_named's parts), with what its checks
+// found.
+struct NamedPart {
+    WhoAnswer named;
+    std::map<uint32_t, uint64_t> holds;
+    Result<bool> every_dir = true;
+    Result<void> err;
+};
+
+// The checked links of `id` named `name` into `out` and `holds`, the guests cut into runs
+// looked at side by side, each in a read transaction and with a checker of its own (the first
+// in `txn` with `links`; the others' may see a later commit, which changes nothing, every
+// link being checked on the filesystem): every guest costs its seeks into the index, every
+// link its page faults there and its system calls. Concatenated in order, the runs' links
+// are in guest order. Whether every directory holding the object had a link of that name.
+Result<bool> named_links(Pool& pool, Txn& txn, LinkChecker& links, const ObjectId& id,
+                         const std::string& name, unsigned jobs, WhoAnswer& out,
+                         std::map<uint32_t, uint64_t>& holds) {
+    const unsigned parts = std::min(jobs_or_cores(jobs), kMaxParts);
+    std::vector<NamedPart> got(parts);
+    parallel_for(parts, parts, [&](size_t k) {
+        NamedPart& p = got[k];
+        std::unique_ptr<Txn> own;
+        std::optional<LinkChecker> checker;
+        if (k > 0) {
+            auto t = pool.index().read();
+            if (!t) {
+                p.every_dir = std::unexpected(t.error());
+                return;
+            }
+            own = std::move(*t);
+            checker.emplace(pool);
+        }
+        Txn& t = k > 0 ? *own : txn;
+        LinkChecker& c = k > 0 ? *checker : links;
+        p.every_dir = t.for_each_link_of_object_named(
+            id, name, checked_into(c, t, p.named, p.holds, p.err), uint32_t(k), parts);
+    });
+    bool every_dir = true;
+    for (NamedPart& p : got) {
+        if (!p.every_dir) return std::unexpected(p.every_dir.error());
+        if (!p.err) return std::unexpected(p.err.error());
+        every_dir = every_dir && *p.every_dir;
+        std::move(p.named.links.begin(), p.named.links.end(), std::back_inserter(out.links));
+        std::move(p.named.unchecked.begin(), p.named.unchecked.end(),
+                  std::back_inserter(out.unchecked));
+        for (const auto& [replica, n] : p.holds) holds[replica] += n;
+    }
+    return every_dir;
+}
+
 // Reports every recorded link of `id` whose path still is the object's inode, and those
 // whose path could not be looked at. `name`: the asked path's file name (asked by id: its
 // first link's); `replicas`: the object record's count (0: no record).
@@ -101,16 +159,14 @@ Result<bool> every_name_held(LinkChecker& links, const ObjectId& id, uint32_t re
 // unaccounted for. Otherwise (another name, a count the records do not explain, a reflink
 // pool, whose objects are not linked) every link of the object is read.
 Result<void> verified_links(Pool& pool, Txn& txn, const ObjectId& id, const std::string* name,
-                            uint32_t replicas, WhoAnswer& ans) {
+                            uint32_t replicas, unsigned jobs, WhoAnswer& ans) {
     LinkChecker links(pool);
     Result<void> err;
     std::map<uint32_t, uint64_t> holds;
     if (name && !pool.settings().reflink()) {
         WhoAnswer named;
-        auto every_dir = txn.for_each_link_of_object_named(
-            id, *name, checked_into(links, txn, named, holds, err));
+        auto every_dir = named_links(pool, txn, links, id, *name, jobs, named, holds);
         if (!every_dir) return std::unexpected(every_dir.error());
-        if (!err) return err;
         auto all = *every_dir ? every_name_held(links, id, replicas, holds) : Result<bool>(false);
         if (!all) return std::unexpected(all.error());
         if (*all) {
@@ -127,7 +183,7 @@ Result<void> verified_links(Pool& pool, Txn& txn, const ObjectId& id, const std:
 
 }  // namespace
 
-Result<WhoAnswer> who(Pool& pool, const std::string& target) {
+Result<WhoAnswer> who(Pool& pool, const std::string& target, unsigned jobs) {
     WhoAnswer ans;
     auto txn_r = pool.index().read();
     if (!txn_r) return std::unexpected(txn_r.error());
@@ -248,7 +304,8 @@ Result<WhoAnswer> who(Pool& pool, const std::string& target) {
     }
     std::string name = path.substr(path.rfind('/') + 1);
     uint32_t replicas = *rec ? (*rec)->replicas : 0;
-    if (auto r = verified_links(pool, txn, ans.id, path.empty() ? nullptr : &name, replicas, ans);
+    if (auto r =
+            verified_links(pool, txn, ans.id, path.empty() ? nullptr : &name, replicas, jobs, ans);
         !r)
         return std::unexpected(r.error());
     ans.unified = true;

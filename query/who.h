@@ -36,6 +36,7 @@ struct WhoAnswer {
 };
 
 // target: a host path inside a registered guest root, NAME:/path, or an id prefix of 8+ hex.
-Result<WhoAnswer> who(Pool& pool, const std::string& target);
+// jobs: threads for looking at the guests (0: one per core, at most a few).
+Result<WhoAnswer> who(Pool& pool, const std::string& target, unsigned jobs = 0);
 
 }  // namespace unify

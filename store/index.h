@@ -114,8 +114,13 @@ class Txn {
     // that holds a link of it instead of a scan of all of that directory's links (a real
     // guest's /usr/bin has a thousand). False when some such directory has no link of that
     // name to it: then only for_each_link_of_object sees every link.
+    // part, parts: the guests cut by number into `parts` runs in order, only run `part` (`who`
+    // looks at them on several threads, each with its own read transaction: each guest costs
+    // its seeks whether it holds the object or not). The parts' links, one after the other,
+    // are the whole answer in the same order.
     virtual Result<bool> for_each_link_of_object_named(const ObjectId& id, std::string_view name,
-                                                       const LinkVisitor& visit) = 0;
+                                                       const LinkVisitor& visit, uint32_t part = 0,
+                                                       uint32_t parts = 1) = 0;
 
     // Write transactions only (a read transaction fails them).
     // put_guest with id 0 allocates the next free id and stores it in `g`.

@@ -802,6 +802,72 @@ TEST(Index, LinksOfObjectNamedLookUpOneNameInEachDirectory) {
     EXPECT_TRUE(named(**txn, seen));
 }
 
+// The guests cut into parts by number (who's threads): each part sees only its run, and
+// the parts one after the other are the whole answer in guest order, with the links of a
+// guest number past next_guest_id (a damaged index, or records put without a guest) in the
+// last part. Guest numbers below next_guest_id are sought one by one, forgotten ones too.
+TEST(Index, LinksOfObjectNamedInPartsAreTheWholeAnswerInGuestOrder) {
+    TempDir tmp;
+    auto index = Index::open(tmp.index(), true);
+    ASSERT_TRUE(index) << index.error().message;
+    ObjectId a = oid({0x51}), b = oid({0x52});
+    auto txn = (*index)->write();
+    ASSERT_TRUE(txn);
+    for (int k = 1; k <= 7; ++k) {
+        GuestRecord g = make_guest("g" + std::to_string(k));
+        ASSERT_OK((*txn)->put_guest(g));
+        ASSERT_EQ(g.id, uint32_t(k));
+        if (k == 4) continue;  // holds only b
+        ASSERT_OK((*txn)->put_link(make_link(g.id, "/usr/bin/ls", a)));
+        ASSERT_OK((*txn)->put_link(make_link(g.id, "/usr/lib/ls", k % 2 ? a : b)));
+    }
+    ASSERT_OK((*txn)->put_link(make_link(4, "/usr/bin/ls", b)));
+    ASSERT_OK((*txn)->delete_guest(6));                           // a number no guest has now
+    ASSERT_OK((*txn)->put_link(make_link(9, "/usr/bin/ls", a)));  // past next_guest_id (8)
+    ASSERT_OK((*txn)->commit());
+    txn = (*index)->read();
+    ASSERT_TRUE(txn);
+    auto part = [&](uint32_t k, uint32_t parts, bool& every_dir) {
+        std::vector<std::string> out;
+        auto r = (*txn)->for_each_link_of_object_named(
+            a, "ls",
+            [&](const LinkRecord& l) {
+                EXPECT_EQ(l.id, a);
+                out.push_back(std::to_string(l.guest) + ":" + l.path);
+                return true;
+            },
+            k, parts);
+        EXPECT_TRUE(r) << r.error().message;
+        every_dir = r && *r;
+        return out;
+    };
+    bool every_dir = false;
+    const std::vector<std::string> whole{
+        "1:/usr/bin/ls", "1:/usr/lib/ls", "2:/usr/bin/ls", "3:/usr/bin/ls", "3:/usr/lib/ls",
+        "5:/usr/bin/ls", "5:/usr/lib/ls", "7:/usr/bin/ls", "7:/usr/lib/ls", "9:/usr/bin/ls"};
+    EXPECT_EQ(part(0, 1, every_dir), whole);
+    EXPECT_TRUE(every_dir);
+    for (uint32_t parts : {2u, 3u, 5u, 8u, 11u}) {
+        std::vector<std::string> joined;
+        for (uint32_t k = 0; k < parts; ++k) {
+            auto got = part(k, parts, every_dir);
+            EXPECT_TRUE(every_dir) << k << " of " << parts;
+            // Part k holds guest numbers [8k/parts, 8(k+1)/parts), the last one 9 too.
+            for (const std::string& l : got) {
+                uint32_t g = uint32_t(std::stoul(l));
+                if (g == 9) {
+                    EXPECT_EQ(k, parts - 1) << l;
+                } else {
+                    EXPECT_GE(g, 8 * k / parts) << l << " in part " << k << " of " << parts;
+                    EXPECT_LT(g, 8 * (k + 1) / parts) << l << " in part " << k << " of " << parts;
+                }
+            }
+            joined.insert(joined.end(), got.begin(), got.end());
+        }
+        EXPECT_EQ(joined, whole) << parts << " parts";
+    }
+}
+
 // The layout put_link writes: guest id -> duplicates of object number + directory number
 // (big endian). A reverse entry without its links is reported, not skipped.
 TEST(Index, ReverseEntryWithoutItsLinkIsCorrupt) {

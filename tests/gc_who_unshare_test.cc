@@ -438,6 +438,17 @@ TEST_P(Who, HostPathGuestPathAndIdPrefixesListExactlyTheSharers) {
     EXPECT_EQ(who_links(r.out), (std::set<std::string>{"g1:/usr/lib/libc.so", "g2:/usr/lib/libc.so",
                                                        "g3:/usr/lib/libc.so"}))
         << r.out;
+    // Looked at on one thread or on one per guest (query/who.cc named_links), the listing is
+    // the same, guest by guest in the order they were registered.
+    auto one = s.unify({"-j", "1", "who", "g3:/usr/lib/libc.so"});
+    EXPECT_EQ(one.status, 0) << one.err;
+    EXPECT_LT(one.out.find("g1 "), one.out.find("g2 ")) << one.out;
+    EXPECT_LT(one.out.find("g2 "), one.out.find("g3 ")) << one.out;
+    for (const char* jobs : {"2", "3", "4"}) {
+        auto many = s.unify({"-j", jobs, "who", "g3:/usr/lib/libc.so"});
+        EXPECT_EQ(many.status, 0) << many.err;
+        EXPECT_EQ(many.out, one.out) << jobs << " threads";
+    }
 }
 
 // `who` of a guest path looks up only that name in each directory that holds the object, and
