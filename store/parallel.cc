@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <new>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -112,8 +113,13 @@ class Workers {
     static Workers& get() {
         static Workers* w = [] {
             auto* p = new Workers;
-            // A forked child has none of the threads: it starts over with none parked.
-            pthread_atfork(nullptr, nullptr, [] { Workers::get().parked_.clear(); });
+            // A forked child has none of the threads: it starts over with none parked, and
+            // with the list's lock free (another thread may have held it at the fork).
+            pthread_atfork(nullptr, nullptr, [] {
+                Workers& w = Workers::get();
+                new (&w.m_) std::mutex;
+                w.parked_.clear();
+            });
             return p;
         }();
         return *w;
