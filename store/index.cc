@@ -618,8 +618,8 @@ class LmdbTxn : public Txn {
     Result<bool> for_each_link_of_object_named(const ObjectId& id, std::string_view name,
                                                const LinkVisitor& visit, uint32_t part,
                                                uint32_t parts) override {
-        return links_of_object(id, &name, visit, UINT32_MAX, "for_each_link_of_object_named",
-                               part, std::max<uint32_t>(parts, 1));
+        return links_of_object(id, &name, visit, UINT32_MAX, "for_each_link_of_object_named", part,
+                               std::max<uint32_t>(parts, 1));
     }
 
     // name: only the links of that name, looked up in each directory; else all, scanned.
@@ -695,6 +695,9 @@ class LmdbTxn : public Txn {
         // a third of the pages a `who` reads), and a number no guest has costs no page.
         // max_guests counts guests with keys, so a bounded look seeks key by key.
         // Part `part` of `parts` takes its share of those numbers, cut in order.
+        // A number whose guest was forgotten still costs its seek (a descent of the table's
+        // cached top pages, no page of its own): on a host that made thousands of guests
+        // and keeps a few, a look here costs that much more than a seek key by key would.
         uint64_t from = 0;
         if (max_guests == UINT32_MAX) {
             auto bound = next_guest_id();
