@@ -212,19 +212,44 @@ TEST(Attacks, FifoPackageDatabasesDoNotHangImport) {
     }
 }
 
+// A run the racer failed: both of its exchanges fell between unify's exchange and unify's
+// putting back what that displaced (CI saw it once under load). The guest's file then comes
+// back at the temporary name while its name holds the FIFO; where the guest wants the file is
+// unknowable, so the run stops, naming the ".kept" name it gave the file. Only this failure is
+// allowed, and the kept file must be the guest's whole file, never a FIFO or device.
+void expect_file_kept_whole(const test::RunResult& r,
+                            const std::function<std::string(int)>& content_of) {
+    const std::string lead = "import g2: replace ", mid = ": the guest changed it twice",
+                      kept_as = "its file is kept as ";
+    size_t at = r.err.find(lead), end = r.err.find(mid), kept = r.err.find(kept_as);
+    ASSERT_TRUE(at != std::string::npos && end != std::string::npos && kept != std::string::npos)
+        << describe(r);
+    fs::path path = r.err.substr(at + lead.size(), end - at - lead.size());
+    std::string name = path.filename(), digits = name.substr(name.find_first_of("0123456789"));
+    std::string kept_name = r.err.substr(kept + kept_as.size());
+    kept_name = kept_name.substr(0, kept_name.find('\n'));
+    ASSERT_TRUE(kept_name.ends_with(".kept")) << describe(r);
+    std::string kept_path = path.parent_path() / kept_name;
+    ASSERT_TRUE(S_ISREG(test::stat_path(kept_path).st_mode)) << kept_path;
+    EXPECT_TRUE(test::read_file(kept_path) == content_of(std::stoi(digits)))
+        << kept_path << " does not hold the content of f" << digits;
+}
+
 // A racer swaps guest files with FIFOs and a /dev/zero node (renameat2 RENAME_EXCHANGE)
 // while the guest is imported ten times: every run ends by itself, none hangs on a FIFO or
-// reads a device, and the pool stays what its ids say.
+// reads a device, a run either succeeds or keeps the file it could not put back whole, and the
+// pool stays what its ids say.
 TEST(Attacks, FilesSwappedForFifosAndDevicesMidImport) {
     TempDir dir;
     UNIFY_REQUIRE(test::need_immutable(dir.path()));
     std::string pool = dir / "pool";
     ASSERT_EQ(test::run_unify({"--pool", pool, "init"}).status, 0);
     const int n = 200;
+    auto content_of = [](int i) { return std::string(2000 + i, char('a' + i % 26)); };
     for (const char* g : {"g1", "g2"})
         for (int i = 0; i < n; ++i)
             write_at_mtime(dir / (std::string(g) + "/usr/lib/f" + std::to_string(i)),
-                           std::string(2000 + i, char('a' + i % 26)));
+                           content_of(i));
     ASSERT_EQ(run_bounded({"--pool", pool, "import", "g1", dir / "g1"}, 30).status, 0);
     std::string lib = dir / "g2/usr/lib";
     for (int i = 0; i < n; ++i) {
@@ -257,7 +282,7 @@ TEST(Attacks, FilesSwappedForFifosAndDevicesMidImport) {
     EXPECT_GT(swaps.load(), 100);
     for (size_t k = 0; k < runs.size(); ++k) {
         EXPECT_FALSE(runs[k].killed) << "run " << k << ": " << describe(runs[k]);
-        EXPECT_EQ(runs[k].status, 0) << "run " << k << ": " << describe(runs[k]);
+        if (runs[k].status != 0) expect_file_kept_whole(runs[k], content_of);
     }
     // Once the racer stops, a last import links everything, and nothing odd reached the pool.
     // A file linked while it stood under its .odd name became immutable there, so the racer's
