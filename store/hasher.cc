@@ -2,7 +2,6 @@
 // so XXH3 costs no extra I/O.
 #include "store/hasher.h"
 
-#include <openssl/evp.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -14,6 +13,7 @@
 
 #include "store/fault.h"
 #include "store/interrupt.h"
+#include "store/sha256.h"
 #include "store/sys.h"
 
 namespace unify {
@@ -23,25 +23,21 @@ namespace {
 constexpr size_t kBuffer = 1 << 20;
 
 struct Hashers {
-    EVP_MD_CTX* sha = EVP_MD_CTX_new();
+    Sha256 sha;
     XXH3_state_t* xxh = XXH3_createState();
     bool with_sha = true;
-    ~Hashers() {
-        EVP_MD_CTX_free(sha);
-        XXH3_freeState(xxh);
-    }
-    void start(bool sha256) {
-        with_sha = sha256;
-        if (with_sha) EVP_DigestInit_ex(sha, EVP_sha256(), nullptr);
+    ~Hashers() { XXH3_freeState(xxh); }
+    void start(bool with) {
+        with_sha = with;
+        if (with_sha) sha = Sha256();
         XXH3_64bits_reset(xxh);
     }
     void update(const char* p, size_t n) {
-        if (with_sha) EVP_DigestUpdate(sha, p, n);
+        if (with_sha) sha.update(p, n);
         XXH3_64bits_update(xxh, p, n);
     }
     void finish(ContentHash& out) {
-        unsigned len = 0;
-        if (with_sha) EVP_DigestFinal_ex(sha, out.sha256.data(), &len);
+        if (with_sha) out.sha256 = sha.finish();
         out.xxh3 = XXH3_64bits_digest(xxh);
     }
 };

@@ -1,5 +1,5 @@
-// Content hashing: SHA-256 through OpenSSL EVP (SHA-NI where the CPU has it) for ids, and
-// XXH3-64 alongside, recorded per object so a later verify can be cheap.
+// Content hashing: SHA-256 through OpenSSL (SHA-NI where the CPU has it, store/sha256.h) for ids,
+// and XXH3-64 alongside, recorded per object so a later verify can be cheap.
 #pragma once
 
 #include <cstdint>

@@ -30,7 +30,6 @@
 
 #include <errno.h>
 #include <lmdb.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <xxhash.h>
@@ -51,6 +50,7 @@
 
 #include "store/fault.h"
 #include "store/map_guard.h"
+#include "store/sha256.h"
 
 namespace unify {
 namespace {
@@ -452,14 +452,11 @@ std::optional<uint64_t> decode_u64(std::string_view s) {
 
 // A directory path or a name as a key: itself, or 0x00 + its SHA-256 when it is too long.
 // Paths and names never hold a NUL, so the marker cannot collide with a short one.
-Result<std::string> short_key(const Env& env, std::string_view s, size_t max) {
+std::string short_key(std::string_view s, size_t max) {
     if (s.size() <= max) return std::string(s);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr) != 1 || len != 32)
-        return fail("EVP_Digest(" + env.dir + "): SHA-256 of a long path failed");
+    Digest md = sha256(s);
     std::string key(1, '\0');
-    key.append(reinterpret_cast<const char*>(md), len);
+    key.append(reinterpret_cast<const char*>(md.data()), md.size());
     return key;
 }
 
@@ -633,11 +630,7 @@ class LmdbTxn : public Txn {
         if (!num) return std::unexpected(num.error());
         if (!*num) return true;
         std::string nkey;
-        if (name) {
-            auto k = short_key(*env_, *name, kMaxInlineName);
-            if (!k) return std::unexpected(k.error());
-            nkey = std::move(*k);
-        }
+        if (name) nkey = short_key(*name, kMaxInlineName);
         bool every_dir_named = true;
         const Table& t = env_->byobject;
         const std::string numb = be32(**num);
@@ -1463,9 +1456,7 @@ class LmdbTxn : public Txn {
         auto num = dir_number(guest, dir, create, bases);
         if (!num) return std::unexpected(num.error());
         if (*num == 0) return std::string();
-        auto nkey = short_key(*env_, name, kMaxInlineName);
-        if (!nkey) return std::unexpected(nkey.error());
-        return be32(*num) + *nkey;
+        return be32(*num) + short_key(name, kMaxInlineName);
     }
 
     // A links entry as a stamp, with what a LinkRecord adds (guest, object number, replica).

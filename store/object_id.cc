@@ -2,7 +2,7 @@
 // length-prefixed, so no two different identities can produce the same byte stream.
 #include "store/object_id.h"
 
-#include <openssl/evp.h>
+#include "store/sha256.h"
 
 namespace unify {
 
@@ -69,8 +69,7 @@ ObjectId make_object_id(const Digest& content, const Identity& identity, bool ig
         put_bytes(enc, value);
     }
     ObjectId id;
-    unsigned len = 0;
-    EVP_Digest(enc.data(), enc.size(), id.bytes.data(), &len, EVP_sha256(), nullptr);
+    id.bytes = sha256(enc);
     return id;
 }
 

@@ -26,6 +26,17 @@ TEST(ObjectId, HexRoundTrip) {
     EXPECT_FALSE(ObjectId::from_hex(std::string(64, 'g')));
 }
 
+// The id of an object is its name in every pool: the encoding and the hash under it must
+// never change (values from Python's hashlib over the documented encoding).
+TEST(ObjectId, KnownIdsStayTheSame) {
+    EXPECT_EQ(make_object_id(digest(1), base(), false).hex(),
+              "8808559965b5a19e936320a346fcf13e45f7a32becde70cdc36d3bea82bada84");
+    Identity i = base();
+    i.xattrs = {{"security.selinux", "abc"}};
+    EXPECT_EQ(make_object_id(digest(1), i, false).hex(),
+              "8da1b17569a2ff3d960dc26614707db10e7c0d516b4897d586237c1419d90558");
+}
+
 TEST(ObjectId, EveryIdentityFieldChangesTheId) {
     ObjectId ref = make_object_id(digest(1), base(), false);
     EXPECT_EQ(ref, make_object_id(digest(1), base(), false));
