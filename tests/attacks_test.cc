@@ -225,7 +225,10 @@ void expect_file_kept_whole(const test::RunResult& r,
     ASSERT_TRUE(at != std::string::npos && end != std::string::npos && kept != std::string::npos)
         << describe(r);
     fs::path path = r.err.substr(at + lead.size(), end - at - lead.size());
-    std::string name = path.filename(), digits = name.substr(name.find_first_of("0123456789"));
+    std::string name = path.filename();
+    size_t digit = name.find_first_of("0123456789");
+    ASSERT_NE(digit, std::string::npos) << "not one of the racer's files: " << path;
+    std::string digits = name.substr(digit);
     std::string kept_name = r.err.substr(kept + kept_as.size());
     kept_name = kept_name.substr(0, kept_name.find('\n'));
     ASSERT_TRUE(kept_name.ends_with(".kept")) << describe(r);
