@@ -196,15 +196,16 @@ std::vector<Result<MadeObject>> adopt_objects(const Pool& pool,
     for (size_t base = 0; base < requests.size(); base += chunk) {
         size_t n = std::min(chunk, requests.size() - base);
         std::vector<Fd> fds(n);
-        // Serial: links and flags, each object in its own intent slot from its link on.
-        for (size_t k = 0; k < n; ++k) {
+        // Links and flags, each object in its own intent slot from its link on. On all cores:
+        // a first guest's import is mostly this, and one core did it while the other idled.
+        parallel_for(n, jobs, [&](size_t k) {
             const AdoptRequest& r = requests[base + k];
             pool.intent().begin(IntentOp::adopt, Pool::object_name(r.id), 1 + k);
             out[base + k] =
                 adopt_link_protect(pool, r.id, r.dirfd, r.name, r.hashed, r.shown, fds[k]);
             if (!out[base + k] || out[base + k]->outcome != MadeObject::made)
                 pool.intent().end(1 + k);  // nothing left in the pool, or a failure to report
-        }
+        });
         // Parallel: read every frozen object again, or only its metadata where the guest
         // file's lease vouches for its bytes. Asked after every flag of the chunk is set.
         std::vector<Result<Identified>> again(n, std::unexpected(Error{}));
