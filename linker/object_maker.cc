@@ -196,8 +196,8 @@ std::vector<Result<MadeObject>> adopt_objects(const Pool& pool,
     for (size_t base = 0; base < requests.size(); base += chunk) {
         size_t n = std::min(chunk, requests.size() - base);
         std::vector<Fd> fds(n);
-        // Links and flags, each object in its own intent slot from its link on. On all cores:
-        // a first guest's import is mostly this, and one core did it while the other idled.
+        // Parallel: links and flags, each object in its own intent slot from its link on (a
+        // first guest's import is mostly this; on the main thread the other core idled).
         parallel_for(n, jobs, [&](size_t k) {
             const AdoptRequest& r = requests[base + k];
             pool.intent().begin(IntentOp::adopt, Pool::object_name(r.id), 1 + k);
