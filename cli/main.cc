@@ -1,6 +1,7 @@
 #include <malloc.h>
 
 #include "cli/commands.h"
+#include "store/fd_limit.h"
 
 int main(int argc, char** argv) {
     // One malloc arena for every thread. The threads of parallel loops are kept between loops
@@ -10,5 +11,6 @@ int main(int argc, char** argv) {
     // g1..g4 were as fast with one arena (bench/ab-import, B/A 1.00): the loops' threads
     // mostly make system calls and hash, and allocate little.
     mallopt(M_ARENA_MAX, 1);
+    unify::reserve_fd_table();
     return unify::run_cli(argc, argv);
 }

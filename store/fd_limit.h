@@ -1,5 +1,6 @@
 // Commands that keep a batch of files or directories open (import's walk and batches,
-// unshare's prepared copies) size their batches by the open-file limit, raised first.
+// unshare's prepared copies, the guest roots `who` and verify keep open) size their batches by
+// the open-file limit, raised first.
 #pragma once
 
 #include <cstddef>
@@ -10,5 +11,13 @@ namespace unify {
 // hold for its batches: the rest is left to the walk's directory fds, LMDB and the threads'
 // files in flight.
 size_t fd_room();
+
+// Grows the process's fd table, once, to what a command may hold (the raised limit, at most
+// kReservedFds). Called first thing in main, while the process has one thread: the kernel grows
+// a table shared by several threads only after an RCU grace period (expand_fdtable's
+// synchronize_rcu), milliseconds each time on a busy VM, and the table doubles from 64 as
+// fds are opened, so a `who` of 1,000 sharers with its guest roots open on two threads
+// waited through five of them.
+void reserve_fd_table();
 
 }  // namespace unify

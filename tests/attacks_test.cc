@@ -327,21 +327,9 @@ TEST(Attacks, SignalsEndAWriterBlockedInASystemCall) {
     for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
         test::RunResult r =
             run_bounded({"--pool", pool, "--wait", "import", "g1", dir / "g1"}, 10, [&](pid_t pid) {
-                // Signal it once it is blocked in flock (a "->" waiter line of /proc/locks),
-                // not after a guess: a slow start (a sanitizer build) would get the signal
-                // before the handlers are installed.
-                const std::string waiter = "-> FLOCK", me = " " + std::to_string(pid) + " ";
-                for (int i = 0; i < 1000; ++i) {
-                    std::string locks = test::read_file("/proc/locks");
-                    bool blocked = false;
-                    for (size_t at = 0; (at = locks.find(waiter, at)) != std::string::npos; ++at) {
-                        size_t eol = locks.find('\n', at);
-                        if (locks.substr(at, eol - at).find(me) != std::string::npos)
-                            blocked = true;
-                    }
-                    if (blocked) break;
-                    usleep(10000);
-                }
+                // Signal it once it is blocked in flock, not after a guess: a slow start (a
+                // sanitizer build) would get the signal before the handlers are installed.
+                test::wait_until_blocked_in_flock(pid);
                 kill(pid, sig);
             });
         EXPECT_FALSE(r.killed) << sigabbrev_np(sig) << ": " << describe(r);

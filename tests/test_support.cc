@@ -234,6 +234,19 @@ std::set<size_t> intent_adopt_slots(const std::string& pool) {
     return out;
 }
 
+bool wait_until_blocked_in_flock(pid_t pid) {
+    const std::string waiter = "-> FLOCK", me = " " + std::to_string(pid) + " ";
+    for (int i = 0; i < 1000; ++i) {
+        std::string locks = read_file("/proc/locks");
+        for (size_t at = 0; (at = locks.find(waiter, at)) != std::string::npos; ++at) {
+            size_t eol = locks.find('\n', at);
+            if (locks.substr(at, eol - at).find(me) != std::string::npos) return true;
+        }
+        usleep(10000);
+    }
+    return false;
+}
+
 namespace {
 
 // `init` without --share gets --share hardlink (test_support.h, run_unify).

@@ -111,6 +111,10 @@ std::string show(const RunResult& r);
 // Success when the run exited 0, else a failure that shows it.
 testing::AssertionResult succeeded(const RunResult& r);
 
+// Waits (up to 10 s) until process `pid` waits for a flock (a "->" waiter line of /proc/locks):
+// a unify run with --wait that reached the pool lock. Whether it got there.
+bool wait_until_blocked_in_flock(pid_t pid);
+
 // Slots of POOL/intent (store/intent.cc: 128 bytes each, the tag first) that name an
 // adoption in flight: slot 0 for one object at a time, 1..256 for a batch.
 std::set<size_t> intent_adopt_slots(const std::string& pool);
