@@ -257,6 +257,10 @@ Result<void> set_inode_flags(int fd, unsigned flags, const std::string& shown) {
     return {};
 }
 
+void start_writeback(int fd) {
+    sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 std::string unique_temp_name(const std::string& prefix, const std::string& token) {
     return prefix + token + "." + random_hex(8);
 }

@@ -101,6 +101,12 @@ Result<void> write_xattrs(int fd, const Xattrs& xattrs, const std::string& shown
 Result<unsigned> get_inode_flags(int fd, const std::string& shown);
 Result<void> set_inode_flags(int fd, unsigned flags, const std::string& shown);
 
+// Starts writing fd's dirty pages back and returns at once (sync_file_range WRITE): on ext4
+// setting the immutable flag writes a file's dirty pages and waits for them
+// (ext4_fileattr_set), so a just-made file that is going to be flagged is started early.
+// Nothing is lost when it fails: the flag writes them anyway, and says why it could not.
+void start_writeback(int fd);
+
 // A name nobody can predict: prefix, token, 16 random hex digits. A guest still sees it
 // once it exists, so it is only ever created with linkat (EEXIST: draw another).
 std::string unique_temp_name(const std::string& prefix, const std::string& token);
