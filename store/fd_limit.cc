@@ -10,10 +10,6 @@ namespace unify {
 
 namespace {
 
-// Import's two batches of kMaxBatch files with their directories, or a guest root each for
-// `who` of that many guests: 128 KiB of table. Past it the table still grows, only slower.
-constexpr size_t kReservedFds = 16384;
-
 rlim_t raised_limit() {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
@@ -39,7 +35,7 @@ void reserve_fd_table() {
     int fd = open("/", O_PATH | O_CLOEXEC);
     if (fd < 0) return;  // nothing lost: the table grows as fds come, as without this
     // F_DUPFD takes the lowest free fd from its argument up, so the table must reach it.
-    int high = fcntl(fd, F_DUPFD_CLOEXEC, int(std::min<rlim_t>(cur, kReservedFds) - 1));
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, int(std::min<rlim_t>(cur, rlim_t(kReservedFds)) - 1));
     if (high >= 0) close(high);
     close(fd);
 }

@@ -12,6 +12,10 @@ namespace unify {
 // files in flight.
 size_t fd_room();
 
+// Import's two batches of kMaxBatch files with their directories, or a guest root each for
+// `who` of that many guests: 128 KiB of table. Past it the table still grows, only slower.
+constexpr size_t kReservedFds = 16384;
+
 // Grows the process's fd table, once, to what a command may hold (the raised limit, at most
 // kReservedFds). Called first thing in main, while the process has one thread: the kernel grows
 // a table shared by several threads only after an RCU grace period (expand_fdtable's

@@ -7,22 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <string>
 
 #include "tests/test_support.h"
 
 namespace unify {
 namespace {
-
-// The kernel's fd table size of this process (/proc/self/status "FDSize").
-long fd_table_size() {
-    std::ifstream in("/proc/self/status");
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind("FDSize:", 0) == 0) return std::stol(line.substr(7));
-    return -1;
-}
 
 int open_fds() {
     int n = 0;
@@ -47,14 +37,14 @@ int in_child(rlim_t soft, rlim_t hard, int (*child)()) {
     return WEXITSTATUS(status);
 }
 
-// What the table must reach: the raised limit, at most 16,384 (store/fd_limit.cc).
+// What the table must reach: the raised limit, at most kReservedFds.
 int reserve_then_open_up_to_the_reserve() {
     int before = open_fds();
     reserve_fd_table();
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
-    long want = long(std::min<rlim_t>(rl.rlim_cur, 16384));
-    long size = fd_table_size();
+    long want = long(std::min<rlim_t>(rl.rlim_cur, kReservedFds));
+    long size = test::fd_table_size(getpid());
     if (size < want) return 1;
     if (open_fds() != before) return 2;  // the reserve leaves no fd open
     // Opening fds up to the reserve must not grow the table any more: with threads running,
@@ -63,7 +53,7 @@ int reserve_then_open_up_to_the_reserve() {
     int last = fd;
     for (long i = before + 1; i < want - 1 && last >= 0; ++i) last = dup(fd);
     if (last < 0) return 3;
-    if (fd_table_size() != size) return 4;
+    if (test::fd_table_size(getpid()) != size) return 4;
     return 0;
 }
 
@@ -75,7 +65,8 @@ TEST(FdLimit, ReserveGrowsTheTableOnceToTheLimitItRaised) {
                                      : "");
     // The soft limit below the hard one, as a login shell often has it.
     EXPECT_EQ(in_child(1024, rl.rlim_max, reserve_then_open_up_to_the_reserve), 0)
-        << "1: table smaller than the raised limit (or 16,384); 2: an fd left open; 3: could not "
+        << "1: table smaller than the raised limit (or kReservedFds); 2: an fd left open; 3: could "
+           "not "
            "open fds up to it; 4: the table grew again below it";
 }
 

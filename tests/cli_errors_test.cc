@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "store/fd_limit.h"
 #include "tests/sample_guests.h"
 #include "tests/test_support.h"
 
@@ -585,7 +586,7 @@ TEST(Cli, AWriterWaitingForTheLockHasItsFdTableGrownAlready) {
     ASSERT_EQ(unify_at(pool, {"init", "--protect", "none"}).status, 0);
     struct rlimit rl;
     ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
-    const long want = long(std::min<rlim_t>(rl.rlim_max, 16384));
+    const long want = long(std::min<rlim_t>(rl.rlim_max, kReservedFds));
     int fd = open((pool + "/lock").c_str(), O_RDWR | O_CLOEXEC);
     ASSERT_GE(fd, 0) << strerror(errno);
     ASSERT_EQ(0, flock(fd, LOCK_EX | LOCK_NB)) << strerror(errno);
@@ -594,10 +595,7 @@ TEST(Cli, AWriterWaitingForTheLockHasItsFdTableGrownAlready) {
     auto r = run_unify({"--pool", pool, "--wait", "import", "g1", g1}, {},
                        {.deadline_s = 20, .on_start = [&](pid_t pid) {
                             blocked = wait_until_blocked_in_flock(pid);
-                            std::string status =
-                                read_file("/proc/" + std::to_string(pid) + "/status");
-                            if (auto at = status.find("\nFDSize:"); at != std::string::npos)
-                                fd_size = std::stol(status.substr(at + 8));
+                            fd_size = fd_table_size(pid);
                             close(fd);
                         }});
     EXPECT_TRUE(succeeded(r));

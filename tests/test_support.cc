@@ -234,6 +234,12 @@ std::set<size_t> intent_adopt_slots(const std::string& pool) {
     return out;
 }
 
+long fd_table_size(pid_t pid) {
+    std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
+    auto at = status.find("\nFDSize:");
+    return at == std::string::npos ? -1 : std::stol(status.substr(at + 8));
+}
+
 bool wait_until_blocked_in_flock(pid_t pid) {
     const std::string waiter = "-> FLOCK", me = " " + std::to_string(pid) + " ";
     for (int i = 0; i < 1000; ++i) {

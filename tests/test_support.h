@@ -111,6 +111,9 @@ std::string show(const RunResult& r);
 // Success when the run exited 0, else a failure that shows it.
 testing::AssertionResult succeeded(const RunResult& r);
 
+// The size of process `pid`'s fd table (/proc/PID/status "FDSize"); -1 if it cannot be read.
+long fd_table_size(pid_t pid);
+
 // Waits (up to 10 s) until process `pid` waits for a flock (a "->" waiter line of /proc/locks):
 // a unify run with --wait that reached the pool lock. Whether it got there.
 bool wait_until_blocked_in_flock(pid_t pid);
