@@ -151,6 +151,61 @@ void Worker::give_back() {
     Workers::get().give_back(this);
 }
 
+constexpr size_t kNone = ~size_t(0);
+// A Part packs two indices in one word: longer loops run in runs of this many.
+constexpr size_t kMaxRun = 0xffffffffu;
+
+// One worker's contiguous share of a loop's indices: it takes them from the front, and a
+// worker done with its own share takes from the back of the others'. The workers so stay far
+// apart in the loop's order. Import links its groups in walk order: two workers taking turns
+// from one counter were nearly always in the same directory, whose lock each link, rename and
+// unlink takes (g1..g4 into an empty pool: 3 % of the CPU spinning on it, 0.2 % now; 4 % less
+// CPU and wall over 12 alternated runs).
+struct alignas(64) Part {
+    std::atomic<uint64_t> range{0};  // next index in the low half, end in the high half
+    void reset(size_t first, size_t end) { range = (uint64_t(end) << 32) | first; }
+    size_t take_first() {
+        uint64_t r = range.load();
+        for (;;) {
+            uint64_t next = r & kMaxRun, end = r >> 32;
+            if (next >= end) return kNone;
+            if (range.compare_exchange_weak(r, r + 1)) return next;
+        }
+    }
+    size_t take_last() {
+        uint64_t r = range.load();
+        for (;;) {
+            uint64_t next = r & kMaxRun, end = r >> 32;
+            if (next >= end) return kNone;
+            if (range.compare_exchange_weak(r, ((end - 1) << 32) | next)) return end - 1;
+        }
+    }
+};
+
+// Indices [first, first + n), n <= kMaxRun, on `jobs` threads (the caller is worker 0).
+void run_parts(size_t first, size_t n, unsigned jobs,
+               const std::function<void(size_t i, unsigned worker)>& body) {
+    std::vector<Part> parts(std::min<size_t>(jobs, n));
+    const size_t k = parts.size();
+    for (size_t p = 0; p < k; ++p) parts[p].reset(n * p / k, n * (p + 1) / k);
+    auto worker = [&](unsigned w) {
+        for (size_t i; (i = parts[w].take_first()) != kNone;) body(first + i, w);
+        for (size_t d = 1; d < k; ++d)
+            for (size_t i; (i = parts[(w + d) % k].take_last()) != kNone;) body(first + i, w);
+    };
+    Workers& pool = Workers::get();
+    std::vector<Worker*> helpers;
+    for (unsigned t = 1; t < k; ++t) {
+        helpers.push_back(pool.take());
+        helpers.back()->start([&worker, t] { worker(t); });
+    }
+    worker(0);
+    for (Worker* h : helpers) {
+        h->wait();
+        pool.give_back(h);
+    }
+}
+
 }  // namespace
 
 void run_in_background(std::function<void()> task) {
@@ -163,21 +218,8 @@ void parallel_for_worker(size_t n, unsigned jobs,
         for (size_t i = 0; i < n; ++i) body(i, 0);
         return;
     }
-    std::atomic<size_t> next{0};
-    auto worker = [&](unsigned w) {
-        for (size_t i; (i = next.fetch_add(1)) < n;) body(i, w);
-    };
-    Workers& pool = Workers::get();
-    std::vector<Worker*> helpers;
-    for (unsigned t = 1; t < jobs && t < n; ++t) {
-        helpers.push_back(pool.take());
-        helpers.back()->start([&worker, t] { worker(t); });
-    }
-    worker(0);
-    for (Worker* h : helpers) {
-        h->wait();
-        pool.give_back(h);
-    }
+    for (size_t first = 0; first < n; first += kMaxRun)
+        run_parts(first, std::min(kMaxRun, n - first), jobs, body);
 }
 
 void parallel_for(size_t n, unsigned jobs, const std::function<void(size_t)>& body) {

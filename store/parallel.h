@@ -1,5 +1,6 @@
-// Plain parallel loops over pre-sized work, as mold does: `jobs` threads take indices from
-// one atomic counter; the calling thread works too. No queues, no futures.
+// Plain parallel loops over pre-sized work, as mold does: each of `jobs` threads takes indices
+// from a contiguous share of its own, then from the back of the others' (store/parallel.cc:
+// they stay apart in the loop's order); the calling thread works too. No queues, no futures.
 #pragma once
 
 #include <cstddef>

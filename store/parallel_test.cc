@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -31,6 +32,53 @@ TEST(Parallel, EveryIndexRunsOnceOnTheWorkersAsked) {
     std::vector<int> one(1);
     parallel_for(1, 3, [&](size_t i) { ++one[i]; });  // fewer items than jobs
     EXPECT_EQ(one[0], 1);
+}
+
+// Waits up to 2 s for `done`: a test's way of holding one worker while another goes on.
+void wait_for(const std::atomic<bool>& done) {
+    for (int k = 0; k < 2000 && !done; ++k) usleep(1000);
+}
+
+// Each worker starts at the front of a contiguous share of its own (import's link loop gets
+// its groups in walk order: workers taking turns from one counter were in the same directory,
+// waiting for its lock), and one done with its share takes from the back of the others'.
+TEST(Parallel, EachWorkerStartsOnItsOwnShareAndThenTakesFromTheBackOfTheOthers) {
+    constexpr size_t n = 100;
+    std::mutex mu;
+    std::map<unsigned, std::vector<size_t>> taken;
+    auto note = [&](size_t i, unsigned w) {
+        std::lock_guard l(mu);
+        taken[w].push_back(i);
+    };
+    // Worker 0 holds index 0 until the helper has begun: with one counter it would take 1.
+    std::atomic<bool> helper_began{false};
+    parallel_for_worker(n, 2, [&](size_t i, unsigned w) {
+        if (w != 0) helper_began = true;
+        if (i == 0) wait_for(helper_began);
+        note(i, w);
+    });
+    ASSERT_FALSE(taken[1].empty());
+    EXPECT_EQ(taken[1].front(), n / 2);
+    size_t all = taken[0].size() + taken[1].size();
+    EXPECT_EQ(all, n);
+
+    // Again, and the helper then holds its first index until the last one has run: worker 0
+    // runs its own share in order, then the helper's from the back.
+    taken.clear();
+    helper_began = false;
+    std::atomic<bool> last_ran{false};
+    parallel_for_worker(n, 2, [&](size_t i, unsigned w) {
+        if (w != 0) helper_began = true;
+        if (i == 0) wait_for(helper_began);
+        if (i == n / 2) wait_for(last_ran);
+        note(i, w);
+        if (i == n - 1) last_ran = true;
+    });
+    std::vector<size_t> expect0;
+    for (size_t i = 0; i < n / 2; ++i) expect0.push_back(i);
+    for (size_t i = n - 1; i > n / 2; --i) expect0.push_back(i);
+    EXPECT_EQ(taken[0], expect0);
+    EXPECT_EQ(taken[1], std::vector<size_t>{n / 2});
 }
 
 // The threads that help a loop are kept and help the next one (a new thread would start on
