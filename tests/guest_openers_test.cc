@@ -10,6 +10,7 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -191,6 +192,34 @@ TEST(GuestOpeners, GuestFilesOpenOnlyWhenRegularNeverADevice) {
     }
     close(watch);
     EXPECT_EQ(opened, std::set<std::string>{"file"});
+}
+
+// A guest file is reopened through /proc/self/fd, kept open (store/sys.cc): a forked child
+// must reopen its own fds, never its parent's of the same number, which is another file.
+TEST(GuestOpeners, AForkedChildReopensItsOwnFileNotItsParentsOfTheSameNumber) {
+    TempDir dir;
+    test::write_file(dir / "mine", "the child's\n");
+    test::write_file(dir / "parents", "the parent's\n");
+    Fd dirfd(open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(open_guest_read(dirfd.get(), "mine", "mine"));  // the parent reopened one
+    // The parent holds "parents" at the lowest free number; the child frees that number, so
+    // that its O_PATH of "mine" gets it.
+    Fd parents(open((dir / "parents").c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(parents.valid());
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        close(parents.get());
+        auto fd = open_guest_read(dirfd.get(), "mine", "mine");
+        char got[32] = {};
+        _exit(fd && read(fd->get(), got, sizeof got) == 12 && std::string(got) == "the child's\n"
+                  ? 0
+                  : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "the child read another file than its own";
 }
 
 TEST(GuestOpeners, WalkerNeitherFollowsSymlinksNorCrossesMounts) {
