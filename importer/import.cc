@@ -64,8 +64,8 @@ constexpr uint64_t kCompareFrom = 16 * 1024;
 // Object groups recorded per write transaction within a batch. Each commit waits for two
 // flushes (data, then meta page), on the main thread while the other core has little to do:
 // g2..g4 into a pool with g1 made 39 commits at 512 groups and 18 at 2,048, and waited about
-// 60 ms less in fdatasync in all (strace -T). RssAnon stayed where it was: a 100,000-file
-// guest 13.1 -> 12.9 MiB, a synthetic guest into the 100-guest pool 9.5 MiB either way.
+// 60 ms less in fdatasync in all (strace -T). RssAnon stayed where it was: a synthetic guest
+// imported into the 100-guest pool peaked at 9.3 MiB at 512 groups and at 4,096.
 constexpr size_t kGroupsPerTxn = 2048;
 
 // Reflink pools: share_groups' threads per job. A dedupe is the kernel's work and its waits
