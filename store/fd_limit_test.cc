@@ -65,9 +65,8 @@ TEST(FdLimit, ReserveGrowsTheTableOnceToTheLimitItRaised) {
                                      : "");
     // The soft limit below the hard one, as a login shell often has it.
     EXPECT_EQ(in_child(1024, rl.rlim_max, reserve_then_open_up_to_the_reserve), 0)
-        << "1: table smaller than the raised limit (or kReservedFds); 2: an fd left open; 3: could "
-           "not "
-           "open fds up to it; 4: the table grew again below it";
+        << "1: table smaller than the raised limit (or kReservedFds); 2: an fd left open; "
+           "3: could not open fds up to it; 4: the table grew again below it";
 }
 
 TEST(FdLimit, ReserveUnderALowLimitStaysWithinIt) {

@@ -44,8 +44,9 @@ Result<Fd> create_unnamed(int dirfd, const std::string& shown) {
 Result<void> link_unnamed(int fd, int dirfd, const std::string& name, const std::string& shown) {
     // AT_SYMLINK_FOLLOW on the magic link names the O_TMPFILE inode without needing
     // CAP_DAC_READ_SEARCH for AT_EMPTY_PATH.
-    std::string fdpath = "/proc/self/fd/" + std::to_string(fd);
-    if (linkat(AT_FDCWD, fdpath.c_str(), dirfd, name.c_str(), AT_SYMLINK_FOLLOW) != 0)
+    const int proc = proc_fd_dir();
+    if (proc < 0) return sys_fail("linkat", shown + " (through /proc/self/fd)", ENOENT);
+    if (linkat(proc, std::to_string(fd).c_str(), dirfd, name.c_str(), AT_SYMLINK_FOLLOW) != 0)
         return sys_fail("linkat", shown);
     return {};
 }

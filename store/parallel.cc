@@ -164,20 +164,15 @@ constexpr size_t kMaxRun = 0xffffffffu;
 struct alignas(64) Part {
     std::atomic<uint64_t> range{0};  // next index in the low half, end in the high half
     void reset(size_t first, size_t end) { range = (uint64_t(end) << 32) | first; }
-    size_t take_first() {
+    // The next index from the front, or from the back (another worker's share); kNone when
+    // the share is done.
+    size_t take(bool from_back) {
         uint64_t r = range.load();
         for (;;) {
             uint64_t next = r & kMaxRun, end = r >> 32;
             if (next >= end) return kNone;
-            if (range.compare_exchange_weak(r, r + 1)) return next;
-        }
-    }
-    size_t take_last() {
-        uint64_t r = range.load();
-        for (;;) {
-            uint64_t next = r & kMaxRun, end = r >> 32;
-            if (next >= end) return kNone;
-            if (range.compare_exchange_weak(r, ((end - 1) << 32) | next)) return end - 1;
+            uint64_t taken = from_back ? ((end - 1) << 32) | next : r + 1;
+            if (range.compare_exchange_weak(r, taken)) return from_back ? end - 1 : next;
         }
     }
 };
@@ -189,9 +184,9 @@ void run_parts(size_t first, size_t n, unsigned jobs,
     const size_t k = parts.size();
     for (size_t p = 0; p < k; ++p) parts[p].reset(n * p / k, n * (p + 1) / k);
     auto worker = [&](unsigned w) {
-        for (size_t i; (i = parts[w].take_first()) != kNone;) body(first + i, w);
+        for (size_t i; (i = parts[w].take(false)) != kNone;) body(first + i, w);
         for (size_t d = 1; d < k; ++d)
-            for (size_t i; (i = parts[(w + d) % k].take_last()) != kNone;) body(first + i, w);
+            for (size_t i; (i = parts[(w + d) % k].take(true)) != kNone;) body(first + i, w);
     };
     Workers& pool = Workers::get();
     std::vector<Worker*> helpers;

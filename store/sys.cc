@@ -139,26 +139,22 @@ Result<Fd> open_read(int dirfd, const std::string& name, const std::string& show
     return Fd(fd);
 }
 
-namespace {
-
-// This process's /proc/self/fd, opened once (and again in a forked child, whose /proc/self is
-// another directory): a reopen through it looks up one name, where "/proc/self/fd/N" walks four
-// and a symlink (5.4 -> 4.2 us an open and close here; import reopens every file it reads).
-// -1 without /proc. Process id and fd share one word, so that threads need no lock.
 int proc_fd_dir() {
     static std::atomic<uint64_t> held{0};  // pid << 32 | (fd + 1); 0: none yet
+    auto fd_of = [](uint64_t v) { return int(v & 0xffffffffu) - 1; };
     const uint64_t me = uint64_t(getpid());
     uint64_t now = held.load(std::memory_order_acquire);
-    if (now >> 32 == me) return int(now & 0xffffffffu) - 1;
+    if (now >> 32 == me) return fd_of(now);
     int fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    const uint64_t mine = me << 32 | uint64_t(fd + 1);
-    if (held.compare_exchange_strong(now, mine, std::memory_order_acq_rel)) {
-        if (now != 0 && (now & 0xffffffffu) != 0) close(int(now & 0xffffffffu) - 1);
+    if (held.compare_exchange_strong(now, me << 32 | uint64_t(fd + 1), std::memory_order_acq_rel)) {
+        if (fd_of(now) >= 0) close(fd_of(now));  // the parent's, inherited at the fork
         return fd;
     }
     if (fd >= 0) close(fd);  // another thread of this process was first
-    return int(now & 0xffffffffu) - 1;
+    return fd_of(now);
 }
+
+namespace {
 
 // The regular file an O_PATH fd holds, opened for reading through /proc/self/fd (the magic
 // link is followed on purpose: it is the inode held, no name); anything else is ENXIO.

@@ -82,6 +82,11 @@ Result<Fd> open_beneath(int dirfd, const std::string& rel, int flags, const std:
 // symlink (ELOOP), never blocking on a FIFO (O_NONBLOCK), with O_NOATIME where the kernel
 // allows it (it refuses EPERM for a file we neither own nor have CAP_FOWNER for).
 Result<Fd> open_read(int dirfd, const std::string& name, const std::string& shown);
+// This process's /proc/self/fd as an O_PATH directory fd, opened once (and again in a forked
+// child, whose /proc/self is another directory); -1 without /proc. Opening or linking an fd's
+// magic link relative to it looks up one name, where "/proc/self/fd/N" walks four and a symlink
+// (5.4 -> 4.2 us an open and close here; import reopens every file it reads). Never closed.
+int proc_fd_dir();
 // open_read of a name a guest controls: only a regular file is opened for reading. What is
 // there is first opened O_PATH (no open() of a device, which can act: a watchdog starts, a
 // tape rewinds, a tty raises DTR) and looked at; anything but a regular file is ENXIO. The
