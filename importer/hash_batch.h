@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "importer/walker.h"
+#include "store/fd.h"
 #include "store/hasher.h"
 #include "store/identify.h"
 #include "store/object_id.h"
@@ -34,12 +35,21 @@ struct Hashed {
     // re-read under a lease compares it with that object again (importer/settle.h).
     // Shared, not inline: a batch holds 4,096 of these twice, and most have none.
     std::shared_ptr<const Candidate> copy_of;
+    // Hardlink pools, a file with a ctime at or after hash_batch's lease_from (unsettled:
+    // importer/settle.h): a read lease taken before its first byte was read and still held
+    // after the last. While it stays unbroken nothing has written the file since before the
+    // read, so the id above is proof of its bytes and its re-read under a lease is spared
+    // (Importer::lease_members). Invalid where the lease was refused (some fd open for
+    // writing), is not supported, or broke during the read: then it is re-read as before.
+    Fd lease;
 };
 
 // One Hashed per entry, in the same order; entries with wanted[i] false stay pending. Never
-// fails as a whole: per-file errors land in Hashed::state / error.
+// fails as a whole: per-file errors land in Hashed::state / error. Files whose ctime is at or
+// after lease_from are read under a read lease (Hashed::lease); INT64_MAX: none.
 std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
-                               const std::string& root_shown, const IdRules& rules, unsigned jobs);
+                               const std::string& root_shown, const IdRules& rules, unsigned jobs,
+                               int64_t lease_from = INT64_MAX);
 
 // hash_batch where candidates[i] names an object that file i may be a copy of: it is compared
 // with that object instead of hashed (identify_as_object), and hashed only if it differs or
@@ -47,7 +57,7 @@ std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::v
 using Candidates = std::vector<std::shared_ptr<const Candidate>>;
 std::vector<Hashed> hash_batch(const std::vector<WalkEntry>& batch, const std::vector<bool>& wanted,
                                const std::string& root_shown, const IdRules& rules, unsigned jobs,
-                               const Pool& pool, const Candidates& candidates);
+                               const Pool& pool, const Candidates& candidates, int64_t lease_from);
 
 // The same with XXH3 only (quick_hash_fd): Hashed::quick set, no id.
 std::vector<Hashed> quick_hash_batch(const std::vector<WalkEntry>& batch,

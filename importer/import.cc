@@ -72,9 +72,11 @@ constexpr size_t kGroupsPerTxn = 2048;
 // for pages; g1..g4 on an XFS image: 3.7 s serial, 3.0 s at 2 per job, no better at 4.
 constexpr unsigned kShareThreadsPerJob = 2;
 
-// Deep trees keep one fd per directory level open: batches stay well inside the fd limit.
+// Deep trees keep one fd per directory level open, and an unsettled file its lease from the
+// hash pass until it is linked (importer/settle.h): per file at most two fds, and two batches
+// in flight (Importer::run), so batches stay inside the fd limit.
 size_t batch_size() {
-    return std::min(kMaxBatch, fd_room() / 4);  // two batches in flight (Importer::run)
+    return std::min(kMaxBatch, fd_room() / 4);
 }
 
 uint64_t path_key(const std::string& path) {
@@ -132,7 +134,7 @@ class Importer {
     using Leases = std::unordered_map<size_t, Leased>;
     using Pending = std::unordered_map<ObjectId, std::vector<size_t>>;
     Leases lease_members(const std::vector<ObjectId>& order, const Pending& pending,
-                         const std::vector<WalkEntry>& batch, const std::vector<Hashed>& hashed);
+                         const std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed);
     Result<void> apply_group(Txn& txn, const ObjectId& id, std::vector<size_t>& pending,
                              std::vector<WalkEntry>& batch, std::vector<Hashed>& hashed,
                              Leases& leases);
@@ -596,7 +598,7 @@ std::vector<size_t> Importer::split_linked(const ObjectState& obj,
 // it goes unleased and is re-read after its flag as before (on ext4 the flag stops that fd).
 Importer::Leases Importer::lease_members(const std::vector<ObjectId>& order, const Pending& pending,
                                          const std::vector<WalkEntry>& batch,
-                                         const std::vector<Hashed>& hashed) {
+                                         std::vector<Hashed>& hashed) {
     fault_point("lease.ahead");  // a guest writing here, after the hash, before any lease
     std::vector<size_t> need;
     std::vector<bool> to_adopt;  // need[k] is leased only to spare its object's re-read
@@ -619,16 +621,21 @@ Importer::Leases Importer::lease_members(const std::vector<ObjectId>& order, con
     parallel_for(need.size(), opt_.jobs, [&](size_t k) {
         const WalkEntry& e = batch[need[k]];
         Leased& l = got[k];
-        const Hashed& h = hashed[need[k]];
-        l.state = unsettled(e) ? lease_and_recheck(e, h.id, rules, l.lease, shown(e), &pool_,
-                                                   h.copy_of.get())
-                               : lease_unwritten(e, l.lease, shown(e));
+        Hashed& h = hashed[need[k]];
+        if (!unsettled(e))
+            l.state = lease_unwritten(e, l.lease, shown(e));
+        else if (h.lease.valid())  // read under it: asking it is the re-read
+            l.state = lease_since_read(h.lease, l.lease);
+        else
+            l.state = lease_and_recheck(e, h.id, rules, l.lease, shown(e), &pool_, h.copy_of.get());
         // A just-made file's pages are still dirty, and its flag, one at a time on the main
         // thread (make_object), would wait for them to be written (ext4): g2 just copied
         // waited 156 ms there. Written back from now on, while the batch goes on.
         if (adopted[k] && unsettled(e) && l.state && *l.state == Recheck::same)
             start_writeback(l.lease.get());
     });
+    // The hash pass's leases of files that are not acted on let their writers go now.
+    for (Hashed& h : hashed) h.lease = Fd();
     Leases out;
     for (size_t k = 0; k < need.size(); ++k) {
         // Refused or failed, a lease taken only to spare a re-read is not taken at all.
@@ -1413,7 +1420,8 @@ void Importer::check_and_hash(Stage& st) {
             pool_.settings().reflink()
                 ? hash_known(st.batch, p->wanted, root_.path, opt_.jobs, known_, !opt_.dry_run)
                 : hash_batch(st.batch, p->wanted, root_.path, pool_.settings().id_rules(),
-                             opt_.jobs, pool_, p->candidates);
+                             opt_.jobs, pool_, p->candidates,
+                             opt_.dry_run ? INT64_MAX : settle_cutoff_);
         return std::pair{std::move(*p), std::move(hashed)};
     });
 }

@@ -39,6 +39,11 @@ Result<Recheck> lease_unwritten(const WalkEntry& e, Fd& lease, const std::string
     return take_read_lease(lease.get()) == LeaseTry::busy ? Recheck::busy : Recheck::same;
 }
 
+Recheck lease_since_read(Fd& hashed, Fd& lease) {
+    lease = std::move(hashed);
+    return lease_held(lease.get()) ? Recheck::same : Recheck::busy;
+}
+
 Result<Recheck> lease_and_recheck(const WalkEntry& e, const ObjectId& expected,
                                   const IdRules& rules, Fd& lease, const std::string& shown,
                                   const Pool* pool, const Candidate* copy_of) {

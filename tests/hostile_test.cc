@@ -293,32 +293,70 @@ TEST(Hostile, ARewriteHiddenBehindANewLinkIsNotUndone) {
     EXPECT_EQ(test::run_unify({"--pool", s.pool, "verify", "--full"}).status, 0);
 }
 
-// A just-made file of a later guest has the bytes of the first guest's object at its path, so
-// it is compared with that object instead of hashed, and so is its re-read under the lease
-// (importer/settle.h). The guest rewrites it between the two (same size, mtime put back): the
-// re-read must see the new bytes, and the path keeps them.
-TEST(Hostile, ARewriteOfACopyBeforeItsLeaseIsSeenByTheReRead) {
+// A just-made file of a later guest with the bytes of the first guest's object at its path:
+// compared with that object instead of hashed.
+struct CopyOfAnObject {
     Guests s;
-    UNIFY_REQUIRE(test::need_immutable(s.dir.path()));
     const std::string a = s.dir / "g2/usr/share/data";
-    const std::string content(16 * 1024, 'c');  // compared, not hashed (16 KiB and more)
-    for (const std::string& p : {s.dir / "g1/usr/share/data", a}) {
-        test::write_file(p, content);
-        test::set_mtime(p, 1700000000, 5);
-    }
-    ASSERT_EQ(s.import("g1").status, 0);
+    const std::string content = std::string(16 * 1024, 'c');  // compared from 16 KiB on
     const std::string done = s.dir / "rewritten";
-    auto r = test::run_unify_faults(
-        {"--pool", s.pool, "--json", "import", "g2", s.dir / "g2"},
-        {"UNIFY_FAULT_SETTLE=unsettled", "UNIFY_FAULT_REWRITE=lease.ahead:1:" + a,
-         "UNIFY_FAULT_REWRITE_DONE=" + done});
+    testing::AssertionResult import_g1() {
+        for (const std::string& p : {s.dir / "g1/usr/share/data", a}) {
+            test::write_file(p, content);
+            test::set_mtime(p, 1700000000, 5);
+        }
+        int status = s.import("g1").status;
+        return status == 0 ? testing::AssertionSuccess()
+                           : testing::AssertionFailure() << "import g1: status " << status;
+    }
+    // g2 imported with every file unsettled, the guest rewriting `a` in place (same size,
+    // mtime put back) after the hash pass, before any other lease; plus `env`.
+    test::RunResult import_g2_rewriting(std::vector<std::string> env = {}) {
+        env.insert(env.end(),
+                   {"UNIFY_FAULT_SETTLE=unsettled", "UNIFY_FAULT_REWRITE=lease.ahead:1:" + a,
+                    "UNIFY_FAULT_REWRITE_DONE=" + done});
+        return test::run_unify_faults({"--pool", s.pool, "--json", "import", "g2", s.dir / "g2"},
+                                      env);
+    }
+};
+
+// The hash pass reads a just-made file under a read lease it keeps until the file is linked
+// (importer/settle.h): the guest's rewrite after the hash is held off (its non-blocking open
+// fails and breaks the lease), and the broken lease makes the path busy: skipped, its bytes
+// the guest's. Before, the lease came after the hash: the rewrite landed, and only a second
+// read of the file caught it.
+TEST(Hostile, ARewriteOfAJustMadeFileAfterItsHashIsHeldOffByTheLeaseItWasReadUnder) {
+    CopyOfAnObject c;
+    UNIFY_REQUIRE(test::need_immutable(c.s.dir.path()));
+    ASSERT_TRUE(c.import_g1());
+    auto r = c.import_g2_rewriting();
     ASSERT_EQ(r.status, 0) << r.out << r.err;
-    ASSERT_TRUE(test::stat_path(done).st_ino) << "the rewrite did not land";
-    EXPECT_TRUE(test::object_of(s.pool, a).empty())
-        << a << " became an object: the guest's rewrite is undone\n"
+    EXPECT_FALSE(test::stat_path(c.done).st_ino)
+        << "the rewrite landed: no lease held the file since its hash";
+    EXPECT_TRUE(test::object_of(c.s.pool, c.a).empty())
+        << c.a << " was linked on a lease a writer had broken\n"
         << r.out;
-    EXPECT_TRUE(test::read_file(a) == rewritten(content)) << a << " lost the guest's write";
-    EXPECT_EQ(test::run_unify({"--pool", s.pool, "verify", "--full"}).status, 0);
+    EXPECT_TRUE(test::contains(r.out, "busy")) << r.out;
+    EXPECT_TRUE(test::read_file(c.a) == c.content);
+    EXPECT_EQ(test::run_unify({"--pool", c.s.pool, "verify", "--full"}).status, 0);
+}
+
+// Where the hash pass could not lease it (a writer had it open then: made so here by
+// UNIFY_FAULT_ERRNO), the file is re-read under a lease taken before it is replaced, and so
+// compared with the object again. The guest rewrites it between the two: the re-read must
+// see the new bytes, and the path keeps them.
+TEST(Hostile, ARewriteOfACopyBeforeItsLeaseIsSeenByTheReRead) {
+    CopyOfAnObject c;
+    UNIFY_REQUIRE(test::need_immutable(c.s.dir.path()));
+    ASSERT_TRUE(c.import_g1());
+    auto r = c.import_g2_rewriting({"UNIFY_FAULT_ERRNO=hash.lease:EAGAIN:g2/usr/share/data"});
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    ASSERT_TRUE(test::stat_path(c.done).st_ino) << "the rewrite did not land";
+    EXPECT_TRUE(test::object_of(c.s.pool, c.a).empty())
+        << c.a << " became an object: the guest's rewrite is undone\n"
+        << r.out;
+    EXPECT_TRUE(test::read_file(c.a) == rewritten(c.content)) << c.a << " lost the guest's write";
+    EXPECT_EQ(test::run_unify({"--pool", c.s.pool, "verify", "--full"}).status, 0);
 }
 
 // A guest file with two names, both of an object's content. Replacing the first name moves
