@@ -158,9 +158,10 @@ void check_and_finish(const TempDir& dir, const std::string& manifest_before, si
 }
 
 // On the settled path (tests/test_support.h) new objects are adopted in batches, with intent
-// slots 1..256 and the re-hash on all cores: the path a real guest's old files take.
+// slots 1..256 and the re-hash on all cores: the path a real guest's old files take. On the
+// reread path every just-made file is re-read under a lease taken before it is linked.
 using Crash = test::BothSettlePaths;
-UNIFY_ON_BOTH_SETTLE_PATHS(Crash);
+UNIFY_ON_ALL_SETTLE_PATHS(Crash);
 
 TEST_P(Crash, KillAtEveryFaultPointConverges) {
     TempDir probe;

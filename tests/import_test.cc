@@ -186,9 +186,9 @@ bool make_socket(const std::string& path) {
     return ok;
 }
 
-// Every test runs on both of import's paths (tests/test_support.h).
+// Every test runs on all of import's paths (tests/test_support.h).
 using Import = BothSettlePaths;
-UNIFY_ON_BOTH_SETTLE_PATHS(Import);
+UNIFY_ON_ALL_SETTLE_PATHS(Import);
 
 // 1. Identical files in two guests become one immutable pool object.
 TEST_P(Import, IdenticalFilesInTwoGuestsShareOneImmutableObject) {

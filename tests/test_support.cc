@@ -196,12 +196,18 @@ SettlePath current_settle_path = SettlePath::fresh;
 }  // namespace
 
 void use_settle_path(SettlePath path) {
-    current_settle_path = path;
     // In the environment, so that every unify-faults a test starts in its own way sees it too.
     if (path == SettlePath::settled)
         setenv("UNIFY_FAULT_SETTLE", "settled", 1);
     else
         unsetenv("UNIFY_FAULT_SETTLE");
+    // Every guest path has a '/': no hash-pass lease anywhere. Only unset where it was set
+    // here, so a test's own UNIFY_FAULT_ERRNO is left alone.
+    if (path == SettlePath::reread)
+        setenv("UNIFY_FAULT_ERRNO", "hash.lease:EAGAIN:/", 1);
+    else if (current_settle_path == SettlePath::reread)
+        unsetenv("UNIFY_FAULT_ERRNO");
+    current_settle_path = path;
 }
 
 SettlePath settle_path() {
@@ -209,11 +215,19 @@ SettlePath settle_path() {
 }
 
 const char* unify_binary() {
-    return current_settle_path == SettlePath::settled ? UNIFY_FAULTS_BINARY : UNIFY_BINARY;
+    return current_settle_path == SettlePath::fresh ? UNIFY_BINARY : UNIFY_FAULTS_BINARY;
 }
 
 std::string settle_path_name(const testing::TestParamInfo<SettlePath>& info) {
-    return info.param == SettlePath::settled ? "settled" : "fresh";
+    switch (info.param) {
+        case SettlePath::settled:
+            return "settled";
+        case SettlePath::reread:
+            return "reread";
+        case SettlePath::fresh:
+            break;
+    }
+    return "fresh";
 }
 
 RunResult run_unify(const std::vector<std::string>& args, const std::vector<std::string>& env,

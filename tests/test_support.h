@@ -126,8 +126,12 @@ std::set<size_t> intent_adopt_slots(const std::string& pool);
 // just made, so `fresh` (the production binary, the clock deciding) takes the leased path a
 // file changed in the last minute takes. `settled` runs the fault-armed binary with
 // UNIFY_FAULT_SETTLE=settled, where every file counts as old, as in a real guest: batch
-// adoption (adopt_objects, intent slots 1..256) and no leases.
-enum class SettlePath { fresh, settled };
+// adoption (adopt_objects, intent slots 1..256) and no leases. `reread` is `fresh` where the
+// hash pass can take no lease (the fault-armed binary with UNIFY_FAULT_ERRNO=hash.lease:
+// EAGAIN on every path, as when a writer has each file open then): every file is re-read under
+// a later lease (lease_and_recheck), the path just-made files took before the hash pass kept
+// its lease.
+enum class SettlePath { fresh, settled, reread };
 // For the rest of the test: sets UNIFY_FAULT_SETTLE in this process's environment, which
 // every unify-faults it starts inherits, and chooses what unify_binary() (and run_unify) runs.
 void use_settle_path(SettlePath path);
@@ -147,6 +151,13 @@ std::string settle_path_name(const testing::TestParamInfo<SettlePath>& info);
     INSTANTIATE_TEST_SUITE_P(                                                                  \
         , suite,                                                                               \
         testing::Values(::unify::test::SettlePath::fresh, ::unify::test::SettlePath::settled), \
+        ::unify::test::settle_path_name)
+// The same on all three paths, for the suites that guard the leases (Name/reread too).
+#define UNIFY_ON_ALL_SETTLE_PATHS(suite)                                                      \
+    INSTANTIATE_TEST_SUITE_P(                                                                 \
+        , suite,                                                                              \
+        testing::Values(::unify::test::SettlePath::fresh, ::unify::test::SettlePath::settled, \
+                        ::unify::test::SettlePath::reread),                                   \
         ::unify::test::settle_path_name)
 
 // A manifest line per file below root: path, type, mode, uid, gid, size, mtime ns,
